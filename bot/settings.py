@@ -1,0 +1,65 @@
+"""Every setting imagine-bot reads, from the environment or `.env` (see `.env.example`).
+
+Built once in `main` and injected; nothing reads settings at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing import Annotated
+
+from pydantic import field_validator
+
+
+def _split_list(value: object) -> object:
+    """Accept "a,b,c" (the .env form) as well as a JSON list."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    discord_token: SecretStr | None = None
+    model: str = "tinyshapes"
+    extra_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    device: str = "auto"
+    dtype: str = "auto"
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+
+    default_width: int | None = None
+    default_height: int | None = None
+    default_steps: int = 20
+    default_guidance: float = 5.0
+    default_sampler: str = "DPM++ 2M"
+    min_size: int = 32
+    max_size: int = 1024
+    max_pixels: int = 1024 * 1024
+    max_steps: int = 50
+    max_count: int = 4
+
+    queue_per_user: int = 5
+    queue_total: int = 50
+
+    allowed_guilds: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    log_level: str = "INFO"
+
+    playground_port: int = 8765
+    playground_settle_s: float = 60.0
+
+    _split = field_validator("extra_models", "allowed_guilds", mode="before")(_split_list)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'imagine.db').resolve()}"
+
+    @property
+    def model_names(self) -> list[str]:
+        return [self.model, *[m for m in self.extra_models if m != self.model]]

@@ -1,0 +1,62 @@
+"""Image generation: requests and their validation, inline prompt flags, samplers, the diffusers
+renderer, and the fair render queue (GenerationService) that the bot uses.
+
+Importing this package does not import torch; `Renderer` loads it on first use.
+"""
+
+from .flags import apply_prompt_flags, parse_prompt_flags, size_for_aspect_ratio
+from .models import ModelSource, model_source, resolve_model
+from .request import (
+    MAX_SEED,
+    GenerationRequest,
+    Limits,
+    Progress,
+    QueueFull,
+    RenderCancelled,
+    RenderedImage,
+    RenderError,
+    RenderResult,
+    RequestError,
+)
+from .samplers import SAMPLERS
+from .service import GenerationService, Job, JobCancelled, JobFailed, JobState, QueueEntry, QueueSnapshot
+from .variants import reroll_request, upscale_request, variation_request
+
+__all__ = [
+    "MAX_SEED",
+    "SAMPLERS",
+    "GenerationRequest",
+    "GenerationService",
+    "Job",
+    "JobCancelled",
+    "JobFailed",
+    "JobState",
+    "Limits",
+    "ModelSource",
+    "Progress",
+    "QueueEntry",
+    "QueueFull",
+    "QueueSnapshot",
+    "RenderCancelled",
+    "RenderError",
+    "RenderResult",
+    "RenderedImage",
+    "Renderer",
+    "RequestError",
+    "apply_prompt_flags",
+    "model_source",
+    "parse_prompt_flags",
+    "reroll_request",
+    "resolve_model",
+    "size_for_aspect_ratio",
+    "upscale_request",
+    "variation_request",
+]
+
+
+def __getattr__(name: str):
+    if name == "Renderer":  # imports torch and diffusers: only when a real renderer is wanted
+        from .renderer import Renderer
+
+        return Renderer
+    raise AttributeError(f"module 'generation' has no attribute {name!r}")

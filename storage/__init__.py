@@ -1,0 +1,27 @@
+"""storage: everything a user made, in SQL (SQLAlchemy 2.0 async) plus PNG files on disk.
+
+The bot uses only the `Store` facade; `repository` holds the session-level functions.
+"""
+
+from .files import CorruptImage, a1111_parameters, parse_a1111_parameters
+from .models import GenerationKind, GenerationStatus
+from .records import GenerationRecord, ImageInput, ImageRecord, Lineage, Recovery, Stats
+from .repository import GenerationNotFound, InvalidTransition
+from .store import Store
+
+__all__ = [
+    "CorruptImage",
+    "GenerationKind",
+    "GenerationNotFound",
+    "GenerationRecord",
+    "GenerationStatus",
+    "ImageInput",
+    "ImageRecord",
+    "InvalidTransition",
+    "Lineage",
+    "Recovery",
+    "Stats",
+    "Store",
+    "a1111_parameters",
+    "parse_a1111_parameters",
+]

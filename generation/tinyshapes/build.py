@@ -141,7 +141,7 @@ def build_unet(cross_attention_dim: int = 64) -> UNet2DConditionModel:
         out_channels=LATENT_CHANNELS,
         down_block_types=("CrossAttnDownBlock2D",) * 3,
         up_block_types=("CrossAttnUpBlock2D",) * 3,
-        block_out_channels=(32, 64, 64),
+        block_out_channels=(48, 96, 96),
         layers_per_block=1,
         norm_num_groups=8,
         cross_attention_dim=cross_attention_dim,
@@ -158,6 +158,7 @@ def build_scheduler() -> DPMSolverMultistepScheduler:
         beta_schedule="linear",
         prediction_type="epsilon",
         timestep_spacing="trailing",
+        steps_offset=1,
     )
 
 
@@ -190,6 +191,8 @@ def save_atomically(pipe: StableDiffusionPipeline, target: Path = WEIGHTS_DIR, n
     pipe.save_pretrained(staging, safe_serialization=True)
     if note is not None:
         (staging / "training_state.json").write_text(json.dumps(note, indent=2) + "\n")
+    for path in [staging, *staging.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
     old = target.parent / f".weights-old-{os.getpid()}"
     if target.exists():
         os.replace(target, old)

@@ -1,0 +1,133 @@
+"""The bot object: what it owns, how it starts, how it stops.
+
+`create_bot` is the public factory (used by `python -m bot`, the playground and the tests). Dependencies
+are built from Settings in `setup_hook` unless injected; the bot closes only what it opened.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.cogs.buttons import DYNAMIC_ITEMS
+from bot.errors import on_app_command_error
+from bot.runner import JobRunner
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+IdleWait = Callable[[Awaitable[T]], Awaitable[T]]
+
+EXTENSIONS = (
+    "bot.cogs.imagine",
+    "bot.cogs.buttons",
+    "bot.cogs.history",
+    "bot.cogs.preferences",
+    "bot.cogs.queue",
+)
+
+
+class GuildGateTree(app_commands.CommandTree):
+    """Refuses commands outside `settings.allowed_guilds` (when that list is non-empty)."""
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        allowed = self.client.settings.allowed_guilds  # type: ignore[attr-defined]
+        if allowed and interaction.guild_id not in allowed:
+            await interaction.response.send_message(
+                "imagine-bot is not enabled in this server (or in DMs); ask its operator to add it.",
+                ephemeral=True)
+            return False
+        return True
+
+
+class ImagineBot(commands.Bot):
+    """A commands.Bot with the generation service, the store and the job runner attached."""
+
+    def __init__(self, settings: Settings, *, store: Any = None, service: Any = None,
+                 idle_wait: IdleWait[Any] | None = None) -> None:
+        # Slash commands and components only: no privileged intents, no message content.
+        super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.default(),
+                         tree_cls=GuildGateTree, help_command=None)
+        self.settings = settings
+        self.store = store
+        self.service = service
+        self.idle_wait = idle_wait
+        self.runner: JobRunner | None = None
+        self._owned: list[Any] = []  # what setup_hook opened, closed in reverse order
+
+    async def setup_hook(self) -> None:
+        if self.store is None:
+            from storage import Store
+
+            self.store = await Store.open(self.settings.resolved_database_url, self.settings.data_dir)
+            self._owned.append(self.store)
+        if self.service is None:
+            self.service = self._build_service()
+            self._owned.append(self.service)
+            await self.service.start()
+        self.runner = JobRunner(self, self.store, self.service)
+        self.tree.on_error = on_app_command_error
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        self.add_dynamic_items(*DYNAMIC_ITEMS)
+        await self.tree.sync()
+        await self.recover()
+
+    def _build_service(self) -> Any:
+        from generation import GenerationService, Limits, Renderer
+
+        settings = self.settings
+        renderer = Renderer(settings.model, device=settings.device, dtype=settings.dtype,
+                            extra_models=tuple(settings.extra_models))
+        limits = Limits(min_size=settings.min_size, max_size=settings.max_size, max_pixels=settings.max_pixels,
+                        max_steps=settings.max_steps, max_count=settings.max_count,
+                        models=tuple(settings.model_names))
+        return GenerationService(renderer, limits, per_owner_cap=settings.queue_per_user,
+                                 total_cap=settings.queue_total, idle_wait=self.idle_wait)
+
+    async def recover(self) -> None:
+        """Re-queue jobs a previous run left queued or running; post results it never posted.
+
+        No interaction token survives a restart, so these results go to their channels as normal messages.
+        """
+        assert self.runner is not None
+        recovery = await self.store.recover()
+        for record in recovery.to_render:
+            try:
+                await self.runner.resume(record)
+            except Exception:
+                log.exception("could not re-queue job #%s after a restart", record.id)
+        for record in recovery.to_deliver:
+            self.runner.spawn(self.runner.deliver_recovered(record))
+
+    async def close(self) -> None:
+        await self.close_resources()
+        await super().close()
+
+    async def close_resources(self) -> None:
+        """Stop background work and close what setup_hook opened (injected objects stay open)."""
+        if self.runner is not None:
+            await self.runner.close()
+        while self._owned:
+            resource = self._owned.pop()
+            try:
+                await resource.close()
+            except Exception:
+                log.exception("error while closing %r", resource)
+
+
+def create_bot(settings: Settings | None = None, *, store: Any = None, service: Any = None,
+               idle_wait: IdleWait[Any] | None = None) -> ImagineBot:
+    """Build the bot. Nothing is opened until it logs in (setup_hook).
+
+    `store` / `service` replace the ones setup_hook would build from `settings`; `idle_wait` wraps the
+    render queue's wait for work (SimCord tests and the playground declare it an external wait).
+    """
+    return ImagineBot(settings if settings is not None else Settings(), store=store, service=service,
+                      idle_wait=idle_wait)

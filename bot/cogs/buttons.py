@@ -1,0 +1,409 @@
+"""The buttons under results and status lines, and the Edit modal.
+
+Every button is a DynamicItem whose custom id carries the generation id (and image index), e.g.
+`gen:reroll:42`, `gen:var:42:0`, `gen:up:42:3`. discord.py rebuilds the item from the id on every
+click, and the record comes from storage, so buttons keep working after a restart. Only the owner
+may use them; members with Manage Messages may also delete.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import random
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord.ext import commands
+from PIL import Image
+
+from bot import presentation
+from bot.errors import UserFacingError, report_unexpected, send_ephemeral
+from bot.records import imagine_command_line, request_for_image, request_from_record
+from bot.runner import Destination
+from generation import GenerationRequest
+from generation.request import MAX_SEED
+from storage import GenerationKind, GenerationStatus, ImageInput
+
+if TYPE_CHECKING:
+    from bot.runner import JobRunner
+    from storage import GenerationRecord, Store
+
+log = logging.getLogger(__name__)
+
+SUBTLE_VARIATION = 0.15
+STRONG_VARIATION = 0.5
+# Upscale 2×: re-render the picture at twice the size with this much freedom (A1111 "hires fix").
+UPSCALE_STRENGTH = 0.35
+
+
+def _runner(interaction: discord.Interaction) -> JobRunner:
+    return interaction.client.runner  # type: ignore[attr-defined]
+
+
+def _store(interaction: discord.Interaction) -> Store:
+    return interaction.client.store  # type: ignore[attr-defined]
+
+
+async def rerun(interaction: discord.Interaction, request: GenerationRequest, kind: GenerationKind,
+                parent_id: int) -> None:
+    """Validate (ephemeral error), then defer and hand the child generation to the runner."""
+    runner = _runner(interaction)
+    try:
+        runner.validate(request)
+    except UserFacingError as error:
+        await send_ephemeral(interaction, str(error))
+        return
+    await interaction.response.defer(thinking=True)
+    try:
+        await runner.start_generation(interaction, request, kind, parent_id)
+    except UserFacingError:
+        pass  # already shown on the status message
+
+
+async def _source_request(store: Store, record: GenerationRecord) -> GenerationRequest:
+    init_image = await store.read_init_image(record.id) if record.has_init_image else None
+    return request_from_record(record, init_image)
+
+
+class GenerationButton:
+    """Shared behaviour of the generation buttons: load the record, let only its owner in.
+
+    Mixed into each DynamicItem (a DynamicItem subclass must name its template, so this is no base).
+    """
+
+    generation_id: int
+    record: GenerationRecord
+    moderators_may_use = False
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        allowed = interaction.client.settings.allowed_guilds  # type: ignore[attr-defined]
+        if allowed and interaction.guild_id not in allowed:
+            await send_ephemeral(interaction, "imagine-bot is not enabled in this server.")
+            return False
+        record = await _store(interaction).get(self.generation_id)
+        if record is None or record.deleted:
+            await send_ephemeral(interaction, f"Generation #{self.generation_id} no longer exists.")
+            return False
+        if record.owner_id != interaction.user.id:
+            moderator = self.moderators_may_use and interaction.permissions.manage_messages
+            if not moderator:
+                await send_ephemeral(
+                    interaction,
+                    f"Not yours: only <@{record.owner_id}> can use the buttons of generation #{record.id}. "
+                    "Use /imagine to make your own.")
+                return False
+        self.record = record
+        return True
+
+    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+        try:
+            await self.act(interaction)
+        except Exception as error:  # nothing a click does may crash the bot
+            await report_unexpected(interaction, error, job_id=self.generation_id, action=type(self).__name__)
+
+    async def act(self, interaction: discord.Interaction) -> None:
+        raise NotImplementedError
+
+
+def _button(label: str, custom_id: str, *, emoji: str | None = None,
+            style: discord.ButtonStyle = discord.ButtonStyle.secondary, row: int | None = None) -> discord.ui.Button:
+    return discord.ui.Button(label=label, custom_id=custom_id, emoji=emoji, style=style, row=row)
+
+
+class RerollButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button], template=r"gen:reroll:(?P<id>[0-9]+)"):
+    def __init__(self, generation_id: int, row: int | None = None) -> None:
+        super().__init__(_button("Reroll", f"gen:reroll:{generation_id}", emoji="🔄", row=row))
+        self.generation_id = generation_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: Any) -> RerollButton:
+        return cls(int(match["id"]))
+
+    async def act(self, interaction: discord.Interaction) -> None:
+        request = await _source_request(_store(interaction), self.record)
+        request = request.replace(seed=None, variation_seed=None, variation_strength=0.0)
+        await rerun(interaction, request, GenerationKind.REROLL, self.record.id)
+
+
+def _variation_request(source: GenerationRequest, record: GenerationRecord, index: int, strength: float,
+                       count: int) -> GenerationRequest:
+    image = record.images[index]
+    base = source.replace(count=count, seed=image.seed)
+    if source.init_image is not None:
+        # Variation seeds are a text-to-image technique; for img2img a new seed is the variation.
+        return base.replace(seed=random.randint(0, MAX_SEED), variation_seed=None, variation_strength=0.0)
+    return base.replace(variation_seed=random.randint(0, MAX_SEED), variation_strength=strength)
+
+
+def _image_index(record: GenerationRecord, index: int) -> int:
+    if not 0 <= index < len(record.images):
+        raise UserFacingError(f"Generation #{record.id} has no image {index + 1}.")
+    return index
+
+
+class VariationButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
+                      template=r"gen:var:(?P<id>[0-9]+):(?P<index>[0-9])"):
+    """V1–V4 under a grid: a grid of strong variations of that image."""
+
+    def __init__(self, generation_id: int, index: int, row: int | None = None) -> None:
+        super().__init__(_button(f"V{index + 1}", f"gen:var:{generation_id}:{index}", row=row))
+        self.generation_id = generation_id
+        self.index = index
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: Any) -> VariationButton:
+        return cls(int(match["id"]), int(match["index"]))
+
+    async def act(self, interaction: discord.Interaction) -> None:
+        try:
+            index = _image_index(self.record, self.index)
+        except UserFacingError as error:
+            await send_ephemeral(interaction, str(error))
+            return
+        source = await _source_request(_store(interaction), self.record)
+        request = _variation_request(source, self.record, index, STRONG_VARIATION, count=self.record.count or 1)
+        await rerun(interaction, request, GenerationKind.VARIATION, self.record.id)
+
+
+class VaryButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
+                 template=r"gen:vary:(?P<id>[0-9]+):(?P<index>[0-9]):(?P<how>subtle|strong)"):
+    """Vary (Subtle) / Vary (Strong) under a single image."""
+
+    def __init__(self, generation_id: int, index: int, how: str, row: int | None = None) -> None:
+        label = "Vary (Subtle)" if how == "subtle" else "Vary (Strong)"
+        super().__init__(_button(label, f"gen:vary:{generation_id}:{index}:{how}", emoji="🪄", row=row))
+        self.generation_id = generation_id
+        self.index = index
+        self.how = how
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: Any) -> VaryButton:
+        return cls(int(match["id"]), int(match["index"]), match["how"])
+
+    async def act(self, interaction: discord.Interaction) -> None:
+        try:
+            index = _image_index(self.record, self.index)
+        except UserFacingError as error:
+            await send_ephemeral(interaction, str(error))
+            return
+        strength = SUBTLE_VARIATION if self.how == "subtle" else STRONG_VARIATION
+        source = await _source_request(_store(interaction), self.record)
+        request = _variation_request(source, self.record, index, strength, count=1)
+        await rerun(interaction, request, GenerationKind.VARIATION, self.record.id)
+
+
+class UpscaleButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
+                    template=r"gen:up:(?P<id>[0-9]+):(?P<index>[0-9])"):
+    """U1–U4: that image alone, at full size, as a generation of its own (so it gets its own buttons)."""
+
+    def __init__(self, generation_id: int, index: int, row: int | None = None) -> None:
+        super().__init__(_button(f"U{index + 1}", f"gen:up:{generation_id}:{index}", row=row))
+        self.generation_id = generation_id
+        self.index = index
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: Any) -> UpscaleButton:
+        return cls(int(match["id"]), int(match["index"]))
+
+    async def act(self, interaction: discord.Interaction) -> None:
+        record = self.record
+        try:
+            index = _image_index(record, self.index)
+        except UserFacingError as error:
+            await send_ephemeral(interaction, str(error))
+            return
+        await interaction.response.defer(thinking=True)
+        store = _store(interaction)
+        image = record.images[index]
+        png = await store.read_image(image)
+        source = await _source_request(store, record)
+        request = request_for_image(record, image, source.init_image)
+        from bot.records import request_to_params
+
+        child = await store.create_generation(
+            owner_id=interaction.user.id, guild_id=interaction.guild_id, channel_id=interaction.channel_id,
+            kind=GenerationKind.UPSCALE, parent_id=record.id, params=request_to_params(request),
+            init_image=request.init_image)
+        with Image.open(io.BytesIO(png)) as opened:
+            picture = opened.copy()
+        done = await store.mark_done(child.id, [ImageInput(
+            index=0, image=picture, seed=image.seed, variation_seed=image.variation_seed,
+            variation_strength=image.variation_strength)], 0.0)
+        await _runner(interaction).deliver(done, Destination(interaction.channel_id, interaction.guild_id, interaction))
+
+
+class UpscaleTwiceButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
+                         template=r"gen:up2:(?P<id>[0-9]+):(?P<index>[0-9])"):
+    """Upscale 2×: re-render the image at twice the size, starting from the image itself."""
+
+    def __init__(self, generation_id: int, index: int, row: int | None = None) -> None:
+        super().__init__(_button("Upscale 2×", f"gen:up2:{generation_id}:{index}", emoji="🔍", row=row))
+        self.generation_id = generation_id
+        self.index = index
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: Any) -> UpscaleTwiceButton:
+        return cls(int(match["id"]), int(match["index"]))
+
+    async def act(self, interaction: discord.Interaction) -> None:
+        record = self.record
+        try:
+            index = _image_index(record, self.index)
+        except UserFacingError as error:
+            await send_ephemeral(interaction, str(error))
+            return
+        image = record.images[index]
+        png = await _store(interaction).read_image(image)
+        request = request_for_image(record, image).replace(
+            width=image.width * 2, height=image.height * 2, init_image=png, strength=UPSCALE_STRENGTH,
+            variation_seed=None, variation_strength=0.0)
+        await rerun(interaction, request, GenerationKind.UPSCALE, record.id)
+
+
+class EditModal(discord.ui.Modal):
+    """Change the prompt (and negative prompt) of a generation and render it again."""
+
+    def __init__(self, record: GenerationRecord) -> None:
+        super().__init__(title=f"Edit generation #{record.id}", timeout=900)
+        self.record = record
+        self.prompt = discord.ui.TextInput(style=discord.TextStyle.paragraph, default=record.prompt[:1000],
+                                           max_length=1000, custom_id="prompt")
+        self.negative_prompt = discord.ui.TextInput(style=discord.TextStyle.paragraph, required=False,
+                                                    default=(record.negative_prompt or "")[:1000],
+                                                    max_length=1000, custom_id="negative_prompt")
+        self.keep_seed = discord.ui.Checkbox(default=False, custom_id="keep_seed")
+        self.add_item(discord.ui.Label(text="Prompt", component=self.prompt))
+        self.add_item(discord.ui.Label(text="Negative prompt", component=self.negative_prompt))
+        self.add_item(discord.ui.Label(text="Keep the seed", description="Same composition, new words",
+                                       component=self.keep_seed))
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+        try:
+            source = await _source_request(_store(interaction), self.record)
+            request = source.replace(
+                prompt=self.prompt.value.strip(), negative_prompt=(self.negative_prompt.value or "").strip(),
+                seed=self.record.seed if self.keep_seed.value else None)
+            await rerun(interaction, request, GenerationKind.EDIT, self.record.id)
+        except Exception as error:
+            await report_unexpected(interaction, error, job_id=self.record.id, action="edit")
+
+
+class EditButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button], template=r"gen:edit:(?P<id>[0-9]+)"):
+    def __init__(self, generation_id: int, row: int | None = None) -> None:
+        super().__init__(_button("Edit", f"gen:edit:{generation_id}", emoji="✏️", row=row))
+        self.generation_id = generation_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: Any) -> EditButton:
+        return cls(int(match["id"]))
+
+    async def act(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_modal(EditModal(self.record))
+
+
+class InfoButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button], template=r"gen:info:(?P<id>[0-9]+)"):
+    def __init__(self, generation_id: int, row: int | None = None) -> None:
+        super().__init__(_button("Info", f"gen:info:{generation_id}", emoji="ℹ️", row=row))
+        self.generation_id = generation_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: Any) -> InfoButton:
+        return cls(int(match["id"]))
+
+    async def act(self, interaction: discord.Interaction) -> None:
+        request = request_from_record(self.record)
+        line = imagine_command_line(request)
+        await interaction.response.send_message(
+            embed=presentation.info_embed(self.record, request, line), ephemeral=True)
+
+
+class DeleteButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button], template=r"gen:del:(?P<id>[0-9]+)"):
+    moderators_may_use = True
+
+    def __init__(self, generation_id: int, row: int | None = None) -> None:
+        super().__init__(_button("Delete", f"gen:del:{generation_id}", emoji="🗑️",
+                                 style=discord.ButtonStyle.danger, row=row))
+        self.generation_id = generation_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: Any) -> DeleteButton:
+        return cls(int(match["id"]))
+
+    async def act(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        if interaction.message is not None:
+            try:
+                await interaction.message.delete()
+            except discord.NotFound:
+                pass  # already gone
+        await _store(interaction).delete_generation(self.record.id)
+        await interaction.followup.send(f"Deleted generation #{self.record.id} and its images.", ephemeral=True)
+
+
+class CancelButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button], template=r"gen:cancel:(?P<id>[0-9]+)"):
+    moderators_may_use = True
+
+    def __init__(self, generation_id: int, row: int | None = None) -> None:
+        super().__init__(_button("Cancel", f"gen:cancel:{generation_id}", emoji="✖", row=row))
+        self.generation_id = generation_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: Any) -> CancelButton:
+        return cls(int(match["id"]))
+
+    async def act(self, interaction: discord.Interaction) -> None:
+        if self.record.status not in (GenerationStatus.QUEUED, GenerationStatus.RUNNING):
+            await send_ephemeral(interaction, f"Job #{self.record.id} is already {self.record.status.value}.")
+            return
+        if _runner(interaction).service.cancel(str(self.record.id)):
+            await send_ephemeral(interaction, f"Cancelled job #{self.record.id}.")
+        else:
+            await send_ephemeral(interaction, f"Job #{self.record.id} has already finished rendering.")
+
+
+DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
+    RerollButton, VariationButton, VaryButton, UpscaleButton, UpscaleTwiceButton,
+    EditButton, InfoButton, DeleteButton, CancelButton,
+)
+
+
+def result_view(record: GenerationRecord) -> discord.ui.View:
+    """U1–U4 and V1–V4 under a grid, Vary/Upscale 2× under a single image; then Reroll, Edit, Info, Delete."""
+    view = discord.ui.View(timeout=None)
+    count = len(record.images)
+    if count > 1:
+        for index in range(count):
+            view.add_item(UpscaleButton(record.id, index, row=0))
+        for index in range(count):
+            view.add_item(VariationButton(record.id, index, row=1))
+    else:
+        view.add_item(VaryButton(record.id, 0, "subtle", row=0))
+        view.add_item(VaryButton(record.id, 0, "strong", row=0))
+        view.add_item(UpscaleTwiceButton(record.id, 0, row=0))
+    view.add_item(RerollButton(record.id, row=2))
+    view.add_item(EditButton(record.id, row=2))
+    view.add_item(InfoButton(record.id, row=2))
+    view.add_item(DeleteButton(record.id, row=2))
+    return view
+
+
+def status_view(generation_id: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(CancelButton(generation_id))
+    return view
+
+
+async def setup(bot: commands.Bot) -> None:
+    # The items themselves are registered in setup_hook (bot.add_dynamic_items); this extension only
+    # exists so the module loads (and reloads) like the other cogs.
+    bot.add_dynamic_items(*DYNAMIC_ITEMS)

@@ -1,0 +1,79 @@
+"""/queue: where a member's jobs stand in the render queue, and how long the whole queue is."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+if TYPE_CHECKING:
+    from generation import GenerationService, QueueEntry
+
+PROMPT_PREVIEW_CHARS = 60
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def job_label(key: str) -> str:
+    # The bot keys jobs by their storage id, which /show and /history also use.
+    return f"#{key}" if key.isdigit() else f"`{key}`"
+
+
+class Queue(commands.Cog):
+    """The render queue as a member sees it."""
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+
+    @property
+    def service(self) -> GenerationService:
+        return self.bot.service  # type: ignore[attr-defined]
+
+    @app_commands.command(name="queue", description="Your jobs in the render queue, with positions and ETA")
+    async def queue(self, interaction: discord.Interaction) -> None:
+        snapshot = self.service.snapshot()
+        mine = snapshot.for_owner(str(interaction.user.id))
+        waiting = sum(1 for entry in snapshot.entries if entry.position > 0)
+        rendering = len(snapshot.entries) - waiting
+
+        embed = discord.Embed(title="Render queue", colour=discord.Colour.blurple())
+        summary = f"{snapshot.total} job(s) in the queue: {rendering} rendering, {waiting} waiting."
+        if snapshot.avg_render_s > 0:
+            summary += f" A render takes about {format_duration(snapshot.avg_render_s)}."
+        if mine:
+            lines = [self.format_entry(entry) for entry in sorted(mine, key=lambda e: e.position)]
+            embed.description = summary + "\n\n**Your jobs**\n" + "\n".join(lines)
+        else:
+            embed.description = summary + "\n\nYou have no jobs in the queue. /history lists your finished ones."
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    def format_entry(self, entry: QueueEntry) -> str:
+        if entry.position == 0:
+            where = f"🎨 rendering now, done in about {format_duration(entry.eta_s)}"
+        else:
+            where = f"⏳ {ordinal(entry.position)} in line, done in about {format_duration(entry.eta_s)}"
+        job = self.service.get(entry.key)
+        prompt = ""
+        if job is not None:
+            text = " ".join(job.request.prompt.split())
+            if len(text) > PROMPT_PREVIEW_CHARS:
+                text = text[: PROMPT_PREVIEW_CHARS - 1] + "…"
+            prompt = f" — {discord.utils.escape_markdown(text)}"
+        return f"**{job_label(entry.key)}** · {where}{prompt}"
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(Queue(bot))

@@ -1,0 +1,267 @@
+"""What a generation looks like in Discord: result embeds, grids, upload encodings, status lines.
+
+Pure functions of a record and image bytes; nothing here talks to Discord or the Store, so /show
+(helper B) and the runner build identical messages.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import discord
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+if TYPE_CHECKING:
+    from generation import GenerationRequest, Progress, QueueEntry
+    from storage import GenerationRecord
+
+# Discord's attachment limit when nothing better is known (a guild without boosts).
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+# Room for the multipart envelope and the embed JSON that share the upload request.
+UPLOAD_HEADROOM = 256 * 1024
+EMBED_COLOUR = discord.Colour.from_rgb(88, 101, 242)
+MAX_PROMPT_IN_TITLE = 256
+
+KIND_LABELS = {
+    "imagine": "Imagined",
+    "reroll": "Rerolled",
+    "variation": "Variation",
+    "upscale": "Upscaled",
+    "edit": "Edited",
+}
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    filename: str
+    data: bytes
+    shrunk_from: int | None = None  # size of the full PNG when this is a smaller stand-in
+
+    def to_file(self) -> discord.File:
+        # A discord.File is consumed by one upload, so every attempt gets a fresh one.
+        return discord.File(io.BytesIO(self.data), filename=self.filename)
+
+
+@dataclass(frozen=True)
+class ResultMessage:
+    """A result ready to post, re-sendable: `files()` builds fresh uploads on every call."""
+
+    embed: discord.Embed
+    image: EncodedImage
+    view: discord.ui.View
+    content: str | None = None
+
+    def files(self) -> list[discord.File]:
+        return [self.image.to_file()]
+
+
+def png_parameters(data: bytes) -> str | None:
+    """The A1111 `parameters` text of a PNG, if it has one."""
+    with Image.open(io.BytesIO(data)) as image:
+        return image.info.get("parameters")
+
+
+def compose_grid(images: list[Image.Image]) -> Image.Image:
+    """Two columns, as many rows as needed (a 2×2 grid for four images)."""
+    if len(images) == 1:
+        return images[0]
+    cell_w = max(image.width for image in images)
+    cell_h = max(image.height for image in images)
+    columns = 2
+    rows = math.ceil(len(images) / columns)
+    grid = Image.new("RGB", (cell_w * columns, cell_h * rows), (0, 0, 0))
+    for index, image in enumerate(images):
+        grid.paste(image.convert("RGB"), ((index % columns) * cell_w, (index // columns) * cell_h))
+    return grid
+
+
+def _png_bytes(image: Image.Image, parameters: str | None) -> bytes:
+    info = PngInfo()
+    if parameters:
+        info.add_text("parameters", parameters)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def _jpeg_bytes(image: Image.Image, quality: int, parameters: str | None) -> bytes:
+    buffer = io.BytesIO()
+    extra = {"comment": parameters.encode("utf-8")[:60000]} if parameters else {}
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality, **extra)
+    return buffer.getvalue()
+
+
+def fit_upload(png: bytes, *, stem: str, limit: int) -> EncodedImage:
+    """The PNG itself when it fits under `limit`, else the best smaller encoding that does.
+
+    JPEG at falling quality first (same pixels count), then halving the area until it fits; the full
+    PNG stays in storage either way.
+    """
+    budget = max(limit - UPLOAD_HEADROOM, 64 * 1024)
+    if len(png) <= budget:
+        return EncodedImage(f"{stem}.png", png)
+    parameters = png_parameters(png)
+    with Image.open(io.BytesIO(png)) as opened:
+        image = opened.convert("RGB")
+    for quality in (90, 75):
+        data = _jpeg_bytes(image, quality, parameters)
+        if len(data) <= budget:
+            return EncodedImage(f"{stem}.jpg", data, shrunk_from=len(png))
+    while image.width > 16 and image.height > 16:
+        image = image.resize((max(image.width * 7 // 10, 16), max(image.height * 7 // 10, 16)),
+                             Image.Resampling.LANCZOS)
+        data = _jpeg_bytes(image, 75, parameters)
+        if len(data) <= budget:
+            return EncodedImage(f"{stem}.jpg", data, shrunk_from=len(png))
+    raise ValueError(f"cannot fit the image under {limit} bytes")
+
+
+def result_png(record: GenerationRecord, image_bytes: list[bytes]) -> bytes:
+    """The PNG to show: the stored image itself, or a grid carrying the first image's parameters."""
+    if len(image_bytes) == 1:
+        return image_bytes[0]
+    images = [Image.open(io.BytesIO(data)) for data in image_bytes]
+    try:
+        return _png_bytes(compose_grid(images), png_parameters(image_bytes[0]))
+    finally:
+        for image in images:
+            image.close()
+
+
+def _seeds_text(record: GenerationRecord) -> str:
+    seeds = [str(image.seed) for image in record.images] or [str(record.seed)]
+    return ", ".join(seeds)
+
+
+def _size_text(record: GenerationRecord) -> str:
+    if record.images:
+        return f"{record.images[0].width}×{record.images[0].height}"
+    return f"{record.width}×{record.height}"
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MiB"
+
+
+def result_embed(record: GenerationRecord, *, image: EncodedImage | None = None) -> discord.Embed:
+    title = record.prompt if len(record.prompt) <= MAX_PROMPT_IN_TITLE else record.prompt[:MAX_PROMPT_IN_TITLE - 1] + "…"
+    embed = discord.Embed(title=title, colour=EMBED_COLOUR)
+    seeds_label = "Seed" if len(record.images) <= 1 else "Seeds"
+    embed.add_field(name=seeds_label, value=_seeds_text(record), inline=True)
+    embed.add_field(name="Size", value=_size_text(record), inline=True)
+    embed.add_field(name="Steps", value=str(record.num_inference_steps), inline=True)
+    embed.add_field(name="Sampler", value=str(record.sampler), inline=True)
+    embed.add_field(name="Guidance", value=f"{record.guidance_scale:g}", inline=True)
+    if record.duration_s is not None:
+        embed.add_field(name="Time", value=f"{record.duration_s:.1f} s", inline=True)
+    if record.negative_prompt:
+        embed.add_field(name="Negative prompt", value=record.negative_prompt[:1024], inline=False)
+    if record.variation_seed is not None and record.variation_strength:
+        embed.add_field(name="Variation",
+                        value=f"seed {record.variation_seed}, strength {record.variation_strength:g}", inline=True)
+    if record.has_init_image:
+        embed.add_field(name="Init image", value=f"strength {record.strength:g}", inline=True)
+    footer = f"#{record.id} · {KIND_LABELS.get(record.kind.value, record.kind.value)} · {record.model}"
+    if record.parent_id is not None:
+        footer += f" · from #{record.parent_id}"
+    if image is not None and image.shrunk_from is not None:
+        footer += (f" · shown as a {_mib(len(image.data))} JPEG to fit Discord's upload limit;"
+                   f" the full {_mib(image.shrunk_from)} PNG is kept (/show {record.id})")
+    embed.set_footer(text=footer)
+    if image is not None:
+        embed.set_image(url=f"attachment://{image.filename}")
+    return embed
+
+
+def encode_result(record: GenerationRecord, image_bytes: list[bytes], *,
+                  size_limit: int = DEFAULT_UPLOAD_LIMIT) -> EncodedImage:
+    """The picture to upload (CPU-heavy for big images: callers on the event loop use a thread)."""
+    return fit_upload(result_png(record, image_bytes), stem=f"imagine_{record.id}", limit=size_limit)
+
+
+def result_message(record: GenerationRecord, image: EncodedImage, *, mention_owner: bool = False) -> ResultMessage:
+    """Embed and buttons around an encoded picture (builds a View: call on the event loop)."""
+    from bot.cogs.buttons import result_view  # the buttons module is the one place custom ids live
+
+    content = f"<@{record.owner_id}>" if mention_owner else None
+    return ResultMessage(result_embed(record, image=image), image, result_view(record), content)
+
+
+def prepare_result(record: GenerationRecord, image_bytes: list[bytes], *,
+                   size_limit: int = DEFAULT_UPLOAD_LIMIT, mention_owner: bool = False) -> ResultMessage:
+    """Everything needed to post a finished generation, encoded to fit `size_limit` bytes."""
+    image = encode_result(record, image_bytes, size_limit=size_limit)
+    return result_message(record, image, mention_owner=mention_owner)
+
+
+def build_result_message(record: GenerationRecord, image_bytes: list[bytes], *,
+                         size_limit: int = DEFAULT_UPLOAD_LIMIT,
+                         ) -> tuple[discord.Embed, list[discord.File], discord.ui.View]:
+    """(embed, files, view) for a finished generation: the image (or 2×2 grid) with its buttons.
+
+    `image_bytes` are the stored PNGs in index order (`Store.read_image` for each `record.images`).
+    The picture is a PNG carrying the A1111 `parameters` chunk, or a smaller JPEG when the PNG is over
+    `size_limit` (the footer then says so). Used by the runner and by /show.
+    """
+    result = prepare_result(record, image_bytes, size_limit=size_limit)
+    return result.embed, result.files(), result.view
+
+
+# ----------------------------------------------------------------------------- status message
+
+def status_header(request: GenerationRequest) -> str:
+    prompt = request.prompt if len(request.prompt) <= 200 else request.prompt[:199] + "…"
+    count = f" ×{request.count}" if request.count > 1 else ""
+    return f"**{discord.utils.escape_markdown(prompt)}**{count} · {request.width}×{request.height}"
+
+
+def queued_status(request: GenerationRequest, entry: QueueEntry | None) -> str:
+    if entry is None or entry.position == 0:
+        where = "⏳ Starting…"
+    else:
+        ahead = entry.position
+        where = f"⏳ Queued — position {ahead}, ETA ~{max(entry.eta_s, 0.0):.0f} s"
+    return f"{status_header(request)}\n{where}"
+
+
+def rendering_status(request: GenerationRequest, progress: Progress) -> str:
+    return f"{status_header(request)}\n🎨 Rendering step {progress.step}/{progress.total}"
+
+
+def preview_file(progress: Progress) -> discord.File | None:
+    if progress.preview is None:
+        return None
+    buffer = io.BytesIO()
+    progress.preview.convert("RGB").save(buffer, format="PNG")
+    buffer.seek(0)
+    return discord.File(buffer, filename="preview.png")
+
+
+def info_embed(record: GenerationRecord, request: GenerationRequest, command_line: str) -> discord.Embed:
+    """Every parameter of a generation, and a line that reproduces it."""
+    embed = discord.Embed(title=f"Generation #{record.id}", colour=EMBED_COLOUR)
+    rows = [
+        ("Prompt", request.prompt),
+        ("Negative prompt", request.negative_prompt or "none"),
+        ("Size", f"{request.width}×{request.height}"),
+        ("Steps", str(request.num_inference_steps)),
+        ("Guidance", f"{request.guidance_scale:g}"),
+        ("Seed", _seeds_text(record)),
+        ("Sampler", request.sampler),
+        ("Count", str(request.count)),
+        ("Model", request.model),
+        ("Variation seed", str(request.variation_seed) if request.variation_seed is not None else "none"),
+        ("Variation strength", f"{request.variation_strength:g}"),
+        ("Init image", f"yes (strength {request.strength:g})" if record.has_init_image else "none"),
+        ("Kind", record.kind.value + (f" of #{record.parent_id}" if record.parent_id else "")),
+        ("Status", record.status.value),
+    ]
+    if record.duration_s is not None:
+        rows.append(("Time", f"{record.duration_s:.2f} s"))
+    embed.description = "\n".join(f"**{name}:** {discord.utils.escape_markdown(value)}" for name, value in rows)
+    embed.add_field(name="Reproduce", value=f"```\n{command_line[:1000]}\n```", inline=False)
+    return embed

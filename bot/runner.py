@@ -1,0 +1,305 @@
+"""From an accepted request to a posted result: queue, status message, delivery, retries.
+
+One JobRunner per bot. Commands and buttons validate first (`runner.validate`), defer with
+`thinking=True`, then call `start_generation`; everything after that runs in a background task so the
+interaction handler returns at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot import presentation
+from bot.errors import UserFacingError, apology
+from bot.records import request_from_record, request_to_params
+from generation import GenerationRequest, JobCancelled, JobFailed, QueueFull, RequestError
+from storage import CorruptImage, GenerationKind, ImageInput
+
+if TYPE_CHECKING:
+    from generation import GenerationService, Job, Progress
+    from storage import GenerationRecord, Store
+
+log = logging.getLogger(__name__)
+
+# Discord keeps an interaction token for 15 minutes; leave a margin for a slow upload.
+TOKEN_LIFETIME = datetime.timedelta(minutes=15)
+TOKEN_MARGIN = datetime.timedelta(seconds=30)
+# At most one status edit per this many seconds (Discord rate-limits webhook edits to ~5 per 5 s).
+STATUS_EDIT_INTERVAL_S = 1.0
+# Upload retries after a 5xx / 429: the waits between attempts (3 tries in all).
+RETRY_DELAYS_S = (0.5, 1.5)
+
+
+def token_usable(interaction: discord.Interaction) -> bool:
+    """Whether the interaction's webhook token still has time for one more edit."""
+    return discord.utils.utcnow() < interaction.created_at + TOKEN_LIFETIME - TOKEN_MARGIN
+
+
+def _retryable(error: discord.HTTPException) -> bool:
+    return error.status >= 500 or error.status == 429
+
+
+class StatusMessage:
+    """The interaction's thinking message, used as a live status line until the result replaces it.
+
+    Progress edits are coalesced: the newest text wins and at most one edit goes out per
+    STATUS_EDIT_INTERVAL_S (measured on the event loop's clock). `finish()` stops them for good.
+    """
+
+    def __init__(self, interaction: discord.Interaction | None, spawn: Any) -> None:
+        self.interaction = interaction
+        self._spawn = spawn
+        self._last_edit = float("-inf")
+        self._pending: dict[str, Any] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def show(self, **fields: Any) -> None:
+        """Edit now (used for the first "queued" line and final lines)."""
+        await self._edit(fields)
+
+    def offer(self, **fields: Any) -> None:
+        """Schedule an edit, rate-limited; a newer offer replaces an unsent one."""
+        if self._closed or self.interaction is None:
+            return
+        self._pending = fields
+        if self._flusher is None or self._flusher.done():
+            self._flusher = self._spawn(self._flush())
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending is not None and not self._closed:
+            wait = self._last_edit + STATUS_EDIT_INTERVAL_S - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            fields, self._pending = self._pending, None
+            await self._edit(fields)
+
+    async def finish(self, **fields: Any) -> None:
+        """Stop progress edits; show `fields` as the last status when given."""
+        self._closed = True
+        self._pending = None
+        if self._flusher is not None and not self._flusher.done():
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        if fields:
+            await self._edit(fields)
+
+    async def _edit(self, fields: dict[str, Any]) -> None:
+        interaction = self.interaction
+        if interaction is None or not token_usable(interaction):
+            return
+        self._last_edit = asyncio.get_running_loop().time()
+        try:
+            await interaction.edit_original_response(**fields)
+        except discord.HTTPException as error:
+            # A status line is worth no retry: the next one (or the result) supersedes it.
+            log.info("status edit failed (%s); carrying on", error)
+
+
+@dataclass
+class Destination:
+    """Where a result goes: the interaction's status message while its token lives, else the channel."""
+
+    channel_id: int
+    guild_id: int | None
+    interaction: discord.Interaction | None = None
+
+
+class JobRunner:
+    """Runs generations for the bot: submit, follow progress, store the images, post the result."""
+
+    def __init__(self, bot: discord.Client, store: Store, service: GenerationService, *,
+                 retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S) -> None:
+        self.bot = bot
+        self.store = store
+        self.service = service
+        self.retry_delays_s = retry_delays_s
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ entry points
+
+    def validate(self, request: GenerationRequest) -> GenerationRequest:
+        """The request with seed and size filled in, or UserFacingError naming what is wrong.
+
+        Cheap and synchronous: call it before deferring so errors can be ephemeral.
+        """
+        try:
+            return self.service.prepare(request)
+        except RequestError as error:
+            raise UserFacingError(str(error)) from None
+
+    async def start_generation(self, interaction: discord.Interaction, request: GenerationRequest,
+                               kind: GenerationKind, parent_id: int | None = None) -> GenerationRecord:
+        """Record `request`, queue it, and follow it to a posted result; returns the new record.
+
+        Call after `interaction.response.defer(thinking=True)`: the thinking message becomes the
+        status line ("Queued — position 2, ETA ~3 s" → "Rendering step 5/20" + preview) and is then
+        edited into the result. If the token has expired by then, the result is posted in the channel
+        instead. Returns once the job is queued; rendering and delivery continue in the background.
+        Raises UserFacingError (already shown to the user on the status message) when the queue is full
+        or the request is refused.
+        """
+        status = StatusMessage(interaction, self.spawn)
+        try:
+            prepared = self.validate(request)
+        except UserFacingError as error:
+            await status.finish(content=f"⚠️ {error}")
+            raise
+        record = await self.store.create_generation(
+            owner_id=interaction.user.id, guild_id=interaction.guild_id, channel_id=interaction.channel_id,
+            kind=kind, parent_id=parent_id, params=request_to_params(prepared), init_image=prepared.init_image,
+        )
+        destination = Destination(interaction.channel_id, interaction.guild_id, interaction)
+        try:
+            job = self.service.submit(prepared, owner=str(interaction.user.id), key=str(record.id))
+        except RequestError as error:  # QueueFull included
+            await self.store.mark_failed(record.id, str(error))
+            await status.finish(content=f"⚠️ {error}")
+            raise UserFacingError(str(error)) from None
+        from bot.cogs.buttons import status_view
+
+        entry = self.service.snapshot().entry(job.key)
+        await status.show(content=presentation.queued_status(prepared, entry), view=status_view(record.id))
+        self.spawn(self._follow(job, record, prepared, destination, status))
+        return record
+
+    async def resume(self, record: GenerationRecord) -> None:
+        """Re-queue a recovered generation; its result is posted in its channel (no token survives)."""
+        init_image = await self.store.read_init_image(record.id) if record.has_init_image else None
+        request = request_from_record(record, init_image)
+        try:
+            job = self.service.submit(request, owner=str(record.owner_id), key=str(record.id))
+        except RequestError as error:
+            await self.store.mark_failed(record.id, f"could not be re-queued after a restart: {error}")
+            return
+        destination = Destination(record.channel_id, record.guild_id)
+        self.spawn(self._follow(job, record, request, destination, StatusMessage(None, self.spawn)))
+
+    async def deliver_recovered(self, record: GenerationRecord) -> None:
+        await self.deliver(record, Destination(record.channel_id, record.guild_id))
+
+    # ------------------------------------------------------------------ background work
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _follow(self, job: Job, record: GenerationRecord, request: GenerationRequest,
+                      destination: Destination, status: StatusMessage) -> None:
+        marking_running: list[asyncio.Task[Any]] = []
+
+        def on_progress(progress: Progress) -> None:
+            if not marking_running:
+                marking_running.append(self.spawn(self.store.mark_running(record.id)))
+            fields: dict[str, Any] = {"content": presentation.rendering_status(request, progress)}
+            preview = presentation.preview_file(progress)
+            if preview is not None:
+                fields["attachments"] = [preview]
+            status.offer(**fields)
+
+        job.add_progress_listener(on_progress)
+        try:
+            try:
+                result = await job.result()
+            finally:
+                await asyncio.gather(*marking_running, return_exceptions=True)
+            images = [
+                ImageInput(index=index, image=rendered.image, seed=rendered.seed,
+                           variation_seed=rendered.variation_seed, variation_strength=rendered.variation_strength)
+                for index, rendered in enumerate(result.images)
+            ]
+            done = await self.store.mark_done(record.id, images, result.duration_s)
+        except JobCancelled:
+            await self.store.mark_cancelled(record.id)
+            await status.finish(content=f"{presentation.status_header(request)}\n✖ Cancelled.", view=None)
+            return
+        except JobFailed as error:
+            await self.store.mark_failed(record.id, error.reason)
+            await status.finish(content=f"{presentation.status_header(request)}\n⚠️ {error.reason} (job #{record.id})",
+                                view=None)
+            return
+        except Exception as error:
+            log.exception("job #%s failed unexpectedly", record.id)
+            await self._mark_failed_quietly(record.id, f"internal error: {type(error).__name__}")
+            await status.finish(content=apology(record.id), view=None)
+            return
+        await status.finish()
+        await self.deliver(done, destination)
+
+    async def _mark_failed_quietly(self, generation_id: int, reason: str) -> None:
+        try:
+            await self.store.mark_failed(generation_id, reason)
+        except Exception:
+            log.exception("could not record the failure of job #%s", generation_id)
+
+    # ------------------------------------------------------------------ delivery
+
+    def _channel_upload_limit(self, guild_id: int | None) -> int:
+        guild = self.bot.get_guild(guild_id) if guild_id is not None else None
+        return guild.filesize_limit if guild is not None else presentation.DEFAULT_UPLOAD_LIMIT
+
+    async def deliver(self, record: GenerationRecord, destination: Destination) -> discord.Message | None:
+        """Post a finished generation; retries 5xx/429 with backoff; records the message or the failure."""
+        try:
+            image_bytes = [await self.store.read_image(image) for image in record.images]
+        except CorruptImage as error:
+            await self.store.record_delivery_failure(record.id, f"stored image unreadable: {error}")
+            return None
+        interaction = destination.interaction
+        encoded: dict[int, presentation.EncodedImage] = {}
+        last_error: Exception | None = None
+        for attempt in range(len(self.retry_delays_s) + 1):
+            if interaction is not None and not token_usable(interaction):
+                interaction = None  # too old to edit: post a normal channel message instead
+            limit = interaction.filesize_limit if interaction is not None else self._channel_upload_limit(
+                destination.guild_id)
+            if limit not in encoded:
+                encoded[limit] = await asyncio.to_thread(
+                    presentation.encode_result, record, image_bytes, size_limit=limit)
+            result = presentation.result_message(record, encoded[limit], mention_owner=interaction is None)
+            try:
+                if interaction is not None:
+                    message = await interaction.edit_original_response(
+                        content=result.content, embed=result.embed, attachments=result.files(), view=result.view)
+                else:
+                    channel = self.bot.get_partial_messageable(destination.channel_id, guild_id=destination.guild_id)
+                    message = await channel.send(content=result.content, embed=result.embed, files=result.files(),
+                                                 view=result.view)
+            except discord.NotFound as error:
+                if interaction is None:
+                    last_error = error
+                    break
+                # The token expired or the status message was deleted: the channel still works.
+                log.info("job #%s: original response gone (%s); posting in the channel", record.id, error)
+                interaction = None
+                last_error = error
+                continue
+            except discord.HTTPException as error:
+                last_error = error
+                if not _retryable(error) or attempt == len(self.retry_delays_s):
+                    break
+                log.warning("job #%s: upload failed with %s, retrying", record.id, error.status)
+                await asyncio.sleep(self.retry_delays_s[attempt])
+                continue
+            await self.store.record_delivery(record.id, message.channel.id, message.id)
+            return message
+        reason = f"could not be posted: {last_error}"
+        log.error("job #%s %s", record.id, reason)
+        await self.store.record_delivery_failure(record.id, reason)
+        return None

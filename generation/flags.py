@@ -1,0 +1,116 @@
+"""Midjourney-style flags typed inside the prompt: "a red circle --ar 16:9 --seed 3 --no blue"."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .request import GenerationRequest, RequestError
+from .samplers import SAMPLERS
+
+FLAGS = ("--ar", "--seed", "--no", "--steps", "--cfg", "--sampler", "--count")
+_EXAMPLES = {
+    "--ar": "--ar 16:9",
+    "--seed": "--seed 42",
+    "--no": "--no text, blur",
+    "--steps": "--steps 20",
+    "--cfg": "--cfg 7.5",
+    "--sampler": "--sampler Euler a",
+    "--count": "--count 4",
+}
+
+
+def _is_flag(word: str) -> bool:
+    return word.startswith("--") and len(word) > 2 and word[2].isalpha()
+
+
+def _normalise_dashes(text: str) -> str:
+    # Phones and Discord's desktop client often turn "--" into an em dash; Midjourney accepts both.
+    return text.replace("\u2014", "--")
+
+
+def _whole_number(flag: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise RequestError(f"{flag} needs a whole number, got {value!r} (e.g. {_EXAMPLES[flag]}).") from None
+
+
+def _aspect_ratio(value: str) -> tuple[int, int]:
+    parts = value.split(":")
+    if len(parts) != 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise RequestError(f"--ar needs two positive whole numbers like 16:9, got {value!r}.")
+    return int(parts[0]), int(parts[1])
+
+
+def size_for_aspect_ratio(ratio_w: int, ratio_h: int, base_size: int) -> tuple[int, int]:
+    """A width and height in ratio W:H with about the area of a base_size square, in multiples of 8."""
+    area = base_size * base_size
+    width = math.sqrt(area * ratio_w / ratio_h)
+    height = area / width
+    return max(8, round(width / 8) * 8), max(8, round(height / 8) * 8)
+
+
+def parse_prompt_flags(text: str, *, base_size: int = 64) -> tuple[str, dict[str, Any]]:
+    """Split inline flags off a prompt.
+
+    Returns the prompt without flags and the request fields they set, e.g.
+    "a fox --ar 2:1 --no blur" -> ("a fox", {"width": 88, "height": 48, "negative_prompt": "blur"})
+    with base_size=64: --ar keeps the area of a base_size x base_size image (use the model's native size).
+    Values are only parsed here; their ranges are checked with the rest of the request.
+    An unknown flag or a flag given twice is a RequestError, never prompt text.
+    """
+    prompt_words: list[str] = []
+    flags: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for word in _normalise_dashes(text).split():
+        if _is_flag(word):
+            flag = word.lower()
+            if flag not in FLAGS:
+                raise RequestError(f"Unknown flag {word}. Available flags: {', '.join(FLAGS)}.")
+            if flag in flags:
+                raise RequestError(f"{flag} is given twice; use it once.")
+            current = flags[flag] = []
+        elif current is not None:
+            current.append(word)
+        else:
+            prompt_words.append(word)
+
+    fields: dict[str, Any] = {}
+    for flag, words in flags.items():
+        value = " ".join(words)
+        if not value:
+            raise RequestError(f"{flag} needs a value, e.g. {_EXAMPLES[flag]}.")
+        if flag not in ("--no", "--sampler") and len(words) > 1:
+            raise RequestError(
+                f"{flag} takes one value, got {value!r}; put prompt text before the flags (e.g. {_EXAMPLES[flag]})."
+            )
+        if flag == "--ar":
+            fields["width"], fields["height"] = size_for_aspect_ratio(*_aspect_ratio(value), base_size)
+        elif flag == "--seed":
+            fields["seed"] = _whole_number(flag, value)
+        elif flag == "--no":
+            fields["negative_prompt"] = value
+        elif flag == "--steps":
+            fields["num_inference_steps"] = _whole_number(flag, value)
+        elif flag == "--cfg":
+            try:
+                fields["guidance_scale"] = float(value)
+            except ValueError:
+                raise RequestError(f"--cfg needs a number, got {value!r} (e.g. {_EXAMPLES[flag]}).") from None
+        elif flag == "--sampler":
+            # Typed on a phone, "euler a" means "Euler a"; an unknown name is left for validation to report.
+            fields["sampler"] = next((name for name in SAMPLERS if name.lower() == value.lower()), value)
+        elif flag == "--count":
+            fields["count"] = _whole_number(flag, value)
+    return " ".join(prompt_words), fields
+
+
+def apply_prompt_flags(request: GenerationRequest, *, base_size: int = 64) -> GenerationRequest:
+    """Move inline flags from `request.prompt` into the request's fields.
+
+    An inline flag wins over the same option typed into a slash-command field: the flag is the more
+    specific, later-typed intent (someone who types "--seed 3" into the prompt means seed 3).
+    """
+    prompt, fields = parse_prompt_flags(request.prompt, base_size=base_size)
+    return request.replace(prompt=prompt, **fields)

@@ -1,0 +1,202 @@
+"""What to render, and the rules a request must follow before it is queued.
+
+Field names follow diffusers' pipeline arguments. Validation never "fixes" input: every problem is
+reported as a `RequestError` whose message says what is wrong and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import PIL.Image
+
+from .samplers import SAMPLERS
+
+MAX_SEED = 2**32 - 1
+SEED_RANGE = MAX_SEED + 1
+MAX_GUIDANCE = 30.0
+
+
+class RequestError(ValueError):
+    """A request problem a user can fix; the message is shown to them as is."""
+
+
+class QueueFull(RequestError):
+    """The render queue (for this user or overall) has no room for another job."""
+
+
+class RenderCancelled(Exception):
+    """The request was cancelled while rendering."""
+
+
+class RenderError(Exception):
+    """A render failed for a reason worth showing to the user; `retryable` for transient ones (OOM)."""
+
+    def __init__(self, reason: str, *, retryable: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Operator-configured bounds for requests."""
+
+    min_size: int = 32
+    max_size: int = 1024
+    max_pixels: int = 1024 * 1024
+    max_steps: int = 50
+    max_count: int = 4
+    models: tuple[str, ...] = ("tinyshapes",)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One render request: `count` images that share everything but their seeds.
+
+    Image i uses seed `(seed + i) mod 2**32` and, for variations, `variation_seed + i`, so every
+    image can be rendered again on its own with count=1 and its recorded seed.
+    """
+
+    prompt: str
+    negative_prompt: str = ""
+    width: int | None = None  # None: the model's native size, filled in by GenerationService.prepare
+    height: int | None = None
+    num_inference_steps: int = 20
+    guidance_scale: float = 5.0
+    seed: int | None = None  # None: chosen by prepare() and recorded
+    sampler: str = "DPM++ 2M"
+    count: int = 1
+    init_image: bytes | None = None  # img2img source as PNG/JPEG bytes (a PIL image is stored as PNG)
+    strength: float = 0.75  # img2img only: 0 keeps the init image, 1 ignores it
+    variation_seed: int | None = None
+    variation_strength: float = 0.0  # 0 = the seed's image, 1 = the variation seed's image
+    model: str = "tinyshapes"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.init_image, PIL.Image.Image):
+            buffer = io.BytesIO()
+            self.init_image.save(buffer, format="PNG")
+            object.__setattr__(self, "init_image", buffer.getvalue())
+
+    def replace(self, **changes: Any) -> GenerationRequest:
+        return dataclasses.replace(self, **changes)
+
+    def image_seeds(self) -> list[int]:
+        if self.seed is None:
+            raise ValueError("seed is not chosen yet; pass the request through GenerationService.prepare()")
+        return [(self.seed + i) % SEED_RANGE for i in range(self.count)]
+
+    def image_variation_seeds(self) -> list[int | None]:
+        if self.variation_seed is None:
+            return [None] * self.count
+        return [(self.variation_seed + i) % SEED_RANGE for i in range(self.count)]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def _check_int(name: str, value: Any, low: int, high: int, what: str = "") -> None:
+    if not _is_int(value) or not low <= value <= high:
+        raise RequestError(f"{name} must be a whole number from {low} to {high}{what}, got {value!r}.")
+
+
+def _check_number(name: str, value: Any, low: float, high: float) -> None:
+    if not _is_number(value) or not low <= value <= high:
+        raise RequestError(f"{name} must be a number from {low:g} to {high:g}, got {value!r}.")
+
+
+def _check_size(name: str, value: Any, limits: Limits) -> None:
+    if not _is_int(value) or not limits.min_size <= value <= limits.max_size or value % 8:
+        raise RequestError(
+            f"{name} must be a multiple of 8 from {limits.min_size} to {limits.max_size}, got {value!r}."
+        )
+
+
+def validate_request(request: GenerationRequest, limits: Limits) -> None:
+    """Raise RequestError for the first problem in `request`; sizes may still be None here.
+
+    Checks that need the model (prompt length in tokens) live in `check_prompt_length`.
+    """
+    if not isinstance(request.prompt, str) or not request.prompt.strip():
+        raise RequestError("prompt must not be empty; describe the image you want.")
+    if not isinstance(request.negative_prompt, str):
+        raise RequestError("negative_prompt must be text.")
+    if request.model not in limits.models:
+        raise RequestError(f"Unknown model {request.model!r}. Available models: {', '.join(limits.models)}.")
+    if request.sampler not in SAMPLERS:
+        raise RequestError(f"Unknown sampler {request.sampler!r}. Available samplers: {', '.join(SAMPLERS)}.")
+    for name in ("width", "height"):
+        if getattr(request, name) is not None:
+            _check_size(name, getattr(request, name), limits)
+    if request.width is not None and request.height is not None:
+        pixels = request.width * request.height
+        if pixels > limits.max_pixels:
+            raise RequestError(
+                f"{request.width}x{request.height} is {pixels} pixels; the limit is {limits.max_pixels} pixels "
+                f"(for example {math.isqrt(limits.max_pixels) // 8 * 8}x{math.isqrt(limits.max_pixels) // 8 * 8})."
+            )
+    _check_int("num_inference_steps (steps)", request.num_inference_steps, 1, limits.max_steps)
+    _check_number("guidance_scale (cfg)", request.guidance_scale, 0.0, MAX_GUIDANCE)
+    if request.seed is not None:
+        _check_int("seed", request.seed, 0, MAX_SEED)
+    _check_int("count", request.count, 1, limits.max_count, " images per request")
+    _check_number("strength", request.strength, 0.0, 1.0)
+    if request.variation_seed is not None:
+        _check_int("variation_seed", request.variation_seed, 0, MAX_SEED)
+    _check_number("variation_strength", request.variation_strength, 0.0, 1.0)
+    if request.init_image is not None:
+        if not isinstance(request.init_image, bytes):
+            raise RequestError("init_image must be PNG or JPEG bytes or a PIL image.")
+        if request.variation_strength > 0:
+            raise RequestError(
+                "variation_strength only works for text-to-image; remove init_image or set variation_strength to 0."
+            )
+        try:
+            with PIL.Image.open(io.BytesIO(request.init_image)) as image:
+                image.verify()
+        except Exception:
+            raise RequestError("init_image is not a readable image; attach a PNG or JPEG file.") from None
+
+
+def check_prompt_length(name: str, text: str, tokenizer: Any) -> None:
+    """Report a prompt that the text encoder would cut, instead of dropping its end silently."""
+    window = tokenizer.model_max_length
+    count = len(tokenizer(text, truncation=False).input_ids)  # includes the start and end tokens
+    if count > window:
+        raise RequestError(
+            f"{name} is too long: {count} tokens, but the model reads at most {window} "
+            f"(including 2 start/end tokens), so the last {count - window} would be dropped. Shorten it."
+        )
+
+
+@dataclass(frozen=True)
+class RenderedImage:
+    image: PIL.Image.Image
+    seed: int
+    variation_seed: int | None = None
+    variation_strength: float = 0.0
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    request: GenerationRequest
+    images: list[RenderedImage]
+    duration_s: float  # render time, excluding any model load
+    model_load_s: float = 0.0  # time spent loading (switching to) the request's model, 0 if already loaded
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int  # steps done so far over all images of the request
+    total: int
+    preview: PIL.Image.Image | None = field(default=None, compare=False)

@@ -1,0 +1,407 @@
+"""The render queue: the only way the rest of the program renders.
+
+One worker thread (a single-thread executor owned by the service) owns the pipeline, because
+diffusers schedulers are not thread-safe; the event loop only queues, dispatches and relays
+progress, so callers never block. Jobs are taken round-robin across owners, so one user's ten jobs
+do not starve another user's one. A failing job fails alone; the worker keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import threading
+import time
+import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import partial
+from typing import Any, Awaitable, Callable, Protocol, TypeVar
+
+from .request import (
+    SEED_RANGE,
+    RenderCancelled,
+    RenderError,
+    GenerationRequest,
+    Limits,
+    Progress,
+    QueueFull,
+    RenderResult,
+    check_prompt_length,
+    validate_request,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Used for ETAs until the first render has been timed.
+DEFAULT_SECONDS_PER_STEP = 0.1
+
+
+class JobState(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class JobFailed(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class JobCancelled(Exception):
+    pass
+
+
+class RendererLike(Protocol):
+    """What the service needs from a renderer (generation.renderer.Renderer, or a fake in tests)."""
+
+    def render(
+        self,
+        request: GenerationRequest,
+        *,
+        on_progress: Callable[[Progress], None] | None = None,
+        is_cancelled: Callable[[], bool] | None = None,
+    ) -> RenderResult: ...
+
+    def native_size(self, model: str) -> int: ...
+
+    def tokenizer(self, model: str) -> Any: ...  # None: no prompt-length check
+
+    def load(self, model: str) -> float: ...
+
+
+class Job:
+    """One submitted request. Created by GenerationService.submit; await `result()` for the images."""
+
+    def __init__(self, key: str, owner: str, request: GenerationRequest, loop: asyncio.AbstractEventLoop):
+        self.key = key
+        self.owner = owner
+        self.request = request
+        self.state = JobState.QUEUED
+        self.error: str | None = None
+        self.progress: Progress | None = None
+        self.submitted_at = time.monotonic()
+        self.started_at: float | None = None
+        self._listeners: list[Callable[[Progress], None]] = []
+        self._cancel_requested = threading.Event()  # read by the worker thread between steps
+        self._future: asyncio.Future[RenderResult] = loop.create_future()
+        # A result nobody awaits (e.g. the caller went away) must not log "exception never retrieved".
+        self._future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        log.info("job %s (owner %s): queued", key, owner)
+
+    async def result(self) -> RenderResult:
+        """The rendered images; raises JobFailed (with a readable .reason) or JobCancelled."""
+        return await asyncio.shield(self._future)
+
+    def add_progress_listener(self, callback: Callable[[Progress], None]) -> None:
+        """`callback(Progress)` is called on the event loop after every denoising step."""
+        self._listeners.append(callback)
+
+    @property
+    def done(self) -> bool:
+        return self._future.done()
+
+    def _set_state(self, state: JobState, detail: str = "") -> None:
+        self.state = state
+        log.info("job %s (owner %s): %s%s", self.key, self.owner, state.value, f" ({detail})" if detail else "")
+
+    def _emit(self, progress: Progress) -> None:
+        self.progress = progress
+        for listener in list(self._listeners):
+            try:
+                listener(progress)
+            except Exception:  # a broken listener must not break the render
+                log.exception("progress listener of job %s failed", self.key)
+
+    def _finish(self, result: RenderResult) -> None:
+        self._set_state(JobState.DONE, f"{len(result.images)} image(s) in {result.duration_s:.2f}s")
+        self._future.set_result(result)
+
+    def _fail(self, reason: str) -> None:
+        self.error = reason
+        self._set_state(JobState.FAILED, reason)
+        self._future.set_exception(JobFailed(reason))
+
+    def _cancelled(self) -> None:
+        self._set_state(JobState.CANCELLED)
+        self._future.set_exception(JobCancelled(f"job {self.key} was cancelled"))
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    key: str
+    owner: str
+    position: int  # 0 = rendering now, 1 = next, ...
+    eta_s: float  # estimated seconds until this job is done
+    state: JobState
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    entries: list[QueueEntry] = field(default_factory=list)
+    avg_render_s: float = 0.0  # moving average over recent renders
+    total: int = 0
+
+    def for_owner(self, owner: str) -> list[QueueEntry]:
+        return [entry for entry in self.entries if entry.owner == owner]
+
+    def entry(self, key: str) -> QueueEntry | None:
+        return next((entry for entry in self.entries if entry.key == key), None)
+
+
+def _identity(awaitable: Awaitable[T]) -> Awaitable[T]:
+    return awaitable
+
+
+class GenerationService:
+    """Validate, queue and render requests fairly on one worker thread."""
+
+    def __init__(
+        self,
+        renderer: RendererLike,
+        limits: Limits = Limits(),
+        *,
+        per_owner_cap: int = 5,
+        total_cap: int = 50,
+        idle_wait: Callable[[Awaitable[T]], Awaitable[T]] | None = None,
+        max_attempts: int = 2,
+        timing_window: int = 20,
+    ):
+        self.renderer = renderer
+        self.limits = limits
+        self.per_owner_cap = per_owner_cap
+        self.total_cap = total_cap
+        self.max_attempts = max_attempts  # tries per job for transient errors (GPU out of memory)
+        # Wraps the dispatcher's wait for new work (SimCord: env.external_wait) so test harnesses
+        # can tell an idle queue from a hung one.
+        self._idle_wait = idle_wait or _identity
+        self._jobs: dict[str, Job] = {}  # queued and running jobs
+        self._queues: dict[str, deque[Job]] = {}  # owner -> their queued jobs, oldest first
+        self._turns: deque[str] = deque()  # owners with queued jobs, in round-robin order
+        self._running: Job | None = None
+        self._timings: deque[tuple[float, int]] = deque(maxlen=timing_window)  # (seconds, steps x images)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._dispatcher: asyncio.Task | None = None
+        self._closing = False
+
+    # -- lifecycle --
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
+        self._wakeup = asyncio.Event()
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="generation-dispatcher")
+
+    async def close(self) -> None:
+        """Cancel queued jobs, stop the running one at its next step, and stop the worker."""
+        if self._dispatcher is None:
+            return
+        self._closing = True
+        for queue in self._queues.values():
+            for job in queue:
+                self._jobs.pop(job.key, None)
+                job._cancelled()
+        self._queues.clear()
+        self._turns.clear()
+        if self._running is not None:
+            self._running._cancel_requested.set()
+        self._wakeup.set()
+        await self._dispatcher
+        self._dispatcher = None
+        self._executor.shutdown(wait=True)
+
+    async def load_model(self, model: str) -> float:
+        """Load `model` on the worker thread (e.g. at startup); returns the load time in seconds."""
+        return await self._loop.run_in_executor(self._executor, self.renderer.load, model)
+
+    # -- requests --
+
+    def prepare(self, request: GenerationRequest) -> GenerationRequest:
+        """Validate `request` (RequestError) and fill in what was left open: size and seeds.
+
+        The chosen seeds are part of the returned request, so every image can be rendered again.
+        """
+        validate_request(request, self.limits)
+        tokenizer = self.renderer.tokenizer(request.model)
+        if tokenizer is not None:
+            check_prompt_length("prompt", request.prompt, tokenizer)
+            if request.negative_prompt:
+                check_prompt_length("negative_prompt", request.negative_prompt, tokenizer)
+        changes: dict[str, Any] = {}
+        if request.width is None or request.height is None:
+            native = self.renderer.native_size(request.model)
+            changes["width"] = request.width if request.width is not None else native
+            changes["height"] = request.height if request.height is not None else native
+        if request.seed is None:
+            changes["seed"] = secrets.randbelow(SEED_RANGE)
+        if request.variation_strength > 0 and request.variation_seed is None:
+            changes["variation_seed"] = secrets.randbelow(SEED_RANGE)
+        prepared = request.replace(**changes)
+        validate_request(prepared, self.limits)  # the filled-in size must fit the limits too
+        return prepared
+
+    def submit(self, request: GenerationRequest, *, owner: str, key: str | None = None) -> Job:
+        """prepare() the request and queue it; raises RequestError or QueueFull."""
+        if self._dispatcher is None or self._closing:
+            raise RuntimeError("GenerationService is not running; await start() first")
+        prepared = self.prepare(request)
+        key = key or uuid.uuid4().hex
+        if key in self._jobs:
+            raise ValueError(f"A job with key {key!r} is already queued or running")
+        owned = sum(1 for job in self._jobs.values() if job.owner == owner)
+        if owned >= self.per_owner_cap:
+            raise QueueFull(
+                f"You already have {owned} renders queued or running (the limit is {self.per_owner_cap}); "
+                "wait for one to finish."
+            )
+        if len(self._jobs) >= self.total_cap:
+            raise QueueFull(f"The render queue is full ({self.total_cap} jobs); try again in a few minutes.")
+        job = Job(key, owner, prepared, self._loop)
+        self._jobs[key] = job
+        if owner not in self._queues:
+            self._queues[owner] = deque()
+            self._turns.append(owner)
+        self._queues[owner].append(job)
+        self._wakeup.set()
+        return job
+
+    def cancel(self, key: str) -> bool:
+        """Cancel a queued job now, or a running one at its next step. False if unknown or finished."""
+        job = self._jobs.get(key)
+        if job is None:
+            return False
+        if job is self._running:
+            job._cancel_requested.set()
+            log.info("job %s (owner %s): cancel requested while running", key, job.owner)
+            return True
+        queue = self._queues[job.owner]
+        queue.remove(job)
+        if not queue:
+            del self._queues[job.owner]
+            self._turns.remove(job.owner)
+        del self._jobs[key]
+        job._cancelled()
+        return True
+
+    def get(self, key: str) -> Job | None:
+        """A queued or running job (finished jobs are forgotten; keep the Job object to read them)."""
+        return self._jobs.get(key)
+
+    def snapshot(self) -> QueueSnapshot:
+        """Queue order (position 0 is rendering) with ETAs from recent render speed."""
+        per_step = self._seconds_per_step()
+        entries: list[QueueEntry] = []
+        eta = 0.0
+        if self._running is not None:
+            job = self._running
+            elapsed = time.monotonic() - (job.started_at or time.monotonic())
+            eta = max(per_step * _work(job.request) - elapsed, 0.0)
+            entries.append(QueueEntry(job.key, job.owner, 0, round(eta, 1), job.state))
+        for position, job in enumerate(self._dispatch_order(), start=1):
+            eta += per_step * _work(job.request)
+            entries.append(QueueEntry(job.key, job.owner, position, round(eta, 1), job.state))
+        average = sum(seconds for seconds, _ in self._timings) / len(self._timings) if self._timings else 0.0
+        return QueueSnapshot(entries, round(average, 3), len(entries))
+
+    # -- worker --
+
+    def _dispatch_order(self) -> list[Job]:
+        """The order queued jobs will run in if nothing else is submitted."""
+        queues = {owner: list(jobs) for owner, jobs in self._queues.items()}
+        turns = deque(self._turns)
+        order = []
+        while turns:
+            owner = turns.popleft()
+            order.append(queues[owner].pop(0))
+            if queues[owner]:
+                turns.append(owner)
+        return order
+
+    def _next_job(self) -> Job | None:
+        if not self._turns:
+            return None
+        owner = self._turns.popleft()
+        queue = self._queues[owner]
+        job = queue.popleft()
+        if queue:
+            self._turns.append(owner)  # back of the line: every other owner goes first
+        else:
+            del self._queues[owner]
+        return job
+
+    async def _dispatch(self) -> None:
+        while not self._closing:
+            job = self._next_job()
+            if job is None:
+                self._wakeup.clear()
+                await self._idle_wait(self._wakeup.wait())
+                continue
+            try:
+                await self._run(job)
+            except Exception:  # never let one job stop the worker
+                log.exception("job %s: unexpected error in the dispatcher", job.key)
+                if not job.done:
+                    job._fail("Rendering failed because of an internal error.")
+            finally:
+                self._running = None
+                self._jobs.pop(job.key, None)
+
+    async def _run(self, job: Job) -> None:
+        self._running = job
+        job.started_at = time.monotonic()
+        job._set_state(JobState.RUNNING)
+        loop = self._loop
+
+        def on_progress(progress: Progress) -> None:  # runs on the worker thread
+            loop.call_soon_threadsafe(job._emit, progress)
+
+        render = partial(
+            self.renderer.render, job.request, on_progress=on_progress, is_cancelled=job._cancel_requested.is_set
+        )
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                result = await loop.run_in_executor(self._executor, render)
+            except RenderCancelled:
+                job._cancelled()
+                return
+            except RenderError as error:
+                if error.retryable and attempt < self.max_attempts and not job._cancel_requested.is_set():
+                    log.warning("job %s: %s; retrying (attempt %d of %d)", job.key, error, attempt + 1, self.max_attempts)
+                    continue
+                job._fail(error.reason)
+                return
+            except Exception as error:
+                log.exception("job %s: render raised", job.key)
+                job._fail(f"Rendering failed: {error}" if str(error) else f"Rendering failed ({type(error).__name__}).")
+                return
+            if job._cancel_requested.is_set():  # cancelled after the last step: the user asked for no result
+                job._cancelled()
+                return
+            if result.model_load_s:
+                log.info("job %s: loaded model %s in %.2fs", job.key, job.request.model, result.model_load_s)
+            self._timings.append((result.duration_s, _work(job.request)))
+            job._finish(result)
+            return
+
+    def _seconds_per_step(self) -> float:
+        work = sum(steps for _, steps in self._timings)
+        if not work:
+            return DEFAULT_SECONDS_PER_STEP
+        return sum(seconds for seconds, _ in self._timings) / work
+
+
+def _work(request: GenerationRequest) -> int:
+    """Denoising steps a request runs, over all its images; render time is about proportional to it."""
+    steps = request.num_inference_steps
+    if request.init_image is not None:
+        steps = int(steps * request.strength)
+    return max(steps, 1) * request.count

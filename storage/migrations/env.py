@@ -1,0 +1,58 @@
+"""Alembic environment: run in code by storage.engine.migrate (connection passed in
+config.attributes), or from the CLI: `alembic -c storage/alembic.ini upgrade head` with
+IMAGINE_DATABASE_URL / DATABASE_URL set (default: sqlite file data/imagine.db)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from alembic import context
+from sqlalchemy import Connection
+
+from storage.engine import WRITE_OPTION, create_engine, default_url
+from storage.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _url() -> str:
+    return (
+        config.get_main_option("sqlalchemy.url")
+        or os.environ.get("IMAGINE_DATABASE_URL")
+        or os.environ.get("DATABASE_URL")
+        or default_url(os.environ.get("DATA_DIR", "data"))
+    )
+
+
+def _run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        # SQLite cannot ALTER most things in place; batch mode copies the table instead.
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _run_online() -> None:
+    engine = create_engine(_url())
+    try:
+        async with engine.connect() as connection:
+            connection = await connection.execution_options(**{WRITE_OPTION: True})
+            await connection.run_sync(_run)
+            await connection.commit()
+    finally:
+        await engine.dispose()
+
+
+if context.is_offline_mode():
+    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+elif (connection := config.attributes.get("connection")) is not None:
+    _run(connection)
+else:
+    asyncio.run(_run_online())

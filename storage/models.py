@@ -1,0 +1,194 @@
+"""The schema as typed ORM models (the head revision; migrations/ holds how we got here).
+
+Column names of the render parameters are exactly the GenerationRequest field names so a
+record converts to a request and back without a mapping table.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class GenerationStatus(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class GenerationKind(str, Enum):
+    IMAGINE = "imagine"
+    REROLL = "reroll"
+    VARIATION = "variation"
+    UPSCALE = "upscale"
+    EDIT = "edit"
+
+
+# Render parameters stored one column each (init_image is a file, see files.py).
+PARAM_FIELDS: tuple[str, ...] = (
+    "prompt",
+    "negative_prompt",
+    "width",
+    "height",
+    "num_inference_steps",
+    "guidance_scale",
+    "seed",
+    "sampler",
+    "count",
+    "strength",
+    "variation_seed",
+    "variation_strength",
+    "model",
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out; SQLite would otherwise hand back naive datetimes."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; use datetime.now(UTC)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Discord snowflakes need 64 bits; on SQLite an INTEGER PRIMARY KEY is the rowid (autoincrementing).
+Snowflake = BigInteger
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+# Stable constraint names so Alembic can alter them on every backend.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Snowflake, primary_key=True, autoincrement=False)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Generation(Base):
+    __tablename__ = "generations"
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    owner_id: Mapped[int] = mapped_column(Snowflake, ForeignKey("users.id"))
+    guild_id: Mapped[int | None] = mapped_column(Snowflake)
+    channel_id: Mapped[int | None] = mapped_column(Snowflake)
+    kind: Mapped[str] = mapped_column(String(16))
+    parent_id: Mapped[int | None] = mapped_column(
+        RowId, ForeignKey("generations.id", ondelete="SET NULL")
+    )
+    status: Mapped[str] = mapped_column(String(16), default=GenerationStatus.QUEUED.value)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    # 1-based number of the render attempt; recover() bumps it when it re-queues an interrupted job.
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+
+    prompt: Mapped[str] = mapped_column(Text)
+    negative_prompt: Mapped[str | None] = mapped_column(Text)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    num_inference_steps: Mapped[int | None] = mapped_column(Integer)
+    guidance_scale: Mapped[float | None] = mapped_column(Float)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    sampler: Mapped[str | None] = mapped_column(String(64))
+    count: Mapped[int | None] = mapped_column(Integer)
+    strength: Mapped[float | None] = mapped_column(Float)
+    variation_seed: Mapped[int | None] = mapped_column(BigInteger)
+    variation_strength: Mapped[float | None] = mapped_column(Float)
+    model: Mapped[str | None] = mapped_column(String(128))
+    init_image_path: Mapped[str | None] = mapped_column(String(255))
+    init_image_sha256: Mapped[str | None] = mapped_column(String(64))
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+
+    # The Discord message that shows the finished result (null = not delivered yet).
+    message_id: Mapped[int | None] = mapped_column(Snowflake)
+    message_channel_id: Mapped[int | None] = mapped_column(Snowflake)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Added in revision 0002: why posting failed for good, so recovery stops retrying it.
+    delivery_failure: Mapped[str | None] = mapped_column(Text)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    images: Mapped[list[Image]] = relationship(
+        back_populates="generation",
+        order_by="Image.index",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+    __table_args__ = (
+        # /history: WHERE owner_id = ? AND deleted_at IS NULL AND id < ? ORDER BY id DESC is one
+        # range scan of this index, and count_history never touches the table (revision 0002).
+        Index("ix_generations_owner_id_deleted_at_id", "owner_id", "deleted_at", "id"),
+        Index("ix_generations_parent_id", "parent_id"),
+        Index("ix_generations_message_id", "message_id"),
+        # recover(): queued/running rows, and done rows with no message yet.
+        Index("ix_generations_status_message_id", "status", "message_id"),
+    )
+
+
+class Image(Base):
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    generation_id: Mapped[int] = mapped_column(
+        RowId, ForeignKey("generations.id", ondelete="CASCADE")
+    )
+    index: Mapped[int] = mapped_column(Integer)  # position in the grid, 0-based
+    seed: Mapped[int] = mapped_column(BigInteger)
+    variation_seed: Mapped[int | None] = mapped_column(BigInteger)
+    variation_strength: Mapped[float] = mapped_column(Float, default=0.0)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(String(255))  # relative to the data directory
+    sha256: Mapped[str] = mapped_column(String(64))
+
+    generation: Mapped[Generation] = relationship(back_populates="images")
+
+    __table_args__ = (UniqueConstraint("generation_id", "index"),)

@@ -1,0 +1,360 @@
+"""Repository functions: each takes a session and leaves the transaction to the caller.
+
+State changes go through `_transition`, which refuses illegal moves (done -> running, ...):
+that is what makes "a finished job is never rendered or posted twice" hold in the data layer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from .models import (
+    PARAM_FIELDS,
+    Generation,
+    GenerationKind,
+    GenerationStatus,
+    Image,
+    User,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+S = GenerationStatus
+LEGAL_TRANSITIONS: dict[GenerationStatus, frozenset[GenerationStatus]] = {
+    # queued -> done is allowed: the render service may finish a job before anyone saw it start.
+    S.QUEUED: frozenset({S.RUNNING, S.DONE, S.FAILED, S.CANCELLED}),
+    # running -> queued happens only in recover(), for a job interrupted by a restart.
+    S.RUNNING: frozenset({S.DONE, S.FAILED, S.CANCELLED, S.QUEUED}),
+    S.DONE: frozenset(),
+    S.FAILED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+MAX_ATTEMPTS = 2
+INTERRUPTED_REASON = "interrupted twice by a restart"
+SETTINGS_KEYS = frozenset(
+    {"negative_prompt", "width", "height", "num_inference_steps", "guidance_scale", "sampler", "count"}
+)
+
+
+class GenerationNotFound(LookupError):
+    def __init__(self, generation_id: int) -> None:
+        super().__init__(f"generation {generation_id} does not exist")
+        self.generation_id = generation_id
+
+
+class InvalidTransition(Exception):
+    """A state change the lifecycle forbids, e.g. rendering a generation that is already done."""
+
+    def __init__(self, generation_id: int, current: str, wanted: str) -> None:
+        super().__init__(f"generation {generation_id} is {current}; cannot become {wanted}")
+        self.generation_id = generation_id
+        self.current = GenerationStatus(current)
+        self.wanted = wanted  # a status value, or "delivered"
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """An image row to insert; its file is written by the caller."""
+
+    index: int
+    seed: int
+    variation_seed: int | None
+    variation_strength: float
+    width: int
+    height: int
+    path: str
+    sha256: str
+
+
+# ---- users ---------------------------------------------------------------------------------
+
+
+async def ensure_user(session: AsyncSession, user_id: int) -> None:
+    """Insert the user row if missing; safe against a concurrent insert of the same user."""
+    dialect = session.bind.dialect.name if session.bind is not None else ""
+    values = {"id": user_id, "settings": {}, "created_at": utcnow()}
+    if dialect == "sqlite":
+        statement = sqlite.insert(User).values(values).on_conflict_do_nothing()
+    elif dialect == "postgresql":
+        statement = postgresql.insert(User).values(values).on_conflict_do_nothing()
+    else:
+        if await session.get(User, user_id) is None:
+            session.add(User(**values))
+            await session.flush()
+        return
+    await session.execute(statement)
+
+
+async def get_user_settings(session: AsyncSession, user_id: int) -> dict[str, Any]:
+    settings = await session.scalar(select(User.settings).where(User.id == user_id))
+    return dict(settings or {})
+
+
+async def set_user_settings(session: AsyncSession, user_id: int, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge `values` into the user's defaults; a value of None removes that key."""
+    unknown = set(values) - SETTINGS_KEYS
+    if unknown:
+        raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    await ensure_user(session, user_id)
+    user = await session.scalar(select(User).where(User.id == user_id).with_for_update())
+    assert user is not None
+    merged = dict(user.settings or {})
+    for key, value in values.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    user.settings = merged  # a new dict, so the JSON column is seen as changed
+    await session.flush()
+    return dict(merged)
+
+
+# ---- generations: create and read ----------------------------------------------------------
+
+
+async def create_generation(
+    session: AsyncSession,
+    *,
+    owner_id: int,
+    guild_id: int | None,
+    channel_id: int | None,
+    kind: GenerationKind | str,
+    parent_id: int | None,
+    params: Mapping[str, Any],
+) -> Generation:
+    unknown = set(params) - set(PARAM_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown generation parameter(s): {', '.join(sorted(unknown))}")
+    if not isinstance(params.get("prompt"), str):
+        raise ValueError("params must include the prompt (a str)")
+    await ensure_user(session, owner_id)
+    row = Generation(
+        owner_id=owner_id,
+        guild_id=guild_id,
+        channel_id=channel_id,
+        kind=GenerationKind(kind).value,
+        parent_id=parent_id,
+        status=GenerationStatus.QUEUED.value,
+        attempts=1,
+        created_at=utcnow(),
+        **{name: params.get(name) for name in PARAM_FIELDS},
+    )
+    session.add(row)
+    await session.flush()
+    log.info("generation %d queued (%s, owner %d)", row.id, row.kind, owner_id)
+    return row
+
+
+def with_images(statement: Any) -> Any:
+    """Load the images of the selected generations in one extra query (records carry them)."""
+    return statement.options(selectinload(Generation.images))
+
+
+async def get_generation(
+    session: AsyncSession, generation_id: int, *, include_deleted: bool = False, for_update: bool = False
+) -> Generation | None:
+    statement = with_images(select(Generation).where(Generation.id == generation_id))
+    if not include_deleted:
+        statement = statement.where(Generation.deleted_at.is_(None))
+    if for_update:
+        statement = statement.with_for_update()
+    return await session.scalar(statement)
+
+
+async def get_by_message(session: AsyncSession, message_id: int) -> Generation | None:
+    statement = with_images(
+        select(Generation)
+        .where(Generation.message_id == message_id, Generation.deleted_at.is_(None))
+        .order_by(Generation.id.desc())
+        .limit(1)
+    )
+    return await session.scalar(statement)
+
+
+async def _require(session: AsyncSession, generation_id: int) -> Generation:
+    row = await get_generation(session, generation_id, for_update=True)
+    if row is None:
+        raise GenerationNotFound(generation_id)
+    return row
+
+
+def _transition(row: Generation, wanted: GenerationStatus, detail: str = "") -> None:
+    current = GenerationStatus(row.status)
+    if wanted not in LEGAL_TRANSITIONS[current]:
+        raise InvalidTransition(row.id, current.value, wanted.value)
+    row.status = wanted.value
+    log.info("generation %d %s -> %s%s", row.id, current.value, wanted.value, detail)
+
+
+# ---- generations: lifecycle ----------------------------------------------------------------
+
+
+async def mark_running(session: AsyncSession, generation_id: int) -> Generation:
+    row = await _require(session, generation_id)
+    _transition(row, S.RUNNING, f" (attempt {row.attempts})")
+    row.started_at = utcnow()
+    await session.flush()
+    return row
+
+
+async def check_can_finish(session: AsyncSession, generation_id: int) -> Generation:
+    """Raise now if mark_done would be refused (so no PNG gets encoded for nothing)."""
+    row = await get_generation(session, generation_id)
+    if row is None:
+        raise GenerationNotFound(generation_id)
+    if S.DONE not in LEGAL_TRANSITIONS[GenerationStatus(row.status)]:
+        raise InvalidTransition(row.id, row.status, S.DONE.value)
+    return row
+
+
+async def mark_done(
+    session: AsyncSession, generation_id: int, images: Sequence[NewImage], duration_s: float
+) -> Generation:
+    row = await _require(session, generation_id)
+    _transition(row, S.DONE, f" ({len(images)} image(s), {duration_s:.2f}s)")
+    now = utcnow()
+    row.finished_at = now
+    row.started_at = row.started_at or now
+    row.duration_s = duration_s
+    row.failure_reason = None
+    row.images = [
+        Image(
+            index=image.index,
+            seed=image.seed,
+            variation_seed=image.variation_seed,
+            variation_strength=image.variation_strength,
+            width=image.width,
+            height=image.height,
+            path=image.path,
+            sha256=image.sha256,
+        )
+        for image in sorted(images, key=lambda image: image.index)
+    ]
+    await session.flush()
+    return row
+
+
+async def mark_failed(session: AsyncSession, generation_id: int, reason: str) -> Generation:
+    row = await _require(session, generation_id)
+    _transition(row, S.FAILED, f": {reason}")
+    row.failure_reason = reason
+    row.finished_at = utcnow()
+    await session.flush()
+    return row
+
+
+async def mark_cancelled(session: AsyncSession, generation_id: int, reason: str | None = None) -> Generation:
+    row = await _require(session, generation_id)
+    _transition(row, S.CANCELLED, f": {reason}" if reason else "")
+    row.failure_reason = reason
+    row.finished_at = utcnow()
+    await session.flush()
+    return row
+
+
+async def record_delivery(
+    session: AsyncSession, generation_id: int, channel_id: int | None, message_id: int
+) -> Generation:
+    """Remember the Discord message that shows the finished result (posted once)."""
+    row = await _require(session, generation_id)
+    if GenerationStatus(row.status) not in (S.DONE, S.FAILED, S.CANCELLED):
+        raise InvalidTransition(row.id, row.status, "delivered")
+    if row.message_id is not None and row.message_id != message_id:
+        log.warning("generation %d re-delivered: message %d replaces %d", row.id, message_id, row.message_id)
+    row.message_id = message_id
+    row.message_channel_id = channel_id
+    row.delivered_at = utcnow()
+    row.delivery_failure = None
+    log.info("generation %d delivered as message %d", row.id, message_id)
+    await session.flush()
+    return row
+
+
+async def record_delivery_failure(session: AsyncSession, generation_id: int, reason: str) -> Generation:
+    """Posting failed for good; recover() will not try to deliver it again."""
+    row = await _require(session, generation_id)
+    row.delivery_failure = reason
+    log.info("generation %d delivery failed: %s", row.id, reason)
+    await session.flush()
+    return row
+
+
+async def soft_delete(session: AsyncSession, generation_id: int) -> list[str]:
+    """Mark the generation deleted, drop its image rows; returns the file paths to remove.
+
+    A queued or running generation is cancelled first so recover() never renders it.
+    """
+    row = await _require(session, generation_id)
+    if GenerationStatus(row.status) in (S.QUEUED, S.RUNNING):
+        _transition(row, S.CANCELLED, ": deleted")
+        row.failure_reason = "deleted"
+        row.finished_at = utcnow()
+    paths = [image.path for image in row.images]
+    if row.init_image_path:
+        paths.append(row.init_image_path)
+    row.images = []
+    row.init_image_path = None
+    row.init_image_sha256 = None
+    row.deleted_at = utcnow()
+    log.info("generation %d deleted (%d file(s))", row.id, len(paths))
+    await session.flush()
+    return paths
+
+
+# ---- recovery ------------------------------------------------------------------------------
+
+
+async def recover(session: AsyncSession) -> tuple[list[Generation], list[Generation], list[Generation]]:
+    """After a restart: (to_render, to_deliver, failed_now).
+
+    A running row means the process died mid-render: it is re-queued once (attempts += 1);
+    one already on its second attempt is failed instead.
+    """
+    live = Generation.deleted_at.is_(None)
+    interrupted = (
+        await session.scalars(
+            with_images(select(Generation).where(Generation.status == S.RUNNING.value, live))
+            .order_by(Generation.id)
+            .with_for_update()
+        )
+    ).all()
+    failed_now: list[Generation] = []
+    for row in interrupted:
+        if row.attempts < MAX_ATTEMPTS:
+            row.attempts += 1
+            _transition(row, S.QUEUED, f" (interrupted by a restart; attempt {row.attempts} next)")
+            row.started_at = None
+        else:
+            _transition(row, S.FAILED, f": {INTERRUPTED_REASON}")
+            row.failure_reason = INTERRUPTED_REASON
+            row.finished_at = utcnow()
+            failed_now.append(row)
+    await session.flush()
+    to_render = (
+        await session.scalars(
+            with_images(select(Generation).where(Generation.status == S.QUEUED.value, live))
+            .order_by(Generation.id)
+        )
+    ).all()
+    to_deliver = (
+        await session.scalars(
+            with_images(
+                select(Generation).where(
+                    Generation.status == S.DONE.value,
+                    Generation.message_id.is_(None),
+                    Generation.delivery_failure.is_(None),
+                    live,
+                )
+            ).order_by(Generation.id)
+        )
+    ).all()
+    return list(to_render), list(to_deliver), failed_now

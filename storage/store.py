@@ -1,0 +1,250 @@
+"""The Store facade the bot uses: one session per unit of work, records out, no SQL leaks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from . import files, queries, repository
+from .engine import WRITE_OPTION, create_engine, default_url, is_sqlite, make_sessionmaker, migrate
+from .models import GenerationKind
+from .records import GenerationRecord, ImageInput, ImageRecord, Lineage, Recovery, Stats
+
+log = logging.getLogger(__name__)
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], data_dir: Path) -> None:
+        self.engine = engine
+        self.data_dir = Path(data_dir)
+        self._sessions = sessions
+        # SQLite has one writer at a time: queueing writers here (instead of on busy_timeout)
+        # keeps them fair and fast; BEGIN IMMEDIATE still guards against other processes.
+        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+
+    @classmethod
+    async def open(cls, url: str | None = None, data_dir: Path | str = Path("data")) -> Store:
+        """Connect, apply migrations up to head, and return a ready Store.
+
+        `url` defaults to the SQLite file `<data_dir>/imagine.db`; any SQLAlchemy async URL
+        (e.g. postgresql+asyncpg://...) works the same.
+        """
+        data_dir = Path(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        url = url or default_url(data_dir)
+        engine = create_engine(url)
+        try:
+            await migrate(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        log.info("store open: %s (%s), data in %s", engine.url.render_as_string(hide_password=True),
+                 "sqlite" if is_sqlite(url) else engine.dialect.name, data_dir)
+        return cls(engine, make_sessionmaker(engine), data_dir)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # ---- units of work ---------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessions() as session:
+            yield session
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncSession]:
+        """One write transaction: committed on success, rolled back on any exception."""
+        if self._write_lock is None:
+            async with self._sessions() as session, session.begin():
+                yield session
+            return
+        async with self._write_lock:
+            async with self._sessions(execution_options={WRITE_OPTION: True}) as session, session.begin():
+                yield session
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def create_generation(
+        self,
+        *,
+        owner_id: int,
+        guild_id: int | None,
+        channel_id: int | None,
+        kind: GenerationKind | str,
+        parent_id: int | None,
+        params: Mapping[str, Any],
+        init_image: bytes | None = None,
+    ) -> GenerationRecord:
+        """Queue a new generation. `params` uses GenerationRequest field names (not init_image)."""
+        written: list[str] = []
+        try:
+            async with self._writing() as session:
+                row = await repository.create_generation(
+                    session, owner_id=owner_id, guild_id=guild_id, channel_id=channel_id,
+                    kind=kind, parent_id=parent_id, params=params,
+                )
+                if init_image is not None:
+                    path = files.init_image_path(row.id, init_image)
+                    await asyncio.to_thread(files.write_atomic, self.data_dir, path, init_image)
+                    written.append(path)
+                    row.init_image_path = path
+                    row.init_image_sha256 = files.sha256_hex(init_image)
+                record = GenerationRecord.from_row(row, with_images=False)
+        except BaseException:
+            await asyncio.to_thread(files.remove_files, self.data_dir, written)
+            raise
+        return record
+
+    async def mark_running(self, generation_id: int) -> GenerationRecord:
+        async with self._writing() as session:
+            return GenerationRecord.from_row(await repository.mark_running(session, generation_id))
+
+    async def mark_done(
+        self, generation_id: int, images: Sequence[ImageInput], duration_s: float
+    ) -> GenerationRecord:
+        """Write each image as a PNG with A1111 parameters (its own seed), then record it done.
+
+        Refused with InvalidTransition if the generation already finished: nothing is
+        overwritten and no file is written.
+        """
+        async with self._reading() as session:
+            current = GenerationRecord.from_row(await repository.check_can_finish(session, generation_id))
+        encoded = await asyncio.to_thread(_encode_all, current, images)
+        written: list[str] = []
+        try:
+            async with self._writing() as session:
+                row = await repository.mark_done(session, generation_id, [new for new, _ in encoded], duration_s)
+                for new, data in encoded:
+                    await asyncio.to_thread(files.write_atomic, self.data_dir, new.path, data)
+                    written.append(new.path)
+                record = GenerationRecord.from_row(row)
+        except BaseException:
+            await asyncio.to_thread(files.remove_files, self.data_dir, written)
+            raise
+        return record
+
+    async def mark_failed(self, generation_id: int, reason: str) -> GenerationRecord:
+        async with self._writing() as session:
+            return GenerationRecord.from_row(await repository.mark_failed(session, generation_id, reason))
+
+    async def mark_cancelled(self, generation_id: int, reason: str | None = None) -> GenerationRecord:
+        async with self._writing() as session:
+            return GenerationRecord.from_row(await repository.mark_cancelled(session, generation_id, reason))
+
+    async def record_delivery(self, generation_id: int, channel_id: int | None, message_id: int) -> GenerationRecord:
+        async with self._writing() as session:
+            row = await repository.record_delivery(session, generation_id, channel_id, message_id)
+            return GenerationRecord.from_row(row)
+
+    async def record_delivery_failure(self, generation_id: int, reason: str) -> GenerationRecord:
+        async with self._writing() as session:
+            return GenerationRecord.from_row(await repository.record_delivery_failure(session, generation_id, reason))
+
+    async def recover(self) -> Recovery:
+        """Call once at startup, before new work: see repository.recover for the rules."""
+        async with self._writing() as session:
+            to_render, to_deliver, failed = await repository.recover(session)
+            recovery = Recovery(
+                to_render=[GenerationRecord.from_row(row) for row in to_render],
+                to_deliver=[GenerationRecord.from_row(row) for row in to_deliver],
+                failed=[GenerationRecord.from_row(row) for row in failed],
+            )
+        log.info("recovery: %d to render, %d to deliver, %d failed",
+                 len(recovery.to_render), len(recovery.to_deliver), len(recovery.failed))
+        return recovery
+
+    async def delete_generation(self, generation_id: int) -> None:
+        """Soft-delete the row (kept for lineage), remove its image files."""
+        async with self._writing() as session:
+            paths = await repository.soft_delete(session, generation_id)
+        # Files go after the commit: a crash in between leaves orphan files, never a record
+        # pointing at files that are gone.
+        await asyncio.to_thread(files.remove_files, self.data_dir, paths)
+
+    # ---- reads -----------------------------------------------------------------------------
+
+    async def get(self, generation_id: int) -> GenerationRecord | None:
+        async with self._reading() as session:
+            row = await repository.get_generation(session, generation_id)
+            return GenerationRecord.from_row(row) if row else None
+
+    async def get_by_message(self, message_id: int) -> GenerationRecord | None:
+        async with self._reading() as session:
+            row = await repository.get_by_message(session, message_id)
+            return GenerationRecord.from_row(row) if row else None
+
+    async def history(
+        self, owner_id: int, *, before_id: int | None = None, limit: int = 10, query: str | None = None
+    ) -> list[GenerationRecord]:
+        async with self._reading() as session:
+            rows = await queries.history(session, owner_id, before_id=before_id, limit=limit, query=query)
+            return [GenerationRecord.from_row(row) for row in rows]
+
+    async def count_history(self, owner_id: int, query: str | None = None) -> int:
+        async with self._reading() as session:
+            return await queries.count_history(session, owner_id, query)
+
+    async def lineage(self, generation_id: int) -> Lineage:
+        async with self._reading() as session:
+            ancestors, children = await queries.lineage(session, generation_id)
+            return Lineage(
+                ancestors=[GenerationRecord.from_row(row) for row in ancestors],
+                children=[GenerationRecord.from_row(row) for row in children],
+            )
+
+    async def stats(self, owner_id: int) -> Stats:
+        async with self._reading() as session:
+            count, done, images, total = await queries.stats(session, owner_id)
+        return Stats(count=count, done=done, images=images, total_render_s=total)
+
+    async def user_settings(self, user_id: int) -> dict[str, Any]:
+        async with self._reading() as session:
+            return await repository.get_user_settings(session, user_id)
+
+    async def set_user_settings(self, user_id: int, **values: Any) -> dict[str, Any]:
+        async with self._writing() as session:
+            return await repository.set_user_settings(session, user_id, values)
+
+    async def read_image(self, image: ImageRecord) -> bytes:
+        """The PNG bytes, checked against the recorded sha256 (CorruptImage if they differ)."""
+        return await asyncio.to_thread(files.read_checked, self.data_dir, image.path, image.sha256)
+
+    async def read_init_image(self, generation_id: int) -> bytes | None:
+        async with self._reading() as session:
+            row = await repository.get_generation(session, generation_id)
+            if row is None:
+                raise repository.GenerationNotFound(generation_id)
+            path, digest = row.init_image_path, row.init_image_sha256
+        if path is None or digest is None:
+            return None
+        return await asyncio.to_thread(files.read_checked, self.data_dir, path, digest)
+
+
+def _encode_all(
+    record: GenerationRecord, images: Sequence[ImageInput]
+) -> list[tuple[repository.NewImage, bytes]]:
+    """PNG-encode every image with its own A1111 parameters (CPU work: runs in a thread)."""
+    params = record.request_params
+    encoded = []
+    for image in images:
+        width, height = image.image.size
+        text = files.a1111_parameters(
+            params, seed=image.seed, width=width, height=height,
+            variation_seed=image.variation_seed, variation_strength=image.variation_strength,
+            img2img=record.has_init_image,
+        )
+        data = files.encode_png(image.image, text)
+        new = repository.NewImage(
+            index=image.index, seed=image.seed, variation_seed=image.variation_seed,
+            variation_strength=image.variation_strength, width=width, height=height,
+            path=files.image_path(record.id, image.index), sha256=files.sha256_hex(data),
+        )
+        encoded.append((new, data))
+    return encoded

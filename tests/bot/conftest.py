@@ -1,0 +1,125 @@
+"""Shared SimCord fixtures for the bot tests: a real bot on the shipped model, in a virtual Discord.
+
+`world` gives a running environment with a guild, a #imagine channel and two members (alice, bob).
+`world.restart()` swaps in a fresh bot built the same way (same data folder), like a process restart.
+Tests that need a different bot (a fake renderer, a slow queue) pass `bot_overrides` through
+`@pytest.mark.bot(...)`, e.g. `@pytest.mark.bot(service=lambda settings, idle_wait: ...)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import simcord
+
+from bot.app import ImagineBot, create_bot
+from bot.settings import Settings
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "bot(**overrides): settings fields and injected services for the world bot")
+
+
+@pytest.fixture
+def bot_settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Settings for a test bot: a fresh data folder, CPU, and few steps (the machine is shared)."""
+    marker = request.node.get_closest_marker("bot")
+    overrides = {key: value for key, value in (marker.kwargs if marker else {}).items() if key != "service"}
+    values: dict[str, Any] = {"data_dir": tmp_path / "data", "device": "cpu", "dtype": "float32",
+                              "default_steps": 4, "log_level": "DEBUG", **overrides}
+    return Settings(_env_file=None, **values)
+
+
+class BotFactory:
+    """Builds bots that share settings and data folder, and closes them all at the end."""
+
+    def __init__(self, settings: Settings, service_factory: Callable[..., Any] | None = None) -> None:
+        self.settings = settings
+        self.service_factory = service_factory
+        self.env: simcord.Env | None = None
+        self.bots: list[ImagineBot] = []
+        self.services: list[Any] = []
+
+    def idle_wait(self, awaitable: Any) -> Any:
+        # The render queue idling is an expected external wait, not a hung bot.
+        assert self.env is not None
+        return self.env.external_wait(awaitable, reason="render queue idle")
+
+    def __call__(self) -> ImagineBot:
+        service = None
+        if self.service_factory is not None:
+            service = self.service_factory(self.settings, self.idle_wait)
+            self.services.append(service)
+        bot = create_bot(self.settings, service=service, idle_wait=self.idle_wait)
+        self.bots.append(bot)
+        return bot
+
+    async def close_all(self) -> None:
+        # SimCord detaches bots without calling close(), so close their store and queue here.
+        for bot in self.bots:
+            await bot.close_resources()
+        for service in self.services:
+            await service.close()
+
+
+@dataclass
+class World:
+    env: simcord.Env
+    factory: BotFactory
+    guild: Any
+    channel: Any
+    alice: Any
+    bob: Any
+    bots: list[ImagineBot] = field(default_factory=list)
+
+    @property
+    def bot(self) -> ImagineBot:
+        return self.env.bot  # type: ignore[return-value]
+
+    @property
+    def store(self) -> Any:
+        return self.bot.store
+
+    async def restart(self) -> ImagineBot:
+        """Replace the bot with a freshly built one on the same data, as after a process restart."""
+        fresh = self.factory()
+        await self.env.restart_bot(fresh)
+        return fresh
+
+
+@pytest.fixture
+def bot_factory(bot_settings: Settings, request: pytest.FixtureRequest) -> BotFactory:
+    marker = request.node.get_closest_marker("bot")
+    service_factory = (marker.kwargs if marker else {}).get("service")
+    return BotFactory(bot_settings, service_factory)
+
+
+@pytest_asyncio.fixture
+async def env(bot_factory: BotFactory, request: pytest.FixtureRequest) -> AsyncIterator[simcord.Env]:
+    """A started SimCord Env around a fresh bot (named `env` so SimCord's plugin selects its clock)."""
+    marker = request.node.get_closest_marker("simcord")
+    options = {"settle_timeout": 30.0, **(marker.kwargs if marker else {})}
+    environment = simcord.Env(bot_factory(), **options)
+    bot_factory.env = environment
+    await environment.start()
+    try:
+        yield environment
+    finally:
+        await environment.shutdown()
+        await bot_factory.close_all()
+        if environment.check_errors:
+            environment._raise_errors_since(environment._errors_acknowledged)
+
+
+@pytest_asyncio.fixture
+async def world(env: simcord.Env, bot_factory: BotFactory) -> World:
+    guild = env.create_guild("Imagine Test")
+    channel = guild.create_text_channel("imagine")
+    alice = guild.add_member(env.create_user("alice"))
+    bob = guild.add_member(env.create_user("bob"))
+    return World(env, bot_factory, guild, channel, alice, bob)

@@ -1,0 +1,24 @@
+"""Fixtures for the generation tests: the shipped tinyshapes model, loaded once per session."""
+
+from __future__ import annotations
+
+import pytest
+
+from generation.models import TINYSHAPES_DIR
+
+
+@pytest.fixture(scope="session")
+def tinyshapes_dir():
+    if not (TINYSHAPES_DIR / "model_index.json").exists():
+        pytest.fail(f"The shipped model is missing at {TINYSHAPES_DIR}")
+    return TINYSHAPES_DIR
+
+
+@pytest.fixture(scope="session")
+def renderer(tinyshapes_dir):
+    """One real CPU renderer for the session (loading twice would only slow the suite)."""
+    from generation.renderer import Renderer
+
+    renderer = Renderer("tinyshapes", device="cpu")
+    renderer.load("tinyshapes")
+    return renderer

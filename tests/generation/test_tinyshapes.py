@@ -1,0 +1,76 @@
+"""The shipped tiny model: loads like any Stable Diffusion folder and visibly follows prompts."""
+
+import numpy as np
+import pytest
+from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+from transformers import CLIPTokenizer
+
+from generation.tinyshapes import data, measure
+from generation.tinyshapes.build import WEIGHTS_DIR
+from generation.tinyshapes.evaluate import render
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    pipe = StableDiffusionPipeline.from_pretrained(WEIGHTS_DIR, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_shipped_folder_is_small_and_safetensors_only():
+    files = [p for p in WEIGHTS_DIR.rglob("*") if p.is_file()]
+    weights = [p for p in files if p.suffix in {".safetensors", ".bin", ".pt", ".ckpt", ".pth"}]
+    assert {p.suffix for p in weights} == {".safetensors"}
+    assert sum(p.stat().st_size for p in files) < 10 * 1024 * 1024
+
+
+def test_pipeline_loads_offline_and_renders_native_size(pipe):
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    image = render(pipe, ["a green triangle on a white background"], [0])[0]
+    assert image.size == (size, size) == (data.IMAGE_SIZE, data.IMAGE_SIZE)
+
+
+def test_every_vocabulary_word_is_one_token():
+    tokenizer = CLIPTokenizer.from_pretrained(WEIGHTS_DIR / "tokenizer")
+    for word in (*data.COLOURS, *data.SHAPES, "a", "an", "on", "background"):
+        assert len(tokenizer(word, add_special_tokens=False).input_ids) == 1, word
+
+
+@pytest.mark.parametrize("colour", ["red", "blue"])
+def test_colour_word_gives_that_colour_of_shape(pipe, colour):
+    images = render(pipe, [f"a {colour} square on a white background"] * 2, [1, 2])
+    assert [measure.read(image).colour for image in images] == [colour, colour]
+
+
+def test_same_seed_gives_identical_pixels(pipe):
+    first = render(pipe, ["a yellow circle on a black background"], [7])[0]
+    again = render(pipe, ["a yellow circle on a black background"], [7])[0]
+    other = render(pipe, ["a yellow circle on a black background"], [8])[0]
+    assert np.array_equal(np.asarray(first), np.asarray(again))
+    assert not np.array_equal(np.asarray(first), np.asarray(other))
+
+
+def test_negative_prompt_changes_output_away_from_it(pipe):
+    seeds = [0, 1, 2, 3]
+    plain = render(pipe, ["a circle"] * 4, seeds)
+    negated = render(pipe, ["a circle"] * 4, seeds, negative="red")
+    assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(plain, negated))
+    red_plain = sum(measure.colour_share(im, "red") for im in plain)
+    red_negated = sum(measure.colour_share(im, "red") for im in negated)
+    assert red_negated <= red_plain
+
+
+def test_img2img_loads_from_same_components(pipe):
+    i2i = StableDiffusionImg2ImgPipeline(**pipe.components)
+    init = data.draw(data.Scene("white", "square", "black", (32, 32), 36))
+    kept = render(i2i, ["a white square on a black background"], [0], image=[init], strength=0.3)[0]
+    assert measure.read(kept).colour == "white"
+
+
+def test_training_images_are_deterministic_and_readable():
+    for index in range(50):
+        image, scene, caption = data.make_example(3, index)
+        again, _, caption_again = data.make_example(3, index)
+        assert np.array_equal(np.asarray(image), np.asarray(again)) and caption == caption_again
+        reading = measure.read(image)
+        assert (reading.colour, reading.background, reading.shape) == (scene.colour, scene.background, scene.shape)

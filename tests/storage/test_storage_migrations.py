@@ -1,0 +1,107 @@
+"""Alembic: an empty database and one left at the previous revision both reach head in place."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage import GenerationStatus, Store
+from storage.engine import alembic_config, create_engine, default_url, migrate
+from storage.models import Base
+from storage_helpers import CHANNEL, OWNER, queue
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def _revision(store_or_engine: Store | AsyncEngine) -> str:
+    engine = store_or_engine.engine if isinstance(store_or_engine, Store) else store_or_engine
+    async with engine.connect() as connection:
+        return (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
+
+
+async def test_empty_database_upgrades_to_head_matching_the_models(store: Store) -> None:
+    assert await _revision(store) == "0002"
+    async with store.engine.connect() as connection:
+        diff = await connection.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+        )
+    assert diff == []  # the migrations build exactly the schema the models describe
+
+
+async def test_database_at_0001_with_data_is_upgraded_in_place(data_dir: Path) -> None:
+    data_dir.mkdir(parents=True)
+    engine = create_engine(default_url(data_dir))
+    await migrate(engine, "0001")
+    now = datetime.now(UTC)
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("INSERT INTO users (id, settings, created_at) VALUES (:id, :settings, :now)"),
+            {"id": OWNER, "settings": '{"width": 96}', "now": now},
+        )
+        for n, status in enumerate(["done", "queued", "running"], start=1):
+            await connection.execute(
+                text(
+                    "INSERT INTO generations (id, owner_id, kind, status, attempts, prompt, seed, "
+                    "width, height, created_at) VALUES (:id, :owner, 'imagine', :status, 1, :prompt, "
+                    ":seed, 64, 64, :now)"
+                ),
+                {"id": n, "owner": OWNER, "status": status, "prompt": f"old {n}", "seed": n, "now": now},
+            )
+        await connection.execute(
+            text("INSERT INTO images (generation_id, \"index\", seed, variation_strength, width, height, "
+                 "path, sha256) VALUES (1, 0, 1, 0.0, 64, 64, 'images/0/1-0.png', :sha)"),
+            {"sha": "0" * 64},
+        )
+    assert await _revision(engine) == "0001"
+    await engine.dispose()
+
+    store = await Store.open(data_dir=data_dir)  # runs upgrade head on the old file
+    try:
+        assert await _revision(store) == "0002"
+        assert await store.user_settings(OWNER) == {"width": 96}
+        old = await store.get(1)
+        assert old.prompt == "old 1" and old.status is GenerationStatus.DONE
+        assert old.delivery_failure is None and len(old.images) == 1
+        assert [r.prompt for r in await store.history(OWNER)] == ["old 3", "old 2", "old 1"]
+
+        recovery = await store.recover()
+        assert [r.id for r in recovery.to_render] == [2, 3]
+        assert [r.id for r in recovery.to_deliver] == [1]
+        # The column 0002 added is usable on old rows and new ones alike.
+        await store.record_delivery_failure(1, "channel gone")
+        assert (await store.recover()).to_deliver == []
+        new = await queue(store, prompt="new after upgrade")
+        assert new.id == 4
+    finally:
+        await store.close()
+
+
+async def test_downgrade_to_0001_and_back(store: Store) -> None:
+    record = await queue(store)
+    await store.mark_cancelled(record.id)
+    await store.record_delivery(record.id, channel_id=CHANNEL, message_id=3)
+    async with store.engine.connect() as connection:
+        await connection.run_sync(lambda sync: command.downgrade(alembic_config(sync), "0001"))
+        await connection.commit()
+    assert await _revision(store) == "0001"
+    await migrate(store.engine)
+    assert await _revision(store) == "0002"
+    assert (await store.get(record.id)).message_id == 3
+
+
+def test_alembic_cli_uses_the_packaged_ini(tmp_path: Path) -> None:
+    env = {**os.environ, "IMAGINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"}
+    alembic = [sys.executable, "-m", "alembic", "-c", str(REPO / "storage" / "alembic.ini")]
+    subprocess.run([*alembic, "upgrade", "head"], check=True, env=env, cwd=tmp_path, capture_output=True)
+    current = subprocess.run([*alembic, "current"], check=True, env=env, cwd=tmp_path,
+                             capture_output=True, text=True)
+    assert "0002 (head)" in current.stdout

@@ -6,6 +6,7 @@ are built from Settings in `setup_hook` unless injected; the bot closes only wha
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -77,7 +78,17 @@ class ImagineBot(commands.Bot):
             await self.load_extension(extension)
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         await self.tree.sync()
+        self._warm_up()
         await self.recover()
+
+    def _warm_up(self) -> None:
+        """Load the tokenizer now, so the first /imagine's validation (before its defer) is fast."""
+        from generation import GenerationRequest
+
+        try:
+            self.service.prepare(GenerationRequest(prompt="warm up", model=self.settings.model))
+        except Exception:
+            log.exception("warm-up validation failed; the first /imagine may be slow to answer")
 
     def _build_service(self) -> Any:
         from generation import GenerationService, Limits, Renderer
@@ -118,6 +129,13 @@ class ImagineBot(commands.Bot):
             resource = self._owned.pop()
             try:
                 await resource.close()
+            except asyncio.CancelledError:
+                # A task of the resource was cancelled from outside (a test harness detaching the bot);
+                # only a cancellation of this very task should propagate.
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+                log.warning("%r was already stopped from outside", resource)
             except Exception:
                 log.exception("error while closing %r", resource)
 

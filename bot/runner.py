@@ -8,9 +8,10 @@ interaction handler returns at once.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,47 +50,46 @@ def _retryable(error: discord.HTTPException) -> bool:
 class StatusMessage:
     """The interaction's thinking message, used as a live status line until the result replaces it.
 
-    Progress edits are coalesced: the newest text wins and at most one edit goes out per
-    STATUS_EDIT_INTERVAL_S (measured on the event loop's clock). `finish()` stops them for good.
+    Progress edits are throttled without timers: an offer is sent only when the last edit is at least
+    STATUS_EDIT_INTERVAL_S old on `clock` (the event loop's by default) and none is in flight; otherwise
+    it is dropped, since a newer step follows soon and the result replaces the line anyway. The first
+    offer of a new stage (queued → rendering) always goes out. `finish()` stops them.
     """
 
-    def __init__(self, interaction: discord.Interaction | None, spawn: Any) -> None:
+    def __init__(self, interaction: discord.Interaction | None, spawn: Any,
+                 clock: Callable[[], float] | None = None, interval_s: float = STATUS_EDIT_INTERVAL_S) -> None:
         self.interaction = interaction
         self._spawn = spawn
+        self._clock = clock or asyncio.get_running_loop().time
+        self._interval_s = interval_s
         self._last_edit = float("-inf")
-        self._pending: dict[str, Any] | None = None
-        self._flusher: asyncio.Task[None] | None = None
+        self._stage: str | None = None
+        self._in_flight: asyncio.Task[None] | None = None
         self._closed = False
 
     async def show(self, **fields: Any) -> None:
-        """Edit now (used for the first "queued" line and final lines)."""
+        """Edit now (the first "queued" line)."""
         await self._edit(fields)
 
-    def offer(self, **fields: Any) -> None:
-        """Schedule an edit, rate-limited; a newer offer replaces an unsent one."""
+    def offer(self, stage: str, **fields: Any) -> bool:
+        """Edit soon if the rate limit allows (or `stage` is new); False if this update was dropped."""
         if self._closed or self.interaction is None:
-            return
-        self._pending = fields
-        if self._flusher is None or self._flusher.done():
-            self._flusher = self._spawn(self._flush())
-
-    async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._pending is not None and not self._closed:
-            wait = self._last_edit + STATUS_EDIT_INTERVAL_S - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-                continue
-            fields, self._pending = self._pending, None
-            await self._edit(fields)
+            return False
+        if self._in_flight is not None and not self._in_flight.done():
+            return False
+        new_stage = stage != self._stage
+        if not new_stage and self._clock() - self._last_edit < self._interval_s:
+            return False
+        self._stage = stage
+        self._last_edit = self._clock()
+        self._in_flight = self._spawn(self._edit(fields))
+        return True
 
     async def finish(self, **fields: Any) -> None:
-        """Stop progress edits; show `fields` as the last status when given."""
+        """Stop progress edits (letting one in flight land first); show `fields` last when given."""
         self._closed = True
-        self._pending = None
-        if self._flusher is not None and not self._flusher.done():
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        if self._in_flight is not None:
+            await asyncio.gather(self._in_flight, return_exceptions=True)
         if fields:
             await self._edit(fields)
 
@@ -97,7 +97,7 @@ class StatusMessage:
         interaction = self.interaction
         if interaction is None or not token_usable(interaction):
             return
-        self._last_edit = asyncio.get_running_loop().time()
+        self._last_edit = self._clock()
         try:
             await interaction.edit_original_response(**fields)
         except discord.HTTPException as error:
@@ -118,11 +118,15 @@ class JobRunner:
     """Runs generations for the bot: submit, follow progress, store the images, post the result."""
 
     def __init__(self, bot: discord.Client, store: Store, service: GenerationService, *,
-                 retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S) -> None:
+                 retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S,
+                 status_clock: Callable[[], float] | None = None) -> None:
         self.bot = bot
         self.store = store
         self.service = service
         self.retry_delays_s = retry_delays_s
+        # What status-edit throttling measures time with (None = the event loop's clock), and how often.
+        self.status_clock = status_clock
+        self.status_interval_s = STATUS_EDIT_INTERVAL_S
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ entry points
@@ -148,7 +152,7 @@ class JobRunner:
         Raises UserFacingError (already shown to the user on the status message) when the queue is full
         or the request is refused.
         """
-        status = StatusMessage(interaction, self.spawn)
+        status = StatusMessage(interaction, self.spawn, self.status_clock, self.status_interval_s)
         try:
             prepared = self.validate(request)
         except UserFacingError as error:
@@ -203,15 +207,24 @@ class JobRunner:
     async def _follow(self, job: Job, record: GenerationRecord, request: GenerationRequest,
                       destination: Destination, status: StatusMessage) -> None:
         marking_running: list[asyncio.Task[Any]] = []
+        unsent_preview: list[Progress] = []  # the newest preview not shown yet (edits may be dropped)
+        # Progress arrives through call_soon_threadsafe from the render thread, i.e. in that thread's
+        # context; the work it starts belongs in this task's context (context variables of the client).
+        context = contextvars.copy_context()
 
         def on_progress(progress: Progress) -> None:
+            context.run(show_progress, progress)
+
+        def show_progress(progress: Progress) -> None:
             if not marking_running:
                 marking_running.append(self.spawn(self.store.mark_running(record.id)))
+            if progress.preview is not None:
+                unsent_preview[:] = [progress]
             fields: dict[str, Any] = {"content": presentation.rendering_status(request, progress)}
-            preview = presentation.preview_file(progress)
-            if preview is not None:
-                fields["attachments"] = [preview]
-            status.offer(**fields)
+            if unsent_preview:
+                fields["attachments"] = [presentation.preview_file(unsent_preview[0])]
+            if status.offer("rendering", **fields) and unsent_preview:
+                unsent_preview.clear()
 
         job.add_progress_listener(on_progress)
         try:

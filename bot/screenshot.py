@@ -33,6 +33,7 @@ IMAGE_TIMEOUT_S = 120.0
 
 # The bot's reply counts once one of its images (attachment or embed image) has decoded: the page
 # swaps a blob: URL in only after the asset loaded, and naturalWidth is 0 until the image decoded.
+# An ephemeral bot reply without an image is the bot refusing or failing: stop waiting at once.
 BOT_IMAGE_JS = """(() => {
   for (const msg of document.querySelectorAll('#channel-message-list .channel-message')) {
     if (!msg.querySelector('.message-app-badge, .message-interaction-header')) continue;
@@ -41,6 +42,9 @@ BOT_IMAGE_JS = """(() => {
         msg.scrollIntoView({block: 'end'});
         return {id: msg.dataset.messageId, width: img.naturalWidth, height: img.naturalHeight};
       }
+    }
+    if (msg.querySelector('.message-ephemeral-note')) {
+      return {error: (msg.querySelector('.message-content') || msg).innerText.trim()};
     }
   }
   return null;
@@ -172,7 +176,7 @@ async def page_websocket(http: aiohttp.ClientSession, port: int, proc: asyncio.s
 
 
 async def run_imagine(cdp: CDP, url: str) -> dict:
-    """Open the page and run /imagine through its UI; return the bot image's size."""
+    """Open the page and run /imagine through its UI; return the bot message id and image size."""
     await cdp.call("Page.enable")
     # A fixed viewport, so the picture is 1280x900 whatever headless makes of --window-size.
     await cdp.call("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
@@ -186,7 +190,7 @@ async def run_imagine(cdp: CDP, url: str) -> dict:
     entry = ".command-entry[data-entry-key]"
     await cdp.wait_for(f"""[...document.querySelectorAll({json.dumps(entry)})].some(
         e => e.querySelector('strong')?.textContent === '/imagine')""", "/imagine in the command picker")
-    # The picker ranks exact prefixes first, and clicking the entry is what a person does.
+    # Click the /imagine entry itself: other commands may also match what was typed.
     key = await cdp.js(f"""[...document.querySelectorAll({json.dumps(entry)})].find(
         e => e.querySelector('strong')?.textContent === '/imagine').dataset.entryKey""")
     await cdp.click(f".command-entry[data-entry-key={json.dumps(key)}]")
@@ -205,12 +209,15 @@ async def run_imagine(cdp: CDP, url: str) -> dict:
         raise Failure(f"the /imagine draft is not submittable: {json.dumps(draft)[:300]}")
     await cdp.press_enter()
     try:
-        return await cdp.wait_for(BOT_IMAGE_JS, "the bot's reply with an image", timeout=IMAGE_TIMEOUT_S)
+        found = await cdp.wait_for(BOT_IMAGE_JS, "the bot's reply with an image", timeout=IMAGE_TIMEOUT_S)
     except Failure:
         notes = await cdp.js("""JSON.stringify({status: document.getElementById('action-status')?.textContent,
             diagnostics: window.simcordPreview.diagnostics.slice(-3).map(d => d.message),
             last: document.querySelector('#channel-message-list .channel-message:last-child')?.innerText})""")
         raise Failure(f"no image from the bot within {IMAGE_TIMEOUT_S:.0f}s; page says {notes[:400]}") from None
+    if "error" in found:
+        raise Failure(f"the bot answered without an image: {' '.join(found['error'].split())[:300]}")
+    return found
 
 
 async def start_playground(data_dir: Path) -> tuple[asyncio.Task, str]:

@@ -76,6 +76,7 @@ class Renderer:
         dtype: str | torch.dtype = "auto",
         extra_models: tuple[str | ModelSource, ...] = (),
         preview_every: int = 5,
+        cpu_threads: int | None = None,
     ):
         default = model_source(model)
         self.default_model = default.name
@@ -83,6 +84,8 @@ class Renderer:
         self.device = pick_device(device)
         self.dtype = pick_dtype(dtype, self.device)
         self.preview_every = preview_every
+        # On a shared or small CPU, fewer torch threads can be much faster (less oversubscription).
+        self.cpu_threads = cpu_threads
         self.loaded: LoadedModel | None = None
         self._tokenizers: dict[str, CLIPTokenizer] = {}
         self._tokenizer_lock = threading.Lock()
@@ -120,6 +123,7 @@ class Renderer:
         """Make `model` the loaded one; returns the seconds spent loading (0 if it already was)."""
         if self.loaded is not None and self.loaded.source.name == model:
             return 0.0
+        self._apply_cpu_threads()
         source = self.source(model)
         self.unload()  # one model at a time: free the old weights before reading the new ones
         started = time.perf_counter()
@@ -139,6 +143,11 @@ class Renderer:
         self.loaded = LoadedModel(source, txt2img, img2img, native_size, preview, load_s)
         log.info("loaded model %s from %s on %s/%s in %.2fs", source.name, source.path, self.device, self.dtype, load_s)
         return load_s
+
+    def _apply_cpu_threads(self) -> None:
+        # torch's thread count is per calling thread with OpenMP, so set it on the thread that renders.
+        if self.cpu_threads is not None and self.device.type == "cpu":
+            torch.set_num_threads(self.cpu_threads)
 
     def unload(self) -> None:
         if self.loaded is None:
@@ -160,6 +169,7 @@ class Renderer:
         if request.seed is None or request.width is None or request.height is None:
             raise ValueError("render() needs a prepared request (seed and size set); use GenerationService.prepare")
         try:
+            self._apply_cpu_threads()
             load_s = self.load(request.model)
             started = time.perf_counter()
             init_image = _open_init_image(request) if request.init_image is not None else None

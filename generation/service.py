@@ -225,6 +225,10 @@ class GenerationService:
 
     # -- requests --
 
+    def native_size(self, model: str = "tinyshapes") -> int:
+        """The model's native image side in pixels (the base size for --ar)."""
+        return self.renderer.native_size(model)
+
     def prepare(self, request: GenerationRequest) -> GenerationRequest:
         """Validate `request` (RequestError) and fill in what was left open: size and seeds.
 

@@ -3,7 +3,10 @@ other SQLAlchemy async URL (PostgreSQL via asyncpg), plus Alembic migrations run
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Execution option a write unit of work sets; on SQLite it turns BEGIN into BEGIN IMMEDIATE.
 WRITE_OPTION = "imagine_write"
 BUSY_TIMEOUT_MS = 30_000
+WAL_ATTEMPTS = 50
 
 
 def default_url(data_dir: Path) -> str:
@@ -47,7 +51,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # the sqlite3 module, which would otherwise open transactions lazily on its own.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        _enable_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")  # durable enough with WAL, much faster
@@ -64,6 +68,21 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             connection.exec_driver_sql("BEGIN")
 
 
+def _enable_wal(cursor: Any) -> None:
+    """WAL: readers never block the writer. Switching a brand-new file to WAL fails at once
+    (no busy wait) if another process is switching it too, so retry briefly; once the file is
+    in WAL mode (it stays so) this is a no-op read."""
+    for attempt in range(1, WAL_ATTEMPTS + 1):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:  # the driver's OperationalError: "database is locked"
+            if attempt == WAL_ATTEMPTS or "locked" not in str(exc):
+                raise
+            log.info("switching to WAL mode: database locked, retry %d/%d", attempt, WAL_ATTEMPTS)
+            time.sleep(0.02)  # startup only, and only in this race
+
+
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:
     return async_sessionmaker(engine, expire_on_commit=False)
 
@@ -78,13 +97,28 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
     return config
 
 
+# Any fixed number: workers starting together on one PostgreSQL database take turns migrating.
+_MIGRATION_LOCK_KEY = 0x1A61_7E_B07
+
+
 def _upgrade(connection: Connection, revision: str) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
+    # (On SQLite the connection's BEGIN IMMEDIATE already makes a second process wait.)
     command.upgrade(alembic_config(connection), revision)
+
+
+# Alembic keeps its running context in a module global, so two migrations interleaving on one
+# event loop (two Stores opened at once) would run on each other's connection: take turns.
+_migration_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
     """Apply migrations up to `revision` on an open engine (Store.open calls this)."""
-    async with engine.connect() as connection:
+    lock = _migration_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    async with lock, engine.connect() as connection:
         connection = await connection.execution_options(**{WRITE_OPTION: True})
         await connection.run_sync(_upgrade, revision)
         await connection.commit()

@@ -61,7 +61,7 @@ async def lineage(session: AsyncSession, generation_id: int) -> tuple[list[Gener
     depths = dict((await session.execute(select(chain.c.id, chain.c.depth).where(chain.c.depth > 0))).tuples().all())
     rows = (
         await session.scalars(
-            with_images(select(Generation).where(Generation.id.in_(depths), Generation.deleted_at.is_(None)))
+            with_images(select(Generation).where(Generation.id.in_(list(depths)), Generation.deleted_at.is_(None)))
         )
     ).all()
     ancestors = sorted(rows, key=lambda row: depths[row.id], reverse=True)

@@ -253,7 +253,13 @@ async def mark_failed(session: AsyncSession, generation_id: int, reason: str) ->
 
 
 async def mark_cancelled(session: AsyncSession, generation_id: int, reason: str | None = None) -> Generation:
-    row = await _require(session, generation_id)
+    """Cancelling twice is harmless (a cancel button and the job's own JobCancelled both report
+    it; deleting cancels too), so an already cancelled row is returned unchanged."""
+    row = await get_generation(session, generation_id, include_deleted=True, for_update=True)
+    if row is None:
+        raise GenerationNotFound(generation_id)
+    if row.status == S.CANCELLED.value:
+        return row
     _transition(row, S.CANCELLED, f": {reason}" if reason else "")
     row.failure_reason = reason
     row.finished_at = utcnow()

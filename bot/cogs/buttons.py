@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-import random
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -19,10 +18,9 @@ from PIL import Image
 
 from bot import presentation
 from bot.errors import UserFacingError, report_unexpected, send_ephemeral
-from bot.records import imagine_command_line, request_for_image, request_from_record
+from bot.records import imagine_command_line, request_for_image, request_from_record, request_to_params
 from bot.runner import Destination
-from generation import GenerationRequest
-from generation.request import MAX_SEED
+from generation import GenerationRequest, RequestError, reroll_request, upscale_request, variation_request
 from storage import GenerationKind, GenerationStatus, ImageInput
 
 if TYPE_CHECKING:
@@ -30,12 +28,6 @@ if TYPE_CHECKING:
     from storage import GenerationRecord, Store
 
 log = logging.getLogger(__name__)
-
-SUBTLE_VARIATION = 0.15
-STRONG_VARIATION = 0.5
-# Upscale 2×: re-render the picture at twice the size with this much freedom (A1111 "hires fix").
-UPSCALE_STRENGTH = 0.35
-
 
 def _runner(interaction: discord.Interaction) -> JobRunner:
     return interaction.client.runner  # type: ignore[attr-defined]
@@ -99,6 +91,8 @@ class GenerationButton:
     async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
         try:
             await self.act(interaction)
+        except (UserFacingError, RequestError) as error:
+            await send_ephemeral(interaction, str(error))
         except Exception as error:  # nothing a click does may crash the bot
             await report_unexpected(interaction, error, job_id=self.generation_id, action=type(self).__name__)
 
@@ -122,19 +116,8 @@ class RerollButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button], 
         return cls(int(match["id"]))
 
     async def act(self, interaction: discord.Interaction) -> None:
-        request = await _source_request(_store(interaction), self.record)
-        request = request.replace(seed=None, variation_seed=None, variation_strength=0.0)
+        request = reroll_request(await _source_request(_store(interaction), self.record))
         await rerun(interaction, request, GenerationKind.REROLL, self.record.id)
-
-
-def _variation_request(source: GenerationRequest, record: GenerationRecord, index: int, strength: float,
-                       count: int) -> GenerationRequest:
-    image = record.images[index]
-    base = source.replace(count=count, seed=image.seed)
-    if source.init_image is not None:
-        # Variation seeds are a text-to-image technique; for img2img a new seed is the variation.
-        return base.replace(seed=random.randint(0, MAX_SEED), variation_seed=None, variation_strength=0.0)
-    return base.replace(variation_seed=random.randint(0, MAX_SEED), variation_strength=strength)
 
 
 def _image_index(record: GenerationRecord, index: int) -> int:
@@ -158,13 +141,9 @@ class VariationButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button
         return cls(int(match["id"]), int(match["index"]))
 
     async def act(self, interaction: discord.Interaction) -> None:
-        try:
-            index = _image_index(self.record, self.index)
-        except UserFacingError as error:
-            await send_ephemeral(interaction, str(error))
-            return
+        image = self.record.images[_image_index(self.record, self.index)]
         source = await _source_request(_store(interaction), self.record)
-        request = _variation_request(source, self.record, index, STRONG_VARIATION, count=self.record.count or 1)
+        request = variation_request(source, image.seed, strong=True, count=self.record.count or 1)
         await rerun(interaction, request, GenerationKind.VARIATION, self.record.id)
 
 
@@ -185,14 +164,9 @@ class VaryButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
         return cls(int(match["id"]), int(match["index"]), match["how"])
 
     async def act(self, interaction: discord.Interaction) -> None:
-        try:
-            index = _image_index(self.record, self.index)
-        except UserFacingError as error:
-            await send_ephemeral(interaction, str(error))
-            return
-        strength = SUBTLE_VARIATION if self.how == "subtle" else STRONG_VARIATION
+        image = self.record.images[_image_index(self.record, self.index)]
         source = await _source_request(_store(interaction), self.record)
-        request = _variation_request(source, self.record, index, strength, count=1)
+        request = variation_request(source, image.seed, strong=self.how == "strong", count=1)
         await rerun(interaction, request, GenerationKind.VARIATION, self.record.id)
 
 
@@ -212,19 +186,13 @@ class UpscaleButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
 
     async def act(self, interaction: discord.Interaction) -> None:
         record = self.record
-        try:
-            index = _image_index(record, self.index)
-        except UserFacingError as error:
-            await send_ephemeral(interaction, str(error))
-            return
+        index = _image_index(record, self.index)
         await interaction.response.defer(thinking=True)
         store = _store(interaction)
         image = record.images[index]
         png = await store.read_image(image)
         source = await _source_request(store, record)
         request = request_for_image(record, image, source.init_image)
-        from bot.records import request_to_params
-
         child = await store.create_generation(
             owner_id=interaction.user.id, guild_id=interaction.guild_id, channel_id=interaction.channel_id,
             kind=GenerationKind.UPSCALE, parent_id=record.id, params=request_to_params(request),
@@ -253,16 +221,9 @@ class UpscaleTwiceButton(GenerationButton, discord.ui.DynamicItem[discord.ui.But
 
     async def act(self, interaction: discord.Interaction) -> None:
         record = self.record
-        try:
-            index = _image_index(record, self.index)
-        except UserFacingError as error:
-            await send_ephemeral(interaction, str(error))
-            return
-        image = record.images[index]
+        image = record.images[_image_index(record, self.index)]
         png = await _store(interaction).read_image(image)
-        request = request_for_image(record, image).replace(
-            width=image.width * 2, height=image.height * 2, init_image=png, strength=UPSCALE_STRENGTH,
-            variation_seed=None, variation_strength=0.0)
+        request = upscale_request(request_for_image(record, image), png, image.seed)
         await rerun(interaction, request, GenerationKind.UPSCALE, record.id)
 
 

@@ -7,16 +7,17 @@ ephemeral list is short-lived anyway. On timeout the buttons are disabled and /h
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.presentation import build_result_message
-from storage import CorruptImage, GenerationStatus
+from bot import presentation
+from storage import CorruptImage, GenerationKind, GenerationStatus
 
 if TYPE_CHECKING:
     from storage import GenerationRecord, Store
@@ -28,8 +29,6 @@ PAGE_SIZE = 10
 PAGER_TIMEOUT_S = 600.0
 PROMPT_PREVIEW_CHARS = 80
 REASON_PREVIEW_CHARS = 120
-# Counting walks the filtered history in chunks of this size (the Store has no filtered count).
-COUNT_CHUNK = 500
 
 STATUS_LABELS: dict[GenerationStatus, str] = {
     GenerationStatus.QUEUED: "⏳ queued",
@@ -65,22 +64,14 @@ def format_entry(record: GenerationRecord) -> str:
         f"seed `{seed}`" if seed is not None else "seed not chosen yet",
         STATUS_LABELS[status],
     ]
+    if record.kind is not GenerationKind.IMAGINE:
+        origin = f" of #{record.parent_id}" if record.parent_id is not None else ""
+        parts.insert(1, f"{record.kind.value}{origin}")
     line = " · ".join(parts)
     if status is GenerationStatus.FAILED and record.failure_reason:
         line += f": {discord.utils.escape_markdown(truncate(record.failure_reason, REASON_PREVIEW_CHARS))}"
     prompt = discord.utils.escape_markdown(truncate(record.prompt, PROMPT_PREVIEW_CHARS)) or "*(empty prompt)*"
     return f"{line}\n> {prompt}"
-
-
-async def count_history(store: Store, owner_id: int, query: str | None) -> int:
-    total = 0
-    before_id: int | None = None
-    while True:
-        chunk = await store.history(owner_id, before_id=before_id, limit=COUNT_CHUNK, query=query)
-        total += len(chunk)
-        if len(chunk) < COUNT_CHUNK:
-            return total
-        before_id = chunk[-1].id
 
 
 class HistoryPager(discord.ui.View):
@@ -107,7 +98,7 @@ class HistoryPager(discord.ui.View):
         entries, has_older = rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
         if has_older and len(self.cursors) == self.page + 1:
             self.cursors.append(entries[-1].id)
-        self.total = await count_history(self.store, self.owner.id, self.query)
+        self.total = await self.store.count_history(self.owner.id, self.query)
         pages = max(1, math.ceil(self.total / PAGE_SIZE))
 
         self.newer.disabled = self.page == 0
@@ -226,7 +217,7 @@ class History(commands.Cog):
             images = [
                 await self.store.read_image(image) for image in sorted(record.images, key=lambda i: i.index)
             ]
-        except (CorruptImage, FileNotFoundError):
+        except CorruptImage:
             log.warning("image files of generation %s are missing or damaged", record.id, exc_info=True)
             seed = record_seed(record)
             await interaction.response.send_message(
@@ -237,11 +228,12 @@ class History(commands.Cog):
             return
 
         await interaction.response.defer(thinking=True)
-        embed, files, view = build_result_message(record, images)
-        send: dict[str, Any] = {"embed": embed, "files": files}
-        if view is not None:
-            send["view"] = view
-        await interaction.followup.send(**send)
+        # The same message the runner posts; encoding a grid is CPU work, so it runs in a thread.
+        encoded = await asyncio.to_thread(
+            presentation.encode_result, record, images, size_limit=interaction.filesize_limit
+        )
+        result = presentation.result_message(record, encoded)
+        await interaction.followup.send(embed=result.embed, files=result.files(), view=result.view)
 
     def not_ready_reason(self, record: GenerationRecord) -> str | None:
         """Why a generation has no image to show yet, or None when it has."""

@@ -109,6 +109,8 @@ class Preferences(commands.Cog):
         count="Default number of images per prompt",
         reset="Clear all your defaults (options given together with reset are then saved)",
     )
+    # Discord shows at most 25 choices; the samplers are the same list /imagine offers.
+    @app_commands.choices(sampler=[app_commands.Choice(name=name, value=name) for name in SAMPLERS[:25]])
     async def settings_command(
         self,
         interaction: discord.Interaction,
@@ -152,20 +154,13 @@ class Preferences(commands.Cog):
 
     def validate(self, values: dict[str, Any], defaults: dict[str, Any]) -> str | None:
         """The generation service's complaint about these defaults, or None if /imagine would accept them."""
-        probe = {**{k: v for k, v in defaults.items() if v is not None}, **values}
+        # Built like /imagine builds its request: server defaults and the bot's model under the values.
+        probe = {**{k: v for k, v in defaults.items() if v is not None}, "model": self.settings.model, **values}
         try:
             self.bot.service.prepare(GenerationRequest(prompt=VALIDATION_PROMPT, **probe))  # type: ignore[attr-defined]
         except RequestError as error:
             return str(error)
         return None
-
-    @settings_command.autocomplete("sampler")
-    async def sampler_autocomplete(
-        self, interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        needle = current.casefold()
-        matches = [name for name in SAMPLERS if needle in name.casefold()]
-        return [app_commands.Choice(name=name, value=name) for name in matches[:25]]
 
 
 async def setup(bot: commands.Bot) -> None:

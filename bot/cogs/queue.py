@@ -50,7 +50,10 @@ class Queue(commands.Cog):
         rendering = len(snapshot.entries) - waiting
 
         embed = discord.Embed(title="Render queue", colour=discord.Colour.blurple())
-        summary = f"{snapshot.total} job(s) in the queue: {rendering} rendering, {waiting} waiting."
+        if snapshot.total:
+            summary = f"{snapshot.total} job(s) in the queue: {rendering} rendering, {waiting} waiting."
+        else:
+            summary = "The render queue is empty."
         if snapshot.avg_render_s > 0:
             summary += f" A render takes about {format_duration(snapshot.avg_render_s)}."
         if mine:

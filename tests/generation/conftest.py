@@ -16,9 +16,12 @@ def tinyshapes_dir():
 
 @pytest.fixture(scope="session")
 def renderer(tinyshapes_dir):
-    """One real CPU renderer for the session (loading twice would only slow the suite)."""
+    """One real CPU renderer for the session (loading twice would only slow the suite).
+
+    One torch thread: on the shared 2-core test machine two threads are several times slower.
+    """
     from generation.renderer import Renderer
 
-    renderer = Renderer("tinyshapes", device="cpu")
+    renderer = Renderer("tinyshapes", device="cpu", cpu_threads=1)
     renderer.load("tinyshapes")
     return renderer

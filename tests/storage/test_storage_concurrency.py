@@ -38,11 +38,11 @@ async def test_twenty_concurrent_writers_lose_nothing(store: Store) -> None:
     assert total == WRITERS
 
 
-async def test_two_stores_on_one_file_write_at_once(data_dir: Path) -> None:
+async def test_two_stores_on_one_file_write_at_once(database_url: str | None, data_dir: Path) -> None:
     # Two Store objects stand in for two processes: their asyncio locks don't see each other,
     # so only BEGIN IMMEDIATE + busy_timeout keep them from failing with "database is locked".
-    first = await Store.open(data_dir=data_dir)
-    second = await Store.open(data_dir=data_dir)
+    first = await Store.open(database_url, data_dir)
+    second = await Store.open(database_url, data_dir)
     try:
         ids = await asyncio.gather(
             *(_one_user_session(first if worker % 2 else second, worker) for worker in range(WRITERS))

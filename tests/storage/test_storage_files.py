@@ -82,3 +82,26 @@ async def test_paths_come_from_ids_only_and_no_temp_files_remain(store: Store, d
     ]
     on_disk = sorted(p.relative_to(data_dir).as_posix() for p in (data_dir / "images").rglob("*") if p.is_file())
     assert on_disk == [image.path for image in record.images]
+
+
+async def test_unicode_prompt_survives_the_png_chunk(store: Store) -> None:
+    prompt = "château at dusk, 夜の城 🌙"
+    record = await finish(store, (await queue(store, prompt=prompt, negative_prompt="ugly, 低品質")).id)
+    parsed = _parameters(await store.read_image(record.images[0]))
+    assert parsed["Prompt"] == prompt and parsed["Negative prompt"] == "ugly, 低品質"
+
+
+async def test_edit_with_an_init_image_records_denoising_strength(store: Store) -> None:
+    upload = io.BytesIO()
+    Image.new("RGB", (64, 48), "green").save(upload, format="PNG")
+    edit = await store.create_generation(
+        owner_id=1, guild_id=None, channel_id=None, kind="edit", parent_id=None,
+        params={"prompt": "make it red", "width": 64, "height": 48, "num_inference_steps": 10,
+                "guidance_scale": 4.5, "seed": 5, "sampler": "Euler a", "count": 1,
+                "strength": 0.6, "variation_seed": None, "variation_strength": 0.0, "model": "tinyshapes"},
+        init_image=upload.getvalue(),
+    )
+    record = await finish(store, edit.id)
+    parsed = _parameters(await store.read_image(record.images[0]))
+    assert float(parsed["Denoising strength"]) == 0.6
+    assert "Negative prompt:" not in (await store.read_image(record.images[0])).decode("latin-1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -37,52 +38,105 @@ async def test_empty_database_upgrades_to_head_matching_the_models(store: Store)
     assert diff == []  # the migrations build exactly the schema the models describe
 
 
-async def test_database_at_0001_with_data_is_upgraded_in_place(data_dir: Path) -> None:
+async def test_database_at_0001_with_data_is_upgraded_in_place(
+    database_url: str | None, data_dir: Path
+) -> None:
     data_dir.mkdir(parents=True)
-    engine = create_engine(default_url(data_dir))
+    engine = create_engine(database_url or default_url(data_dir))
     await migrate(engine, "0001")
     now = datetime.now(UTC)
-    async with engine.begin() as connection:
+    ids = []
+    async with engine.begin() as connection:  # rows as the 0001 code wrote them
         await connection.execute(
             text("INSERT INTO users (id, settings, created_at) VALUES (:id, :settings, :now)"),
             {"id": OWNER, "settings": '{"width": 96}', "now": now},
         )
         for n, status in enumerate(["done", "queued", "running"], start=1):
-            await connection.execute(
+            inserted = await connection.execute(
                 text(
-                    "INSERT INTO generations (id, owner_id, kind, status, attempts, prompt, seed, "
-                    "width, height, created_at) VALUES (:id, :owner, 'imagine', :status, 1, :prompt, "
-                    ":seed, 64, 64, :now)"
+                    "INSERT INTO generations (owner_id, kind, status, attempts, prompt, seed, "
+                    "width, height, created_at) VALUES (:owner, 'imagine', :status, 1, :prompt, "
+                    ":seed, 64, 64, :now) RETURNING id"
                 ),
-                {"id": n, "owner": OWNER, "status": status, "prompt": f"old {n}", "seed": n, "now": now},
+                {"owner": OWNER, "status": status, "prompt": f"old {n}", "seed": n, "now": now},
             )
+            ids.append(inserted.scalar_one())
         await connection.execute(
-            text("INSERT INTO images (generation_id, \"index\", seed, variation_strength, width, height, "
-                 "path, sha256) VALUES (1, 0, 1, 0.0, 64, 64, 'images/0/1-0.png', :sha)"),
-            {"sha": "0" * 64},
+            text('INSERT INTO images (generation_id, "index", seed, variation_strength, width, height, '
+                 "path, sha256) VALUES (:generation, 0, 1, 0.0, 64, 64, 'images/0/1-0.png', :sha)"),
+            {"generation": ids[0], "sha": "0" * 64},
         )
     assert await _revision(engine) == "0001"
     await engine.dispose()
 
-    store = await Store.open(data_dir=data_dir)  # runs upgrade head on the old file
+    store = await Store.open(database_url, data_dir)  # runs upgrade head on the old database
     try:
         assert await _revision(store) == "0002"
         assert await store.user_settings(OWNER) == {"width": 96}
-        old = await store.get(1)
+        old = await store.get(ids[0])
         assert old.prompt == "old 1" and old.status is GenerationStatus.DONE
         assert old.delivery_failure is None and len(old.images) == 1
         assert [r.prompt for r in await store.history(OWNER)] == ["old 3", "old 2", "old 1"]
+        assert await store.count_history(OWNER, query="OLD") == 3
 
         recovery = await store.recover()
-        assert [r.id for r in recovery.to_render] == [2, 3]
-        assert [r.id for r in recovery.to_deliver] == [1]
+        assert [r.id for r in recovery.to_render] == ids[1:]
+        assert [r.id for r in recovery.to_deliver] == [ids[0]]
         # The column 0002 added is usable on old rows and new ones alike.
-        await store.record_delivery_failure(1, "channel gone")
+        await store.record_delivery_failure(ids[0], "channel gone")
         assert (await store.recover()).to_deliver == []
         new = await queue(store, prompt="new after upgrade")
-        assert new.id == 4
+        assert new.id > max(ids)
     finally:
         await store.close()
+
+
+STARTUP = """
+import asyncio, sys
+from storage import Store
+
+async def main():
+    store = await Store.open(sys.argv[1] or None, sys.argv[2])
+    record = await store.create_generation(owner_id=1, guild_id=None, channel_id=None,
+                                           kind="imagine", parent_id=None, params={"prompt": sys.argv[3]})
+    print(record.id)
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_two_processes_starting_on_a_new_database_migrate_once(
+    database_url: str | None, data_dir: Path
+) -> None:
+    # Real processes: each has its own Alembic context, so only the database lock (BEGIN
+    # IMMEDIATE on SQLite, an advisory lock on PostgreSQL) keeps them from migrating twice.
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", STARTUP, database_url or "", str(data_dir), f"worker {n}",
+            cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        for n in range(2)
+    ]
+    results = [await worker.communicate() for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], [err.decode()[-2000:] for _, err in results]
+    store = await Store.open(database_url, data_dir)
+    try:
+        assert await _revision(store) == "0002"
+        assert sorted(r.prompt for r in await store.history(1)) == ["worker 0", "worker 1"]
+    finally:
+        await store.close()
+
+
+async def test_two_stores_opened_at_once_in_one_process(database_url: str | None, data_dir: Path) -> None:
+    stores = await asyncio.gather(Store.open(database_url, data_dir), Store.open(database_url, data_dir))
+    try:
+        assert [await _revision(store) for store in stores] == ["0002", "0002"]
+        record = await queue(stores[0])
+        assert (await stores[1].get(record.id)).prompt == record.prompt
+    finally:
+        for store in stores:
+            await store.close()
 
 
 async def test_downgrade_to_0001_and_back(store: Store) -> None:

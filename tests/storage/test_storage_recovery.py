@@ -8,8 +8,8 @@ from storage import GenerationStatus, Store
 from storage_helpers import CHANNEL, finish, queue
 
 
-async def test_restart_resubmits_queued_in_order_and_retries_running_once(data_dir: Path) -> None:
-    store = await Store.open(data_dir=data_dir)
+async def test_restart_resubmits_queued_in_order_and_retries_running_once(database_url: str | None, data_dir: Path) -> None:
+    store = await Store.open(database_url, data_dir)
     first = await queue(store, prompt="first")
     interrupted = await queue(store, prompt="was rendering")
     second = await queue(store, prompt="second")
@@ -21,7 +21,7 @@ async def test_restart_resubmits_queued_in_order_and_retries_running_once(data_d
     await store.mark_running(interrupted.id)
     await store.close()  # the process dies here
 
-    store = await Store.open(data_dir=data_dir)
+    store = await Store.open(database_url, data_dir)
     recovery = await store.recover()
     assert [record.prompt for record in recovery.to_render] == ["first", "was rendering", "second", "third"]
     assert all(record.status is GenerationStatus.QUEUED for record in recovery.to_render)
@@ -34,7 +34,7 @@ async def test_restart_resubmits_queued_in_order_and_retries_running_once(data_d
     # Second crash while re-rendering the same job: it is not retried a second time.
     await store.mark_running(interrupted.id)
     await store.close()
-    store = await Store.open(data_dir=data_dir)
+    store = await Store.open(database_url, data_dir)
     recovery = await store.recover()
     assert [record.id for record in recovery.to_render] == [first.id, second.id, third.id]
     gave_up = await store.get(interrupted.id)
@@ -44,19 +44,19 @@ async def test_restart_resubmits_queued_in_order_and_retries_running_once(data_d
     await store.close()
 
 
-async def test_rendered_but_unposted_result_is_delivered_exactly_once(data_dir: Path) -> None:
-    store = await Store.open(data_dir=data_dir)
+async def test_rendered_but_unposted_result_is_delivered_exactly_once(database_url: str | None, data_dir: Path) -> None:
+    store = await Store.open(database_url, data_dir)
     done = await finish(store, (await queue(store)).id)
     await store.close()  # died between "rendered" and "posted"
 
-    store = await Store.open(data_dir=data_dir)
+    store = await Store.open(database_url, data_dir)
     recovery = await store.recover()
     assert [record.id for record in recovery.to_deliver] == [done.id]
     assert recovery.to_render == []
     await store.record_delivery(done.id, channel_id=CHANNEL, message_id=4242)
     await store.close()
 
-    store = await Store.open(data_dir=data_dir)
+    store = await Store.open(database_url, data_dir)
     recovery = await store.recover()
     assert recovery.to_deliver == [] and recovery.to_render == []
     assert (await store.get_by_message(4242)).id == done.id

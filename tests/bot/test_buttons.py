@@ -1,0 +1,125 @@
+"""The buttons under a result, clicked the way members click them."""
+
+from __future__ import annotations
+
+import numpy as np
+from bot_helpers import attachment_bytes, button_labels, embed_field, image_of
+
+from storage import GenerationKind
+
+
+async def _imagine(world, member=None, **options):
+    options = {"prompt": "a red circle", "steps": 4, **options}
+    result = await (member or world.alice).slash(world.channel, "imagine", **options)
+    assert result.response is not None and result.response.attachments, result
+    return result.response
+
+
+async def test_reroll_renders_the_same_request_with_a_new_seed_as_a_child(world):
+    message = await _imagine(world, seed=42, negative_prompt="blue")
+    rerolled = await world.alice.click(message, label="Reroll")
+
+    new_message = rerolled.response
+    assert new_message is not None and not new_message.ephemeral and new_message.id != message.id
+    assert embed_field(new_message, "Seed") != "42"
+    assert new_message.embeds[0].title == "a red circle"
+    assert embed_field(new_message, "Negative prompt") == "blue"
+    child = await world.store.get_by_message(new_message.id)
+    parent = await world.store.get_by_message(message.id)
+    assert child.kind is GenerationKind.REROLL and child.parent_id == parent.id
+    assert child.num_inference_steps == 4 and child.seed != 42
+
+
+async def test_v1_makes_variations_of_the_first_grid_image(world):
+    grid = await _imagine(world, seed=100, count=4)
+    varied = await world.alice.click(grid, label="V1")
+
+    message = varied.response
+    child = await world.store.get_by_message(message.id)
+    parent = await world.store.get_by_message(grid.id)
+    assert child.kind is GenerationKind.VARIATION and child.parent_id == parent.id
+    assert child.seed == parent.images[0].seed == 100
+    assert child.variation_seed is not None and child.variation_strength == 0.5
+    assert len(child.images) == 4
+    assert embed_field(message, "Variation").endswith("strength 0.5")
+
+
+async def test_u1_posts_the_first_grid_image_alone_with_its_own_buttons(world):
+    grid = await _imagine(world, seed=200, count=4)
+    parent = await world.store.get_by_message(grid.id)
+    upscaled = await world.alice.click(grid, label="U1")
+
+    message = upscaled.response
+    single = image_of(await attachment_bytes(message))
+    assert single.size == (parent.images[0].width, parent.images[0].height)
+    stored_first = image_of(await world.store.read_image(parent.images[0]))
+    assert np.array_equal(np.asarray(single), np.asarray(stored_first))
+    assert embed_field(message, "Seed") == "200"
+    assert "Vary (Subtle)" in button_labels(message) and "U1" not in button_labels(message)
+    child = await world.store.get_by_message(message.id)
+    assert child.kind is GenerationKind.UPSCALE and child.parent_id == parent.id and child.count == 1
+
+
+async def test_edit_modal_rerenders_with_the_new_prompt(world):
+    message = await _imagine(world, seed=9)
+    shown = await world.alice.click(message, label="Edit")
+    assert shown.modal is not None
+
+    submitted = await world.alice.submit_modal(
+        shown, {"prompt": "a blue square", "negative_prompt": "red", "keep_seed": True})
+    edited = submitted.response
+    assert edited.embeds[0].title == "a blue square"
+    assert embed_field(edited, "Seed") == "9"
+    assert embed_field(edited, "Negative prompt") == "red"
+    assert "a blue square" in image_of(await attachment_bytes(edited)).info["parameters"]
+    child = await world.store.get_by_message(edited.id)
+    assert child.kind is GenerationKind.EDIT and child.parent_id == (await world.store.get_by_message(message.id)).id
+
+
+async def test_info_lists_every_parameter_and_a_line_that_reproduces_it(world):
+    message = await _imagine(world, prompt="a green triangle", seed=77, negative_prompt="blur", guidance=6.5,
+                             sampler="Euler a", width=48, height=32)
+    info = await world.alice.click(message, label="Info")
+
+    assert info.response.ephemeral
+    text = info.response.embeds[0].description + "".join(field.value for field in info.response.embeds[0].fields)
+    for expected in ("a green triangle", "blur", "48×32", "Steps:** 4", "6.5", "77", "Euler a", "tinyshapes",
+                     "Count:** 1", "Variation seed", "Init image"):
+        assert expected in text, (expected, text)
+    assert "/imagine prompt: a green triangle --seed 77 --steps 4 --cfg 6.5 --sampler Euler a --no blur" in text
+    assert "width: 48 height: 32" in text
+
+
+async def test_someone_else_clicking_reroll_is_refused_privately(world):
+    message = await _imagine(world, seed=5)
+    refused = await world.bob.click(message, label="Reroll")
+
+    assert refused.response.ephemeral
+    assert "Not yours" in refused.response.content
+    record = await world.store.get_by_message(message.id)
+    assert (await world.store.lineage(record.id)).children == []
+
+
+async def test_delete_removes_the_message_and_the_images(world):
+    message = await _imagine(world, seed=5)
+    record = await world.store.get_by_message(message.id)
+    image_path = world.bot.settings.data_dir / record.images[0].path
+    assert image_path.exists()
+
+    deleted = await world.alice.click(message, label="Delete")
+
+    assert deleted.response.ephemeral and f"#{record.id}" in deleted.response.content
+    assert world.channel.last_message is None or world.channel.last_message.id != message.id
+    assert not image_path.exists()
+    assert await world.store.get(record.id) is None  # gone from history (the row stays for lineage)
+
+
+async def test_buttons_still_work_after_a_restart(world):
+    message = await _imagine(world, seed=31)
+    await world.restart()
+
+    rerolled = await world.alice.click(message, label="Reroll")
+    new_message = rerolled.response
+    assert new_message.attachments and embed_field(new_message, "Seed") != "31"
+    refused = await world.bob.click(message, label="Info")
+    assert refused.response.ephemeral and "Not yours" in refused.response.content

@@ -1,0 +1,191 @@
+"""/imagine as a member uses it, on the shipped tinyshapes model, through SimCord."""
+
+from __future__ import annotations
+
+import time
+
+import discord
+
+import numpy as np
+import pytest
+import simcord
+from bot_helpers import attachment_bytes, button_labels, embed_field, image_of
+
+from generation import GenerationRequest
+from storage import GenerationKind, GenerationStatus
+
+
+def _callback_types(env: simcord.Env) -> list[int]:
+    return [entry.json.get("type") for entry in env.http_requests
+            if entry.path.endswith("/callback") and isinstance(entry.json, dict)]
+
+
+async def test_imagine_defers_then_posts_a_png_with_its_parameters(world):
+    result = await world.alice.slash(world.channel, "imagine", prompt="a red circle on a blue background",
+                                     seed=42, steps=4)
+
+    # Deferred first (the "thinking" message), then the thinking message became the result.
+    assert _callback_types(world.env)[0] == 5
+    message = result.response
+    assert message is not None and not message.ephemeral
+    png = await attachment_bytes(message)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    parameters = image_of(png).info["parameters"]
+    assert parameters.startswith("a red circle on a blue background")
+    assert "Seed: 42" in parameters and "Steps: 4" in parameters
+    assert embed_field(message, "Seed") == "42"
+    assert embed_field(message, "Steps") == "4"
+    assert embed_field(message, "Size") == "32×32" or "×" in embed_field(message, "Size")
+    assert embed_field(message, "Time").endswith(" s")
+    assert message.embeds[0].title == "a red circle on a blue background"
+    assert {"Reroll", "Edit", "Info", "Delete", "Vary (Subtle)", "Vary (Strong)", "Upscale 2×"} <= set(
+        button_labels(message))
+
+    record = await world.store.get_by_message(message.id)
+    assert record is not None and record.status is GenerationStatus.DONE
+    assert record.kind is GenerationKind.IMAGINE and record.seed == 42 and record.owner_id == world.alice.id
+
+
+def _status_edits(env: simcord.Env) -> list[dict]:
+    return [entry.json for entry in env.http_requests
+            if entry.method == "PATCH" and entry.path.endswith("/messages/@original") and isinstance(entry.json, dict)]
+
+
+async def test_the_status_message_shows_the_queue_then_the_steps(world):
+    await world.alice.slash(world.channel, "imagine", prompt="a green square", seed=1, steps=6)
+
+    contents = [edit.get("content") or "" for edit in _status_edits(world.env)]
+    assert "Queued — position" in contents[0] and "ETA ~" in contents[0]
+    assert "🎨 Rendering step 1/6" in contents[1]
+    # SimCord's loop clock stands still during a render, so the 1-per-second limit holds back the rest.
+    assert not any("Rendering step 2/6" in text for text in contents)
+
+
+@pytest.mark.simcord(settle_timeout=120.0)
+async def test_on_a_running_clock_step_edits_bring_previews_and_respect_the_interval(world):
+    edit_times: list[float] = []
+    # Outside SimCord the loop clock runs during a render; a wall clock stands in for it here, and a
+    # shorter interval keeps the render (and the shared CPU) small.
+    interval = 0.05
+    world.bot.runner.status_clock = time.perf_counter
+    world.bot.runner.status_interval_s = interval
+    original_edit = discord.Interaction.edit_original_response
+
+    async def timed_edit(self, **fields):
+        edit_times.append(time.perf_counter())
+        return await original_edit(self, **fields)
+
+    discord.Interaction.edit_original_response = timed_edit
+    try:
+        await world.alice.slash(world.channel, "imagine", prompt="a green square", seed=1, steps=20)
+    finally:
+        discord.Interaction.edit_original_response = original_edit
+
+    edits = _status_edits(world.env)
+    steps = [edit for edit in edits if "Rendering step" in (edit.get("content") or "")]
+    assert len(steps) >= 2, [edit.get("content") for edit in edits]
+    assert any(edit.get("attachments") for edit in steps), "no preview image was shown"
+    # Step edits are at least `interval` apart (the queued → first-step change goes out at once).
+    progress_times = edit_times[1:-1]
+    gaps = [later - earlier for earlier, later in zip(progress_times, progress_times[1:])]
+    assert all(gap >= interval * 0.95 for gap in gaps), gaps
+
+
+async def test_four_images_come_as_one_2x2_grid_with_u_and_v_buttons(world):
+    result = await world.alice.slash(world.channel, "imagine", prompt="a yellow triangle", seed=5, count=4,
+                                     steps=4)
+    message = result.response
+    grid = image_of(await attachment_bytes(message))
+    record = await world.store.get_by_message(message.id)
+    single = record.images[0]
+    assert grid.size == (single.width * 2, single.height * 2)
+    assert embed_field(message, "Seeds") == "5, 6, 7, 8"
+    assert {"U1", "U2", "U3", "U4", "V1", "V2", "V3", "V4", "Reroll"} <= set(button_labels(message))
+
+
+async def test_the_same_seed_gives_identical_pixels(world):
+    first = await world.alice.slash(world.channel, "imagine", prompt="a red square", seed=7, steps=4)
+    second = await world.bob.slash(world.channel, "imagine", prompt="a red square", seed=7, steps=4)
+    a = np.asarray(image_of(await attachment_bytes(first.response)))
+    b = np.asarray(image_of(await attachment_bytes(second.response)))
+    assert a.shape == b.shape and np.array_equal(a, b)
+
+
+async def test_inline_flags_set_the_request(world):
+    result = await world.alice.slash(world.channel, "imagine", prompt="a blue circle --seed 99 --steps 5 --no red")
+    message = result.response
+    assert embed_field(message, "Seed") == "99"
+    assert embed_field(message, "Steps") == "5"
+    assert embed_field(message, "Negative prompt") == "red"
+    assert message.embeds[0].title == "a blue circle"
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"prompt": "a red circle", "width": 100}, "multiple of 8"),
+        ({"prompt": "a red circle --steps 0"}, "steps"),
+        ({"prompt": "a red circle --count 9"}, "count"),
+        ({"prompt": "a red circle --sparkle 3"}, "Unknown flag --sparkle"),
+        ({"prompt": "a red circle", "init_image": ("notes.txt", b"not a picture")}, "init_image"),
+        ({"prompt": "--seed 3"}, "prompt"),
+    ],
+)
+async def test_invalid_input_gets_an_ephemeral_error_and_the_bot_carries_on(world, options, expected):
+    refused = await world.alice.slash(world.channel, "imagine", **options)
+    assert refused.response is not None and refused.response.ephemeral
+    assert expected in refused.response.content
+    assert not refused.deferred
+
+    accepted = await world.alice.slash(world.channel, "imagine", prompt="a red circle", seed=3, steps=4)
+    assert accepted.response.attachments
+
+
+async def test_discord_itself_refuses_options_outside_their_declared_range(world):
+    with pytest.raises(simcord.OptionError):
+        await world.alice.slash(world.channel, "imagine", prompt="a red circle", steps=0)
+    with pytest.raises(simcord.OptionError):
+        await world.alice.slash(world.channel, "imagine", prompt="a red circle", count=9)
+
+
+async def test_init_image_is_used_and_recorded(world):
+    first = await world.alice.slash(world.channel, "imagine", prompt="a red circle", seed=11, steps=4)
+    png = await attachment_bytes(first.response)
+    result = await world.alice.slash(world.channel, "imagine", prompt="a blue circle", seed=11, steps=4,
+                                     init_image=("start.png", png), strength=0.5)
+    message = result.response
+    assert embed_field(message, "Init image") == "strength 0.5"
+    record = await world.store.get_by_message(message.id)
+    assert record.has_init_image and await world.store.read_init_image(record.id) == png
+
+
+@pytest.mark.simcord(settle_timeout=60.0)
+async def test_defer_comes_within_100ms_while_the_worker_renders(world, monkeypatch):
+    import discord
+
+    deferred_at: list[float] = []
+    original_defer = discord.InteractionResponse.defer
+
+    async def timed_defer(self, *args, **kwargs):
+        outcome = await original_defer(self, *args, **kwargs)
+        deferred_at.append(time.perf_counter())
+        return outcome
+
+    monkeypatch.setattr(discord.InteractionResponse, "defer", timed_defer)
+
+    # Keep the render worker busy with a long job, then invoke /imagine while it runs.
+    busy = world.bot.service.submit(GenerationRequest(prompt="a green circle", num_inference_steps=40, count=4),
+                                    owner="load")
+    while busy.state.value != "running":
+        await _yield_to_loop()
+    invoked_at = time.perf_counter()
+    result = await world.alice.slash(world.channel, "imagine", prompt="a red circle", seed=1, steps=4)
+    assert deferred_at, "the command never deferred"
+    assert deferred_at[0] - invoked_at < 0.100, f"defer took {1000 * (deferred_at[0] - invoked_at):.0f} ms"
+    assert busy.done and result.response.attachments
+
+
+async def _yield_to_loop() -> None:
+    import asyncio
+
+    await asyncio.sleep(0.01)

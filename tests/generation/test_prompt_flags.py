@@ -1,0 +1,74 @@
+"""Midjourney-style flags inside the prompt become request fields; bad flags are errors, not prompt text."""
+
+from __future__ import annotations
+
+import pytest
+
+from generation import GenerationRequest, RequestError, apply_prompt_flags, parse_prompt_flags
+from generation.flags import FLAGS
+
+
+def test_every_flag():
+    prompt, fields = parse_prompt_flags(
+        "a red circle on blue --ar 2:1 --seed 7 --no green, text --steps 12 --cfg 7.5 --sampler DPM++ 2M Karras --count 3"
+    )
+    assert prompt == "a red circle on blue"
+    assert fields == {
+        "width": 88,
+        "height": 48,
+        "seed": 7,
+        "negative_prompt": "green, text",
+        "num_inference_steps": 12,
+        "guidance_scale": 7.5,
+        "sampler": "DPM++ 2M Karras",
+        "count": 3,
+    }
+
+
+def test_no_flags_leaves_the_prompt_alone():
+    assert parse_prompt_flags("a red  circle - with a dash") == ("a red circle - with a dash", {})
+
+
+@pytest.mark.parametrize(
+    "ratio, base, size",
+    [("1:1", 64, (64, 64)), ("16:9", 512, (680, 384)), ("9:16", 64, (48, 88)), ("3:2", 512, (624, 416))],
+)
+def test_aspect_ratio_keeps_the_base_area_in_multiples_of_8(ratio, base, size):
+    _, fields = parse_prompt_flags(f"a square --ar {ratio}", base_size=base)
+    assert (fields["width"], fields["height"]) == size
+
+
+def test_em_dash_and_case_are_accepted():
+    # Phones turn "--" into an em dash.
+    assert parse_prompt_flags("a circle \u2014seed 5 --SAMPLER euler a") == ("a circle", {"seed": 5, "sampler": "Euler a"})
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("a circle --chaos 50", f"Unknown flag --chaos. Available flags: {', '.join(FLAGS)}."),
+        ("a circle --seed", "--seed needs a value, e.g. --seed 42."),
+        ("a circle --seed abc", "--seed needs a whole number, got 'abc' (e.g. --seed 42)."),
+        ("a circle --steps 2.5", "--steps needs a whole number, got '2.5' (e.g. --steps 20)."),
+        ("a circle --count many", "--count needs a whole number, got 'many' (e.g. --count 4)."),
+        ("a circle --cfg high", "--cfg needs a number, got 'high' (e.g. --cfg 7.5)."),
+        ("a circle --ar 16x9", "--ar needs two positive whole numbers like 16:9, got '16x9'."),
+        ("a circle --ar 0:1", "--ar needs two positive whole numbers like 16:9, got '0:1'."),
+        ("a circle --seed 1 --seed 2", "--seed is given twice; use it once."),
+        (
+            "a circle --seed 3 on a square",
+            "--seed takes one value, got '3 on a square'; put prompt text before the flags (e.g. --seed 42).",
+        ),
+    ],
+)
+def test_bad_flags_are_errors(text, message):
+    with pytest.raises(RequestError) as error:
+        parse_prompt_flags(text)
+    assert str(error.value) == message
+
+
+def test_inline_flags_win_over_typed_options():
+    typed = GenerationRequest("a circle --seed 3 --no blue", seed=99, negative_prompt="red", guidance_scale=4.0)
+    applied = apply_prompt_flags(typed)
+    assert (applied.prompt, applied.seed, applied.negative_prompt) == ("a circle", 3, "blue")
+    assert applied.guidance_scale == 4.0  # options without a flag stay as typed

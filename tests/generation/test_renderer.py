@@ -1,0 +1,117 @@
+"""The real shipped pipeline: seeds reproduce pixels, variations, img2img, progress and cancel."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from gen_helpers import fast_request
+
+from generation import RenderCancelled, upscale_request, variation_request
+from generation.latents import initial_noise
+
+
+def pixels(image: PIL.Image.Image) -> np.ndarray:
+    return np.asarray(image, dtype=np.int16)
+
+
+def mean_difference(a: PIL.Image.Image, b: PIL.Image.Image) -> float:
+    return float(np.abs(pixels(a) - pixels(b)).mean())
+
+
+@pytest.fixture(scope="module")
+def parent(renderer):
+    return renderer.render(fast_request(seed=11)).images[0]
+
+
+def test_same_request_twice_gives_identical_pixels(renderer, parent):
+    again = renderer.render(fast_request(seed=11)).images[0]
+    assert again.seed == 11
+    assert np.array_equal(pixels(again.image), pixels(parent.image))
+
+
+def test_a_different_seed_gives_different_pixels(renderer, parent):
+    other = renderer.render(fast_request(seed=12)).images[0]
+    assert mean_difference(other.image, parent.image) > 1.0
+
+
+def test_count_4_gives_four_seeds_each_reproducible_alone(renderer):
+    result = renderer.render(fast_request(seed=100, count=4))
+    assert [image.seed for image in result.images] == [100, 101, 102, 103]
+    assert all(image.image.size == (64, 64) for image in result.images)
+    for rendered in result.images:
+        alone = renderer.render(fast_request(seed=rendered.seed, count=1)).images[0]
+        assert np.array_equal(pixels(alone.image), pixels(rendered.image))
+
+
+def test_variation_at_strength_0_is_its_parent(renderer, parent):
+    variation = renderer.render(fast_request(seed=11, variation_seed=500, variation_strength=0.0)).images[0]
+    assert np.array_equal(pixels(variation.image), pixels(parent.image))
+
+
+def test_subtle_variation_differs_a_little(renderer, parent):
+    request = variation_request(fast_request(seed=11), image_seed=11).replace(variation_seed=500)
+    assert request.variation_strength == 0.15
+    subtle = renderer.render(request).images[0]
+    other_seed = renderer.render(fast_request(seed=500)).images[0]
+    assert (subtle.seed, subtle.variation_seed, subtle.variation_strength) == (11, 500, 0.15)
+    assert 0 < mean_difference(subtle.image, parent.image) < mean_difference(other_seed.image, parent.image)
+
+
+def test_variation_noise_is_a_slerp_that_keeps_the_noise_scale():
+    shape = (1, 4, 64, 64)
+    parent = initial_noise(shape, torch.Generator().manual_seed(1))
+    for strength, expected_cosine in [(0.15, np.cos(0.15 * np.pi / 2)), (0.5, np.cos(0.5 * np.pi / 2))]:
+        blended = initial_noise(shape, torch.Generator().manual_seed(1), 2, strength)
+        cosine = torch.nn.functional.cosine_similarity(parent.flatten(), blended.flatten(), dim=0)
+        assert cosine.item() == pytest.approx(expected_cosine, abs=0.02)
+        assert blended.std().item() == pytest.approx(1.0, abs=0.05)
+
+
+def png(image: PIL.Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_img2img_at_strength_0_returns_the_init_image(renderer, parent):
+    result = renderer.render(fast_request(init_image=png(parent.image), strength=0.0))
+    assert np.array_equal(pixels(result.images[0].image), pixels(parent.image))
+
+
+def test_img2img_changes_the_image_reproducibly(renderer, parent):
+    request = fast_request(init_image=png(parent.image), strength=0.75, seed=3)
+    first, second = renderer.render(request).images[0], renderer.render(request).images[0]
+    assert np.array_equal(pixels(first.image), pixels(second.image))
+    assert mean_difference(first.image, parent.image) > 0
+
+
+def test_upscale_doubles_the_size_with_the_same_prompt_and_seed(renderer, parent):
+    request = upscale_request(fast_request(seed=11), parent.image, parent.seed)
+    assert (request.width, request.height, request.seed, request.strength) == (128, 128, 11, 0.35)
+    result = renderer.render(request.replace(num_inference_steps=6))
+    assert result.images[0].image.size == (128, 128)
+
+
+def test_progress_reports_every_step_with_occasional_previews(renderer):
+    events = []
+    renderer.render(fast_request(num_inference_steps=6, count=2), on_progress=events.append)
+    assert [(event.step, event.total) for event in events] == [(step, 12) for step in range(1, 13)]
+    previews = [event.preview for event in events if event.preview is not None]
+    assert previews and all(preview.size == (64, 64) for preview in previews)
+
+
+def test_cancel_stops_the_render_at_the_next_step(renderer):
+    events = []
+
+    def cancel_after_two_steps():
+        return len(events) >= 2
+
+    with pytest.raises(RenderCancelled):
+        renderer.render(
+            fast_request(num_inference_steps=8, count=3), on_progress=events.append, is_cancelled=cancel_after_two_steps
+        )
+    assert len(events) == 2  # no step ran after the cancel was seen

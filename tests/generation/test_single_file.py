@@ -1,0 +1,62 @@
+"""The shipped weights give identical images from the diffusers folder and from one LDM-layout checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gen_helpers import fast_request
+from safetensors import safe_open
+
+from generation.models import ModelSource
+from generation.single_file import convert_folder_to_single_file
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tinyshapes_dir, tmp_path_factory):
+    return convert_folder_to_single_file(tinyshapes_dir, tmp_path_factory.mktemp("single") / "tinyshapes.safetensors")
+
+
+def test_checkpoint_uses_the_original_sd_key_layout(checkpoint):
+    with safe_open(str(checkpoint), "pt") as file:
+        keys = set(file.keys())
+    assert "model.diffusion_model.input_blocks.0.0.weight" in keys  # UNet conv_in
+    assert "model.diffusion_model.middle_block.1.proj_in.weight" in keys  # mid attention
+    assert "first_stage_model.decoder.up.0.block.0.conv1.weight" in keys  # VAE, LDM's reversed up order
+    assert "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight" in keys
+    assert not any(key.startswith(("unet.", "vae.", "down_blocks.")) for key in keys)
+
+
+def test_folder_and_single_file_give_identical_images(renderer, checkpoint, tinyshapes_dir):
+    from generation.renderer import Renderer
+
+    single = ModelSource("tinyshapes-single-file", str(checkpoint), config=str(tinyshapes_dir))
+    single_file_renderer = Renderer(single, device="cpu", cpu_threads=1)
+    single_file_renderer.load(single.name)
+    try:
+        for sampler in ("DPM++ 2M", "Euler a"):
+            request = fast_request(seed=21, sampler=sampler)
+            from_folder = renderer.render(request).images[0].image
+            from_file = single_file_renderer.render(request.replace(model=single.name)).images[0].image
+            assert np.array_equal(np.asarray(from_folder), np.asarray(from_file))
+    finally:
+        single_file_renderer.unload()
+
+
+async def test_the_service_switches_models_on_request_and_reports_load_time(checkpoint, tinyshapes_dir):
+    from generation import GenerationService, Limits
+    from generation.renderer import Renderer
+
+    single = ModelSource("tinyshapes-single-file", str(checkpoint), config=str(tinyshapes_dir))
+    renderer = Renderer("tinyshapes", device="cpu", cpu_threads=1, extra_models=(single,))
+    service = GenerationService(renderer, Limits(models=("tinyshapes", single.name)))
+    await service.start()
+    try:
+        assert await service.load_model("tinyshapes") > 0
+        same = await service.submit(fast_request(), owner="alice").result()
+        switched = await service.submit(fast_request(model=single.name), owner="alice").result()
+        again = await service.submit(fast_request(model=single.name), owner="alice").result()
+        assert (same.model_load_s, again.model_load_s) == (0.0, 0.0)
+        assert switched.model_load_s > 0
+        assert renderer.loaded.source.name == single.name  # one model kept loaded at a time
+    finally:
+        await service.close()

@@ -34,6 +34,21 @@ EXTENSIONS = (
 )
 
 
+def build_service(settings: Settings, idle_wait: IdleWait[Any] | None) -> Any:
+    """The GenerationService that Settings describe (not started)."""
+    from generation import GenerationService, Limits, Renderer
+
+    renderer = Renderer(settings.model, device=settings.device, dtype=settings.dtype,
+                        extra_models=tuple(settings.extra_models))
+    limits = Limits(min_size=settings.min_size, max_size=settings.max_size, max_pixels=settings.max_pixels,
+                    max_steps=settings.max_steps, max_count=settings.max_count, models=tuple(settings.model_names))
+    return GenerationService(renderer, limits, per_owner_cap=settings.queue_per_user, total_cap=settings.queue_total,
+                             idle_wait=idle_wait)
+
+
+ServiceFactory = Callable[[Settings, "IdleWait[Any] | None"], Any]
+
+
 class GuildGateTree(app_commands.CommandTree):
     """Refuses commands outside `settings.allowed_guilds` (when that list is non-empty)."""
 
@@ -51,7 +66,7 @@ class ImagineBot(commands.Bot):
     """A commands.Bot with the generation service, the store and the job runner attached."""
 
     def __init__(self, settings: Settings, *, store: Any = None, service: Any = None,
-                 idle_wait: IdleWait[Any] | None = None) -> None:
+                 idle_wait: IdleWait[Any] | None = None, service_factory: ServiceFactory | None = None) -> None:
         # Slash commands and components only: no privileged intents, no message content.
         super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.default(),
                          tree_cls=GuildGateTree, help_command=None)
@@ -59,6 +74,7 @@ class ImagineBot(commands.Bot):
         self.store = store
         self.service = service
         self.idle_wait = idle_wait
+        self.service_factory = service_factory or build_service
         self.runner: JobRunner | None = None
         self._owned: list[Any] = []  # what setup_hook opened, closed in reverse order
 
@@ -69,7 +85,7 @@ class ImagineBot(commands.Bot):
             self.store = await Store.open(self.settings.resolved_database_url, self.settings.data_dir)
             self._owned.append(self.store)
         if self.service is None:
-            self.service = self._build_service()
+            self.service = self.service_factory(self.settings, self.idle_wait)
             self._owned.append(self.service)
             await self.service.start()
         self.runner = JobRunner(self, self.store, self.service)
@@ -89,18 +105,6 @@ class ImagineBot(commands.Bot):
             self.service.prepare(GenerationRequest(prompt="warm up", model=self.settings.model))
         except Exception:
             log.exception("warm-up validation failed; the first /imagine may be slow to answer")
-
-    def _build_service(self) -> Any:
-        from generation import GenerationService, Limits, Renderer
-
-        settings = self.settings
-        renderer = Renderer(settings.model, device=settings.device, dtype=settings.dtype,
-                            extra_models=tuple(settings.extra_models))
-        limits = Limits(min_size=settings.min_size, max_size=settings.max_size, max_pixels=settings.max_pixels,
-                        max_steps=settings.max_steps, max_count=settings.max_count,
-                        models=tuple(settings.model_names))
-        return GenerationService(renderer, limits, per_owner_cap=settings.queue_per_user,
-                                 total_cap=settings.queue_total, idle_wait=self.idle_wait)
 
     async def recover(self) -> None:
         """Re-queue jobs a previous run left queued or running; post results it never posted.
@@ -141,11 +145,13 @@ class ImagineBot(commands.Bot):
 
 
 def create_bot(settings: Settings | None = None, *, store: Any = None, service: Any = None,
-               idle_wait: IdleWait[Any] | None = None) -> ImagineBot:
+               idle_wait: IdleWait[Any] | None = None, service_factory: ServiceFactory | None = None) -> ImagineBot:
     """Build the bot. Nothing is opened until it logs in (setup_hook).
 
-    `store` / `service` replace the ones setup_hook would build from `settings`; `idle_wait` wraps the
-    render queue's wait for work (SimCord tests and the playground declare it an external wait).
+    `store` / `service` are used as given (already open and started; the caller closes them) instead of
+    the ones setup_hook would build from `settings`. `service_factory(settings, idle_wait)` changes how
+    setup_hook builds the service it owns (tests: a fake renderer). `idle_wait` wraps the render queue's
+    wait for work (SimCord tests and the playground declare it an external wait).
     """
     return ImagineBot(settings if settings is not None else Settings(), store=store, service=service,
-                      idle_wait=idle_wait)
+                      idle_wait=idle_wait, service_factory=service_factory)

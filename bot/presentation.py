@@ -170,7 +170,7 @@ def result_embed(record: GenerationRecord, *, image: EncodedImage | None = None)
         footer += f" · from #{record.parent_id}"
     if image is not None and image.shrunk_from is not None:
         footer += (f" · shown as a {_mib(len(image.data))} JPEG to fit Discord's upload limit;"
-                   f" the full {_mib(image.shrunk_from)} PNG is kept (/show {record.id})")
+                   f" the full {_mib(image.shrunk_from)} PNG is kept in history")
     embed.set_footer(text=footer)
     if image is not None:
         embed.set_image(url=f"attachment://{image.filename}")

@@ -315,4 +315,12 @@ class JobRunner:
         reason = f"could not be posted: {last_error}"
         log.error("job #%s %s", record.id, reason)
         await self.store.record_delivery_failure(record.id, reason)
+        if interaction is not None:
+            # The upload failed, a short text reply may not: tell the user where the result is.
+            try:
+                await interaction.followup.send(
+                    f"⚠️ Generation #{record.id} is done but Discord refused the upload ({last_error}). "
+                    f"It is kept in your history: /show generation_id:{record.id}", ephemeral=True)
+            except discord.HTTPException:
+                pass
         return None

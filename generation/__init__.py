@@ -5,6 +5,7 @@ Importing this package does not import torch; `Renderer` loads it on first use.
 """
 
 from .flags import apply_prompt_flags, parse_prompt_flags, size_for_aspect_ratio
+from .jobs import Job, JobCancelled, JobFailed, JobState, QueueEntry, QueueSnapshot
 from .models import ModelSource, model_source, resolve_model
 from .request import (
     MAX_SEED,
@@ -19,7 +20,7 @@ from .request import (
     RequestError,
 )
 from .samplers import SAMPLERS
-from .service import GenerationService, Job, JobCancelled, JobFailed, JobState, QueueEntry, QueueSnapshot
+from .service import GenerationService
 from .variants import reroll_request, upscale_request, variation_request
 
 __all__ = [

@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--strength", type=float, default=DEFAULTS.strength, help="img2img: 0 keeps, 1 ignores it")
     parser.add_argument("--variation-seed", type=int, help="seed to blend towards (default: random if strength > 0)")
     parser.add_argument("--variation-strength", type=float, default=DEFAULTS.variation_strength, help="0-1")
-    parser.add_argument("--model", default=DEFAULTS.model, help="tinyshapes, a diffusers folder, a hub id, or a checkpoint")
+    parser.add_argument(
+        "--model", default=DEFAULTS.model, help="tinyshapes, a diffusers folder, a hub id, or a checkpoint"
+    )
     parser.add_argument("--model-config", help="diffusers folder with the configs of a single-file checkpoint")
     parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
     parser.add_argument("--dtype", default="auto", help="auto (fp16 on CUDA), float32, float16, bfloat16")

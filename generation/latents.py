@@ -60,7 +60,9 @@ class LatentPreview:
         blocks = torch.rand((4, 3, 4, 4), generator=generator).repeat_interleave(size // 4, 2)
         blocks = blocks.repeat_interleave(size // 4, 3)
         ramp = torch.linspace(0, 1, size)
-        gradients = torch.stack([ramp.expand(size, size), ramp[:, None].expand(size, size), 1 - ramp.expand(size, size)])
+        gradients = torch.stack(
+            [ramp.expand(size, size), ramp[:, None].expand(size, size), 1 - ramp.expand(size, size)]
+        )
         images = torch.cat([blocks, gradients[None]]) * 2 - 1  # VAE input range [-1, 1]
         parameter = next(vae.parameters())
         with torch.no_grad():

@@ -127,12 +127,14 @@ class Renderer:
         source = self.source(model)
         self.unload()  # one model at a time: free the old weights before reading the new ones
         started = time.perf_counter()
-        if source.is_single_file:
-            txt2img = StableDiffusionPipeline.from_single_file(
-                source.path, config=source.config, dtype=self.dtype
-            )
-        else:
-            txt2img = StableDiffusionPipeline.from_pretrained(source.path, dtype=self.dtype)
+        try:
+            if source.is_single_file:
+                txt2img = StableDiffusionPipeline.from_single_file(source.path, config=source.config, dtype=self.dtype)
+            else:
+                txt2img = StableDiffusionPipeline.from_pretrained(source.path, dtype=self.dtype)
+        except (OSError, ValueError) as error:  # missing files, not in the offline cache, wrong layout
+            log.exception("loading model %s from %s failed", source.name, source.path)
+            raise RenderError(f"Model {source.name!r} could not be loaded from {source.path}: {error}") from None
         txt2img.to(self.device)
         txt2img.set_progress_bar_config(disable=True)
         img2img = StableDiffusionImg2ImgPipeline.from_pipe(txt2img)

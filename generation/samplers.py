@@ -7,7 +7,12 @@ diffusers' scheduler docs ("A1111/k-diffusion -> diffusers").
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
+
+# torchsde compares float32 and float64 copies of the same time and warns about the rounding
+# difference ("Should have ta>=t0"); the Brownian tree is unaffected.
+warnings.filterwarnings("ignore", message="Should have ta>=t0", module="torchsde")
 
 
 _NO_KARRAS = {"use_karras_sigmas": False}

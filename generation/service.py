@@ -11,25 +11,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import threading
 import time
 import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from enum import Enum
 from functools import partial
 from typing import Any, Awaitable, Callable, Protocol, TypeVar
 
+from .jobs import Job, JobState, QueueEntry, QueueSnapshot
 from .request import (
     SEED_RANGE,
-    RenderCancelled,
-    RenderError,
     GenerationRequest,
     Limits,
     Progress,
     QueueFull,
+    RenderCancelled,
+    RenderError,
     RenderResult,
+    RequestError,
     check_prompt_length,
     validate_request,
 )
@@ -39,24 +38,6 @@ T = TypeVar("T")
 
 # Used for ETAs until the first render has been timed.
 DEFAULT_SECONDS_PER_STEP = 0.1
-
-
-class JobState(str, Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-class JobFailed(Exception):
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-class JobCancelled(Exception):
-    pass
 
 
 class RendererLike(Protocol):
@@ -75,85 +56,6 @@ class RendererLike(Protocol):
     def tokenizer(self, model: str) -> Any: ...  # None: no prompt-length check
 
     def load(self, model: str) -> float: ...
-
-
-class Job:
-    """One submitted request. Created by GenerationService.submit; await `result()` for the images."""
-
-    def __init__(self, key: str, owner: str, request: GenerationRequest, loop: asyncio.AbstractEventLoop):
-        self.key = key
-        self.owner = owner
-        self.request = request
-        self.state = JobState.QUEUED
-        self.error: str | None = None
-        self.progress: Progress | None = None
-        self.submitted_at = time.monotonic()
-        self.started_at: float | None = None
-        self._listeners: list[Callable[[Progress], None]] = []
-        self._cancel_requested = threading.Event()  # read by the worker thread between steps
-        self._future: asyncio.Future[RenderResult] = loop.create_future()
-        # A result nobody awaits (e.g. the caller went away) must not log "exception never retrieved".
-        self._future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        log.info("job %s (owner %s): queued", key, owner)
-
-    async def result(self) -> RenderResult:
-        """The rendered images; raises JobFailed (with a readable .reason) or JobCancelled."""
-        return await asyncio.shield(self._future)
-
-    def add_progress_listener(self, callback: Callable[[Progress], None]) -> None:
-        """`callback(Progress)` is called on the event loop after every denoising step."""
-        self._listeners.append(callback)
-
-    @property
-    def done(self) -> bool:
-        return self._future.done()
-
-    def _set_state(self, state: JobState, detail: str = "") -> None:
-        self.state = state
-        log.info("job %s (owner %s): %s%s", self.key, self.owner, state.value, f" ({detail})" if detail else "")
-
-    def _emit(self, progress: Progress) -> None:
-        self.progress = progress
-        for listener in list(self._listeners):
-            try:
-                listener(progress)
-            except Exception:  # a broken listener must not break the render
-                log.exception("progress listener of job %s failed", self.key)
-
-    def _finish(self, result: RenderResult) -> None:
-        self._set_state(JobState.DONE, f"{len(result.images)} image(s) in {result.duration_s:.2f}s")
-        self._future.set_result(result)
-
-    def _fail(self, reason: str) -> None:
-        self.error = reason
-        self._set_state(JobState.FAILED, reason)
-        self._future.set_exception(JobFailed(reason))
-
-    def _cancelled(self) -> None:
-        self._set_state(JobState.CANCELLED)
-        self._future.set_exception(JobCancelled(f"job {self.key} was cancelled"))
-
-
-@dataclass(frozen=True)
-class QueueEntry:
-    key: str
-    owner: str
-    position: int  # 0 = rendering now, 1 = next, ...
-    eta_s: float  # estimated seconds until this job is done
-    state: JobState
-
-
-@dataclass(frozen=True)
-class QueueSnapshot:
-    entries: list[QueueEntry] = field(default_factory=list)
-    avg_render_s: float = 0.0  # moving average over recent renders
-    total: int = 0
-
-    def for_owner(self, owner: str) -> list[QueueEntry]:
-        return [entry for entry in self.entries if entry.owner == owner]
-
-    def entry(self, key: str) -> QueueEntry | None:
-        return next((entry for entry in self.entries if entry.key == key), None)
 
 
 def _identity(awaitable: Awaitable[T]) -> Awaitable[T]:
@@ -200,6 +102,15 @@ class GenerationService:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
         self._wakeup = asyncio.Event()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="generation-dispatcher")
+        # prepare() runs on the event loop: read the tokenizers from disk now, on the worker thread.
+        await self._loop.run_in_executor(self._executor, self._load_tokenizers)
+
+    def _load_tokenizers(self) -> None:
+        for model in self.limits.models:
+            try:
+                self.renderer.tokenizer(model)
+            except Exception as error:  # reported again, to the user, when a request names the model
+                log.warning("could not load the tokenizer of model %s: %s", model, error)
 
     async def close(self) -> None:
         """Cancel queued jobs, stop the running one at its next step, and stop the worker."""
@@ -235,14 +146,18 @@ class GenerationService:
         The chosen seeds are part of the returned request, so every image can be rendered again.
         """
         validate_request(request, self.limits)
-        tokenizer = self.renderer.tokenizer(request.model)
+        try:
+            tokenizer = self.renderer.tokenizer(request.model)
+            native = self.renderer.native_size(request.model)
+        except Exception:  # configured, but its files are missing or unreadable: an operator problem
+            log.exception("model %s: could not read its tokenizer or config", request.model)
+            raise RequestError(f"Model {request.model!r} is not available right now; try another model.") from None
         if tokenizer is not None:
             check_prompt_length("prompt", request.prompt, tokenizer)
             if request.negative_prompt:
                 check_prompt_length("negative_prompt", request.negative_prompt, tokenizer)
         changes: dict[str, Any] = {}
         if request.width is None or request.height is None:
-            native = self.renderer.native_size(request.model)
             changes["width"] = request.width if request.width is not None else native
             changes["height"] = request.height if request.height is not None else native
         if request.seed is None:
@@ -379,7 +294,9 @@ class GenerationService:
                 return
             except RenderError as error:
                 if error.retryable and attempt < self.max_attempts and not job._cancel_requested.is_set():
-                    log.warning("job %s: %s; retrying (attempt %d of %d)", job.key, error, attempt + 1, self.max_attempts)
+                    log.warning(
+                        "job %s: %s; retrying (attempt %d of %d)", job.key, error, attempt + 1, self.max_attempts
+                    )
                     continue
                 job._fail(error.reason)
                 return

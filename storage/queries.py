@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from .models import Generation, GenerationStatus, Image
-from .repository import with_images
 
 
 def _history_filter(session: AsyncSession, owner_id: int, query: str | None) -> list[Any]:
@@ -36,8 +36,15 @@ async def history(
     conditions = _history_filter(session, owner_id, query)
     if before_id is not None:
         conditions.append(Generation.id < before_id)
-    statement = with_images(select(Generation).where(*conditions).order_by(Generation.id.desc()).limit(limit))
-    return list((await session.scalars(statement)).all())
+    # One round trip: the page (a LIMIT subquery) joined to its images.
+    statement = (
+        select(Generation)
+        .where(*conditions)
+        .order_by(Generation.id.desc())
+        .limit(limit)
+        .options(joinedload(Generation.images))
+    )
+    return list((await session.scalars(statement)).unique().all())
 
 
 async def count_history(session: AsyncSession, owner_id: int, query: str | None = None) -> int:
@@ -61,16 +68,19 @@ async def lineage(session: AsyncSession, generation_id: int) -> tuple[list[Gener
     depths = dict((await session.execute(select(chain.c.id, chain.c.depth).where(chain.c.depth > 0))).tuples().all())
     rows = (
         await session.scalars(
-            with_images(select(Generation).where(Generation.id.in_(list(depths)), Generation.deleted_at.is_(None)))
+            select(Generation)
+            .where(Generation.id.in_(list(depths)), Generation.deleted_at.is_(None))
+            .options(joinedload(Generation.images))
         )
-    ).all()
+    ).unique().all()
     ancestors = sorted(rows, key=lambda row: depths[row.id], reverse=True)
-    children_statement = with_images(
+    children_statement = (
         select(Generation)
         .where(Generation.parent_id == generation_id, Generation.deleted_at.is_(None))
         .order_by(Generation.id)
+        .options(joinedload(Generation.images))
     )
-    children = list((await session.scalars(children_statement)).all())
+    children = list((await session.scalars(children_statement)).unique().all())
     return ancestors, children
 
 

@@ -2,8 +2,9 @@
 
 `world` gives a running environment with a guild, a #imagine channel and two members (alice, bob).
 `world.restart()` swaps in a fresh bot built the same way (same data folder), like a process restart.
-Tests that need a different bot (a fake renderer, a slow queue) pass `bot_overrides` through
-`@pytest.mark.bot(...)`, e.g. `@pytest.mark.bot(service=lambda settings, idle_wait: ...)`.
+Tests that need a different bot pass Settings fields, or `service=` a service factory
+`(settings, idle_wait) -> GenerationService-like` (a fake renderer, a slow queue), through
+`@pytest.mark.bot(...)`, e.g. `@pytest.mark.bot(default_steps=8, service=huge_noise_service)`.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ class BotFactory:
         self.service_factory = service_factory
         self.env: simcord.Env | None = None
         self.bots: list[ImagineBot] = []
-        self.services: list[Any] = []
 
     def idle_wait(self, awaitable: Any) -> Any:
         # The render queue idling is an expected external wait, not a hung bot.
@@ -51,11 +51,7 @@ class BotFactory:
         return self.env.external_wait(awaitable, reason="render queue idle")
 
     def __call__(self) -> ImagineBot:
-        service = None
-        if self.service_factory is not None:
-            service = self.service_factory(self.settings, self.idle_wait)
-            self.services.append(service)
-        bot = create_bot(self.settings, service=service, idle_wait=self.idle_wait)
+        bot = create_bot(self.settings, idle_wait=self.idle_wait, service_factory=self.service_factory)
         self.bots.append(bot)
         return bot
 
@@ -63,8 +59,6 @@ class BotFactory:
         # SimCord detaches bots without calling close(), so close their store and queue here.
         for bot in self.bots:
             await bot.close_resources()
-        for service in self.services:
-            await service.close()
 
 
 @dataclass

@@ -10,7 +10,8 @@ from generation.flags import FLAGS
 
 def test_every_flag():
     prompt, fields = parse_prompt_flags(
-        "a red circle on blue --ar 2:1 --seed 7 --no green, text --steps 12 --cfg 7.5 --sampler DPM++ 2M Karras --count 3"
+        "a red circle on blue --ar 2:1 --seed 7 --no green, text --steps 12 --cfg 7.5"
+        " --sampler DPM++ 2M Karras --count 3"
     )
     assert prompt == "a red circle on blue"
     assert fields == {
@@ -40,7 +41,10 @@ def test_aspect_ratio_keeps_the_base_area_in_multiples_of_8(ratio, base, size):
 
 def test_em_dash_and_case_are_accepted():
     # Phones turn "--" into an em dash.
-    assert parse_prompt_flags("a circle \u2014seed 5 --SAMPLER euler a") == ("a circle", {"seed": 5, "sampler": "Euler a"})
+    assert parse_prompt_flags("a circle \u2014seed 5 --SAMPLER euler a") == (
+        "a circle",
+        {"seed": 5, "sampler": "Euler a"},
+    )
 
 
 @pytest.mark.parametrize(

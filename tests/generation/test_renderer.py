@@ -10,7 +10,7 @@ import pytest
 import torch
 from gen_helpers import fast_request
 
-from generation import RenderCancelled, upscale_request, variation_request
+from generation import RenderCancelled, RenderError, upscale_request, variation_request
 from generation.latents import initial_noise
 
 
@@ -115,3 +115,9 @@ def test_cancel_stops_the_render_at_the_next_step(renderer):
             fast_request(num_inference_steps=8, count=3), on_progress=events.append, is_cancelled=cancel_after_two_steps
         )
     assert len(events) == 2  # no step ran after the cancel was seen
+
+
+def test_an_unreadable_init_image_fails_with_a_readable_reason(renderer):
+    with pytest.raises(RenderError) as error:
+        renderer.render(fast_request(init_image=b"\x89PNG but not really"))
+    assert error.value.reason == "The init image could not be read; attach a PNG or JPEG file."

@@ -115,11 +115,11 @@ def test_a_pil_init_image_is_stored_as_png_bytes():
 
 
 @pytest.fixture(scope="module")
-def service(tinyshapes_dir):
+def service(tinyshapes):
     from generation.renderer import Renderer
 
     # prepare() only reads the tokenizer and configs; no pipeline is loaded here.
-    return GenerationService(Renderer("tinyshapes", device="cpu"), LIMITS)
+    return GenerationService(Renderer(tinyshapes, device="cpu"), LIMITS)
 
 
 def test_a_prompt_longer_than_the_text_encoder_window_is_reported(service):
@@ -156,3 +156,13 @@ def test_prepare_keeps_typed_values():
 def test_image_seeds_wrap_around_at_the_top_of_the_range():
     request = GenerationRequest("a red circle", seed=MAX_SEED, count=3)
     assert request.image_seeds() == [MAX_SEED, 0, 1]
+
+
+def test_a_configured_model_whose_files_are_missing_is_reported(tmp_path, tinyshapes):
+    from generation.renderer import Renderer
+
+    missing = str(tmp_path / "no-such-model")
+    service = GenerationService(Renderer(tinyshapes, device="cpu"), Limits(models=("tinyshapes", missing)))
+    with pytest.raises(RequestError) as error:
+        service.prepare(GenerationRequest("a red circle", model=missing))
+    assert str(error.value) == f"Model {missing!r} is not available right now; try another model."

@@ -21,7 +21,11 @@ def test_the_a1111_names_are_offered():
     [
         ("Euler a", "EulerAncestralDiscreteScheduler", {}),
         ("DPM++ 2M", "DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "use_karras_sigmas": False}),
-        ("DPM++ 2M Karras", "DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "use_karras_sigmas": True}),
+        (
+            "DPM++ 2M Karras",
+            "DPMSolverMultistepScheduler",
+            {"algorithm_type": "dpmsolver++", "use_karras_sigmas": True},
+        ),
         ("DPM++ SDE Karras", "DPMSolverSDEScheduler", {"use_karras_sigmas": True, "noise_sampler_seed": 9}),
         ("LMS", "LMSDiscreteScheduler", {"use_karras_sigmas": False}),
     ],

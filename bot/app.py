@@ -88,7 +88,7 @@ class ImagineBot(commands.Bot):
             self.service = self.service_factory(self.settings, self.idle_wait)
             self._owned.append(self.service)
             await self.service.start()
-        self.runner = JobRunner(self, self.store, self.service)
+        self.runner = JobRunner(self, self.store, self.service, queue_wait=self.idle_wait)
         self.tree.on_error = on_app_command_error
         for extension in EXTENSIONS:
             await self.load_extension(extension)
@@ -150,8 +150,9 @@ def create_bot(settings: Settings | None = None, *, store: Any = None, service: 
 
     `store` / `service` are used as given (already open and started; the caller closes them) instead of
     the ones setup_hook would build from `settings`. `service_factory(settings, idle_wait)` changes how
-    setup_hook builds the service it owns (tests: a fake renderer). `idle_wait` wraps the render queue's
-    wait for work (SimCord tests and the playground declare it an external wait).
+    setup_hook builds the service it owns (tests: a fake renderer). `idle_wait` wraps the waits on the
+    render queue (its wait for work, the runner's wait for a result): SimCord tests and the playground
+    declare them external waits.
     """
     return ImagineBot(settings if settings is not None else Settings(), store=store, service=service,
                       idle_wait=idle_wait, service_factory=service_factory)

@@ -223,8 +223,8 @@ def queued_status(request: GenerationRequest, entry: QueueEntry | None) -> str:
     if entry is None or entry.position == 0:
         where = "⏳ Starting…"
     else:
-        ahead = entry.position
-        where = f"⏳ Queued — position {ahead}, ETA ~{max(entry.eta_s, 0.0):.0f} s"
+        eta = "under a second" if entry.eta_s < 1 else f"~{entry.eta_s:.0f} s"
+        where = f"⏳ Queued — position {entry.position}, ETA {eta}"
     return f"{status_header(request)}\n{where}"
 
 
@@ -264,4 +264,7 @@ def info_embed(record: GenerationRecord, request: GenerationRequest, command_lin
         rows.append(("Time", f"{record.duration_s:.2f} s"))
     embed.description = "\n".join(f"**{name}:** {discord.utils.escape_markdown(value)}" for name, value in rows)
     embed.add_field(name="Reproduce", value=f"```\n{command_line[:1000]}\n```", inline=False)
+    if request.variation_seed is not None and request.variation_strength:
+        embed.set_footer(text="Variation seeds have no /imagine option: the line above renders the base image; "
+                              "use the V / Vary buttons for variations.")
     return embed

@@ -50,11 +50,12 @@ def _number(value: float | int) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def imagine_command_line(request: GenerationRequest) -> str:
+def imagine_command_line(request: GenerationRequest, *, with_init_image: bool = False) -> str:
     """A `/imagine prompt: …` line that reproduces `request`.
 
     What has an inline flag (--seed, --steps, --cfg, --sampler, --count, --no) goes into the prompt;
     the rest is written as the command's other options (width: height: model: strength:).
+    `with_init_image` marks a request whose init image was left out (records keep it as a file).
     """
     flags = [f"--seed {request.seed}", f"--steps {request.num_inference_steps}",
              f"--cfg {_number(request.guidance_scale)}", f"--sampler {request.sampler}"]
@@ -67,6 +68,6 @@ def imagine_command_line(request: GenerationRequest) -> str:
     if request.width is not None and request.height is not None:
         line += f" width: {request.width} height: {request.height}"
     line += f" model: {request.model}"
-    if request.init_image is not None:
+    if request.init_image is not None or with_init_image:
         line += f" strength: {_number(request.strength)} init_image: (the original picture)"
     return line

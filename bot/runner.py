@@ -11,7 +11,7 @@ import asyncio
 import contextvars
 import datetime
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,7 @@ import discord
 from bot import presentation
 from bot.errors import UserFacingError, apology
 from bot.records import request_from_record, request_to_params
-from generation import GenerationRequest, JobCancelled, JobFailed, QueueFull, RequestError
+from generation import GenerationRequest, JobCancelled, JobFailed, RequestError
 from storage import CorruptImage, GenerationKind, ImageInput
 
 if TYPE_CHECKING:
@@ -41,6 +41,10 @@ RETRY_DELAYS_S = (0.5, 1.5)
 def token_usable(interaction: discord.Interaction) -> bool:
     """Whether the interaction's webhook token still has time for one more edit."""
     return discord.utils.utcnow() < interaction.created_at + TOKEN_LIFETIME - TOKEN_MARGIN
+
+
+def _identity(awaitable: Awaitable[Any]) -> Awaitable[Any]:
+    return awaitable
 
 
 def _retryable(error: discord.HTTPException) -> bool:
@@ -119,7 +123,8 @@ class JobRunner:
 
     def __init__(self, bot: discord.Client, store: Store, service: GenerationService, *,
                  retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S,
-                 status_clock: Callable[[], float] | None = None) -> None:
+                 status_clock: Callable[[], float] | None = None,
+                 queue_wait: Callable[[Awaitable[Any]], Awaitable[Any]] | None = None) -> None:
         self.bot = bot
         self.store = store
         self.service = service
@@ -127,6 +132,9 @@ class JobRunner:
         # What status-edit throttling measures time with (None = the event loop's clock), and how often.
         self.status_clock = status_clock
         self.status_interval_s = STATUS_EDIT_INTERVAL_S
+        # Wraps the wait for a job's result: a wait on the render queue, like the service's idle wait
+        # (SimCord declares both external; a held queue is then no hung bot).
+        self.queue_wait = queue_wait or _identity
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ entry points
@@ -229,7 +237,7 @@ class JobRunner:
         job.add_progress_listener(on_progress)
         try:
             try:
-                result = await job.result()
+                result = await self.queue_wait(job.result())
             finally:
                 await asyncio.gather(*marking_running, return_exceptions=True)
             images = [

@@ -45,6 +45,7 @@ class Job:
         self.progress: Progress | None = None
         self.submitted_at = time.monotonic()
         self.started_at: float | None = None
+        self.sequence = 0  # submission order, set by the service
         self._listeners: list[Callable[[Progress], None]] = []
         self._cancel_requested = threading.Event()  # read by the worker thread between steps
         self._future: asyncio.Future[RenderResult] = loop.create_future()

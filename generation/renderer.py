@@ -88,6 +88,7 @@ class Renderer:
         self.cpu_threads = cpu_threads
         self.loaded: LoadedModel | None = None
         self._tokenizers: dict[str, CLIPTokenizer] = {}
+        self._native_sizes: dict[str, int] = {}
         self._tokenizer_lock = threading.Lock()
 
     @property
@@ -112,10 +113,12 @@ class Renderer:
         loaded = self.loaded
         if loaded is not None and loaded.source.name == model:
             return loaded.native_size
-        config = self.source(model).config_source
-        unet = UNet2DConditionModel.load_config(config, subfolder="unet")
-        vae = AutoencoderKL.load_config(config, subfolder="vae")
-        return unet["sample_size"] * 2 ** (len(vae["block_out_channels"]) - 1)
+        if model not in self._native_sizes:
+            config = self.source(model).config_source
+            unet = UNet2DConditionModel.load_config(config, subfolder="unet")
+            vae = AutoencoderKL.load_config(config, subfolder="vae")
+            self._native_sizes[model] = unet["sample_size"] * 2 ** (len(vae["block_out_channels"]) - 1)
+        return self._native_sizes[model]
 
     # -- loading --
 
@@ -137,7 +140,9 @@ class Renderer:
             raise RenderError(f"Model {source.name!r} could not be loaded from {source.path}: {error}") from None
         txt2img.to(self.device)
         txt2img.set_progress_bar_config(disable=True)
-        img2img = StableDiffusionImg2ImgPipeline.from_pipe(txt2img)
+        # Same modules, no second copy. from_pipe casts to its own dtype argument (default float32),
+        # which would silently undo fp16 on the shared modules, so pass ours.
+        img2img = StableDiffusionImg2ImgPipeline.from_pipe(txt2img, dtype=self.dtype)
         img2img.set_progress_bar_config(disable=True)
         native_size = txt2img.unet.config.sample_size * txt2img.vae_scale_factor
         preview = LatentPreview(txt2img.vae, txt2img.vae_scale_factor)

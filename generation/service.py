@@ -86,7 +86,11 @@ class GenerationService:
         self._idle_wait = idle_wait or _identity
         self._jobs: dict[str, Job] = {}  # queued and running jobs
         self._queues: dict[str, deque[Job]] = {}  # owner -> their queued jobs, oldest first
-        self._turns: deque[str] = deque()  # owners with queued jobs, in round-robin order
+        # Round-robin bookkeeping: the dispatch number of each owner's latest job. The owner served
+        # longest ago (never = -1) goes next, so a newcomer does not wait behind a whole round.
+        self._last_served: dict[str, int] = {}
+        self._dispatched = 0
+        self._submitted = 0  # submission counter: ties go to the oldest queued job
         self._running: Job | None = None
         self._timings: deque[tuple[float, int]] = deque(maxlen=timing_window)  # (seconds, steps x images)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -117,18 +121,23 @@ class GenerationService:
         if self._dispatcher is None:
             return
         self._closing = True
+        self._cancel_everything()
+        self._wakeup.set()
+        dispatcher, self._dispatcher = self._dispatcher, None
+        try:
+            if not dispatcher.done():  # a harness may already have cancelled it
+                await dispatcher  # returns once the running job has stopped
+        finally:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _cancel_everything(self) -> None:
         for queue in self._queues.values():
             for job in queue:
                 self._jobs.pop(job.key, None)
                 job._cancelled()
         self._queues.clear()
-        self._turns.clear()
         if self._running is not None:
             self._running._cancel_requested.set()
-        self._wakeup.set()
-        await self._dispatcher
-        self._dispatcher = None
-        self._executor.shutdown(wait=True)
 
     async def load_model(self, model: str) -> float:
         """Load `model` on the worker thread (e.g. at startup); returns the load time in seconds."""
@@ -186,10 +195,9 @@ class GenerationService:
             raise QueueFull(f"The render queue is full ({self.total_cap} jobs); try again in a few minutes.")
         job = Job(key, owner, prepared, self._loop)
         self._jobs[key] = job
-        if owner not in self._queues:
-            self._queues[owner] = deque()
-            self._turns.append(owner)
-        self._queues[owner].append(job)
+        self._submitted += 1
+        job.sequence = self._submitted
+        self._queues.setdefault(owner, deque()).append(job)
         self._wakeup.set()
         return job
 
@@ -206,7 +214,6 @@ class GenerationService:
         queue.remove(job)
         if not queue:
             del self._queues[job.owner]
-            self._turns.remove(job.owner)
         del self._jobs[key]
         job._cancelled()
         return True
@@ -235,26 +242,27 @@ class GenerationService:
 
     def _dispatch_order(self) -> list[Job]:
         """The order queued jobs will run in if nothing else is submitted."""
-        queues = {owner: list(jobs) for owner, jobs in self._queues.items()}
-        turns = deque(self._turns)
+        queues = {owner: deque(jobs) for owner, jobs in self._queues.items()}
+        last_served = dict(self._last_served)
         order = []
-        while turns:
-            owner = turns.popleft()
-            order.append(queues[owner].pop(0))
-            if queues[owner]:
-                turns.append(owner)
+        while queues:
+            order.append(self._take_next(queues, last_served, self._dispatched + len(order) + 1))
         return order
 
     def _next_job(self) -> Job | None:
-        if not self._turns:
+        if not self._queues:
             return None
-        owner = self._turns.popleft()
-        queue = self._queues[owner]
-        job = queue.popleft()
-        if queue:
-            self._turns.append(owner)  # back of the line: every other owner goes first
-        else:
-            del self._queues[owner]
+        self._dispatched += 1
+        return self._take_next(self._queues, self._last_served, self._dispatched)
+
+    @staticmethod
+    def _take_next(queues: dict[str, deque[Job]], last_served: dict[str, int], dispatch_number: int) -> Job:
+        """Round-robin across owners: the owner served longest ago (or never) goes next."""
+        owner = min(queues, key=lambda name: (last_served.get(name, -1), queues[name][0].sequence))
+        job = queues[owner].popleft()
+        if not queues[owner]:
+            del queues[owner]
+        last_served[owner] = dispatch_number
         return job
 
     async def _dispatch(self) -> None:
@@ -266,6 +274,12 @@ class GenerationService:
                 continue
             try:
                 await self._run(job)
+            except asyncio.CancelledError:  # the task was cancelled from outside: stop everything
+                self._closing = True
+                self._cancel_everything()
+                if not job.done:
+                    job._cancelled()
+                raise
             except Exception:  # never let one job stop the worker
                 log.exception("job %s: unexpected error in the dispatcher", job.key)
                 if not job.done:
@@ -281,7 +295,10 @@ class GenerationService:
         loop = self._loop
 
         def on_progress(progress: Progress) -> None:  # runs on the worker thread
-            loop.call_soon_threadsafe(job._emit, progress)
+            try:
+                loop.call_soon_threadsafe(job._emit, progress)
+            except RuntimeError:  # the loop closed under a render that is about to be cancelled
+                job._cancel_requested.set()
 
         render = partial(
             self.renderer.render, job.request, on_progress=on_progress, is_cancelled=job._cancel_requested.is_set

@@ -281,7 +281,7 @@ class InfoButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button], te
 
     async def act(self, interaction: discord.Interaction) -> None:
         request = request_from_record(self.record)
-        line = imagine_command_line(request)
+        line = imagine_command_line(request, with_init_image=self.record.has_init_image)
         await interaction.response.send_message(
             embed=presentation.info_embed(self.record, request, line), ephemeral=True)
 
@@ -365,6 +365,10 @@ def status_view(generation_id: int) -> discord.ui.View:
 
 
 async def setup(bot: commands.Bot) -> None:
-    # The items themselves are registered in setup_hook (bot.add_dynamic_items); this extension only
-    # exists so the module loads (and reloads) like the other cogs.
+    # setup_hook registers these too; registering here as well (idempotent) makes a
+    # `reload_extension("bot.cogs.buttons")` pick up the reloaded classes.
     bot.add_dynamic_items(*DYNAMIC_ITEMS)
+
+
+async def teardown(bot: commands.Bot) -> None:
+    bot.remove_dynamic_items(*DYNAMIC_ITEMS)

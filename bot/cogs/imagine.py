@@ -145,7 +145,7 @@ class Imagine(commands.Cog):
         """The model's native side in pixels (what --ar and aspect_ratio scale from)."""
         if model not in self._native_sizes:
             try:
-                self._native_sizes[model] = self.bot.service.renderer.native_size(model)  # type: ignore[attr-defined]
+                self._native_sizes[model] = self.bot.service.native_size(model)  # type: ignore[attr-defined]
             except RequestError as error:
                 raise UserFacingError(str(error)) from None
         return self._native_sizes[model]

@@ -9,6 +9,7 @@ Tests that need a different bot pass Settings fields, or `service=` a service fa
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,11 +45,26 @@ class BotFactory:
         self.service_factory = service_factory
         self.env: simcord.Env | None = None
         self.bots: list[ImagineBot] = []
+        self.queue_gate: asyncio.Event | None = None
 
     def idle_wait(self, awaitable: Any) -> Any:
+        return self._idle(awaitable)
+
+    async def _idle(self, awaitable: Any) -> Any:
         # The render queue idling is an expected external wait, not a hung bot.
         assert self.env is not None
-        return self.env.external_wait(awaitable, reason="render queue idle")
+        woken = await self.env.external_wait(awaitable, reason="render queue idle")
+        while self.queue_gate is not None and not self.queue_gate.is_set():
+            await self.env.external_wait(self.queue_gate.wait(), reason="render queue held by the test")
+        return woken
+
+    def hold_queue(self) -> None:
+        """Keep submitted jobs queued (the worker waits) until release_queue()."""
+        self.queue_gate = asyncio.Event()
+
+    def release_queue(self) -> None:
+        if self.queue_gate is not None:
+            self.queue_gate.set()
 
     def __call__(self) -> ImagineBot:
         bot = create_bot(self.settings, idle_wait=self.idle_wait, service_factory=self.service_factory)

@@ -123,3 +123,49 @@ async def test_buttons_still_work_after_a_restart(world):
     assert new_message.attachments and embed_field(new_message, "Seed") != "31"
     refused = await world.bob.click(message, label="Info")
     assert refused.response.ephemeral and "Not yours" in refused.response.content
+
+
+async def test_cancel_stops_a_queued_job_and_says_so(world):
+    world.factory.hold_queue()
+    first = await world.alice.slash(world.channel, "imagine", prompt="a red circle", steps=4)
+    second = await world.bob.slash(world.channel, "imagine", prompt="a blue circle", steps=4)
+    assert "Queued — position 1" in first.response.content
+    assert "Queued — position 2" in second.response.content
+
+    refused = await world.bob.click(first.response, label="Cancel")
+    assert refused.response.ephemeral and "Not yours" in refused.response.content
+    cancelled = await world.alice.click(first.response, label="Cancel")
+    assert cancelled.response.ephemeral and "Cancelled job #1" in cancelled.response.content
+
+    world.factory.release_queue()
+    await world.env.settle()
+    assert "✖ Cancelled." in first.response.content and not first.response.attachments
+    assert second.response.attachments  # the queue went on with the next job
+    assert (await world.store.get(1)).status.value == "cancelled"
+
+
+async def test_a_member_with_manage_messages_may_delete_someone_elses_result(world):
+    import discord
+
+    moderators = world.guild.create_role("moderators", permissions=discord.Permissions(manage_messages=True))
+    carol = world.guild.add_member(world.env.create_user("carol"), roles=[moderators])
+    message = await _imagine(world, seed=4)
+    record = await world.store.get_by_message(message.id)
+
+    refused = await world.bob.click(message, label="Delete")
+    assert refused.response.ephemeral and "Not yours" in refused.response.content
+    deleted = await carol.click(message, label="Delete")
+    assert deleted.response.ephemeral and await world.store.get(record.id) is None
+
+
+async def test_vary_subtle_and_upscale_2x_on_a_single_image(world):
+    message = await _imagine(world, seed=60)
+    subtle = (await world.alice.click(message, label="Vary (Subtle)")).response
+    child = await world.store.get_by_message(subtle.id)
+    assert child.kind is GenerationKind.VARIATION and child.seed == 60 and child.variation_strength == 0.15
+
+    bigger = (await world.alice.click(message, label="Upscale 2×")).response
+    parent = await world.store.get_by_message(message.id)
+    upscaled = await world.store.get_by_message(bigger.id)
+    assert upscaled.kind is GenerationKind.UPSCALE and upscaled.parent_id == parent.id and upscaled.has_init_image
+    assert image_of(await attachment_bytes(bigger)).size == (parent.images[0].width * 2, parent.images[0].height * 2)

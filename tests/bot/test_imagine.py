@@ -55,7 +55,7 @@ async def test_the_status_message_shows_the_queue_then_the_steps(world):
     await world.alice.slash(world.channel, "imagine", prompt="a green square", seed=1, steps=6)
 
     contents = [edit.get("content") or "" for edit in _status_edits(world.env)]
-    assert "Queued — position" in contents[0] and "ETA ~" in contents[0]
+    assert "Queued — position" in contents[0] and "ETA " in contents[0]
     assert "🎨 Rendering step 1/6" in contents[1]
     # SimCord's loop clock stands still during a render, so the 1-per-second limit holds back the rest.
     assert not any("Rendering step 2/6" in text for text in contents)
@@ -189,3 +189,39 @@ async def _yield_to_loop() -> None:
     import asyncio
 
     await asyncio.sleep(0.01)
+
+
+@pytest.mark.bot(allowed_guilds=[1234])
+async def test_commands_outside_the_allowed_servers_are_refused(world):
+    refused = await world.alice.slash(world.channel, "imagine", prompt="a red circle")
+    assert refused.response.ephemeral and "not enabled in this server" in refused.response.content
+    assert await world.store.history(world.alice.id) == []
+
+
+class _BrokenRenderer:
+    def __init__(self, renderer):
+        self._renderer = renderer
+
+    def __getattr__(self, name):
+        return getattr(self._renderer, name)
+
+    def render(self, request, *, on_progress=None, is_cancelled=None):
+        raise RuntimeError("the GPU caught fire")
+
+
+def _broken_service(settings, idle_wait):
+    from bot.app import build_service
+
+    service = build_service(settings, idle_wait)
+    service.renderer = _BrokenRenderer(service.renderer)
+    return service
+
+
+@pytest.mark.bot(service=_broken_service)
+async def test_a_failed_render_is_reported_with_its_job_id_and_kept_in_history(world):
+    failed = await world.alice.slash(world.channel, "imagine", prompt="a red circle", steps=4)
+    assert "job #1" in failed.response.content and "Rendering failed" in failed.response.content
+    record = await world.store.get(1)
+    assert record.status is GenerationStatus.FAILED and "GPU caught fire" in record.failure_reason
+    again = await world.alice.slash(world.channel, "imagine", prompt="a blue circle", steps=4)
+    assert "job #2" in again.response.content  # the bot is still answering

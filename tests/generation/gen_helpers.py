@@ -29,6 +29,7 @@ class FakeRenderer:
         self.steps = steps
         self.rendered: list[str] = []
         self.started = threading.Event()
+        self.finished = threading.Event()  # the latest render returned or raised
 
     def native_size(self, model: str) -> int:
         return 64
@@ -41,16 +42,20 @@ class FakeRenderer:
 
     def render(self, request, *, on_progress=None, is_cancelled=None) -> RenderResult:
         self.started.set()
-        started = time.perf_counter()
-        for step in range(1, self.steps + 1):
-            if is_cancelled is not None and is_cancelled():
-                raise RenderCancelled()
-            time.sleep(self.seconds / self.steps)
-            if on_progress is not None:
-                on_progress(Progress(step, self.steps, None))
-        if "explode" in request.prompt:
-            raise RuntimeError("the fake renderer exploded")
-        self.rendered.append(request.prompt)
-        image = PIL.Image.new("RGB", (request.width, request.height))
-        images = [RenderedImage(image, seed) for seed in request.image_seeds()]
-        return RenderResult(request, images, time.perf_counter() - started)
+        self.finished.clear()
+        try:
+            started = time.perf_counter()
+            for step in range(1, self.steps + 1):
+                if is_cancelled is not None and is_cancelled():
+                    raise RenderCancelled()
+                time.sleep(self.seconds / self.steps)
+                if on_progress is not None:
+                    on_progress(Progress(step, self.steps, None))
+            if "explode" in request.prompt:
+                raise RuntimeError("the fake renderer exploded")
+            self.rendered.append(request.prompt)
+            image = PIL.Image.new("RGB", (request.width, request.height))
+            images = [RenderedImage(image, seed) for seed in request.image_seeds()]
+            return RenderResult(request, images, time.perf_counter() - started)
+        finally:
+            self.finished.set()

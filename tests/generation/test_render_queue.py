@@ -47,6 +47,20 @@ async def test_round_robin_across_owners():
     await service.close()
 
 
+async def test_a_newcomer_goes_next_instead_of_waiting_a_whole_round():
+    renderer = FakeRenderer(seconds=0.2)
+    service = await started(renderer)
+    jobs = [service.submit(fast_request(f"alice {i}"), owner="alice") for i in range(1, 4)]
+    while not renderer.started.is_set():  # alice 1 is rendering
+        await asyncio.sleep(0.005)
+    jobs.append(service.submit(fast_request("bob 1"), owner="bob"))
+    order = [entry.key for entry in service.snapshot().entries]
+    assert order == [jobs[0].key, jobs[3].key, jobs[1].key, jobs[2].key]
+    await asyncio.gather(*(job.result() for job in jobs))
+    assert renderer.rendered == ["alice 1", "bob 1", "alice 2", "alice 3"]
+    await service.close()
+
+
 async def test_queue_caps_refuse_with_a_clear_error():
     service = await started(FakeRenderer(seconds=0.2), per_owner_cap=2, total_cap=3)
     service.submit(fast_request(), owner="alice")
@@ -165,7 +179,9 @@ async def test_snapshot_eta_grows_along_the_queue_and_learns_render_time():
     snapshot = service.snapshot()
     assert snapshot.total == 0 and snapshot.avg_render_s > 0
     jobs = [service.submit(fast_request(), owner=owner) for owner in ("alice", "bob", "carol")]
-    etas = [service.snapshot().entry(job.key).eta_s for job in jobs]
+    entries = service.snapshot().entries
+    assert [entry.owner for entry in entries] == ["bob", "carol", "alice"]  # alice was served last
+    etas = [entry.eta_s for entry in entries]
     assert etas == sorted(etas) and etas[0] > 0
     await asyncio.gather(*(job.result() for job in jobs))
     await service.close()
@@ -196,6 +212,22 @@ async def test_close_cancels_queued_jobs():
     assert states[1:] == [JobState.CANCELLED, JobState.CANCELLED]
     with pytest.raises(RuntimeError, match="not running"):
         service.submit(fast_request(), owner="alice")
+
+
+async def test_a_dispatcher_cancelled_from_outside_stops_its_jobs_and_still_closes():
+    # SimCord detaches a bot by cancelling its tasks; the render must not keep running unseen.
+    renderer = FakeRenderer(seconds=2.0, steps=40)
+    service = await started(renderer)
+    running = service.submit(fast_request("running"), owner="alice")
+    queued = service.submit(fast_request("queued"), owner="bob")
+    while not renderer.started.is_set():
+        await asyncio.sleep(0.005)
+    service._dispatcher.cancel()
+    await asyncio.sleep(0.01)
+    assert (running.state, queued.state) == (JobState.CANCELLED, JobState.CANCELLED)
+    await service.close()
+    assert await asyncio.to_thread(renderer.finished.wait, 1.0)  # stopped at its next step, not after 2 s
+    assert renderer.rendered == []
 
 
 async def test_the_event_loop_is_never_blocked_while_rendering(renderer):

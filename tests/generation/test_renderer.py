@@ -121,3 +121,16 @@ def test_an_unreadable_init_image_fails_with_a_readable_reason(renderer):
     with pytest.raises(RenderError) as error:
         renderer.render(fast_request(init_image=b"\x89PNG but not really"))
     assert error.value.reason == "The init image could not be read; attach a PNG or JPEG file."
+
+
+def test_img2img_shares_the_txt2img_weights_in_the_chosen_dtype(tinyshapes):
+    from generation.renderer import Renderer
+
+    bf16 = Renderer(tinyshapes, device="cpu", dtype="bfloat16", cpu_threads=1)
+    bf16.load("tinyshapes")
+    loaded = bf16.loaded
+    for name in ("unet", "vae", "text_encoder"):
+        assert getattr(loaded.img2img, name) is getattr(loaded.txt2img, name)
+        assert getattr(loaded.txt2img, name).dtype == torch.bfloat16
+    result = bf16.render(fast_request(num_inference_steps=2))
+    assert result.images[0].image.size == (64, 64)

@@ -95,6 +95,14 @@ def test_unknown_model_lists_the_valid_ones():
     assert message == "Unknown model 'sdxl'. Available models: tinyshapes."
 
 
+def test_negative_prompt_must_be_text():
+    assert rejected(negative_prompt=["blue"]) == "negative_prompt must be text."
+
+
+def test_init_image_must_be_image_data():
+    assert rejected(init_image="cat.png") == "init_image must be PNG or JPEG bytes or a PIL image."
+
+
 def test_unreadable_init_image():
     assert rejected(init_image=b"not an image") == "init_image is not a readable image; attach a PNG or JPEG file."
 

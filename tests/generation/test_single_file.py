@@ -42,11 +42,11 @@ def test_folder_and_single_file_give_identical_images(renderer, checkpoint, tiny
         single_file_renderer.unload()
 
 
-async def test_the_service_switches_models_on_request_and_reports_load_time(checkpoint, tinyshapes, tinyshapes_dir):
+async def test_the_service_switches_models_on_request_and_reports_load_time(checkpoint, tinyshapes):
     from generation import GenerationService, Limits
     from generation.renderer import Renderer
 
-    single = ModelSource("tinyshapes-single-file", str(checkpoint), config=str(tinyshapes_dir))
+    single = ModelSource("tinyshapes-single-file", str(checkpoint), config=tinyshapes.path)
     renderer = Renderer(tinyshapes, device="cpu", cpu_threads=1, extra_models=(single,))
     service = GenerationService(renderer, Limits(models=("tinyshapes", single.name)))
     await service.start()

@@ -9,6 +9,9 @@ from gen_helpers import fast_request
 from generation import SAMPLERS
 from generation.samplers import make_scheduler
 
+# torchsde's float32/float64 rounding notice (also filtered in generation.samplers; pytest resets filters).
+pytestmark = pytest.mark.filterwarnings("ignore:Should have ta>=t0:UserWarning")
+
 REQUIRED = ["Euler a", "Euler", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ SDE Karras", "DDIM", "UniPC", "Heun", "LMS"]
 
 

@@ -1,11 +1,13 @@
 """Alembic environment: run in code by storage.engine.migrate (connection passed in
-config.attributes), or from the CLI: `alembic -c storage/alembic.ini upgrade head` with
-IMAGINE_DATABASE_URL / DATABASE_URL set (default: sqlite file data/imagine.db)."""
+config.attributes), or from the CLI:
+`alembic -c storage/alembic.ini -x url=sqlite+aiosqlite:///data/imagine.db upgrade head`
+(default without -x: the SQLite file data/imagine.db, the bot's default).
+The URL is passed explicitly rather than read from the environment: the bot's settings are the
+only reader of the environment."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 
 from alembic import context
 from sqlalchemy import Connection
@@ -20,9 +22,8 @@ target_metadata = Base.metadata
 def _url() -> str:
     return (
         config.get_main_option("sqlalchemy.url")
-        or os.environ.get("IMAGINE_DATABASE_URL")
-        or os.environ.get("DATABASE_URL")
-        or default_url(os.environ.get("DATA_DIR", "data"))
+        or context.get_x_argument(as_dictionary=True).get("url")
+        or default_url("data")
     )
 
 

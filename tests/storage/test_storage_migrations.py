@@ -153,8 +153,9 @@ async def test_downgrade_to_0001_and_back(store: Store) -> None:
 
 
 def test_alembic_cli_uses_the_packaged_ini(tmp_path: Path) -> None:
-    env = {**os.environ, "IMAGINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"}
-    alembic = [sys.executable, "-m", "alembic", "-c", str(REPO / "storage" / "alembic.ini")]
+    env = dict(os.environ)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    alembic = [sys.executable, "-m", "alembic", "-c", str(REPO / "storage" / "alembic.ini"), "-x", f"url={url}"]
     subprocess.run([*alembic, "upgrade", "head"], check=True, env=env, cwd=tmp_path, capture_output=True)
     current = subprocess.run([*alembic, "current"], check=True, env=env, cwd=tmp_path,
                              capture_output=True, text=True)

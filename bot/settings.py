@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     extra_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
     device: str = "auto"
     dtype: str = "auto"
+    cpu_threads: int | None = None
     data_dir: Path = Path("data")
     database_url: str | None = None
 

@@ -33,7 +33,7 @@ def bot_settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     marker = request.node.get_closest_marker("bot")
     overrides = {key: value for key, value in (marker.kwargs if marker else {}).items() if key != "service"}
     values: dict[str, Any] = {"data_dir": tmp_path / "data", "device": "cpu", "dtype": "float32",
-                              "default_steps": 4, "log_level": "DEBUG", **overrides}
+                              "default_steps": 4, "cpu_threads": 1, "log_level": "DEBUG", **overrides}
     return Settings(_env_file=None, **values)
 
 

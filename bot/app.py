@@ -98,13 +98,15 @@ class ImagineBot(commands.Bot):
         await self.recover()
 
     def _warm_up(self) -> None:
-        """Load the tokenizer now, so the first /imagine's validation (before its defer) is fast."""
+        """Read every model's tokenizer and config now, so /imagine's validation (before its defer) is fast."""
         from generation import GenerationRequest
 
-        try:
-            self.service.prepare(GenerationRequest(prompt="warm up", model=self.settings.model))
-        except Exception:
-            log.exception("warm-up validation failed; the first /imagine may be slow to answer")
+        for model in self.settings.model_names:
+            try:
+                self.service.prepare(GenerationRequest(prompt="warm up", model=model))
+            except Exception:
+                log.exception("warm-up validation of model %s failed; its first /imagine may be slow to answer",
+                              model)
 
     async def recover(self) -> None:
         """Re-queue jobs a previous run left queued or running; post results it never posted.
@@ -119,7 +121,7 @@ class ImagineBot(commands.Bot):
             except Exception:
                 log.exception("could not re-queue job #%s after a restart", record.id)
         for record in recovery.to_deliver:
-            self.runner.spawn(self.runner.deliver_recovered(record))
+            self.runner.spawn(self.runner.deliver_recovered(record), name=f"deliver job #{record.id}")
 
     async def close(self) -> None:
         await self.close_resources()

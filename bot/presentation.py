@@ -1,7 +1,7 @@
 """What a generation looks like in Discord: result embeds, grids, upload encodings, status lines.
 
 Pure functions of a record and image bytes; nothing here talks to Discord or the Store, so /show
-(helper B) and the runner build identical messages.
+and the runner build identical messages (`encode_result` then `result_message`).
 """
 
 from __future__ import annotations
@@ -191,26 +191,6 @@ def result_message(record: GenerationRecord, image: EncodedImage, *, mention_own
     return ResultMessage(result_embed(record, image=image), image, result_view(record), content)
 
 
-def prepare_result(record: GenerationRecord, image_bytes: list[bytes], *,
-                   size_limit: int = DEFAULT_UPLOAD_LIMIT, mention_owner: bool = False) -> ResultMessage:
-    """Everything needed to post a finished generation, encoded to fit `size_limit` bytes."""
-    image = encode_result(record, image_bytes, size_limit=size_limit)
-    return result_message(record, image, mention_owner=mention_owner)
-
-
-def build_result_message(record: GenerationRecord, image_bytes: list[bytes], *,
-                         size_limit: int = DEFAULT_UPLOAD_LIMIT,
-                         ) -> tuple[discord.Embed, list[discord.File], discord.ui.View]:
-    """(embed, files, view) for a finished generation: the image (or 2×2 grid) with its buttons.
-
-    `image_bytes` are the stored PNGs in index order (`Store.read_image` for each `record.images`).
-    The picture is a PNG carrying the A1111 `parameters` chunk, or a smaller JPEG when the PNG is over
-    `size_limit` (the footer then says so). Used by the runner and by /show.
-    """
-    result = prepare_result(record, image_bytes, size_limit=size_limit)
-    return result.embed, result.files(), result.view
-
-
 # ----------------------------------------------------------------------------- status message
 
 def status_header(request: GenerationRequest) -> str:
@@ -220,12 +200,12 @@ def status_header(request: GenerationRequest) -> str:
 
 
 def queued_status(request: GenerationRequest, entry: QueueEntry | None) -> str:
-    if entry is None or entry.position == 0:
-        where = "⏳ Starting…"
-    else:
-        eta = "under a second" if entry.eta_s < 1 else f"~{entry.eta_s:.0f} s"
-        where = f"⏳ Queued — position {entry.position}, ETA {eta}"
-    return f"{status_header(request)}\n{where}"
+    """The first status line: where the job stands and when it should be done."""
+    if entry is None:
+        return f"{status_header(request)}\n⏳ Starting…"
+    eta = "under a second" if entry.eta_s < 1 else f"~{entry.eta_s:.0f} s"
+    where = "Starting now" if entry.position == 0 else f"Queued — position {entry.position}"
+    return f"{status_header(request)}\n⏳ {where}, ETA {eta}"
 
 
 def rendering_status(request: GenerationRequest, progress: Progress) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import discord
 
 from bot import presentation
@@ -47,8 +48,11 @@ def _identity(awaitable: Awaitable[Any]) -> Awaitable[Any]:
     return awaitable
 
 
-def _retryable(error: discord.HTTPException) -> bool:
-    return error.status >= 500 or error.status == 429
+def _retryable(error: Exception) -> bool:
+    """Worth another upload attempt: Discord's 5xx / 429, or the connection itself failing."""
+    if isinstance(error, discord.HTTPException):
+        return error.status >= 500 or error.status == 429
+    return isinstance(error, (aiohttp.ClientError, asyncio.TimeoutError, OSError))
 
 
 class StatusMessage:
@@ -104,9 +108,10 @@ class StatusMessage:
         self._last_edit = self._clock()
         try:
             await interaction.edit_original_response(**fields)
-        except discord.HTTPException as error:
-            # A status line is worth no retry: the next one (or the result) supersedes it.
-            log.info("status edit failed (%s); carrying on", error)
+        except Exception as error:
+            # A status line is worth no retry, and must never stop the job (a network blip here
+            # would otherwise abort the delivery that follows): the next edit or the result supersedes it.
+            log.info("status edit failed (%r); carrying on", error)
 
 
 @dataclass
@@ -174,38 +179,54 @@ class JobRunner:
         try:
             job = self.service.submit(prepared, owner=str(interaction.user.id), key=str(record.id))
         except RequestError as error:  # QueueFull included
-            await self.store.mark_failed(record.id, str(error))
+            await self._quietly(self.store.mark_failed(record.id, str(error)), "record the refusal", record.id)
             await status.finish(content=f"⚠️ {error}")
             raise UserFacingError(str(error)) from None
+        except Exception as error:
+            # Marked failed so that recovery does not render, after a restart, a job the user was told failed.
+            log.exception("job #%s could not be queued", record.id)
+            await self._quietly(self.store.mark_failed(record.id, f"internal error: {type(error).__name__}"),
+                                "record the failure", record.id)
+            await status.finish(content=apology(record.id))
+            raise UserFacingError(apology(record.id)) from None
         from bot.cogs.buttons import status_view
 
         entry = self.service.snapshot().entry(job.key)
         await status.show(content=presentation.queued_status(prepared, entry), view=status_view(record.id))
-        self.spawn(self._follow(job, record, prepared, destination, status))
+        self.spawn(self._follow(job, record, prepared, destination, status), name=f"job #{record.id}")
         return record
 
     async def resume(self, record: GenerationRecord) -> None:
         """Re-queue a recovered generation; its result is posted in its channel (no token survives)."""
-        init_image = await self.store.read_init_image(record.id) if record.has_init_image else None
-        request = request_from_record(record, init_image)
         try:
+            init_image = await self.store.read_init_image(record.id) if record.has_init_image else None
+            request = request_from_record(record, init_image)
             job = self.service.submit(request, owner=str(record.owner_id), key=str(record.id))
-        except RequestError as error:
+        except (RequestError, CorruptImage) as error:
+            # Left queued it would fail the same way at every start; failed, it shows in /history with why.
             await self.store.mark_failed(record.id, f"could not be re-queued after a restart: {error}")
             return
         destination = Destination(record.channel_id, record.guild_id)
-        self.spawn(self._follow(job, record, request, destination, StatusMessage(None, self.spawn)))
+        self.spawn(self._follow(job, record, request, destination, StatusMessage(None, self.spawn)),
+                   name=f"job #{record.id}")
 
     async def deliver_recovered(self, record: GenerationRecord) -> None:
         await self.deliver(record, Destination(record.channel_id, record.guild_id))
 
     # ------------------------------------------------------------------ background work
 
-    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coroutine)
+    def spawn(self, coroutine: Coroutine[Any, Any, Any], *, name: str | None = None) -> asyncio.Task[Any]:
+        """Run `coroutine` in the background; kept until done, closed with the runner, failures logged."""
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Nobody awaits a background task: without this its error would only surface at garbage collection.
+            log.error("background task %r failed", task.get_name(), exc_info=task.exception())
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -221,7 +242,11 @@ class JobRunner:
         context = contextvars.copy_context()
 
         def on_progress(progress: Progress) -> None:
-            context.run(show_progress, progress)
+            try:
+                context.run(show_progress, progress)
+            except Exception:
+                # Raised here it would reach only the event loop's handler, without the job id.
+                log.exception("job #%s: showing progress failed", record.id)
 
         def show_progress(progress: Progress) -> None:
             if not marking_running:
@@ -247,27 +272,29 @@ class JobRunner:
             ]
             done = await self.store.mark_done(record.id, images, result.duration_s)
         except JobCancelled:
-            await self.store.mark_cancelled(record.id)
+            await self._quietly(self.store.mark_cancelled(record.id), "record the cancellation", record.id)
             await status.finish(content=f"{presentation.status_header(request)}\n✖ Cancelled.", view=None)
             return
         except JobFailed as error:
-            await self.store.mark_failed(record.id, error.reason)
+            await self._quietly(self.store.mark_failed(record.id, error.reason), "record the failure", record.id)
             await status.finish(content=f"{presentation.status_header(request)}\n⚠️ {error.reason} (job #{record.id})",
                                 view=None)
             return
         except Exception as error:
             log.exception("job #%s failed unexpectedly", record.id)
-            await self._mark_failed_quietly(record.id, f"internal error: {type(error).__name__}")
+            await self._quietly(self.store.mark_failed(record.id, f"internal error: {type(error).__name__}"),
+                                "record the failure", record.id)
             await status.finish(content=apology(record.id), view=None)
             return
         await status.finish()
         await self.deliver(done, destination)
 
-    async def _mark_failed_quietly(self, generation_id: int, reason: str) -> None:
+    async def _quietly(self, step: Awaitable[Any], what: str, generation_id: int) -> None:
+        """Await a bookkeeping step whose failure must not hide the outcome the user is about to see."""
         try:
-            await self.store.mark_failed(generation_id, reason)
+            await step
         except Exception:
-            log.exception("could not record the failure of job #%s", generation_id)
+            log.exception("could not %s of job #%s", what, generation_id)
 
     # ------------------------------------------------------------------ delivery
 
@@ -276,12 +303,42 @@ class JobRunner:
         return guild.filesize_limit if guild is not None else presentation.DEFAULT_UPLOAD_LIMIT
 
     async def deliver(self, record: GenerationRecord, destination: Destination) -> discord.Message | None:
-        """Post a finished generation; retries 5xx/429 with backoff; records the message or the failure."""
+        """Post a finished generation; retries 5xx/429 with backoff; records the message or the failure.
+
+        Never raises (but for cancellation): whatever goes wrong is logged with the job id, kept in the
+        record as its delivery failure (so /history shows why), and told to the user while the token lives.
+        """
+        interaction = destination.interaction
         try:
             image_bytes = [await self.store.read_image(image) for image in record.images]
+            message, last_error, interaction = await self._post(record, destination, image_bytes)
         except CorruptImage as error:
-            await self.store.record_delivery_failure(record.id, f"stored image unreadable: {error}")
-            return None
+            reason = f"stored image unreadable: {error}"
+        except Exception as error:
+            log.exception("job #%s: posting the result failed unexpectedly", record.id)
+            reason = f"internal error while posting: {type(error).__name__}"
+        else:
+            if message is not None:
+                await self._quietly(self.store.record_delivery(record.id, message.channel.id, message.id),
+                                    "record the delivery", record.id)
+                return message
+            reason = f"Discord refused the upload: {last_error}"
+            log.error("job #%s: %s", record.id, reason)
+        await self._quietly(self.store.record_delivery_failure(record.id, reason), "record the delivery failure",
+                            record.id)
+        if interaction is not None and token_usable(interaction):
+            # The upload failed, a short text reply may not: tell the user where the result is.
+            try:
+                await interaction.followup.send(
+                    f"⚠️ Generation #{record.id} is done but could not be posted here ({reason}). "
+                    f"It is kept in your history: /show id:{record.id}", ephemeral=True)
+            except discord.HTTPException:
+                pass
+        return None
+
+    async def _post(self, record: GenerationRecord, destination: Destination, image_bytes: list[bytes],
+                    ) -> tuple[discord.Message | None, Exception | None, discord.Interaction | None]:
+        """Upload attempts: (the message, None, …) or (None, the last error, the interaction still in use)."""
         interaction = destination.interaction
         encoded: dict[int, presentation.EncodedImage] = {}
         last_error: Exception | None = None
@@ -303,32 +360,19 @@ class JobRunner:
                     message = await channel.send(content=result.content, embed=result.embed, files=result.files(),
                                                  view=result.view)
             except discord.NotFound as error:
+                last_error = error
                 if interaction is None:
-                    last_error = error
                     break
                 # The token expired or the status message was deleted: the channel still works.
                 log.info("job #%s: original response gone (%s); posting in the channel", record.id, error)
                 interaction = None
-                last_error = error
                 continue
-            except discord.HTTPException as error:
+            except (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
                 last_error = error
                 if not _retryable(error) or attempt == len(self.retry_delays_s):
                     break
-                log.warning("job #%s: upload failed with %s, retrying", record.id, error.status)
+                log.warning("job #%s: upload failed (%r), retrying", record.id, error)
                 await asyncio.sleep(self.retry_delays_s[attempt])
                 continue
-            await self.store.record_delivery(record.id, message.channel.id, message.id)
-            return message
-        reason = f"could not be posted: {last_error}"
-        log.error("job #%s %s", record.id, reason)
-        await self.store.record_delivery_failure(record.id, reason)
-        if interaction is not None:
-            # The upload failed, a short text reply may not: tell the user where the result is.
-            try:
-                await interaction.followup.send(
-                    f"⚠️ Generation #{record.id} is done but Discord refused the upload ({last_error}). "
-                    f"It is kept in your history: /show generation_id:{record.id}", ephemeral=True)
-            except discord.HTTPException:
-                pass
-        return None
+            return message, None, interaction
+        return None, last_error, interaction

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from .request import GenerationRequest, RequestError
@@ -26,7 +27,8 @@ def _is_flag(word: str) -> bool:
 
 def _normalise_dashes(text: str) -> str:
     # Phones and Discord's desktop client often turn "--" into an em dash; Midjourney accepts both.
-    return text.replace("\u2014", "--")
+    # Only an em dash that starts a word ("—seed 5") is a flag; "a cat — sleeping" keeps its dash.
+    return re.sub(r"(?<!\S)\u2014(?=[A-Za-z])", "--", text)
 
 
 def _whole_number(flag: str, value: str) -> int:

@@ -140,9 +140,10 @@ class Renderer:
             raise RenderError(f"Model {source.name!r} could not be loaded from {source.path}: {error}") from None
         txt2img.to(self.device)
         txt2img.set_progress_bar_config(disable=True)
-        # Same modules, no second copy. from_pipe casts to its own dtype argument (default float32),
-        # which would silently undo fp16 on the shared modules, so pass ours.
-        img2img = StableDiffusionImg2ImgPipeline.from_pipe(txt2img, dtype=self.dtype)
+        # The same modules, no second copy and no cast (from_pipe would cast them again, warning on every load).
+        img2img = StableDiffusionImg2ImgPipeline(
+            **txt2img.components, requires_safety_checker=txt2img.config.requires_safety_checker
+        )
         img2img.set_progress_bar_config(disable=True)
         native_size = txt2img.unet.config.sample_size * txt2img.vae_scale_factor
         preview = LatentPreview(txt2img.vae, txt2img.vae_scale_factor)
@@ -176,29 +177,38 @@ class Renderer:
         if request.seed is None or request.width is None or request.height is None:
             raise ValueError("render() needs a prepared request (seed and size set); use GenerationService.prepare")
         try:
-            self._apply_cpu_threads()
-            load_s = self.load(request.model)
-            started = time.perf_counter()
-            init_image = _open_init_image(request) if request.init_image is not None else None
-            images = []
-            seeds = zip(request.image_seeds(), request.image_variation_seeds())
-            for index, (seed, variation_seed) in enumerate(seeds):
-                if is_cancelled is not None and is_cancelled():
-                    raise RenderCancelled()
-                callback = self._step_callback(index, request.count, on_progress, is_cancelled)
-                image = self._render_one(request, seed, variation_seed, init_image, callback)
-                if is_cancelled is not None and is_cancelled():
-                    raise RenderCancelled()
-                strength = request.variation_strength if variation_seed is not None else 0.0
-                images.append(RenderedImage(image, seed, variation_seed, strength))
-            return RenderResult(request, images, time.perf_counter() - started, load_s)
+            return self._render_images(request, on_progress, is_cancelled)
         except torch.OutOfMemoryError:
-            free_memory()
-            raise RenderError(
-                f"Ran out of GPU memory rendering {request.count} image(s) at {request.width}x{request.height}; "
-                "try a smaller size or fewer images.",
-                retryable=True,
-            ) from None
+            pass  # free memory after the handler: until then its traceback keeps the tensors alive
+        free_memory()
+        raise RenderError(
+            f"Ran out of GPU memory rendering {request.count} image(s) at {request.width}x{request.height}; "
+            "try a smaller size or fewer images.",
+            retryable=True,
+        )
+
+    def _render_images(
+        self,
+        request: GenerationRequest,
+        on_progress: ProgressCallback | None,
+        is_cancelled: Callable[[], bool] | None,
+    ) -> RenderResult:
+        self._apply_cpu_threads()
+        load_s = self.load(request.model)
+        started = time.perf_counter()
+        init_image = _open_init_image(request) if request.init_image is not None else None
+        images = []
+        seeds = zip(request.image_seeds(), request.image_variation_seeds())
+        for index, (seed, variation_seed) in enumerate(seeds):
+            if is_cancelled is not None and is_cancelled():
+                raise RenderCancelled()
+            callback = self._step_callback(index, request.count, on_progress, is_cancelled)
+            image = self._render_one(request, seed, variation_seed, init_image, callback)
+            if is_cancelled is not None and is_cancelled():
+                raise RenderCancelled()
+            strength = request.variation_strength if variation_seed is not None else 0.0
+            images.append(RenderedImage(image, seed, variation_seed, strength))
+        return RenderResult(request, images, time.perf_counter() - started, load_s)
 
     def _render_one(
         self,

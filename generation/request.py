@@ -58,8 +58,9 @@ class Limits:
 class GenerationRequest:
     """One render request: `count` images that share everything but their seeds.
 
-    Image i uses seed `(seed + i) mod 2**32` and, for variations, `variation_seed + i`, so every
-    image can be rendered again on its own with count=1 and its recorded seed.
+    Image i uses seed `(seed + i) mod 2**32`, so every image can be rendered again on its own with
+    count=1 and its recorded seed. Variations (variation_strength > 0) follow A1111's subseeds
+    instead: every image keeps `seed` (the parent's) and image i uses `variation_seed + i`.
     """
 
     prompt: str
@@ -89,6 +90,8 @@ class GenerationRequest:
     def image_seeds(self) -> list[int]:
         if self.seed is None:
             raise ValueError("seed is not chosen yet; pass the request through GenerationService.prepare()")
+        if self.variation_seed is not None and self.variation_strength > 0:  # variations of ONE image
+            return [self.seed] * self.count
         return [(self.seed + i) % SEED_RANGE for i in range(self.count)]
 
     def image_variation_seeds(self) -> list[int | None]:
@@ -122,6 +125,11 @@ def _check_size(name: str, value: Any, limits: Limits) -> None:
         )
 
 
+def check_model(model: Any, limits: Limits) -> None:
+    if model not in limits.models:
+        raise RequestError(f"Unknown model {model!r}. Available models: {', '.join(limits.models)}.")
+
+
 def validate_request(request: GenerationRequest, limits: Limits) -> None:
     """Raise RequestError for the first problem in `request`; sizes may still be None here.
 
@@ -131,8 +139,7 @@ def validate_request(request: GenerationRequest, limits: Limits) -> None:
         raise RequestError("prompt must not be empty; describe the image you want.")
     if not isinstance(request.negative_prompt, str):
         raise RequestError("negative_prompt must be text.")
-    if request.model not in limits.models:
-        raise RequestError(f"Unknown model {request.model!r}. Available models: {', '.join(limits.models)}.")
+    check_model(request.model, limits)
     if request.sampler not in SAMPLERS:
         raise RequestError(f"Unknown sampler {request.sampler!r}. Available samplers: {', '.join(SAMPLERS)}.")
     for name in ("width", "height"):

@@ -29,6 +29,7 @@ from .request import (
     RenderError,
     RenderResult,
     RequestError,
+    check_model,
     check_prompt_length,
     validate_request,
 )
@@ -103,18 +104,21 @@ class GenerationService:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._closing = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
         self._wakeup = asyncio.Event()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="generation-dispatcher")
-        # prepare() runs on the event loop: read the tokenizers from disk now, on the worker thread.
-        await self._loop.run_in_executor(self._executor, self._load_tokenizers)
+        # prepare() runs on the event loop: read each model's tokenizer and configs from disk now,
+        # on the worker thread, so the first request does not stall every other coroutine.
+        await self._loop.run_in_executor(self._executor, self._read_model_files)
 
-    def _load_tokenizers(self) -> None:
+    def _read_model_files(self) -> None:
         for model in self.limits.models:
             try:
                 self.renderer.tokenizer(model)
+                self.renderer.native_size(model)
             except Exception as error:  # reported again, to the user, when a request names the model
-                log.warning("could not load the tokenizer of model %s: %s", model, error)
+                log.warning("could not read the tokenizer or config of model %s: %s", model, error)
 
     async def close(self) -> None:
         """Cancel queued jobs, stop the running one at its next step, and stop the worker."""
@@ -146,8 +150,17 @@ class GenerationService:
     # -- requests --
 
     def native_size(self, model: str = "tinyshapes") -> int:
-        """The model's native image side in pixels (the base size for --ar)."""
-        return self.renderer.native_size(model)
+        """The model's native image side in pixels (the base size for --ar); RequestError if unusable."""
+        check_model(model, self.limits)
+        return self._model_files(model)[1]
+
+    def _model_files(self, model: str) -> tuple[Any, int]:
+        """(tokenizer, native size) of a configured model; cached by the renderer after start()."""
+        try:
+            return self.renderer.tokenizer(model), self.renderer.native_size(model)
+        except Exception:  # configured, but its files are missing or unreadable: an operator problem
+            log.exception("model %s: could not read its tokenizer or config", model)
+            raise RequestError(f"Model {model!r} is not available right now; try another model.") from None
 
     def prepare(self, request: GenerationRequest) -> GenerationRequest:
         """Validate `request` (RequestError) and fill in what was left open: size and seeds.
@@ -155,12 +168,7 @@ class GenerationService:
         The chosen seeds are part of the returned request, so every image can be rendered again.
         """
         validate_request(request, self.limits)
-        try:
-            tokenizer = self.renderer.tokenizer(request.model)
-            native = self.renderer.native_size(request.model)
-        except Exception:  # configured, but its files are missing or unreadable: an operator problem
-            log.exception("model %s: could not read its tokenizer or config", request.model)
-            raise RequestError(f"Model {request.model!r} is not available right now; try another model.") from None
+        tokenizer, native = self._model_files(request.model)
         if tokenizer is not None:
             check_prompt_length("prompt", request.prompt, tokenizer)
             if request.negative_prompt:
@@ -179,7 +187,8 @@ class GenerationService:
 
     def submit(self, request: GenerationRequest, *, owner: str, key: str | None = None) -> Job:
         """prepare() the request and queue it; raises RequestError or QueueFull."""
-        if self._dispatcher is None or self._closing:
+        # A dispatcher cancelled from outside (SimCord detach) would leave the job queued forever.
+        if self._dispatcher is None or self._dispatcher.done() or self._closing:
             raise RuntimeError("GenerationService is not running; await start() first")
         prepared = self.prepare(request)
         key = key or uuid.uuid4().hex
@@ -266,27 +275,31 @@ class GenerationService:
         return job
 
     async def _dispatch(self) -> None:
-        while not self._closing:
-            job = self._next_job()
-            if job is None:
-                self._wakeup.clear()
-                await self._idle_wait(self._wakeup.wait())
-                continue
-            try:
-                await self._run(job)
-            except asyncio.CancelledError:  # the task was cancelled from outside: stop everything
-                self._closing = True
-                self._cancel_everything()
-                if not job.done:
-                    job._cancelled()
-                raise
-            except Exception:  # never let one job stop the worker
-                log.exception("job %s: unexpected error in the dispatcher", job.key)
-                if not job.done:
-                    job._fail("Rendering failed because of an internal error.")
-            finally:
-                self._running = None
-                self._jobs.pop(job.key, None)
+        try:
+            while not self._closing:
+                job = self._next_job()
+                if job is None:
+                    self._wakeup.clear()
+                    await self._idle_wait(self._wakeup.wait())
+                    continue
+                try:
+                    await self._run(job)
+                except asyncio.CancelledError:
+                    job._cancel_requested.set()  # the worker thread stops at its next step
+                    if not job.done:
+                        job._cancelled()
+                    raise
+                except Exception:  # never let one job stop the worker
+                    log.exception("job %s: unexpected error in the dispatcher", job.key)
+                    if not job.done:
+                        job._fail("Rendering failed because of an internal error.")
+                finally:
+                    self._running = None
+                    self._jobs.pop(job.key, None)
+        except asyncio.CancelledError:  # cancelled from outside (while idle too): end every job
+            self._closing = True
+            self._cancel_everything()
+            raise
 
     async def _run(self, job: Job) -> None:
         self._running = job

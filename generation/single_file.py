@@ -6,6 +6,8 @@ works for small models such as tinyshapes. diffusers' `from_single_file` convert
 diffusers folder as `config=` so it never needs the hub for component configs.
 
     python -m generation.single_file generation/tinyshapes/weights tinyshapes.safetensors
+
+An output ending in .ckpt is written the old way instead: a torch pickle of {"state_dict": ...}.
 """
 
 from __future__ import annotations
@@ -149,14 +151,18 @@ def convert_folder_to_ldm_state_dict(folder: str | Path) -> dict[str, torch.Tens
 
 def convert_folder_to_single_file(folder: str | Path, output: str | Path) -> Path:
     output = Path(output)
-    save_file(convert_folder_to_ldm_state_dict(folder), output)
+    state = convert_folder_to_ldm_state_dict(folder)
+    if output.suffix == ".ckpt":
+        torch.save({"state_dict": state}, output)
+    else:
+        save_file(state, output)
     return output
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", help="diffusers model folder (model_index.json, unet/, vae/, ...)")
-    parser.add_argument("output", help="output .safetensors path")
+    parser.add_argument("output", help="output .safetensors (or .ckpt) path")
     args = parser.parse_args(argv)
     print(convert_folder_to_single_file(args.folder, args.output))
 

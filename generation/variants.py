@@ -21,7 +21,8 @@ def reroll_request(request: GenerationRequest) -> GenerationRequest:
 def variation_request(
     request: GenerationRequest, image_seed: int, *, strong: bool = False, count: int | None = None
 ) -> GenerationRequest:
-    """Variations of one image: its seed's noise blended with new variation seeds' noise.
+    """`count` variations of one image: every one keeps its seed, whose noise is blended with the noise
+    of a new variation seed (variation_seed + i for image i, picked by prepare()).
 
     Strength 0.15 (subtle) keeps the composition; 0.5 (strong) changes it visibly.
     """

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import select
@@ -25,6 +25,7 @@ from .models import (
     User,
     utcnow,
 )
+from .records import ImageRecord
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +60,6 @@ class InvalidTransition(Exception):
         self.generation_id = generation_id
         self.current = GenerationStatus(current)
         self.wanted = wanted  # a status value, or "delivered"
-
-
-@dataclass(frozen=True)
-class NewImage:
-    """An image row to insert; its file is written by the caller."""
-
-    index: int
-    seed: int
-    variation_seed: int | None
-    variation_strength: float
-    width: int
-    height: int
-    path: str
-    sha256: str
 
 
 # ---- users ---------------------------------------------------------------------------------
@@ -217,8 +204,9 @@ async def check_can_finish(session: AsyncSession, generation_id: int) -> Generat
 
 
 async def mark_done(
-    session: AsyncSession, generation_id: int, images: Sequence[NewImage], duration_s: float
+    session: AsyncSession, generation_id: int, images: Sequence[ImageRecord], duration_s: float
 ) -> Generation:
+    """Record the images (their files are written by the caller) and mark the generation done."""
     row = await _require(session, generation_id)
     _transition(row, S.DONE, f" ({len(images)} image(s), {duration_s:.2f}s)")
     now = utcnow()
@@ -226,19 +214,8 @@ async def mark_done(
     row.started_at = row.started_at or now
     row.duration_s = duration_s
     row.failure_reason = None
-    row.images = [
-        Image(
-            index=image.index,
-            seed=image.seed,
-            variation_seed=image.variation_seed,
-            variation_strength=image.variation_strength,
-            width=image.width,
-            height=image.height,
-            path=image.path,
-            sha256=image.sha256,
-        )
-        for image in sorted(images, key=lambda image: image.index)
-    ]
+    # ImageRecord's fields are the images table's columns.
+    row.images = [Image(**asdict(image)) for image in sorted(images, key=lambda image: image.index)]
     await session.flush()
     return row
 

@@ -229,7 +229,7 @@ class Store:
 
 def _encode_all(
     record: GenerationRecord, images: Sequence[ImageInput]
-) -> list[tuple[repository.NewImage, bytes]]:
+) -> list[tuple[ImageRecord, bytes]]:
     """PNG-encode every image with its own A1111 parameters (CPU work: runs in a thread)."""
     params = record.request_params
     encoded = []
@@ -241,7 +241,7 @@ def _encode_all(
             img2img=record.has_init_image,
         )
         data = files.encode_png(image.image, text)
-        new = repository.NewImage(
+        new = ImageRecord(
             index=image.index, seed=image.seed, variation_seed=image.variation_seed,
             variation_strength=image.variation_strength, width=width, height=height,
             path=files.image_path(record.id, image.index), sha256=files.sha256_hex(data),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -20,7 +21,8 @@ from bot import presentation
 from bot.errors import UserFacingError, report_unexpected, send_ephemeral
 from bot.records import imagine_command_line, request_for_image, request_from_record, request_to_params
 from bot.runner import Destination
-from generation import GenerationRequest, RequestError, reroll_request, upscale_request, variation_request
+from generation import (GenerationRequest, RequestError, apply_prompt_flags, reroll_request, upscale_request,
+                        variation_request)
 from storage import GenerationKind, GenerationStatus, ImageInput
 
 if TYPE_CHECKING:
@@ -68,7 +70,22 @@ class GenerationButton:
     record: GenerationRecord
     moderators_may_use = False
 
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: re.Match[str]) -> Any:
+        # Each template names its groups after the constructor's parameters.
+        return cls(**{name: int(value) if value.isdigit() else value for name, value in match.groupdict().items()})
+
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        # discord.py turns an exception here into a silent refusal, so report it ourselves.
+        try:
+            return await self._allowed(interaction)
+        except Exception as error:
+            await report_unexpected(interaction, error, job_id=self.generation_id,
+                                    action=f"{type(self).__name__} check")
+            return False
+
+    async def _allowed(self, interaction: discord.Interaction) -> bool:
         allowed = interaction.client.settings.allowed_guilds  # type: ignore[attr-defined]
         if allowed and interaction.guild_id not in allowed:
             await send_ephemeral(interaction, "imagine-bot is not enabled in this server.")
@@ -105,15 +122,11 @@ def _button(label: str, custom_id: str, *, emoji: str | None = None,
     return discord.ui.Button(label=label, custom_id=custom_id, emoji=emoji, style=style, row=row)
 
 
-class RerollButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button], template=r"gen:reroll:(?P<id>[0-9]+)"):
+class RerollButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
+                   template=r"gen:reroll:(?P<generation_id>[0-9]+)"):
     def __init__(self, generation_id: int, row: int | None = None) -> None:
         super().__init__(_button("Reroll", f"gen:reroll:{generation_id}", emoji="🔄", row=row))
         self.generation_id = generation_id
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
-                             match: Any) -> RerollButton:
-        return cls(int(match["id"]))
 
     async def act(self, interaction: discord.Interaction) -> None:
         request = reroll_request(await _source_request(_store(interaction), self.record))
@@ -127,18 +140,13 @@ def _image_index(record: GenerationRecord, index: int) -> int:
 
 
 class VariationButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
-                      template=r"gen:var:(?P<id>[0-9]+):(?P<index>[0-9])"):
+                      template=r"gen:var:(?P<generation_id>[0-9]+):(?P<index>[0-9])"):
     """V1–V4 under a grid: a grid of strong variations of that image."""
 
     def __init__(self, generation_id: int, index: int, row: int | None = None) -> None:
         super().__init__(_button(f"V{index + 1}", f"gen:var:{generation_id}:{index}", row=row))
         self.generation_id = generation_id
         self.index = index
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
-                             match: Any) -> VariationButton:
-        return cls(int(match["id"]), int(match["index"]))
 
     async def act(self, interaction: discord.Interaction) -> None:
         image = self.record.images[_image_index(self.record, self.index)]
@@ -148,7 +156,7 @@ class VariationButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button
 
 
 class VaryButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
-                 template=r"gen:vary:(?P<id>[0-9]+):(?P<index>[0-9]):(?P<how>subtle|strong)"):
+                 template=r"gen:vary:(?P<generation_id>[0-9]+):(?P<index>[0-9]):(?P<how>subtle|strong)"):
     """Vary (Subtle) / Vary (Strong) under a single image."""
 
     def __init__(self, generation_id: int, index: int, how: str, row: int | None = None) -> None:
@@ -158,11 +166,6 @@ class VaryButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
         self.index = index
         self.how = how
 
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
-                             match: Any) -> VaryButton:
-        return cls(int(match["id"]), int(match["index"]), match["how"])
-
     async def act(self, interaction: discord.Interaction) -> None:
         image = self.record.images[_image_index(self.record, self.index)]
         source = await _source_request(_store(interaction), self.record)
@@ -171,18 +174,13 @@ class VaryButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
 
 
 class UpscaleButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
-                    template=r"gen:up:(?P<id>[0-9]+):(?P<index>[0-9])"):
+                    template=r"gen:up:(?P<generation_id>[0-9]+):(?P<index>[0-9])"):
     """U1–U4: that image alone, at full size, as a generation of its own (so it gets its own buttons)."""
 
     def __init__(self, generation_id: int, index: int, row: int | None = None) -> None:
         super().__init__(_button(f"U{index + 1}", f"gen:up:{generation_id}:{index}", row=row))
         self.generation_id = generation_id
         self.index = index
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
-                             match: Any) -> UpscaleButton:
-        return cls(int(match["id"]), int(match["index"]))
 
     async def act(self, interaction: discord.Interaction) -> None:
         record = self.record
@@ -206,18 +204,13 @@ class UpscaleButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
 
 
 class UpscaleTwiceButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
-                         template=r"gen:up2:(?P<id>[0-9]+):(?P<index>[0-9])"):
+                         template=r"gen:up2:(?P<generation_id>[0-9]+):(?P<index>[0-9])"):
     """Upscale 2×: re-render the image at twice the size, starting from the image itself."""
 
     def __init__(self, generation_id: int, index: int, row: int | None = None) -> None:
         super().__init__(_button("Upscale 2×", f"gen:up2:{generation_id}:{index}", emoji="🔍", row=row))
         self.generation_id = generation_id
         self.index = index
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
-                             match: Any) -> UpscaleTwiceButton:
-        return cls(int(match["id"]), int(match["index"]))
 
     async def act(self, interaction: discord.Interaction) -> None:
         record = self.record
@@ -250,34 +243,36 @@ class EditModal(discord.ui.Modal):
             request = source.replace(
                 prompt=self.prompt.value.strip(), negative_prompt=(self.negative_prompt.value or "").strip(),
                 seed=self.record.seed if self.keep_seed.value else None)
+            # The prompt box takes the same inline --flags as /imagine's prompt (and they win, as there).
+            request = apply_prompt_flags(request, base_size=_flag_base_size(interaction, request.model))
             await rerun(interaction, request, GenerationKind.EDIT, self.record.id)
+        except (UserFacingError, RequestError) as error:
+            await send_ephemeral(interaction, str(error))
         except Exception as error:
             await report_unexpected(interaction, error, job_id=self.record.id, action="edit")
 
 
-class EditButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button], template=r"gen:edit:(?P<id>[0-9]+)"):
+def _flag_base_size(interaction: discord.Interaction, model: str) -> int:
+    """The side that --ar scales from, as /imagine computes it."""
+    settings = interaction.client.settings  # type: ignore[attr-defined]
+    return settings.default_width or _runner(interaction).service.native_size(model)
+
+
+class EditButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
+                 template=r"gen:edit:(?P<generation_id>[0-9]+)"):
     def __init__(self, generation_id: int, row: int | None = None) -> None:
         super().__init__(_button("Edit", f"gen:edit:{generation_id}", emoji="✏️", row=row))
         self.generation_id = generation_id
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
-                             match: Any) -> EditButton:
-        return cls(int(match["id"]))
 
     async def act(self, interaction: discord.Interaction) -> None:
         await interaction.response.send_modal(EditModal(self.record))
 
 
-class InfoButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button], template=r"gen:info:(?P<id>[0-9]+)"):
+class InfoButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
+                 template=r"gen:info:(?P<generation_id>[0-9]+)"):
     def __init__(self, generation_id: int, row: int | None = None) -> None:
         super().__init__(_button("Info", f"gen:info:{generation_id}", emoji="ℹ️", row=row))
         self.generation_id = generation_id
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
-                             match: Any) -> InfoButton:
-        return cls(int(match["id"]))
 
     async def act(self, interaction: discord.Interaction) -> None:
         request = request_from_record(self.record)
@@ -286,7 +281,8 @@ class InfoButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button], te
             embed=presentation.info_embed(self.record, request, line), ephemeral=True)
 
 
-class DeleteButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button], template=r"gen:del:(?P<id>[0-9]+)"):
+class DeleteButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
+                   template=r"gen:del:(?P<generation_id>[0-9]+)"):
     moderators_may_use = True
 
     def __init__(self, generation_id: int, row: int | None = None) -> None:
@@ -294,33 +290,31 @@ class DeleteButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button], 
                                  style=discord.ButtonStyle.danger, row=row))
         self.generation_id = generation_id
 
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
-                             match: Any) -> DeleteButton:
-        return cls(int(match["id"]))
-
     async def act(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        if interaction.message is not None:
+        # The clicked message may be a /show re-post: the result message itself goes too.
+        messages = [interaction.message] if interaction.message is not None else []
+        record = self.record
+        if record.message_id is not None and record.message_channel_id is not None and (
+                interaction.message is None or interaction.message.id != record.message_id):
+            channel = interaction.client.get_partial_messageable(record.message_channel_id, guild_id=record.guild_id)
+            messages.append(channel.get_partial_message(record.message_id))
+        await _store(interaction).delete_generation(record.id)
+        for message in messages:
             try:
-                await interaction.message.delete()
-            except discord.NotFound:
-                pass  # already gone
-        await _store(interaction).delete_generation(self.record.id)
-        await interaction.followup.send(f"Deleted generation #{self.record.id} and its images.", ephemeral=True)
+                await message.delete()
+            except discord.HTTPException as error:
+                log.info("generation #%s: message %s not deleted (%s)", record.id, message.id, error)
+        await interaction.followup.send(f"Deleted generation #{record.id} and its images.", ephemeral=True)
 
 
-class CancelButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button], template=r"gen:cancel:(?P<id>[0-9]+)"):
+class CancelButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
+                   template=r"gen:cancel:(?P<generation_id>[0-9]+)"):
     moderators_may_use = True
 
     def __init__(self, generation_id: int, row: int | None = None) -> None:
         super().__init__(_button("Cancel", f"gen:cancel:{generation_id}", emoji="✖", row=row))
         self.generation_id = generation_id
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
-                             match: Any) -> CancelButton:
-        return cls(int(match["id"]))
 
     async def act(self, interaction: discord.Interaction) -> None:
         if self.record.status not in (GenerationStatus.QUEUED, GenerationStatus.RUNNING):
@@ -339,17 +333,23 @@ DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
 
 
 def result_view(record: GenerationRecord) -> discord.ui.View:
-    """U1–U4 and V1–V4 under a grid, Vary/Upscale 2× under a single image; then Reroll, Edit, Info, Delete."""
+    """U1–U4 and V1–V4 under a grid, Vary/Upscale 2× under a single image; then Reroll, Edit, Info, Delete.
+
+    Variations exist for text-to-image only, so results made from an init image (Upscale 2× ones
+    included) get no V / Vary buttons rather than buttons that can only refuse.
+    """
     view = discord.ui.View(timeout=None)
     count = len(record.images)
+    variations = not record.has_init_image
     if count > 1:
         for index in range(count):
             view.add_item(UpscaleButton(record.id, index, row=0))
-        for index in range(count):
+        for index in range(count if variations else 0):
             view.add_item(VariationButton(record.id, index, row=1))
     else:
-        view.add_item(VaryButton(record.id, 0, "subtle", row=0))
-        view.add_item(VaryButton(record.id, 0, "strong", row=0))
+        if variations:
+            view.add_item(VaryButton(record.id, 0, "subtle", row=0))
+            view.add_item(VaryButton(record.id, 0, "strong", row=0))
         view.add_item(UpscaleTwiceButton(record.id, 0, row=0))
     view.add_item(RerollButton(record.id, row=2))
     view.add_item(EditButton(record.id, row=2))

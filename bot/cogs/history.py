@@ -70,6 +70,10 @@ def format_entry(record: GenerationRecord) -> str:
     line = " · ".join(parts)
     if status is GenerationStatus.FAILED and record.failure_reason:
         line += f": {discord.utils.escape_markdown(truncate(record.failure_reason, REASON_PREVIEW_CHARS))}"
+    elif record.delivery_failure:
+        # Rendered but never posted: the reason belongs in the list, and /show can still post it.
+        reason = truncate(record.delivery_failure, REASON_PREVIEW_CHARS)
+        line += f", not posted: {discord.utils.escape_markdown(reason)}"
     prompt = discord.utils.escape_markdown(truncate(record.prompt, PROMPT_PREVIEW_CHARS)) or "*(empty prompt)*"
     return f"{line}\n> {prompt}"
 

@@ -7,14 +7,18 @@ and hands the job to the runner; the thinking message becomes the job's status l
 # No `from __future__ import annotations` here: the command is built at runtime with option ranges
 # and choices taken from Settings, and discord.py reads those from real annotation objects.
 
+import asyncio
+import io
 import logging
+from pathlib import PurePosixPath
 from typing import Any, Optional
 
 import discord
 from discord import app_commands
 from discord.ext import commands
+from PIL import Image
 
-from bot.cogs.preferences import server_defaults
+from bot.cogs.preferences import PREFERENCES, server_defaults
 from bot.errors import UserFacingError, report_unexpected, send_ephemeral
 from bot.settings import Settings
 from generation import SAMPLERS, GenerationRequest, RequestError, parse_prompt_flags
@@ -25,21 +29,20 @@ log = logging.getLogger(__name__)
 
 ASPECT_RATIOS = ("1:1", "4:3", "3:4", "3:2", "2:3", "16:9", "9:16")
 INIT_IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
+# What the file name says when Discord sends no content type.
+INIT_IMAGE_EXTENSIONS = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+INIT_IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
 MAX_INIT_IMAGE_BYTES = 10 * 1024 * 1024
+# Decoding is checked in full before queueing; this bounds the memory that takes (a phone photo fits).
+MAX_INIT_IMAGE_PIXELS = 4096 * 4096
 MAX_PROMPT_CHARS = 1000
 # Discord accepts at most 25 choices per option.
 MAX_CHOICES = 25
 
-# Option name -> GenerationRequest field.
+# Option name -> GenerationRequest field: the options /settings can default, and the per-request ones.
 OPTION_FIELDS = {
-    "negative_prompt": "negative_prompt",
-    "width": "width",
-    "height": "height",
-    "steps": "num_inference_steps",
-    "guidance": "guidance_scale",
+    **{preference.option: preference.field for preference in PREFERENCES},
     "seed": "seed",
-    "sampler": "sampler",
-    "count": "count",
     "strength": "strength",
     "model": "model",
 }
@@ -152,7 +155,10 @@ class Imagine(commands.Cog):
 
     @staticmethod
     def check_attachment(attachment: discord.Attachment) -> None:
-        content_type = (attachment.content_type or "").split(";")[0].strip()
+        """What can be told without downloading: the declared type and the size."""
+        content_type = (attachment.content_type or "").split(";")[0].strip().lower()
+        if not content_type:
+            content_type = INIT_IMAGE_EXTENSIONS.get(PurePosixPath(attachment.filename).suffix.lower(), "")
         if content_type not in INIT_IMAGE_TYPES:
             raise UserFacingError(
                 f"init_image must be a PNG, JPEG or WebP picture; {attachment.filename!r} is "
@@ -180,17 +186,49 @@ class Imagine(commands.Cog):
         await interaction.response.defer(thinking=True)
         try:
             preferences = await self.bot.store.user_settings(interaction.user.id)  # type: ignore[attr-defined]
-            init_image = await attachment.read() if attachment is not None else None
             try:
-                request = self.build_request(fields, preferences, init_image)
+                init_image = await read_init_image(attachment) if attachment is not None else None
             except UserFacingError as error:
-                await interaction.edit_original_response(content=f"⚠️ {error}")
+                # After a public defer no reply can be private, so the status message says what is wrong
+                # (and that nothing was recorded or queued).
+                await interaction.edit_original_response(content=f"⚠️ {error} Nothing was queued.")
                 return
+            request = self.build_request(fields, preferences, init_image)
             await runner.start_generation(interaction, request, GenerationKind.IMAGINE)
         except UserFacingError:
             pass  # the runner has shown it on the status message
         except Exception as error:
             await report_unexpected(interaction, error, action="/imagine")
+
+
+async def read_init_image(attachment: discord.Attachment) -> bytes:
+    """The attachment's bytes, once they have decoded as a picture (UserFacingError if not)."""
+    try:
+        data = await attachment.read()
+    except discord.HTTPException as error:
+        raise UserFacingError(
+            f"init_image could not be downloaded from Discord (HTTP {error.status}); attach it again.") from None
+    await asyncio.to_thread(check_init_image, data)
+    return data
+
+
+def check_init_image(data: bytes) -> None:
+    """Decode the whole picture (blocking: run it in a thread), so a damaged file never reaches the queue."""
+    try:
+        with Image.open(io.BytesIO(data), formats=INIT_IMAGE_FORMATS) as image:
+            width, height = image.size
+            if width * height > MAX_INIT_IMAGE_PIXELS:
+                raise UserFacingError(
+                    f"init_image is {width}×{height} = {width * height} pixels; the limit is "
+                    f"{MAX_INIT_IMAGE_PIXELS} pixels (for example 4096×4096).")
+            image.load()
+    except UserFacingError:
+        raise
+    except Exception:  # PIL reports damage as OSError, SyntaxError, ValueError, DecompressionBombError…
+        raise UserFacingError(
+            "init_image is not a readable picture: the file is damaged or is not really a PNG, JPEG or WebP. "
+            "Attach another one.") from None
+
 
 async def setup(bot: commands.Bot) -> None:
     await bot.add_cog(Imagine(bot))

@@ -169,3 +169,55 @@ async def test_vary_subtle_and_upscale_2x_on_a_single_image(world):
     upscaled = await world.store.get_by_message(bigger.id)
     assert upscaled.kind is GenerationKind.UPSCALE and upscaled.parent_id == parent.id and upscaled.has_init_image
     assert image_of(await attachment_bytes(bigger)).size == (parent.images[0].width * 2, parent.images[0].height * 2)
+    # An upscale is image-to-image, which has no variations: no buttons that could only refuse.
+    assert "Vary (Subtle)" not in button_labels(bigger) and "Upscale 2×" in button_labels(bigger)
+
+
+async def test_edit_modal_takes_inline_flags_like_imagine(world):
+    message = await _imagine(world, seed=9)
+    shown = await world.alice.click(message, label="Edit")
+    edited = (await world.alice.submit_modal(shown, {"prompt": "a blue square --steps 5 --seed 123"})).response
+    assert edited.embeds[0].title == "a blue square"
+    assert embed_field(edited, "Steps") == "5" and embed_field(edited, "Seed") == "123"
+
+    shown = await world.alice.click(message, label="Edit")
+    refused = (await world.alice.submit_modal(shown, {"prompt": "a blue square --sparkle"})).response
+    assert refused.ephemeral and "Unknown flag --sparkle" in refused.content
+
+
+async def test_info_of_a_variation_lists_its_variation_seed_and_strength(world):
+    message = await _imagine(world, seed=60)
+    varied = (await world.alice.click(message, label="Vary (Strong)")).response
+    child = await world.store.get_by_message(varied.id)
+
+    info = (await world.alice.click(varied, label="Info")).response
+    assert info.ephemeral
+    text = info.embeds[0].description
+    assert f"**Variation seed:** {child.variation_seed}" in text and "**Variation strength:** 0.5" in text
+    assert f"variation of #{(await world.store.get_by_message(message.id)).id}" in text
+
+
+async def test_a_store_outage_during_a_click_gets_an_apology_with_the_job_id(world, monkeypatch):
+    message = await _imagine(world, seed=5)
+    record = await world.store.get_by_message(message.id)
+
+    async def store_down(generation_id):
+        raise ConnectionError("database is locked")
+
+    monkeypatch.setattr(world.store, "get", store_down)
+    clicked = await world.alice.click(message, label="Reroll")
+    assert clicked.response.ephemeral
+    assert f"something went wrong on our side with job #{record.id}" in clicked.response.content
+
+
+async def test_delete_on_a_reposted_result_removes_the_original_message_too(world):
+    message = await _imagine(world, seed=5)
+    record = await world.store.get_by_message(message.id)
+    reposted = (await world.alice.slash(world.channel, "show", id=record.id)).response
+
+    deleted = await world.alice.click(reposted, label="Delete")
+
+    assert deleted.response.ephemeral and f"#{record.id}" in deleted.response.content
+    remaining = [posted.id for posted in world.channel.history()]
+    assert message.id not in remaining and reposted.id not in remaining
+    assert await world.store.get(record.id) is None

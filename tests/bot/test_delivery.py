@@ -129,6 +129,12 @@ async def test_an_upload_that_keeps_failing_stays_in_history_with_its_reason(wor
     assert child.kind is GenerationKind.UPSCALE and child.images
     assert child.message_id is None and "503" in child.delivery_failure
 
+    listing = (await world.alice.slash(world.channel, "history")).response
+    assert f"**#{child.id}** · upscale of #{parent.id}" in listing.embeds[0].description
+    assert "✅ done, not posted: Discord refused the upload: 503" in listing.embeds[0].description
+    shown = await world.alice.slash(world.channel, "show", id=child.id)
+    assert shown.response.attachments  # still there to post once Discord accepts it
+
 
 @pytest.mark.bot(service=huge_noise_service)
 @pytest.mark.simcord(settle_timeout=240.0)
@@ -178,3 +184,25 @@ async def test_a_job_interrupted_by_a_restart_is_rendered_again_and_posted(world
     assert record.attempts == 2
     png = await attachment_bytes(posted)
     assert "Seed: 21" in image_of(png).info["parameters"]
+
+
+async def test_an_unexpected_error_while_posting_is_told_to_the_user_and_kept_in_history(world, monkeypatch):
+    from bot import presentation
+
+    def broken_encoder(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("encoder exploded")
+
+    monkeypatch.setattr(presentation, "encode_result", broken_encoder)
+    result = await world.alice.slash(world.channel, "imagine", prompt="a red circle", seed=4, steps=4)
+
+    told = result.followups[-1] if result.followups else result.response
+    assert told.ephemeral
+    assert ("Generation #1 is done but could not be posted here (internal error while posting: RuntimeError)"
+            in told.content)
+    assert "/show id:1" in told.content
+    record = await world.store.get(1)
+    assert record.images and record.message_id is None and "RuntimeError" in record.delivery_failure
+
+    monkeypatch.undo()
+    again = await world.alice.slash(world.channel, "imagine", prompt="a red circle", seed=4, steps=4)
+    assert again.response.attachments

@@ -35,7 +35,6 @@ async def test_imagine_defers_then_posts_a_png_with_its_parameters(world):
     assert "Seed: 42" in parameters and "Steps: 4" in parameters
     assert embed_field(message, "Seed") == "42"
     assert embed_field(message, "Steps") == "4"
-    assert embed_field(message, "Size") == "32×32" or "×" in embed_field(message, "Size")
     assert embed_field(message, "Time").endswith(" s")
     assert message.embeds[0].title == "a red circle on a blue background"
     assert {"Reroll", "Edit", "Info", "Delete", "Vary (Subtle)", "Vary (Strong)", "Upscale 2×"} <= set(
@@ -44,6 +43,8 @@ async def test_imagine_defers_then_posts_a_png_with_its_parameters(world):
     record = await world.store.get_by_message(message.id)
     assert record is not None and record.status is GenerationStatus.DONE
     assert record.kind is GenerationKind.IMAGINE and record.seed == 42 and record.owner_id == world.alice.id
+    native = world.bot.service.native_size("tinyshapes")
+    assert embed_field(message, "Size") == f"{native}×{native}" == f"{record.width}×{record.height}"
 
 
 def _status_edits(env: simcord.Env) -> list[dict]:
@@ -55,7 +56,8 @@ async def test_the_status_message_shows_the_queue_then_the_steps(world):
     await world.alice.slash(world.channel, "imagine", prompt="a green square", seed=1, steps=6)
 
     contents = [edit.get("content") or "" for edit in _status_edits(world.env)]
-    assert "Queued — position" in contents[0] and "ETA " in contents[0]
+    # Position 1 behind nothing, or already picked up by the idle worker: either way with an ETA.
+    assert ("⏳ Queued — position 1, ETA " in contents[0]) or ("⏳ Starting now, ETA " in contents[0]), contents[0]
     assert "🎨 Rendering step 1/6" in contents[1]
     # SimCord's loop clock stands still during a render, so the 1-per-second limit holds back the rest.
     assert not any("Rendering step 2/6" in text for text in contents)
@@ -225,3 +227,33 @@ async def test_a_failed_render_is_reported_with_its_job_id_and_kept_in_history(w
     assert record.status is GenerationStatus.FAILED and "GPU caught fire" in record.failure_reason
     again = await world.alice.slash(world.channel, "imagine", prompt="a blue circle", steps=4)
     assert "job #2" in again.response.content  # the bot is still answering
+
+
+async def test_a_damaged_init_image_is_refused_before_anything_is_queued(world):
+    made = await world.alice.slash(world.channel, "imagine", prompt="a red circle", seed=11, steps=4)
+    truncated = (await attachment_bytes(made.response))[:60]  # a PNG header and little else
+    before = await world.store.history(world.alice.id)
+
+    refused = await world.alice.slash(world.channel, "imagine", prompt="a blue circle", steps=4,
+                                      init_image=("start.png", truncated))
+
+    # The picture can only be read after the defer, so the status message itself names the problem.
+    assert "init_image is not a readable picture" in refused.response.content
+    assert "Nothing was queued." in refused.response.content and not refused.response.attachments
+    assert await world.store.history(world.alice.id) == before
+    accepted = await world.alice.slash(world.channel, "imagine", prompt="a blue circle", seed=3, steps=4)
+    assert accepted.response.attachments
+
+
+async def test_the_status_line_gives_the_queue_position_and_eta_right_after_the_defer(world):
+    world.factory.hold_queue()
+    first = await world.alice.slash(world.channel, "imagine", prompt="a red circle", steps=4)
+    second = await world.alice.slash(world.channel, "imagine", prompt="a blue circle", steps=4)
+
+    assert _callback_types(world.env) == [5, 5]  # both deferred, then edited into the status line
+    assert "⏳ Queued — position 2, ETA " in second.response.content
+    assert "**a blue circle** · " in second.response.content
+    assert "Cancel" in button_labels(second.response)
+    world.factory.release_queue()
+    await world.env.settle()
+    assert first.response.attachments and second.response.attachments

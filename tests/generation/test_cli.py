@@ -32,3 +32,21 @@ def test_inline_flags_and_errors(tmp_path, capsys, tinyshapes_dir):
     message = "error: guidance_scale (cfg) must be a number from 0 to 30, got 99.0."
     assert capsys.readouterr().err.strip().endswith(message)
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_img2img_and_variation_fields_are_flags_too(tmp_path, capsys, tinyshapes_dir):
+    init = tmp_path / "init.png"
+    PIL.Image.new("RGB", (64, 64), (200, 30, 30)).save(init)
+    common = ["--steps", "4", "--threads", "1", "--model", str(tinyshapes_dir), "--sampler", "Euler"]
+    kept = tmp_path / "kept.png"
+    edit = ["--init-image", str(init), "--strength", "0", "--width", "64", "--height", "64", "--cfg", "6.5"]
+    assert main(["a blue square", "--negative-prompt", "green", "--seed", "4", *edit, "-o", str(kept), *common]) == 0
+    assert np.array_equal(np.asarray(PIL.Image.open(kept)), np.asarray(PIL.Image.open(init)))
+
+    varied = tmp_path / "varied.png"
+    variation = ["--variation-seed", "5", "--variation-strength", "0.15", "--count", "2"]
+    assert main(["a blue square", "--seed", "4", *variation, "-o", str(varied), *common]) == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        f"{tmp_path / 'varied-1.png'} seed=4 variation_seed=5 variation_strength=0.15",
+        f"{tmp_path / 'varied-2.png'} seed=4 variation_seed=6 variation_strength=0.15",
+    ]

@@ -28,6 +28,7 @@ def test_every_flag():
 
 def test_no_flags_leaves_the_prompt_alone():
     assert parse_prompt_flags("a red  circle - with a dash") == ("a red circle - with a dash", {})
+    assert parse_prompt_flags("a cat \u2014 sleeping, red\u2014blue") == ("a cat \u2014 sleeping, red\u2014blue", {})
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import shutil
 import threading
 import time
 
@@ -10,6 +12,7 @@ import pytest
 from gen_helpers import FakeRenderer, fast_request
 
 from generation import (
+    GenerationRequest,
     GenerationService,
     JobCancelled,
     JobFailed,
@@ -228,6 +231,51 @@ async def test_a_dispatcher_cancelled_from_outside_stops_its_jobs_and_still_clos
     await service.close()
     assert await asyncio.to_thread(renderer.finished.wait, 1.0)  # stopped at its next step, not after 2 s
     assert renderer.rendered == []
+
+
+async def test_a_dispatcher_cancelled_while_idle_refuses_new_work():
+    # Otherwise a job submitted after a SimCord detach would wait forever.
+    service = await started(FakeRenderer())
+    await asyncio.sleep(0.01)
+    service._dispatcher.cancel()
+    await asyncio.sleep(0.01)
+    with pytest.raises(RuntimeError, match="not running"):
+        service.submit(fast_request(), owner="alice")
+    await service.close()
+
+
+async def test_one_log_line_per_job_state_change(caplog):
+    caplog.set_level(logging.INFO, logger="generation.service")
+    service = await started(FakeRenderer(seconds=0.2))
+    done = service.submit(fast_request(), owner="alice", key="job-1")
+    cancelled = service.submit(fast_request(), owner="alice", key="job-2")
+    service.cancel(cancelled.key)
+    await done.result()
+    await service.close()
+    lines = [record.getMessage() for record in caplog.records if record.name == "generation.service"]
+    assert lines[:2] == ["job job-1 (owner alice): queued", "job job-2 (owner alice): queued"]
+    assert lines[2] == "job job-2 (owner alice): cancelled"
+    assert lines[3] == "job job-1 (owner alice): running"
+    assert lines[4].startswith("job job-1 (owner alice): done (1 image(s) in ")
+    assert len(lines) == 5
+
+
+async def test_prepare_reads_no_model_files_on_the_event_loop_after_start(tinyshapes_dir, tmp_path):
+    # start() reads the tokenizer and configs on the worker thread; prepare() must not go back to disk.
+    from generation.models import ModelSource
+    from generation.renderer import Renderer
+
+    configs = tmp_path / "configs"
+    shutil.copytree(tinyshapes_dir / "tokenizer", configs / "tokenizer")
+    for part in ("unet", "vae"):
+        (configs / part).mkdir(parents=True)
+        shutil.copy(tinyshapes_dir / part / "config.json", configs / part / "config.json")
+    renderer = Renderer(ModelSource("tinyshapes", str(configs)), device="cpu")
+    service = await started(renderer)
+    shutil.rmtree(configs)
+    prepared = service.prepare(GenerationRequest("a red circle"))
+    assert (prepared.width, prepared.height) == (64, 64)
+    await service.close()
 
 
 async def test_the_event_loop_is_never_blocked_while_rendering(renderer):

@@ -61,6 +61,16 @@ def test_subtle_variation_differs_a_little(renderer, parent):
     assert 0 < mean_difference(subtle.image, parent.image) < mean_difference(other_seed.image, parent.image)
 
 
+def test_variations_of_one_grid_image_all_keep_its_seed(renderer, parent):
+    # "V1" on a 4-image grid: every variation starts from image 1's seed, only the variation seeds differ.
+    request = variation_request(fast_request(seed=11, count=4), image_seed=11, count=2).replace(variation_seed=500)
+    result = renderer.render(request)
+    assert [(image.seed, image.variation_seed) for image in result.images] == [(11, 500), (11, 501)]
+    assert mean_difference(result.images[0].image, result.images[1].image) > 0
+    second_alone = renderer.render(request.replace(count=1, variation_seed=501)).images[0]
+    assert np.array_equal(pixels(second_alone.image), pixels(result.images[1].image))
+
+
 def test_variation_noise_is_a_slerp_that_keeps_the_noise_scale():
     shape = (1, 4, 64, 64)
     parent = initial_noise(shape, torch.Generator().manual_seed(1))
@@ -123,6 +133,24 @@ def test_an_unreadable_init_image_fails_with_a_readable_reason(renderer):
     assert error.value.reason == "The init image could not be read; attach a PNG or JPEG file."
 
 
+def test_out_of_memory_frees_cached_memory_and_fails_retryably(renderer, monkeypatch):
+    import generation.renderer as renderer_module
+
+    freed = []
+    monkeypatch.setattr(renderer_module, "free_memory", lambda: freed.append(True))
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(renderer, "_render_one", out_of_memory)
+    with pytest.raises(RenderError) as error:
+        renderer.render(fast_request(count=2))
+    assert error.value.retryable and freed == [True]
+    assert error.value.reason == (
+        "Ran out of GPU memory rendering 2 image(s) at 64x64; try a smaller size or fewer images."
+    )
+
+
 def test_img2img_shares_the_txt2img_weights_in_the_chosen_dtype(tinyshapes):
     from generation.renderer import Renderer
 
@@ -134,3 +162,14 @@ def test_img2img_shares_the_txt2img_weights_in_the_chosen_dtype(tinyshapes):
         assert getattr(loaded.txt2img, name).dtype == torch.bfloat16
     result = bf16.render(fast_request(num_inference_steps=2))
     assert result.images[0].image.size == (64, 64)
+
+
+def test_auto_dtype_is_fp16_on_cuda_and_fp32_elsewhere():
+    from generation.renderer import pick_dtype
+
+    assert pick_dtype("auto", torch.device("cuda")) is torch.float16
+    assert pick_dtype("auto", torch.device("cpu")) is torch.float32
+    assert pick_dtype("auto", torch.device("mps")) is torch.float32
+    assert pick_dtype("bfloat16", torch.device("cpu")) is torch.bfloat16
+    with pytest.raises(ValueError, match="Unknown dtype 'half'. Use one of: auto, float16, fp16, bfloat16, float32."):
+        pick_dtype("half", torch.device("cpu"))

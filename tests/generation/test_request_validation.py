@@ -135,10 +135,11 @@ def test_a_prompt_longer_than_the_text_encoder_window_is_reported(service):
     prompt = " ".join(["red circle"] * window)
     with pytest.raises(RequestError) as error:
         service.prepare(GenerationRequest(prompt))
-    message = str(error.value)
-    assert message.startswith("prompt is too long: ")
-    assert f"but the model reads at most {window} (including 2 start/end tokens)" in message
-    assert "would be dropped. Shorten it." in message
+    count = 2 * window + 2  # "red" and "circle" are one token each, plus the start and end tokens
+    assert str(error.value) == (
+        f"prompt is too long: {count} tokens, but the model reads at most {window} "
+        f"(including 2 start/end tokens), so the last {count - window} would be dropped. Shorten it."
+    )
 
 
 def test_a_long_negative_prompt_is_reported_too(service):
@@ -166,6 +167,12 @@ def test_image_seeds_wrap_around_at_the_top_of_the_range():
     assert request.image_seeds() == [MAX_SEED, 0, 1]
 
 
+def test_variation_images_keep_the_parent_seed_and_step_the_variation_seed():
+    request = GenerationRequest("a red circle", seed=7, count=3, variation_seed=MAX_SEED, variation_strength=0.15)
+    assert request.image_seeds() == [7, 7, 7]
+    assert request.image_variation_seeds() == [MAX_SEED, 0, 1]
+
+
 def test_a_configured_model_whose_files_are_missing_is_reported(tmp_path, tinyshapes):
     from generation.renderer import Renderer
 
@@ -174,3 +181,10 @@ def test_a_configured_model_whose_files_are_missing_is_reported(tmp_path, tinysh
     with pytest.raises(RequestError) as error:
         service.prepare(GenerationRequest("a red circle", model=missing))
     assert str(error.value) == f"Model {missing!r} is not available right now; try another model."
+    # The bot asks for the native size (the base of --ar) before it builds the request.
+    with pytest.raises(RequestError) as error:
+        service.native_size(missing)
+    assert str(error.value) == f"Model {missing!r} is not available right now; try another model."
+    with pytest.raises(RequestError) as error:
+        service.native_size("sdxl")
+    assert str(error.value) == f"Unknown model 'sdxl'. Available models: tinyshapes, {missing}."

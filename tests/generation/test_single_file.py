@@ -42,6 +42,20 @@ def test_folder_and_single_file_give_identical_images(renderer, checkpoint, tiny
         single_file_renderer.unload()
 
 
+def test_an_old_style_ckpt_gives_the_same_image_as_the_folder(renderer, tinyshapes_dir, tmp_path):
+    from generation.renderer import Renderer
+
+    ckpt = convert_folder_to_single_file(tinyshapes_dir, tmp_path / "tinyshapes.ckpt")
+    single = ModelSource("tinyshapes-ckpt", str(ckpt), config=str(tinyshapes_dir))
+    assert single.is_single_file
+    ckpt_renderer = Renderer(single, device="cpu", cpu_threads=1)
+    request = fast_request(seed=22)
+    from_file = ckpt_renderer.render(request.replace(model=single.name)).images[0].image
+    ckpt_renderer.unload()
+    from_folder = renderer.render(request).images[0].image
+    assert np.array_equal(np.asarray(from_folder), np.asarray(from_file))
+
+
 async def test_the_service_switches_models_on_request_and_reports_load_time(checkpoint, tinyshapes):
     from generation import GenerationService, Limits
     from generation.renderer import Renderer

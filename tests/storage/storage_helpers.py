@@ -35,7 +35,8 @@ def request_params(**overrides: Any) -> dict[str, Any]:
 
 
 def rendered(params: dict[str, Any]) -> list[ImageInput]:
-    """What the renderer hands back: image i uses seed + i (and variation_seed + i)."""
+    """What the renderer hands back: image i uses seed + i, or for variations the parent's seed
+    and variation_seed + i."""
     images = []
     for index in range(params["count"]):
         colour = (40 * index % 256, 100, 200)
@@ -44,7 +45,7 @@ def rendered(params: dict[str, Any]) -> list[ImageInput]:
             ImageInput(
                 index=index,
                 image=Image.new("RGB", (params["width"], params["height"]), colour),
-                seed=params["seed"] + index,
+                seed=params["seed"] + (0 if params["variation_strength"] else index),
                 variation_seed=None if variation is None else variation + index,
                 variation_strength=params["variation_strength"],
             )

@@ -45,6 +45,7 @@ async def test_variation_fields_are_written_like_a1111(store: Store) -> None:
     record = await finish(store, generation.id)
     parsed = _parameters(await store.read_image(record.images[1]))
     assert int(parsed["Variation seed"]) == record.images[1].variation_seed == 501
+    assert int(parsed["Seed"]) == record.images[1].seed == record.seed  # a variation of one image
     assert float(parsed["Variation seed strength"]) == 0.25
     assert parsed["Model"] == "odd, name: v2"  # quoted in the text, so commas don't split it
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy import event
+
 from storage import GenerationKind, Store
 from storage_helpers import OWNER, finish, queue
 
@@ -48,6 +50,24 @@ async def test_history_hides_deleted_and_carries_images(store: Store) -> None:
     assert [r.prompt for r in page] == ["keep"]
     assert page[0].images == kept.images and len(page[0].images) == 2
     assert await store.count_history(OWNER) == 1
+
+
+async def test_a_history_page_is_one_query_whatever_its_size(store: Store) -> None:
+    for n in range(12):
+        await finish(store, (await queue(store, prompt=f"grid {n}")).id)
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append(statement)
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        page = await store.history(OWNER, limit=10)
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", record)
+    assert len(page) == 10 and all(len(r.images) == 2 for r in page)
+    assert len(statements) == 1  # the page and its images together: no query per row
 
 
 async def test_lineage_walks_parents_and_lists_children(store: Store) -> None:

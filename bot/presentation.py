@@ -132,9 +132,25 @@ def result_png(record: GenerationRecord, image_bytes: list[bytes]) -> bytes:
             image.close()
 
 
-def _seeds_text(record: GenerationRecord) -> str:
-    seeds = [str(image.seed) for image in record.images] or [str(record.seed)]
-    return ", ".join(seeds)
+def _distinct(values: list[int]) -> list[int]:
+    return list(dict.fromkeys(values))
+
+
+def _seeds(record: GenerationRecord) -> list[int]:
+    """The images' seeds, each once: variations of one image all share the parent's seed."""
+    return _distinct([image.seed for image in record.images] or ([record.seed] if record.seed is not None else []))
+
+
+def _variation_seeds(record: GenerationRecord) -> list[int]:
+    """What tells the images of a variation grid apart (empty for a generation without variations)."""
+    if not record.variation_strength:
+        return []
+    seeds = [image.variation_seed for image in record.images if image.variation_seed is not None]
+    return _distinct(seeds or ([record.variation_seed] if record.variation_seed is not None else []))
+
+
+def _seeds_text(seeds: list[int]) -> str:
+    return ", ".join(str(seed) for seed in seeds) or "none"
 
 
 def _size_text(record: GenerationRecord) -> str:
@@ -150,8 +166,8 @@ def _mib(size: int) -> str:
 def result_embed(record: GenerationRecord, *, image: EncodedImage | None = None) -> discord.Embed:
     title = record.prompt if len(record.prompt) <= MAX_PROMPT_IN_TITLE else record.prompt[:MAX_PROMPT_IN_TITLE - 1] + "…"
     embed = discord.Embed(title=title, colour=EMBED_COLOUR)
-    seeds_label = "Seed" if len(record.images) <= 1 else "Seeds"
-    embed.add_field(name=seeds_label, value=_seeds_text(record), inline=True)
+    seeds = _seeds(record)
+    embed.add_field(name="Seed" if len(seeds) <= 1 else "Seeds", value=_seeds_text(seeds), inline=True)
     embed.add_field(name="Size", value=_size_text(record), inline=True)
     embed.add_field(name="Steps", value=str(record.num_inference_steps), inline=True)
     embed.add_field(name="Sampler", value=str(record.sampler), inline=True)
@@ -160,9 +176,11 @@ def result_embed(record: GenerationRecord, *, image: EncodedImage | None = None)
         embed.add_field(name="Time", value=f"{record.duration_s:.1f} s", inline=True)
     if record.negative_prompt:
         embed.add_field(name="Negative prompt", value=record.negative_prompt[:1024], inline=False)
-    if record.variation_seed is not None and record.variation_strength:
-        embed.add_field(name="Variation",
-                        value=f"seed {record.variation_seed}, strength {record.variation_strength:g}", inline=True)
+    variation_seeds = _variation_seeds(record)
+    if variation_seeds:
+        label = "seed" if len(variation_seeds) == 1 else "seeds"
+        embed.add_field(name="Variation", inline=True,
+                        value=f"{label} {_seeds_text(variation_seeds)}, strength {record.variation_strength:g}")
     if record.has_init_image:
         embed.add_field(name="Init image", value=f"strength {record.strength:g}", inline=True)
     footer = f"#{record.id} · {KIND_LABELS.get(record.kind.value, record.kind.value)} · {record.model}"
@@ -224,17 +242,18 @@ def preview_file(progress: Progress) -> discord.File | None:
 def info_embed(record: GenerationRecord, request: GenerationRequest, command_line: str) -> discord.Embed:
     """Every parameter of a generation, and a line that reproduces it."""
     embed = discord.Embed(title=f"Generation #{record.id}", colour=EMBED_COLOUR)
+    seeds, variation_seeds = _seeds(record), _variation_seeds(record)
     rows = [
         ("Prompt", request.prompt),
         ("Negative prompt", request.negative_prompt or "none"),
         ("Size", f"{request.width}×{request.height}"),
         ("Steps", str(request.num_inference_steps)),
         ("Guidance", f"{request.guidance_scale:g}"),
-        ("Seed", _seeds_text(record)),
+        ("Seed" if len(seeds) <= 1 else "Seeds", _seeds_text(seeds)),
         ("Sampler", request.sampler),
         ("Count", str(request.count)),
         ("Model", request.model),
-        ("Variation seed", str(request.variation_seed) if request.variation_seed is not None else "none"),
+        ("Variation seed" if len(variation_seeds) <= 1 else "Variation seeds", _seeds_text(variation_seeds)),
         ("Variation strength", f"{request.variation_strength:g}"),
         ("Init image", f"yes (strength {request.strength:g})" if record.has_init_image else "none"),
         ("Kind", record.kind.value + (f" of #{record.parent_id}" if record.parent_id else "")),

@@ -41,7 +41,11 @@ async def test_v1_makes_variations_of_the_first_grid_image(world):
     assert child.seed == parent.images[0].seed == 100
     assert child.variation_seed is not None and child.variation_strength == 0.5
     assert len(child.images) == 4
-    assert embed_field(message, "Variation").endswith("strength 0.5")
+    # Four variations of one image: one seed, and four variation seeds that tell them apart.
+    assert embed_field(message, "Seed") == "100"
+    variation_seeds = ", ".join(str(image.variation_seed) for image in child.images)
+    assert len({image.variation_seed for image in child.images}) == 4
+    assert embed_field(message, "Variation") == f"seeds {variation_seeds}, strength 0.5"
 
 
 async def test_u1_posts_the_first_grid_image_alone_with_its_own_buttons(world):

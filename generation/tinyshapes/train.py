@@ -13,6 +13,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -129,6 +130,41 @@ def cache_latents(work: Path, seed: int, count: int):
     torch.save({"latents": latents, "scenes": scenes, "scaling_factor": scaling}, path)
 
 
+def tune_decoder(work: Path, seed: int, minutes: float, batch: int = 32, lr: float = 5e-4):
+    """Sharpen the decoder with the encoder frozen: the cached latents stay valid."""
+    done = work / "decoder_done"
+    if done.exists() or minutes <= 0:
+        return
+    vae = build_vae()
+    vae.load_state_dict(torch.load(work / "vae_final.pt"))
+    vae.encoder.requires_grad_(False)
+    vae.quant_conv.requires_grad_(False)
+    trainable = [p for p in vae.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
+    val_pixels = torch.from_numpy(data.make_batch(seed + 99, 0, 64)[0])
+    log(work, f"decoder tuning from val psnr {psnr(vae, val_pixels):.2f}dB")
+    budget, clock, step = minutes * 60, Clock(), 0
+    while clock.elapsed < budget:
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(lr, clock.elapsed / budget, 0.02)
+        pixels = torch.from_numpy(data.make_batch(seed, 2 * 10**7 + step * batch, batch)[0])
+        with torch.no_grad():
+            latents = vae.encode(pixels).latent_dist.mode()
+        loss = F.mse_loss(vae.decode(latents).sample, pixels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 200 == 0:
+            log(work, f"decoder step {step} t={clock.elapsed:.0f}s loss {loss.item():.5f} psnr {psnr(vae, val_pixels):.2f}dB")
+            torch.save(vae.state_dict(), work / "vae_tuned.tmp")
+            os.replace(work / "vae_tuned.tmp", work / "vae_final.pt")  # exports pick it up atomically
+    torch.save(vae.state_dict(), work / "vae_tuned.tmp")
+    os.replace(work / "vae_tuned.tmp", work / "vae_final.pt")
+    done.touch()
+    log(work, f"decoder done: {step} steps in {clock.elapsed:.0f}s, val psnr {psnr(vae, val_pixels):.2f}dB")
+
+
 # --- UNet + text encoder ---------------------------------------------------------------------
 
 
@@ -235,6 +271,7 @@ def main(argv=None):
     parser.add_argument("--target", type=Path, default=WEIGHTS_DIR, help="where the diffusers folder goes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vae-minutes", type=float, default=8)
+    parser.add_argument("--decoder-minutes", type=float, default=20)
     parser.add_argument("--unet-minutes", type=float, default=65)
     parser.add_argument("--dataset-size", type=int, default=40_000)
     parser.add_argument("--threads", type=int, default=2)
@@ -244,6 +281,7 @@ def main(argv=None):
     log(args.work, f"start {json.dumps({k: str(v) for k, v in vars(args).items()})}")
     train_vae(args.work, args.seed, args.vae_minutes)
     cache_latents(args.work, args.seed, args.dataset_size)
+    tune_decoder(args.work, args.seed, args.decoder_minutes)
     train_unet(args.work, args.seed, args.unet_minutes, args.target)
 
 

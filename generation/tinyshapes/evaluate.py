@@ -86,33 +86,39 @@ def mean_abs_diff(a: Image.Image, b: Image.Image) -> float:
 
 def img2img_kept(pipe, strengths=(0.3, 0.7), count: int = 16) -> dict[float, dict[str, float]]:
     """Init: a drawn training scene. Prompt: a different colour, shape and background.
-    Reports the mean pixel change and how often the result still reads as the init scene."""
+    Reports the mean pixel change and how often the result reads as the init scene or as the prompt."""
     i2i = StableDiffusionImg2ImgPipeline(**pipe.components)
-    inits, prompts, scenes = [], [], []
+    i2i.set_progress_bar_config(disable=True)
+    inits, prompts, scenes, asked = [], [], [], []
     for n in range(count):
         _, scene, _ = data.make_example(777, n)
         inits.append(data.draw(scene))
         scenes.append(scene)
         colours = [c for c in data.COLOURS if c not in (scene.colour, scene.background)]
         other_shape = data.SHAPES[(data.SHAPES.index(scene.shape) + 1) % len(data.SHAPES)]
-        prompts.append(data.full_caption(colours[n % len(colours)], other_shape, colours[(n + 3) % len(colours)]))
+        ask = (colours[n % len(colours)], other_shape, colours[(n + 3) % len(colours)])
+        asked.append(ask)
+        prompts.append(data.full_caption(*ask))
     results = {}
     for strength in strengths:
         outs = render(i2i, prompts, list(range(count)), image=inits, strength=strength)
-        kept = Counter()
-        for out, scene in zip(outs, scenes):
+        tally = Counter()
+        for out, scene, (colour, shape, background) in zip(outs, scenes, asked):
             got = measure.read(out)
-            kept["colour"] += got.colour == scene.colour
-            kept["background"] += got.background == scene.background
-            kept["shape"] += got.shape == scene.shape
+            tally["kept_colour"] += got.colour == scene.colour
+            tally["kept_background"] += got.background == scene.background
+            tally["kept_shape"] += got.shape == scene.shape
+            tally["followed_colour"] += got.colour == colour
+            tally["followed_background"] += got.background == background
+            tally["followed_shape"] += got.shape == shape
         results[strength] = {
             "mean_abs_diff": float(np.mean([mean_abs_diff(o, i) for o, i in zip(outs, inits)])),
-            **{f"kept_{k}": kept[k] / count for k in ("colour", "background", "shape")},
+            **{k: v / count for k, v in tally.items()},
         }
     return results
 
 
-def negative_effect(pipe, count: int = 16) -> dict[str, float]:
+def negative_effect(pipe, count: int = 48) -> dict[str, float]:
     """Prompt "a circle" with and without negative prompt "red": red pixel share and red shapes."""
     seeds = list(range(count))
     figures = {}
@@ -152,7 +158,7 @@ def main(argv=None):
         return
 
     figures = negative_effect(pipe)
-    print(f'negative prompt: "a circle", 16 seeds: red pixel share {figures["red_share_without"]:.1%} -> '
+    print(f'negative prompt: "a circle", 48 seeds: red pixel share {figures["red_share_without"]:.1%} -> '
           f'{figures["red_share_with"]:.1%} with negative "red"; red shapes {figures["red_shapes_without"]:.0%} -> '
           f'{figures["red_shapes_with"]:.0%}')
 
@@ -166,7 +172,9 @@ def main(argv=None):
     for strength, row in img2img_kept(pipe).items():
         print(f"img2img strength {strength}: mean pixel change {row['mean_abs_diff']:.1f}/255; "
               f"init kept: colour {row['kept_colour']:.0%}, background {row['kept_background']:.0%}, "
-              f"shape {row['kept_shape']:.0%} (16 inits, prompt asks for other colours and shape)")
+              f"shape {row['kept_shape']:.0%}; prompt followed: colour {row['followed_colour']:.0%}, "
+              f"background {row['followed_background']:.0%}, shape {row['followed_shape']:.0%}")
+    print("  (16 drawn init images; each prompt asks for a different colour, background and shape)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""Train the tiny shapes model on this CPU: VAE first, then cached latents, then UNet + text encoder.
+"""Train the tiny shapes model on this CPU: VAE, latent cache, decoder tuning, UNet + text encoder.
 
-    python -m generation.tinyshapes.train --work out/tinyshapes --vae-minutes 8 --unet-minutes 65
+    python -m generation.tinyshapes.train --work out/tinyshapes --vae-minutes 8 --decoder-minutes 20 \
+        --unet-minutes 83 --threads 1
 
 Each stage runs for a wall-clock budget (the learning rate follows a cosine over that budget), is
 resumable (rerun the same command after an interruption), and the UNet stage exports its EMA
@@ -272,9 +273,9 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vae-minutes", type=float, default=8)
     parser.add_argument("--decoder-minutes", type=float, default=20)
-    parser.add_argument("--unet-minutes", type=float, default=65)
+    parser.add_argument("--unet-minutes", type=float, default=83)
     parser.add_argument("--dataset-size", type=int, default=40_000)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="1 is fastest on a shared CPU")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)

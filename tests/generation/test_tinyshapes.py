@@ -50,14 +50,15 @@ def test_same_seed_gives_identical_pixels(pipe):
     assert not np.array_equal(np.asarray(first), np.asarray(other))
 
 
-def test_negative_prompt_changes_output_away_from_it(pipe):
-    seeds = [0, 1, 2, 3]
-    plain = render(pipe, ["a circle"] * 4, seeds)
-    negated = render(pipe, ["a circle"] * 4, seeds, negative="red")
-    assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(plain, negated))
-    red_plain = sum(measure.colour_share(im, "red") for im in plain)
-    red_negated = sum(measure.colour_share(im, "red") for im in negated)
-    assert red_negated <= red_plain
+def test_negative_prompt_steers_away_from_it(pipe):
+    # "a circle" leaves the colour open; with the shipped weights seed 4 draws a red one.
+    seeds = [4, 0]
+    plain = render(pipe, ["a circle"] * 2, seeds)
+    negated = render(pipe, ["a circle"] * 2, seeds, negative="red")
+    assert not np.array_equal(np.asarray(plain[1]), np.asarray(negated[1]))
+    assert measure.read(plain[0]).colour == "red"
+    assert measure.read(negated[0]).colour != "red"
+    assert measure.colour_share(negated[0], "red") < 0.05 < measure.colour_share(plain[0], "red")
 
 
 def test_img2img_loads_from_same_components(pipe):

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sys
 
+import aiohttp
 import discord
 
 from bot.settings import Settings
@@ -42,6 +43,10 @@ def run_discord(settings: Settings) -> int:
         return 2
     except discord.PrivilegedIntentsRequired:
         print("Discord refused a privileged intent; imagine-bot needs none — check your intents settings.",
+              file=sys.stderr)
+        return 2
+    except (aiohttp.ClientConnectionError, OSError) as error:
+        print(f"Could not reach Discord ({error.__class__.__name__}: {error}); check the network.",
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:

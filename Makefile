@@ -18,7 +18,8 @@ demo: $(VENV)/.installed
 	$(PY) -m bot
 
 run: $(VENV)/.installed
-	@test -n "$$DISCORD_TOKEN" || (echo "DISCORD_TOKEN is not set (see .env.example)"; exit 1)
+	@test -n "$$DISCORD_TOKEN" || grep -qE '^DISCORD_TOKEN=.+' .env 2>/dev/null || \
+		(echo "DISCORD_TOKEN is not set in the environment or .env (see .env.example)"; exit 1)
 	$(PY) -m bot
 
 test: $(VENV)/.installed

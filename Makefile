@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # CPU wheel by default; on a GPU machine: make TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu128" demo
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo run test bench screenshot clean
+.PHONY: demo run test bench screenshot tour clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,16 +14,31 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
+# Exit status 75 = another instance already runs on this data folder: the program said so in one
+# line, so make adds no "Error" line of its own. Ctrl-C stops the program cleanly with status 0.
 demo: $(VENV)/.installed
-	$(PY) -m bot
+	@$(PY) -m bot; status=$$?; [ $$status -eq 75 ] || exit $$status
 
 run: $(VENV)/.installed
 	@test -n "$$DISCORD_TOKEN" || grep -qE '^DISCORD_TOKEN=.+' .env 2>/dev/null || \
 		(echo "DISCORD_TOKEN is not set in the environment or .env (see .env.example)"; exit 1)
-	$(PY) -m bot
+	@$(PY) -m bot; status=$$?; [ $$status -eq 75 ] || exit $$status
 
 test: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+# Figures for the README's Benchmarks table (prints them; nothing is timed in the tests).
+bench: $(VENV)/.installed
+	HF_HUB_OFFLINE=1 $(PY) -m generation.tinyshapes.bench
+	HF_HUB_OFFLINE=1 $(PY) -m generation.bench --threads 1
+	$(PY) -m storage.bench
+
+# Headless Debian chromium (apt-get install chromium) drives the playground page.
+screenshot: $(VENV)/.installed
+	HF_HUB_OFFLINE=1 $(PY) -m bot.screenshot --out docs/playground.png
+
+tour: $(VENV)/.installed
+	HF_HUB_OFFLINE=1 $(PY) -m bot.tour --out docs
 
 clean:
 	rm -rf $(VENV)

@@ -1,42 +1,183 @@
-"""`python -m bot`: real Discord when DISCORD_TOKEN is set, the offline playground otherwise."""
+"""`python -m bot`: real Discord when DISCORD_TOKEN is set, the offline playground otherwise.
+
+Start-up prints only what a person needs: warnings, errors, and (playground) the URL as the last line.
+Ctrl-C (SIGINT) or SIGTERM stops it once, cleanly: a running render stops at its next step, the
+exit status is 0. A second instance on the same data folder refuses with one line, before touching it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TextIO
 
 import aiohttp
 import discord
 
+from bot.lock import AlreadyRunning, InstanceLock
 from bot.settings import Settings
+
+# Exit status of a refused second instance (EX_TEMPFAIL: try again later). `make demo` treats it as
+# "already said so" and adds no error line of its own.
+EXIT_ALREADY_RUNNING = 75
+
+# Log records that tell a newcomer nothing they can act on.
+NOISE = (
+    "PyNaCl is not installed",  # discord.py < 2.7: voice support; the bot has no voice features
+    "davey is not installed",  # discord.py 2.7: the same
+    "Guilds intent seems to be disabled",  # SimCord's import-time check client; the bot has the intent
+    "logging in using static token",  # discord.py: says nothing (and there is no token in the playground)
+    "Privileged message content intent is missing",  # commands.Bot: the bot uses slash commands only
+    "`accelerate` was not found",  # diffusers: advice for multi-GB models, not the ones loaded here
+    "requires torchvision",  # transformers: image processors the text-to-image path never uses
+)
+QUIET_LOGGERS = ("alembic",)  # INFO lines on every start ("Context impl SQLiteImpl", "Will assume …")
+LOG_FORMAT = "[{asctime}] [{levelname:<8}] {name}: {message}"
+
+
+class NoiseFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(noise in message for noise in NOISE)
+
+
+def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> logging.Handler:
+    """One handler on the root logger: colours only on a terminal (never in a file), no known noise.
+
+    diffusers and transformers get no handlers of their own (their records reach this one) and no
+    progress bars: the status line already counts steps.
+    """
+    stream = stream if stream is not None else sys.stderr
+    handler = logging.StreamHandler(stream)
+    if _is_terminal(stream) and "NO_COLOR" not in os.environ:
+        handler.setFormatter(discord.utils._ColourFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT, "%Y-%m-%d %H:%M:%S", style="{"))
+    handler.addFilter(NoiseFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_imagine_bot", False):
+            root.removeHandler(old)
+    handler._imagine_bot = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    _quiet_hugging_face()
+    return handler
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _quiet_hugging_face() -> None:
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from diffusers.utils import logging as diffusers_logging
+        from transformers.utils import logging as transformers_logging
+    except ImportError:  # pragma: no cover - both are dependencies
+        return
+    for library in (diffusers_logging, transformers_logging):
+        library.disable_progress_bar()
+        library.disable_default_handler()  # their records go through the root handler above
+        library.enable_propagation()
+
+
+def default_cpu_threads(settings: Settings) -> Settings:
+    """CPU_THREADS left empty: 1 thread when only the shipped tiny model is configured, else torch's default.
+
+    A 4M-parameter UNet at 64x64 spends more time handing work between threads than computing:
+    one thread is faster on any machine, and on a loaded one by far (see README, Benchmarks).
+    """
+    if settings.cpu_threads is not None or any(model != "tinyshapes" for model in settings.model_names):
+        return settings
+    return settings.model_copy(update={"cpu_threads": 1})
+
+
+def run_until_signalled(work: Callable[[asyncio.Event], Coroutine[Any, Any, Any]]) -> Any:
+    """Run `work(stop)` on a fresh event loop; SIGINT/SIGTERM set `stop` once (a second one forces the exit)."""
+
+    async def supervise() -> Any:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+
+        def on_signal(signum: int) -> None:
+            if stop.is_set():  # second Ctrl-C: the clean stop is taking too long
+                print("Stopping now.", file=sys.stderr, flush=True)
+                os._exit(130)
+            print("Stopping…", file=sys.stderr, flush=True)
+            stop.set()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, on_signal, signum)
+        try:
+            return await work(stop)
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+    return asyncio.run(supervise())
 
 
 def main() -> int:
-    settings = Settings()
-    discord.utils.setup_logging(level=getattr(logging, settings.log_level.upper(), logging.INFO), root=True)
+    settings = default_cpu_threads(Settings())
+    configure_logging(settings.log_level)
     if settings.discord_token is None:
-        from bot.playground import run_playground
-
-        try:
-            asyncio.run(run_playground(settings))
-        except KeyboardInterrupt:
-            pass
-        print("Playground stopped.")
-        return 0
+        return run_playground_until_stopped(settings)
     return run_discord(settings)
+
+
+def run_playground_until_stopped(settings: Settings) -> int:
+    from bot.playground import run_playground
+
+    try:
+        run_until_signalled(lambda stop: run_playground(settings, stop=stop))
+    except AlreadyRunning as refusal:
+        print(refusal, file=sys.stderr)
+        return EXIT_ALREADY_RUNNING
+    except OSError as error:
+        print(f"The playground could not start: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # noqa: BLE001 - SimCord's SetupError (port taken) among others: one line
+        if type(error).__name__ == "SetupError" and "port" in str(error):
+            print(f"The playground could not listen on port {settings.playground_port} (in use?); "
+                  "set PLAYGROUND_PORT to another port.", file=sys.stderr)
+            return 2
+        raise
+    print("Playground stopped.")
+    return 0
 
 
 def run_discord(settings: Settings) -> int:
     from bot import create_bot
 
-    async def runner() -> None:
+    async def runner(stop: asyncio.Event) -> None:
         bot = create_bot(settings)
         async with bot:
-            await bot.start(settings.discord_token.get_secret_value())
+            login = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({login, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if login.done():
+                login.result()  # a failed login raises here
+                return
+            await bot.close()  # stops the render at its next step, closes the store and the gateway
+            await asyncio.gather(login, return_exceptions=True)
 
     try:
-        asyncio.run(runner())
+        with InstanceLock(settings.data_dir / "imagine-bot.lock", what="imagine-bot"):
+            run_until_signalled(runner)
+    except AlreadyRunning as refusal:
+        print(refusal, file=sys.stderr)
+        return EXIT_ALREADY_RUNNING
     except discord.LoginFailure:
         print("Discord rejected DISCORD_TOKEN: check the bot token in your .env "
               "(Developer Portal → your application → Bot → Reset Token).", file=sys.stderr)
@@ -49,8 +190,7 @@ def run_discord(settings: Settings) -> int:
         print(f"Could not reach Discord ({error.__class__.__name__}: {error}); check the network.",
               file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        pass
+    print("imagine-bot stopped.")
     return 0
 
 

@@ -2,61 +2,233 @@
 
 A server with one channel and two members (alice, bob) is created; the page's "Viewing as" switch
 lets a person act as either. Nothing leaves this machine.
+
+How the page stays live (SimCord 3.2 settles each page action: it waits for bot-owned work):
+- **Rendering is external work.** The render service (its queue, dispatcher and worker thread) is
+  built and started here, outside the bot, and handed to `create_bot(service=…)`, like a separate
+  GPU worker. SimCord tracks only bot-owned tasks and executor jobs, and the bot's one wait on the
+  queue (the runner's wait for a result) is declared with `env.external_wait` through the
+  `idle_wait` seam. So a slash command or a click completes as soon as the bot has answered (the
+  status line says Queued, with Cancel), whatever the render takes.
+- **Updates are pushed.** The page polls its server twice a second but sees only published
+  snapshots. `LiveSync` republishes (`preview.refresh()`) whenever the bot has made Discord requests
+  since the last publication, at most once a second, so progress edits, previews, results and
+  Cancel appear without the page's Refresh.
+- **The clock is the wall clock.** SimCord's clock is virtual (it starts at 2026-01-01 and moves
+  only when told). `LiveSync` advances it (`env.advance_time`) to the wall clock at start and every
+  tick, so the times the bot stores (real time) agree with the page's, and the bot's own timers
+  (the status-edit throttle, view timeouts) run in real time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import shutil
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import simcord
 
+from bot.lock import InstanceLock
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
+BOT_NAME = "imagine-bot"
+TICK_S = 0.25  # how often the virtual clock catches up with the wall clock
+REFRESH_S = 1.0  # at most one republication of the page per this many seconds
+PAGE_SETTLE_S = 30.0  # a page action settles the bot's own work (never a render) within this
 
-async def run_playground(settings: Settings, *, ready: asyncio.Event | None = None,
-                         urls: list[str] | None = None) -> None:
-    """Serve the playground until the page's "End preview session" or Ctrl-C.
 
-    `ready`/`urls` let a caller (the screenshot script, a test) learn the URL without parsing stdout.
+def lock_path(settings: Settings) -> Path:
+    return settings.data_dir / "playground.lock"
+
+
+@dataclass
+class World:
+    """The simulated Discord with the bot logged in, and the render service it uses."""
+
+    env: simcord.Env
+    bot: Any
+    service: Any
+    guild: Any
+    channel: Any
+    alice: Any
+    bob: Any
+    _closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        """Detach the bot, close its store, stop the render queue (a running render stops at its next step)."""
+        while self._closers:
+            closer = self._closers.pop()
+            try:
+                await closer()
+            except Exception:  # noqa: BLE001 - keep stopping the rest
+                log.exception("error while stopping the playground")
+
+
+async def open_world(settings: Settings, *, service: Any = None, settle_timeout: float = PAGE_SETTLE_S,
+                     sync_clock: bool = True) -> World:
+    """Start the render service (unless given), the bot and SimCord; create the guild and members.
+
+    The service is started here, outside the bot, so SimCord treats rendering as external work.
+    An injected `service` (tests) must not be started yet; `World.close()` closes it either way.
     """
-    from bot import create_bot
+    from bot.app import build_service, create_bot
 
-    # The simulated world starts empty each run, so the playground keeps its own data folder and
-    # starts it afresh: recovered jobs would otherwise point at channels that no longer exist.
-    data_dir = settings.data_dir / "playground"
-    shutil.rmtree(data_dir, ignore_errors=True)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    settings = settings.model_copy(update={"data_dir": data_dir, "database_url": None})
-
+    closers: list[Callable[[], Awaitable[Any]]] = []
     env_ref: dict[str, simcord.Env] = {}
 
-    def idle_wait(awaitable: Any) -> Any:
-        # SimCord must be told that an idle render queue is an expected, external wait.
-        return env_ref["env"].external_wait(awaitable, reason="render queue idle")
+    def queue_wait(awaitable: Any) -> Any:
+        # The bot waiting on the render queue is an expected, external wait (renders are not bot work).
+        return env_ref["env"].external_wait(awaitable, reason="render queue")
 
-    bot = create_bot(settings, idle_wait=idle_wait)
-    # The page shows a result once the bot's work settles, so the settle window must cover a render.
-    env = simcord.Env(bot, settle_timeout=settings.playground_settle_s, check_errors=False)
-    env_ref["env"] = env
-    await env.start()
+    if service is None:
+        service = build_service(settings, None)  # no idle_wait: the queue is not bot-owned work here
+    await service.start()
+    closers.append(service.close)
     try:
+        bot = create_bot(settings, service=service, idle_wait=queue_wait)
+        env = simcord.Env(bot, settle_timeout=settle_timeout, check_errors=False)
+        env_ref["env"] = env
+        await env.start()
+        # SimCord detaches the bot without calling close(): close what its setup_hook opened (the store).
+        closers.append(bot.close_resources)
+        closers.append(env.shutdown)
+        if sync_clock:
+            await catch_up_clock(env)
+        await bot.user.edit(username=BOT_NAME)  # SimCord's bot account is called TestBot until renamed
         guild = env.create_guild("imagine-bot playground")
         channel = guild.create_text_channel("imagine")
         alice = guild.add_member(env.create_user("alice"))
         bob = guild.add_member(env.create_user("bob"))
-        async with env.preview(channel, viewers=[alice, bob], layout="channel",
-                               port=settings.playground_port) as preview:
-            print(f"imagine-bot playground: {preview.url}", flush=True)
-            print("Open it in a browser; type /imagine. Ctrl-C stops.", flush=True)
-            if urls is not None:
-                urls.append(preview.url)
-            if ready is not None:
-                ready.set()
-            await preview.wait_closed()
-    finally:
-        await env.shutdown()
+    except BaseException:
+        for closer in reversed(closers):
+            try:
+                await closer()
+            except Exception:  # noqa: BLE001 - the original error matters more
+                log.exception("error while stopping the playground")
+        raise
+    return World(env, bot, service, guild, channel, alice, bob, closers)
+
+
+async def catch_up_clock(env: simcord.Env) -> float:
+    """Advance SimCord's virtual clock to the wall clock; returns the seconds advanced (0 if not behind)."""
+    behind = (datetime.now(UTC) - env.now()).total_seconds()
+    if behind <= 0:
+        return 0.0
+    await env.advance_time(behind)
+    return behind
+
+
+class LiveSync:
+    """Keeps the page live: the virtual clock follows the wall clock; bot activity is republished.
+
+    `step()` does one round and is what tests call; `run()` repeats it every `tick_s`. Page actions
+    and these steps are SimCord operations, which must not overlap: both take `self.lock` (page
+    actions through `hold_page_actions`).
+    """
+
+    def __init__(self, env: simcord.Env, preview: Any, *, refresh_s: float = REFRESH_S, tick_s: float = TICK_S,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.env = env
+        self.preview = preview
+        self.refresh_s = refresh_s
+        self.tick_s = tick_s
+        self.monotonic = monotonic
+        self.lock = asyncio.Lock()
+        self.published = len(env.http_requests)
+        self.last_refresh = -math.inf
+        self.refreshes = 0
+
+    def hold_page_actions(self) -> None:
+        """Run the page's actions under `self.lock`, so no step overlaps one (SimCord refuses overlaps)."""
+        original = self.preview._action
+        lock = self.lock
+
+        async def serialized(context_id: Any, body: Any) -> Any:
+            async with lock:
+                return await original(context_id, body)
+
+        self.preview._action = serialized
+
+    async def step(self) -> bool:
+        """Catch the clock up; republish if the bot made requests since the last time. True if republished."""
+        async with self.lock:
+            if self.preview._closed:
+                return False
+            await catch_up_clock(self.env)
+            requests = len(self.env.http_requests)
+            if requests == self.published or self.monotonic() - self.last_refresh < self.refresh_s:
+                return False
+            await self.preview.refresh()
+            self.published = requests
+            self.last_refresh = self.monotonic()
+            self.refreshes += 1
+            return True
+
+    async def run(self) -> None:
+        while not self.preview._closed:
+            await asyncio.sleep(self.tick_s)
+            try:
+                await self.step()
+            except simcord.SetupError as error:  # the session is closing
+                log.debug("live sync skipped a step: %s", error)
+            except TimeoutError as error:  # the bot's own work did not settle in time: try again next tick
+                log.warning("playground: the bot is slow to settle (%s); the page will catch up", error)
+
+
+async def run_playground(settings: Settings, *, ready: asyncio.Event | None = None,
+                         urls: list[str] | None = None, stop: asyncio.Event | None = None,
+                         on_world: Callable[[World], Any] | None = None, service: Any = None) -> None:
+    """Serve the playground until the page's "End preview session", `stop` being set, or cancellation.
+
+    Raises bot.lock.AlreadyRunning (before touching any data) when another playground uses the same
+    data folder. `ready`/`urls` let a caller (the screenshot and tour scripts, a test) learn the URL
+    without parsing stdout; `on_world` gets the World once it is up; `service` replaces the render
+    service built from `settings` (not started yet; tests).
+    """
+    with InstanceLock(lock_path(settings), what="An imagine-bot playground"):
+        # The simulated world starts empty each run, so the playground keeps its own data folder and
+        # starts it afresh: recovered jobs would otherwise point at channels that no longer exist.
+        data_dir = settings.data_dir / "playground"
+        shutil.rmtree(data_dir, ignore_errors=True)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        settings = settings.model_copy(update={"data_dir": data_dir, "database_url": None})
+        world = await open_world(settings, service=service)
+        sync_task: asyncio.Task | None = None
+        try:
+            if on_world is not None:
+                on_world(world)
+            async with world.env.preview(world.channel, viewers=[world.alice, world.bob], layout="channel",
+                                         port=settings.playground_port) as preview:
+                live = LiveSync(world.env, preview)
+                live.hold_page_actions()
+                sync_task = asyncio.create_task(live.run(), name="playground live sync")
+                print("Open the address below in a browser, type /imagine; Ctrl-C stops.", flush=True)
+                print(f"imagine-bot playground: {preview.url}", flush=True)  # the last line before requests
+                if urls is not None:
+                    urls.append(preview.url)
+                if ready is not None:
+                    ready.set()
+                waiters = {asyncio.ensure_future(preview.wait_closed())}
+                if stop is not None:
+                    waiters.add(asyncio.ensure_future(stop.wait()))
+                try:
+                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiter in waiters:
+                        waiter.cancel()
+                sync_task.cancel()
+                await asyncio.gather(sync_task, return_exceptions=True)
+        finally:
+            if sync_task is not None and not sync_task.done():
+                sync_task.cancel()
+                await asyncio.gather(sync_task, return_exceptions=True)
+            await world.close()

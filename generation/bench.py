@@ -6,7 +6,9 @@ Both sides render the same prepared request with the same loaded pipeline in the
 interleaved (direct, service, service, direct, ...) so background load affects both alike. The
 service side is timed from submit() to the awaited result, with a progress listener attached as
 the bot has, so it includes queueing, the executor hop, per-step progress and previews. A few more
-service renders then measure event-loop lag with a ticker task. Prints figures; asserts nothing.
+service renders then measure event-loop lag with a ticker task and compare the worst lag with
+LOOP_LAG_BUDGET_S (the tests check that the loop keeps running, without timing it). Prints figures;
+asserts nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ import torch
 
 from . import GenerationRequest, GenerationService, Limits
 from .samplers import make_scheduler
+
+# The worst event-loop lag a render may cause: the bot's other coroutines (Discord heartbeats, other
+# users' commands) must not notice a render. Reported by the benchmark, not asserted by the tests.
+LOOP_LAG_BUDGET_S = 0.05
 
 
 def render_directly(renderer, request: GenerationRequest):
@@ -130,9 +136,16 @@ async def run(args: argparse.Namespace) -> None:
     # Each run renders both sides back to back, so the ratio within a run cancels slow drifts in load.
     paired = statistics.median(service / direct for service, direct in zip(service_s, direct_s))
     print(f"service overhead (median of per-run ratios): {(paired - 1) * 100:+.2f}%")
-    print(
-        f"event-loop lag while rendering: max {max(lags) * 1000:.1f} ms, median {statistics.median(lags) * 1000:.2f} ms"
-    )
+    if lags:
+        worst = max(lags)
+        verdict = "within" if worst < LOOP_LAG_BUDGET_S else "OVER"
+        print(
+            f"event-loop lag while rendering: max {worst * 1000:.1f} ms, "
+            f"median {statistics.median(lags) * 1000:.2f} ms over {len(lags)} ticks "
+            f"({verdict} the {LOOP_LAG_BUDGET_S * 1000:.0f} ms budget)"
+        )
+    else:
+        print("event-loop lag while rendering: not measured (--lag-runs 0)")
     print(f"identical pixels direct vs service: {'yes' if same else 'NO'}")
 
 

@@ -12,6 +12,11 @@ from generation.request import GenerationRequest, Progress, RenderCancelled, Ren
 # Small, fast requests: 4 steps at the model's native size.
 FAST = dict(num_inference_steps=4, width=64, height=64)
 
+# How long a gated fake render waits for its gate before it gives up. Not a timing assertion: it only
+# turns a test that would hang (e.g. a render blocking the event loop that should open the gate) into
+# a failure.
+HANG_GUARD_S = 60.0
+
 
 def fast_request(prompt: str = "a red circle on a blue background", **changes) -> GenerationRequest:
     return GenerationRequest(prompt, **{**FAST, "seed": 1, **changes})
@@ -20,15 +25,24 @@ def fast_request(prompt: str = "a red circle on a blue background", **changes) -
 class FakeRenderer:
     """Stands in for the real renderer where the queue, not the pixels, is under test.
 
-    Records the order in which requests render; a prompt containing "explode" raises; each render
-    takes `seconds`, in `steps` progress steps, and stops at a step when cancelled.
+    Records the order in which requests render (`rendered`, and `events` if given, shared with the
+    test); a prompt containing "explode" raises; each render takes `seconds`, in `steps` progress
+    steps, and stops at a step when cancelled. With a `gate` (threading.Event) every render waits,
+    after setting `started`, until the gate opens or the job is cancelled, so a test decides when
+    renders may finish without relying on time. Switching models reports `load_s` as the load time.
     """
 
-    def __init__(self, seconds: float = 0.01, steps: int = 4):
+    def __init__(self, seconds: float = 0.01, steps: int = 4, *, gate: threading.Event | None = None,
+                 events: list[str] | None = None, load_s: float = 0.0):
         self.seconds = seconds
         self.steps = steps
+        self.gate = gate
+        self.events = events if events is not None else []
+        self.load_s = load_s
+        self.loaded_model: str | None = None
         self.rendered: list[str] = []
-        self.started = threading.Event()
+        self.threads: set[str] = set()  # names of the threads that loaded or rendered
+        self.started = threading.Event()  # a render has begun
         self.finished = threading.Event()  # the latest render returned or raised
 
     def native_size(self, model: str) -> int:
@@ -38,12 +52,30 @@ class FakeRenderer:
         return None
 
     def load(self, model: str) -> float:
-        return 0.0
+        self.threads.add(threading.current_thread().name)
+        if model == self.loaded_model:
+            return 0.0
+        self.loaded_model = model
+        self.events.append(f"load {model}")
+        return self.load_s
+
+    def _wait_for_gate(self, is_cancelled) -> None:
+        deadline = time.monotonic() + HANG_GUARD_S
+        while not self.gate.wait(0.005):
+            if is_cancelled is not None and is_cancelled():
+                raise RenderCancelled()
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test never opened the fake renderer's gate")
 
     def render(self, request, *, on_progress=None, is_cancelled=None) -> RenderResult:
-        self.started.set()
+        self.threads.add(threading.current_thread().name)
+        self.events.append(f"render {request.prompt}")
         self.finished.clear()
+        self.started.set()
         try:
+            load_s = self.load(request.model)
+            if self.gate is not None:
+                self._wait_for_gate(is_cancelled)
             started = time.perf_counter()
             for step in range(1, self.steps + 1):
                 if is_cancelled is not None and is_cancelled():
@@ -56,6 +88,6 @@ class FakeRenderer:
             self.rendered.append(request.prompt)
             image = PIL.Image.new("RGB", (request.width, request.height))
             images = [RenderedImage(image, seed) for seed in request.image_seeds()]
-            return RenderResult(request, images, time.perf_counter() - started)
+            return RenderResult(request, images, time.perf_counter() - started, load_s)
         finally:
             self.finished.set()

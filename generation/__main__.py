@@ -1,24 +1,44 @@
 """Render without Discord, through the same service the bot uses.
 
     python -m generation "a red circle on a blue background" --seed 7 --steps 20 -o out.png
+    python -m generation "a red circle" --model path/to/sdxl-folder --seed 3 -o out.png
 
 Inline flags work here too ("a red circle --ar 2:1 --no blue"); they win over the options below.
+Steps, guidance and sampler default to the model's own (its family's, or its entry in --models-file).
 With --count > 1 the images are written as out-1.png, out-2.png, ...; each image's seed is printed
-so it can be rendered again alone with --seed.
+so it can be rendered again alone with --seed. Every PNG carries A1111's `parameters` text.
+
+Everything that can be checked without torch (the model path, the init image, every value) is
+checked first, so a mistake is reported at once instead of after torch has loaded.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import GenerationRequest, GenerationService, JobFailed, Limits, RequestError, apply_prompt_flags
-from .models import ModelSource, model_source
+from .families import ModelInfo, read_model_info
+from .metadata import rendered_png
+from .models import (
+    ModelConfigError,
+    ModelSource,
+    check_source,
+    hub_offline,
+    hub_reachable,
+    load_model_specs,
+    model_source,
+)
+from .request import validate_request
 from .samplers import SAMPLERS
 
-DEFAULTS = GenerationRequest(prompt="")
+# The CLI is the operator's own machine: roomier than the bot's defaults.
+CLI_LIMITS = dict(max_size=2048, max_pixels=2048 * 2048, max_steps=150, max_count=8)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,24 +47,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("prompt", help="what to draw; may contain inline flags like --ar 2:1")
     parser.add_argument("-o", "--output", default="out.png", help="output PNG path (default: out.png)")
-    parser.add_argument("--negative-prompt", "--no", default=DEFAULTS.negative_prompt, help="what to avoid")
+    parser.add_argument("--negative-prompt", "--no", help="what to avoid (default: the model's, usually none)")
     parser.add_argument("--width", type=int, help="pixels, a multiple of 8 (default: the model's native size)")
     parser.add_argument("--height", type=int, help="pixels, a multiple of 8 (default: the model's native size)")
-    parser.add_argument("--steps", type=int, default=DEFAULTS.num_inference_steps, help="denoising steps")
-    parser.add_argument("--cfg", type=float, default=DEFAULTS.guidance_scale, help="guidance scale, 0-30")
+    parser.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
+    parser.add_argument("--cfg", type=float, help="guidance scale, 0-30 (default: the model's)")
     parser.add_argument("--seed", type=int, help="0..2**32-1 (default: random, printed)")
-    parser.add_argument("--sampler", default=DEFAULTS.sampler, help=f"default: {DEFAULTS.sampler}")
-    parser.add_argument("--count", type=int, default=DEFAULTS.count, help="images, 1-4 (seeds seed, seed+1, ...)")
-    parser.add_argument("--init-image", type=Path, help="PNG/JPEG to start from (img2img)")
-    parser.add_argument("--strength", type=float, default=DEFAULTS.strength, help="img2img: 0 keeps, 1 ignores it")
+    parser.add_argument("--sampler", help="default: the model's (e.g. DPM++ 2M for SD, Euler for SD3 and Flux)")
+    parser.add_argument("--count", type=int, default=1, help="images, 1-8 (seeds seed, seed+1, ...)")
+    parser.add_argument("--init-image", type=Path, help="PNG/JPEG to start from (image-to-image)")
+    parser.add_argument("--strength", type=float, default=0.75, help="image-to-image: 0 keeps the image, 1 ignores it")
     parser.add_argument("--variation-seed", type=int, help="seed to blend towards (default: random if strength > 0)")
-    parser.add_argument("--variation-strength", type=float, default=DEFAULTS.variation_strength, help="0-1")
+    parser.add_argument("--variation-strength", type=float, default=0.0, help="0-1")
     parser.add_argument(
-        "--model", default=DEFAULTS.model, help="tinyshapes, a diffusers folder, a hub id, or a checkpoint"
+        "--model", default="tinyshapes",
+        help="tinyshapes, a diffusers folder, a hub id, a .safetensors/.ckpt file, or a name from --models-file",
     )
     parser.add_argument("--model-config", help="diffusers folder with the configs of a single-file checkpoint")
+    parser.add_argument(
+        "--models-file", default=os.environ.get("MODELS_FILE") or None,
+        help="TOML file of configured models (default: $MODELS_FILE)",
+    )
     parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
-    parser.add_argument("--dtype", default="auto", help="auto (fp16 on CUDA), float32, float16, bfloat16")
+    parser.add_argument("--dtype", default="auto", help="auto (fp16 on CUDA, bf16 for SD3/Flux), float32, float16, bfloat16")
+    parser.add_argument("--offload", default="none", choices=("none", "model", "sequential"),
+                        help="CUDA: move weights to the GPU only while used (model) or layer by layer (sequential)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy small CPU)")
     return parser
 
@@ -55,7 +82,75 @@ def output_paths(output: Path, count: int) -> list[Path]:
     return [output.with_name(f"{output.stem}-{index}{output.suffix}") for index in range(1, count + 1)]
 
 
-async def render(args: argparse.Namespace) -> int:
+@dataclass
+class Plan:
+    source: ModelSource
+    info: ModelInfo
+    request: GenerationRequest
+    limits: Limits
+
+
+def resolve_source(args: argparse.Namespace) -> ModelSource:
+    source = None
+    if args.models_file:
+        specs = load_model_specs(args.models_file)
+        source = specs.get(args.model)
+    source = source or model_source(args.model)
+    if args.model_config:
+        source = dataclasses.replace(source, config=args.model_config)
+    return source
+
+
+def plan_render(args: argparse.Namespace) -> Plan:
+    """Everything that needs no torch: the model's files, its family, the request and its checks."""
+    source = resolve_source(args)
+    if check_source(source, probe_network=True) == "hub" and not hub_offline() and not hub_reachable():
+        _go_offline()  # cached, but the hub is unreachable: never wait on retries
+    info = read_model_info(source)
+    defaults = info.defaults()
+    defaults.update(getattr(source, "request_defaults", dict)())
+    init_image = None
+    if args.init_image is not None:
+        try:
+            init_image = args.init_image.read_bytes()
+        except FileNotFoundError:
+            raise RequestError(f"--init-image {args.init_image}: no such file.") from None
+        except OSError as error:
+            raise RequestError(f"--init-image {args.init_image} could not be read ({error.strerror}).") from None
+    request = GenerationRequest(
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt if args.negative_prompt is not None else defaults.get("negative_prompt", ""),
+        width=args.width,
+        height=args.height,
+        num_inference_steps=args.steps if args.steps is not None else defaults["num_inference_steps"],
+        guidance_scale=args.cfg if args.cfg is not None else defaults["guidance_scale"],
+        seed=args.seed,
+        sampler=args.sampler if args.sampler is not None else defaults["sampler"],
+        count=args.count,
+        init_image=init_image,
+        strength=args.strength,
+        variation_seed=args.variation_seed,
+        variation_strength=args.variation_strength,
+        model=source.name,
+    )
+    request = apply_prompt_flags(request, base_size=info.native_size)
+    limits = Limits(models=(source.name,), **CLI_LIMITS)
+    validate_request(request, limits)
+    info.family.check_request(request, info)
+    return Plan(source, info, request, limits)
+
+
+def _go_offline() -> None:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        import huggingface_hub.constants as constants
+
+        constants.HF_HUB_OFFLINE = True
+    except ImportError:  # pragma: no cover
+        pass
+
+
+async def render(args: argparse.Namespace, plan: Plan) -> int:
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
@@ -63,32 +158,14 @@ async def render(args: argparse.Namespace) -> int:
 
     diffusers_logging.disable_progress_bar()  # our own step counter is enough
     transformers_logging.disable_progress_bar()
+    diffusers_logging.set_verbosity_error()
 
-    source = model_source(args.model)
-    if args.model_config:
-        source = ModelSource(source.name, source.path, config=args.model_config)
-    request = GenerationRequest(
-        prompt=args.prompt,
-        negative_prompt=args.negative_prompt,
-        width=args.width,
-        height=args.height,
-        num_inference_steps=args.steps,
-        guidance_scale=args.cfg,
-        seed=args.seed,
-        sampler=args.sampler,
-        count=args.count,
-        init_image=args.init_image.read_bytes() if args.init_image else None,
-        strength=args.strength,
-        variation_seed=args.variation_seed,
-        variation_strength=args.variation_strength,
-        model=source.name,
-    )
-    renderer = Renderer(source, device=args.device, dtype=args.dtype, cpu_threads=args.threads)
-    service = GenerationService(renderer, Limits(models=(source.name,)))
+    renderer = Renderer(plan.source, device=args.device, dtype=args.dtype, cpu_threads=args.threads,
+                        offload=args.offload)
+    service = GenerationService(renderer, plan.limits)
     await service.start()
     try:
-        request = apply_prompt_flags(request, base_size=service.native_size(source.name))
-        job = service.submit(request, owner="cli")
+        job = service.submit(service.prepare(plan.request), owner="cli")
         job.add_progress_listener(lambda p: print(f"\rstep {p.step}/{p.total}", end="", file=sys.stderr))
         result = await job.result()
     finally:
@@ -97,7 +174,7 @@ async def render(args: argparse.Namespace) -> int:
     paths = output_paths(Path(args.output), len(result.images))
     for path, rendered in zip(paths, result.images):
         path.parent.mkdir(parents=True, exist_ok=True)
-        rendered.image.save(path)
+        path.write_bytes(rendered_png(result.request, rendered))
         variation = (
             f" variation_seed={rendered.variation_seed} variation_strength={rendered.variation_strength}"
             if rendered.variation_seed is not None
@@ -106,8 +183,8 @@ async def render(args: argparse.Namespace) -> int:
         print(f"{path} seed={rendered.seed}{variation}")
     prepared = result.request
     print(
-        f"{prepared.width}x{prepared.height}, {prepared.num_inference_steps} steps, {prepared.sampler}: "
-        f"rendered in {result.duration_s:.2f}s on {renderer.device}"
+        f"{prepared.width}x{prepared.height}, {prepared.num_inference_steps} steps, {prepared.sampler} "
+        f"({plan.info.family.title}): rendered in {result.duration_s:.2f}s on {renderer.device}"
         + (f" (model loaded in {result.model_load_s:.2f}s)" if result.model_load_s else ""),
         file=sys.stderr,
     )
@@ -117,10 +194,14 @@ async def render(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return asyncio.run(render(args))
-    except (RequestError, JobFailed) as error:
+        plan = plan_render(args)
+        return asyncio.run(render(args, plan))
+    except (RequestError, ModelConfigError, JobFailed) as error:
         print(f"error: {getattr(error, 'reason', error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

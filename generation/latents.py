@@ -49,11 +49,14 @@ def initial_noise(
 class LatentPreview:
     """A linear latent -> RGB map, fitted once per VAE, for progress previews without decoding.
 
+    Works for every family: 4-channel (SD, SDXL) and 16-channel (SD3, Flux) latents; Flux's packed
+    latents are unpacked by its family first.
+
     The map is fitted by least squares on a few synthetic images encoded by the model's own VAE,
     so it works for any latent space (SD's published 4x3 coefficients only fit SD's VAE).
     """
 
-    def __init__(self, vae: torch.nn.Module, scale_factor: int, size: int = 64):
+    def __init__(self, vae: torch.nn.Module, scale_factor: int, size: int = 64, device: torch.device | None = None):
         self.scale_factor = scale_factor
         generator = torch.Generator("cpu").manual_seed(0)
         # Blocky random colours plus gradients: enough variety to pin down a 4x3 map.
@@ -65,9 +68,11 @@ class LatentPreview:
         )
         images = torch.cat([blocks, gradients[None]]) * 2 - 1  # VAE input range [-1, 1]
         parameter = next(vae.parameters())
+        device = parameter.device if device is None else device  # offloaded: the execution device
         with torch.no_grad():
-            latents = vae.encode(images.to(parameter.device, parameter.dtype)).latent_dist.mean.float().cpu()
-        latents = latents * vae.config.scaling_factor
+            latents = vae.encode(images.to(device, parameter.dtype)).latent_dist.mean.float().cpu()
+        # The pipelines' latent space: (z - shift) * scale; SD3 and Flux VAEs have a shift, SD's none.
+        latents = (latents - (getattr(vae.config, "shift_factor", None) or 0.0)) * vae.config.scaling_factor
         target = torch.nn.functional.avg_pool2d(images, scale_factor)  # RGB at latent resolution
         x = latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
         x = torch.cat([x, torch.ones(len(x), 1)], dim=1)  # bias column

@@ -1,17 +1,20 @@
-"""Load a Stable Diffusion pipeline and run one request: load -> call -> progress -> cancel.
+"""Load a diffusers pipeline of any supported family and run one request: load -> call -> progress -> cancel.
 
-Everything here runs on the service's single worker thread, except `tokenizer()` and
-`native_size()`, which read small files and never touch the loaded pipeline.
+Everything here runs on the service's single worker thread, except `tokenizer()`, `native_size()`,
+`model_info()`, `defaults()` and `check_request()`, which read small files and never touch the loaded
+pipeline. What differs between SD 1.x/2.x, SDXL, SD3 and Flux (samplers, guidance, negative prompts,
+latent shape and packing, previews) lives in `generation.families`; this module has no family `if`s.
 
 Reproducibility: image i of a request is rendered alone (batch of 1) from a fresh CPU
 `torch.Generator().manual_seed(seed_i)`. Its starting latents are drawn from that generator on the
-CPU, so a seed gives the same picture on every device, and any image of a count=4 request can be
-rendered again bit-exact with count=1.
+CPU (through the family's own latent preparation), so a seed gives the same picture on every device,
+and any image of a count=4 request can be rendered again bit-exact with count=1.
 """
 
 from __future__ import annotations
 
 import gc
+import inspect
 import io
 import logging
 import threading
@@ -21,17 +24,26 @@ from typing import Any, Callable
 
 import PIL.Image
 import torch
-from diffusers import AutoencoderKL, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, UNet2DConditionModel
-from transformers import CLIPTokenizer
 
-from .latents import LatentPreview, initial_noise
+from .families import Family, ModelInfo, read_model_info
+from .latents import LatentPreview
 from .models import ModelSource, model_source
-from .request import GenerationRequest, Progress, RenderCancelled, RenderedImage, RenderError, RenderResult
+from .request import (
+    GenerationRequest,
+    Progress,
+    RenderCancelled,
+    RenderedImage,
+    RenderError,
+    RenderResult,
+    RequestError,
+)
 from .samplers import make_scheduler
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[Progress], None]
+OFFLOAD_MODES = ("none", "model", "sequential")
+VAE_TILING_MODES = ("auto", "on", "off")
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -44,29 +56,55 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def pick_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+def pick_dtype(dtype: str | torch.dtype, device: torch.device, family: Family | None = None) -> torch.dtype:
+    """The dtype to load in. "auto": on CUDA the family's (fp16; bf16 for SD3 and Flux where the GPU has
+    bf16, else fp16); CPUs and MPS are safest in fp32."""
     if isinstance(dtype, torch.dtype):
         return dtype
-    if dtype == "auto":  # fp16 halves memory and time on CUDA; CPUs and MPS are safest in fp32
-        return torch.float16 if device.type == "cuda" else torch.float32
+    if dtype == "auto":
+        if device.type != "cuda":
+            return torch.float32
+        if family is not None and family.cuda_dtype == "bfloat16" and _cuda_has_bf16():
+            return torch.bfloat16
+        return torch.float16
     names = {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
     if dtype not in names:
         raise ValueError(f"Unknown dtype {dtype!r}. Use one of: auto, {', '.join(names)}.")
     return names[dtype]
 
 
+def _cuda_has_bf16() -> bool:
+    try:
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    except Exception:  # pragma: no cover - no usable CUDA
+        return False
+
+
 @dataclass
 class LoadedModel:
     source: ModelSource
-    txt2img: StableDiffusionPipeline
-    img2img: StableDiffusionImg2ImgPipeline  # the same components, no second copy of the weights
+    txt2img: Any  # the family's text-to-image pipeline
+    img2img: Any | None  # the same components, no second copy of the weights (None: the family has none)
     native_size: int
-    preview: LatentPreview
+    preview: LatentPreview | None
     load_s: float
+    info: ModelInfo | None = None
+    dtype: torch.dtype = torch.float32
+    scheduler_config: Any = None  # the model's own scheduler config: every sampler is built from it
+
+    @property
+    def family(self) -> Family:
+        return self.info.family
 
 
 class Renderer:
-    """Keeps one model loaded and renders requests with it, switching models on demand."""
+    """Keeps one model loaded and renders requests with it, switching models on demand.
+
+    `offload` (CUDA only): "none" keeps the whole pipeline on the GPU; "model" moves each component to
+    the GPU while it runs (accelerate; SDXL fits in ~8 GB, Flux in ~16 GB); "sequential" streams the
+    weights layer by layer (slowest, smallest). `vae_tiling`: "auto" decodes images larger than the
+    native size in tiles on GPUs (less memory; on CPUs nothing changes), "on" always, "off" never.
+    """
 
     def __init__(
         self,
@@ -77,18 +115,30 @@ class Renderer:
         extra_models: tuple[str | ModelSource, ...] = (),
         preview_every: int = 5,
         cpu_threads: int | None = None,
+        offload: str = "none",
+        vae_tiling: str = "auto",
     ):
         default = model_source(model)
         self.default_model = default.name
         self._sources = {source.name: source for source in map(model_source, (default, *extra_models))}
         self.device = pick_device(device)
-        self.dtype = pick_dtype(dtype, self.device)
+        self._dtype_setting = dtype
+        self.dtype = pick_dtype(dtype, self.device)  # SD 1.x's; each family may pick its own on load
+        if offload not in OFFLOAD_MODES:
+            raise ValueError(f"Unknown offload {offload!r}. Use one of: {', '.join(OFFLOAD_MODES)}.")
+        if vae_tiling not in VAE_TILING_MODES:
+            raise ValueError(f"Unknown vae_tiling {vae_tiling!r}. Use one of: {', '.join(VAE_TILING_MODES)}.")
+        if offload != "none" and self.device.type != "cuda":
+            log.warning("offload=%s needs a CUDA device; rendering on %s without offload", offload, self.device)
+            offload = "none"
+        self.offload = offload
+        self.vae_tiling = vae_tiling
         self.preview_every = preview_every
         # On a shared or small CPU, fewer torch threads can be much faster (less oversubscription).
         self.cpu_threads = cpu_threads
         self.loaded: LoadedModel | None = None
-        self._tokenizers: dict[str, CLIPTokenizer] = {}
-        self._native_sizes: dict[str, int] = {}
+        self._tokenizers: dict[str, Any] = {}
+        self._infos: dict[str, ModelInfo] = {}
         self._tokenizer_lock = threading.Lock()
 
     @property
@@ -100,25 +150,62 @@ class Renderer:
 
     # -- cheap lookups for validation (no pipeline needed) --
 
-    def tokenizer(self, model: str) -> CLIPTokenizer:
-        """The model's tokenizer, loaded on its own so prompts can be checked without the pipeline."""
+    def model_info(self, model: str) -> ModelInfo:
+        """Family and config facts of `model`, read once from its config files; RequestError if unusable."""
+        with self._tokenizer_lock:
+            if model not in self._infos:
+                self._infos[model] = read_model_info(self.source(model))
+            return self._infos[model]
+
+    def tokenizer(self, model: str) -> Any:
+        """The tokenizer whose window limits the prompt, loaded on its own (no pipeline needed).
+
+        SD 1.x/2.x and SDXL: CLIP (77 tokens). SD3 and Flux: T5 (256 or 512 tokens; their CLIP encoders
+        read only the start of a long prompt by design). None: an untested family (no length check).
+        """
+        info = self.model_info(model)
         with self._tokenizer_lock:
             if model not in self._tokenizers:
-                config = self.source(model).config_source
-                self._tokenizers[model] = CLIPTokenizer.from_pretrained(config, subfolder="tokenizer")
+                self._tokenizers[model] = self._read_tokenizer(model, info)
             return self._tokenizers[model]
 
+    def _read_tokenizer(self, model: str, info: ModelInfo) -> Any:
+        config = self.source(model).config_source
+        if info.family.key in ("sd", "sdxl"):
+            from transformers import CLIPTokenizer
+
+            return CLIPTokenizer.from_pretrained(config, subfolder="tokenizer")
+        if info.family.key in ("sd3", "flux"):
+            from transformers import AutoTokenizer
+
+            subfolder = "tokenizer_3" if info.family.key == "sd3" else "tokenizer_2"
+            tokenizer = AutoTokenizer.from_pretrained(config, subfolder=subfolder)
+            tokenizer.model_max_length = min(tokenizer.model_max_length, info.text_window or 10**6)
+            return tokenizer
+        return None  # untested family: the pipeline truncates as it does
+
     def native_size(self, model: str) -> int:
-        """Side of the square images the model was trained on: unet sample_size x VAE scale factor."""
+        """Side of the square images the model was trained on (a ModelSpec's `size` wins)."""
         loaded = self.loaded
         if loaded is not None and loaded.source.name == model:
             return loaded.native_size
-        if model not in self._native_sizes:
-            config = self.source(model).config_source
-            unet = UNet2DConditionModel.load_config(config, subfolder="unet")
-            vae = AutoencoderKL.load_config(config, subfolder="vae")
-            self._native_sizes[model] = unet["sample_size"] * 2 ** (len(vae["block_out_channels"]) - 1)
-        return self._native_sizes[model]
+        return self.model_info(model).native_size
+
+    def defaults(self, model: str) -> dict[str, Any]:
+        """Request fields for `model` when the user sets none: the family's, overridden by its ModelSpec.
+
+        Keys: num_inference_steps, guidance_scale, sampler, and negative_prompt when configured.
+        """
+        values = self.model_info(model).defaults()
+        spec_defaults = getattr(self.source(model), "request_defaults", None)
+        if spec_defaults is not None:
+            values.update(spec_defaults())
+        return values
+
+    def check_request(self, request: GenerationRequest) -> None:
+        """RequestError if the request's model cannot render it (sampler, negative prompt, size, ...)."""
+        info = self.model_info(request.model)
+        info.family.check_request(request, info)
 
     # -- loading --
 
@@ -128,29 +215,47 @@ class Renderer:
             return 0.0
         self._apply_cpu_threads()
         source = self.source(model)
+        try:
+            info = self.model_info(model)
+        except RequestError as error:
+            raise RenderError(str(error)) from None
         self.unload()  # one model at a time: free the old weights before reading the new ones
         started = time.perf_counter()
+        family = info.family
+        dtype = pick_dtype(getattr(source, "dtype", None) or self._dtype_setting, self.device, family)
+        if not family.tested:
+            log.info("model %s is a %s: untested in imagine-bot, rendering with diffusers' defaults",
+                     source.name, info.pipeline_class)
         try:
-            if source.is_single_file:
-                txt2img = StableDiffusionPipeline.from_single_file(source.path, config=source.config, dtype=self.dtype)
-            else:
-                txt2img = StableDiffusionPipeline.from_pretrained(source.path, dtype=self.dtype)
+            txt2img = _load_pipeline(source, info, dtype)
         except (OSError, ValueError) as error:  # missing files, not in the offline cache, wrong layout
             log.exception("loading model %s from %s failed", source.name, source.path)
-            raise RenderError(f"Model {source.name!r} could not be loaded from {source.path}: {error}") from None
-        txt2img.to(self.device)
+            raise RenderError(f"Model {source.label!r} could not be loaded from {source.path}: {error}") from None
         txt2img.set_progress_bar_config(disable=True)
-        # The same modules, no second copy and no cast (from_pipe would cast them again, warning on every load).
-        img2img = StableDiffusionImg2ImgPipeline(
-            **txt2img.components, requires_safety_checker=txt2img.config.requires_safety_checker
-        )
-        img2img.set_progress_bar_config(disable=True)
-        native_size = txt2img.unet.config.sample_size * txt2img.vae_scale_factor
-        preview = LatentPreview(txt2img.vae, txt2img.vae_scale_factor)
+        img2img = _img2img_pipeline(txt2img)
+        if img2img is not None:
+            img2img.set_progress_bar_config(disable=True)
+        self._place(txt2img)
+        preview = None
+        if family.tested and getattr(txt2img, "vae", None) is not None:
+            preview = LatentPreview(txt2img.vae, txt2img.vae_scale_factor, device=txt2img._execution_device)
         load_s = time.perf_counter() - started
-        self.loaded = LoadedModel(source, txt2img, img2img, native_size, preview, load_s)
-        log.info("loaded model %s from %s on %s/%s in %.2fs", source.name, source.path, self.device, self.dtype, load_s)
+        scheduler_config = txt2img.scheduler.config
+        self.loaded = LoadedModel(
+            source, txt2img, img2img, info.native_size, preview, load_s, info, dtype, scheduler_config
+        )
+        log.info("loaded model %s (%s) from %s on %s/%s%s in %.2fs", source.name, family.title, source.path,
+                 self.device, str(dtype).removeprefix("torch."),
+                 f", offload={self.offload}" if self.offload != "none" else "", load_s)
         return load_s
+
+    def _place(self, pipe: Any) -> None:
+        if self.offload == "model":
+            pipe.enable_model_cpu_offload(device=self.device)
+        elif self.offload == "sequential":
+            pipe.enable_sequential_cpu_offload(device=self.device)
+        else:
+            pipe.to(self.device)
 
     def _apply_cpu_threads(self) -> None:
         # torch's thread count is per calling thread with OpenMP, so set it on the thread that renders.
@@ -195,20 +300,36 @@ class Renderer:
     ) -> RenderResult:
         self._apply_cpu_threads()
         load_s = self.load(request.model)
+        try:
+            self.check_request(request)  # a family's rules hold for direct renderer calls too
+        except RequestError as error:
+            raise RenderError(str(error)) from None
         started = time.perf_counter()
         init_image = _open_init_image(request) if request.init_image is not None else None
+        self._set_vae_tiling(request)
         images = []
         seeds = zip(request.image_seeds(), request.image_variation_seeds())
         for index, (seed, variation_seed) in enumerate(seeds):
             if is_cancelled is not None and is_cancelled():
                 raise RenderCancelled()
-            callback = self._step_callback(index, request.count, on_progress, is_cancelled)
+            callback = self._step_callback(index, request, on_progress, is_cancelled)
             image = self._render_one(request, seed, variation_seed, init_image, callback)
             if is_cancelled is not None and is_cancelled():
                 raise RenderCancelled()
             strength = request.variation_strength if variation_seed is not None else 0.0
             images.append(RenderedImage(image, seed, variation_seed, strength))
         return RenderResult(request, images, time.perf_counter() - started, load_s)
+
+    def _set_vae_tiling(self, request: GenerationRequest) -> None:
+        model = self.loaded
+        vae = getattr(model.txt2img, "vae", None)
+        if vae is None or not hasattr(vae, "enable_tiling"):
+            return
+        larger = max(request.width, request.height) > model.native_size
+        if self.vae_tiling == "on" or (self.vae_tiling == "auto" and larger and self.device.type != "cpu"):
+            vae.enable_tiling()
+        else:
+            vae.disable_tiling()
 
     def _render_one(
         self,
@@ -220,42 +341,43 @@ class Renderer:
     ) -> PIL.Image.Image:
         model = self.loaded
         assert model is not None
+        family, info = model.family, model.info
         generator = torch.Generator("cpu").manual_seed(seed)
         common: dict[str, Any] = dict(
             prompt=request.prompt,
-            negative_prompt=request.negative_prompt,
             num_inference_steps=request.num_inference_steps,
-            guidance_scale=request.guidance_scale,
             generator=generator,
             callback_on_step_end=callback,
+            **family.call_arguments(request, info),
         )
-        scheduler = make_scheduler(request.sampler, model.txt2img.scheduler.config, seed=seed)
+        scheduler = make_scheduler(request.sampler, model.scheduler_config, seed=seed, table=family.samplers)
         if init_image is None:
-            factor = model.txt2img.vae_scale_factor
-            shape = (1, model.txt2img.unet.config.in_channels, request.height // factor, request.width // factor)
-            latents = initial_noise(shape, generator, variation_seed, request.variation_strength)
-            model.txt2img.scheduler = scheduler
-            output = model.txt2img(
-                **common,
-                width=request.width,
-                height=request.height,
-                latents=latents.to(self.device, self.dtype),
-            )
-            return output.images[0]
-        if int(request.num_inference_steps * request.strength) == 0:
+            pipe = model.txt2img
+            if family.tested:  # our own seeded noise, so variations and devices agree
+                latents = family.initial_noise(
+                    pipe, request.width, request.height, generator, variation_seed, request.variation_strength
+                )
+                common["latents"] = latents.to(pipe._execution_device, model.dtype)
+            pipe.scheduler = scheduler
+            return pipe(**common, width=request.width, height=request.height).images[0]
+        if family.denoising_steps(request.num_inference_steps, request.strength) == 0:
             # No denoising step runs at this strength (diffusers would reject it): the image is unchanged.
             return init_image.copy()
-        model.img2img.scheduler = scheduler
-        return model.img2img(**common, image=init_image, strength=request.strength).images[0]
+        pipe = model.img2img
+        pipe.scheduler = scheduler
+        if {"width", "height"} <= set(inspect.signature(pipe.__call__).parameters):  # Flux img2img
+            common.update(width=request.width, height=request.height)
+        return pipe(**common, image=init_image, strength=request.strength).images[0]
 
     def _step_callback(
         self,
         index: int,
-        count: int,
+        request: GenerationRequest,
         on_progress: ProgressCallback | None,
         is_cancelled: Callable[[], bool] | None,
     ) -> Callable[..., dict]:
-        preview = self.loaded.preview  # type: ignore[union-attr]
+        model = self.loaded
+        preview, family, count = model.preview, model.family, request.count
 
         def on_step_end(pipe: Any, step: int, timestep: Any, tensors: dict) -> dict:
             if is_cancelled is not None and is_cancelled():
@@ -265,12 +387,50 @@ class Renderer:
                 per_image = pipe.num_timesteps
                 done = step + 1
                 image = None
-                if done % self.preview_every == 0 and done < per_image:
-                    image = preview.image(tensors["latents"])
+                if preview is not None and done % self.preview_every == 0 and done < per_image:
+                    latents = family.preview_latents(pipe, tensors["latents"], request.width, request.height)
+                    image = preview.image(latents)
                 on_progress(Progress(index * per_image + done, count * per_image, image))
             return {}
 
         return on_step_end
+
+
+def _load_pipeline(source: ModelSource, info: ModelInfo, dtype: torch.dtype) -> Any:
+    """The family's text-to-image pipeline: AutoPipeline for folders and hub ids, from_single_file for a
+    checkpoint (with its config folder), or the forced family's class."""
+    import diffusers
+    from diffusers.pipelines.auto_pipeline import AUTO_TEXT2IMAGE_PIPELINES_MAPPING, _get_task_class
+
+    forced = getattr(source, "family", None)
+    class_name = info.family.pipelines[0] if forced else (info.pipeline_class or "StableDiffusionPipeline")
+    if source.is_single_file:
+        pipeline_class = _get_task_class(AUTO_TEXT2IMAGE_PIPELINES_MAPPING, class_name, False) or getattr(
+            diffusers, class_name
+        )
+        return pipeline_class.from_single_file(source.path, config=source.config, dtype=dtype)
+    if forced:
+        return getattr(diffusers, class_name).from_pretrained(source.path, dtype=dtype)
+    return diffusers.AutoPipelineForText2Image.from_pretrained(source.path, dtype=dtype)
+
+
+def _img2img_pipeline(txt2img: Any) -> Any | None:
+    """The family's image-to-image pipeline over the same modules: no second copy of the weights and no
+    cast (AutoPipelineForImage2Image.from_pipe would cast them again, warning on every load)."""
+    from diffusers.pipelines.auto_pipeline import AUTO_IMAGE2IMAGE_PIPELINES_MAPPING, _get_task_class
+
+    try:
+        pipeline_class = _get_task_class(AUTO_IMAGE2IMAGE_PIPELINES_MAPPING, type(txt2img).__name__, False)
+    except Exception:
+        pipeline_class = None
+    if pipeline_class is None:
+        return None
+    parameters = inspect.signature(pipeline_class.__init__).parameters
+    components = {name: module for name, module in txt2img.components.items() if name in parameters}
+    for name in parameters:  # plain config flags such as requires_safety_checker, force_zeros_for_empty_prompt
+        if name not in components and name in txt2img.config and not isinstance(txt2img.config[name], (list, tuple)):
+            components[name] = txt2img.config[name]
+    return pipeline_class(**components)
 
 
 def _open_init_image(request: GenerationRequest) -> PIL.Image.Image:
@@ -278,7 +438,7 @@ def _open_init_image(request: GenerationRequest) -> PIL.Image.Image:
         image = PIL.Image.open(io.BytesIO(request.init_image))
         image = image.convert("RGB")
     except Exception:
-        raise RenderError("The init image could not be read; attach a PNG or JPEG file.") from None
+        raise RenderError("The init image could not be read; use a PNG or JPEG image.") from None
     size = (request.width, request.height)
     return image if image.size == size else image.resize(size, PIL.Image.LANCZOS)
 

@@ -138,7 +138,7 @@ def validate_request(request: GenerationRequest, limits: Limits) -> None:
     if not isinstance(request.prompt, str) or not request.prompt.strip():
         raise RequestError("prompt must not be empty; describe the image you want.")
     if not isinstance(request.negative_prompt, str):
-        raise RequestError("negative_prompt must be text.")
+        raise RequestError("The negative prompt must be text.")
     check_model(request.model, limits)
     if request.sampler not in SAMPLERS:
         raise RequestError(f"Unknown sampler {request.sampler!r}. Available samplers: {', '.join(SAMPLERS)}.")
@@ -152,27 +152,27 @@ def validate_request(request: GenerationRequest, limits: Limits) -> None:
                 f"{request.width}x{request.height} is {pixels} pixels; the limit is {limits.max_pixels} pixels "
                 f"(for example {math.isqrt(limits.max_pixels) // 8 * 8}x{math.isqrt(limits.max_pixels) // 8 * 8})."
             )
-    _check_int("num_inference_steps (steps)", request.num_inference_steps, 1, limits.max_steps)
-    _check_number("guidance_scale (cfg)", request.guidance_scale, 0.0, MAX_GUIDANCE)
+    _check_int("steps", request.num_inference_steps, 1, limits.max_steps)
+    _check_number("guidance", request.guidance_scale, 0.0, MAX_GUIDANCE)
     if request.seed is not None:
         _check_int("seed", request.seed, 0, MAX_SEED)
     _check_int("count", request.count, 1, limits.max_count, " images per request")
     _check_number("strength", request.strength, 0.0, 1.0)
     if request.variation_seed is not None:
-        _check_int("variation_seed", request.variation_seed, 0, MAX_SEED)
-    _check_number("variation_strength", request.variation_strength, 0.0, 1.0)
+        _check_int("variation seed", request.variation_seed, 0, MAX_SEED)
+    _check_number("variation strength", request.variation_strength, 0.0, 1.0)
     if request.init_image is not None:
         if not isinstance(request.init_image, bytes):
-            raise RequestError("init_image must be PNG or JPEG bytes or a PIL image.")
+            raise RequestError("The init image must be PNG or JPEG bytes or a PIL image.")
         if request.variation_strength > 0:
             raise RequestError(
-                "variation_strength only works for text-to-image; remove init_image or set variation_strength to 0."
+                "Variations only work for text-to-image; remove the init image or set the variation strength to 0."
             )
         try:
             with PIL.Image.open(io.BytesIO(request.init_image)) as image:
                 image.verify()
         except Exception:
-            raise RequestError("init_image is not a readable image; attach a PNG or JPEG file.") from None
+            raise RequestError("The init image is not a readable image; use a PNG or JPEG file.") from None
 
 
 def check_prompt_length(name: str, text: str, tokenizer: Any) -> None:
@@ -182,7 +182,7 @@ def check_prompt_length(name: str, text: str, tokenizer: Any) -> None:
     if count > window:
         raise RequestError(
             f"{name} is too long: {count} tokens, but the model reads at most {window} "
-            f"(including 2 start/end tokens), so the last {count - window} would be dropped. Shorten it."
+            f"(including its start and end tokens), so the last {count - window} would be dropped. Shorten it."
         )
 
 

@@ -58,6 +58,10 @@ class RendererLike(Protocol):
 
     def load(self, model: str) -> float: ...
 
+    # Optional: RequestError when the model's family cannot render the request (a sampler it lacks, a
+    # negative prompt it cannot take, a size it cannot draw). Called by prepare(), before queueing.
+    def check_request(self, request: GenerationRequest) -> None: ...
+
 
 def _identity(awaitable: Awaitable[T]) -> Awaitable[T]:
     return awaitable
@@ -168,11 +172,14 @@ class GenerationService:
         The chosen seeds are part of the returned request, so every image can be rendered again.
         """
         validate_request(request, self.limits)
+        check_request = getattr(self.renderer, "check_request", None)
+        if check_request is not None:  # the model's family rules, with a message naming what is allowed
+            check_request(request)
         tokenizer, native = self._model_files(request.model)
         if tokenizer is not None:
             check_prompt_length("prompt", request.prompt, tokenizer)
             if request.negative_prompt:
-                check_prompt_length("negative_prompt", request.negative_prompt, tokenizer)
+                check_prompt_length("negative prompt", request.negative_prompt, tokenizer)
         changes: dict[str, Any] = {}
         if request.width is None or request.height is None:
             changes["width"] = request.width if request.width is not None else native

@@ -46,3 +46,30 @@ def renderer(tinyshapes):
     renderer = Renderer(tinyshapes, device="cpu", cpu_threads=1)
     renderer.load("tinyshapes")
     return renderer
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory):
+    """Tiny random-weight SDXL, SD3 and Flux folders written offline with save_pretrained (tiny_pipelines.py)."""
+    from tiny_pipelines import FAMILIES, write_tiny_pipeline
+
+    root = tmp_path_factory.mktemp("tiny-pipelines")
+    return {family: write_tiny_pipeline(family, root / family) for family in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def tiny_specs(tiny_dirs, tinyshapes):
+    """Model specs for the tiny families (Flux has no native size in its config: 64 here)."""
+    from generation.models import ModelSpec
+
+    specs = {name: ModelSpec(name, str(path), display_name=f"tiny {name}", size=64) for name, path in tiny_dirs.items()}
+    return {"tinyshapes": tinyshapes, **specs}
+
+
+@pytest.fixture(scope="session")
+def family_renderer(tiny_specs):
+    """One CPU renderer that knows tinyshapes and the three tiny families (one loaded at a time)."""
+    from generation.renderer import Renderer
+
+    specs = list(tiny_specs.values())
+    return Renderer(specs[0], extra_models=tuple(specs[1:]), device="cpu", cpu_threads=1, preview_every=2)

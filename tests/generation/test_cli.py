@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import PIL.Image
+import pytest
 
 from generation.__main__ import main
+from generation.metadata import a1111_parameters
+
+REPO = Path(__file__).resolve().parents[2]
 
 PROMPT = "a red circle on a blue background"
 
@@ -29,7 +38,7 @@ def test_inline_flags_and_errors(tmp_path, capsys, tinyshapes_dir):
     assert PIL.Image.open(output).size == (88, 48)
 
     assert main(["a square", "--cfg", "99", "-o", str(tmp_path / "bad.png")]) == 2
-    message = "error: guidance_scale (cfg) must be a number from 0 to 30, got 99.0."
+    message = "error: guidance must be a number from 0 to 30, got 99.0."
     assert capsys.readouterr().err.strip().endswith(message)
     assert not (tmp_path / "bad.png").exists()
 
@@ -50,3 +59,81 @@ def test_img2img_and_variation_fields_are_flags_too(tmp_path, capsys, tinyshapes
         f"{tmp_path / 'varied-1.png'} seed=4 variation_seed=5 variation_strength=0.15",
         f"{tmp_path / 'varied-2.png'} seed=4 variation_seed=6 variation_strength=0.15",
     ]
+
+
+@pytest.mark.parametrize("family, sampler", [("sdxl", "DPM++ 2M Karras"), ("sd3", "Euler"), ("flux", "Euler")])
+def test_each_family_renders_with_its_default_sampler(tmp_path, capsys, tiny_dirs, family, sampler):
+    common = ["--model", str(tiny_dirs[family]), "--width", "64", "--height", "64", "--steps", "4", "--threads", "1"]
+    outputs = {}
+    for name, seed in (("first", "3"), ("again", "3"), ("other", "4")):
+        outputs[name] = tmp_path / f"{name}.png"
+        assert main(["a red circle", "--seed", seed, "-o", str(outputs[name]), *common]) == 0
+    first, again, other = (np.asarray(PIL.Image.open(outputs[name])) for name in ("first", "again", "other"))
+    assert first.shape == (64, 64, 3)
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+    parameters = PIL.Image.open(outputs["first"]).text["parameters"]
+    assert parameters.startswith("a red circle\nSteps: 4, Sampler: " + sampler + ", CFG scale: ")
+    assert f"Seed: 3, Size: 64x64, Model: {tiny_dirs[family]}" in parameters
+    assert f"({ {'sdxl': 'SDXL', 'sd3': 'SD3', 'flux': 'Flux.1'}[family] })" in capsys.readouterr().err
+
+
+def test_the_png_carries_the_same_a1111_parameters_as_the_bot(tmp_path, tinyshapes_dir):
+    output = tmp_path / "meta.png"
+    args = ["a red circle", "--no", "blue", "--seed", "5", "--steps", "3", "--cfg", "6", "--sampler", "Euler a"]
+    assert main([*args, "--threads", "1", "--model", str(tinyshapes_dir), "-o", str(output)]) == 0
+    expected = a1111_parameters(
+        {"prompt": "a red circle", "negative_prompt": "blue", "num_inference_steps": 3, "sampler": "Euler a",
+         "guidance_scale": 6.0, "model": str(tinyshapes_dir)},
+        seed=5, width=64, height=64,
+    )
+    assert PIL.Image.open(output).text["parameters"] == expected
+
+
+def run_cli_without_torch(*args: str) -> tuple[int, str, bool]:
+    """Run the CLI in a fresh interpreter; report its exit code, stderr and whether torch got imported."""
+    probe = (
+        "import sys\nfrom generation.__main__ import main\nrc = main(sys.argv[1:])\n"
+        "print('torch' in sys.modules, file=sys.stderr)\nsys.exit(rc)"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", probe, *args], cwd=REPO, capture_output=True, text=True,
+                            env=env, timeout=60)
+    *lines, imported = result.stderr.strip().splitlines()
+    return result.returncode, "\n".join(lines), imported == "True"
+
+
+def test_mistakes_are_reported_in_one_line_before_torch_loads(tmp_path):
+    code, error, torch_loaded = run_cli_without_torch("a cat", "--init-image", "/nonexistent.png")
+    assert (code, error, torch_loaded) == (2, "error: --init-image /nonexistent.png: no such file.", False)
+
+    code, error, torch_loaded = run_cli_without_torch("a cat", "--model", "nosuchmodel")
+    assert (code, error, torch_loaded) == (2, "error: Model 'nosuchmodel': no such file or folder: nosuchmodel", False)
+
+    code, error, torch_loaded = run_cli_without_torch("a cat", "--model", "someone/not-downloaded")
+    assert code == 2 and not torch_loaded
+    assert error == (
+        "error: Model 'someone/not-downloaded': someone/not-downloaded looks like a Hugging Face hub id, but "
+        "HF_HUB_OFFLINE is set and it is not in the local cache; download it first or give a local folder."
+    )
+
+    code, error, torch_loaded = run_cli_without_torch("a cat", "--steps", "0")
+    assert (code, error, torch_loaded) == (2, "error: steps must be a whole number from 1 to 150, got 0.", False)
+
+
+def test_a_models_file_gives_names_and_defaults(tmp_path, capsys, tiny_dirs):
+    models = tmp_path / "models.toml"
+    models.write_text(
+        f'''[models.fluxy]
+display_name = "Tiny Flux"
+path = "{tiny_dirs['flux']}"
+steps = 3
+guidance = 2.5
+size = 64
+'''
+    )
+    output = tmp_path / "fluxy.png"
+    assert main(["a red circle", "--models-file", str(models), "--model", "fluxy", "--seed", "1", "-o", str(output),
+                 "--threads", "1"]) == 0
+    parameters = PIL.Image.open(output).text["parameters"]
+    assert "Steps: 3, Sampler: Euler, CFG scale: 2.5, Seed: 1, Size: 64x64, Model: fluxy" in parameters

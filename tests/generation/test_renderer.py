@@ -130,7 +130,7 @@ def test_cancel_stops_the_render_at_the_next_step(renderer):
 def test_an_unreadable_init_image_fails_with_a_readable_reason(renderer):
     with pytest.raises(RenderError) as error:
         renderer.render(fast_request(init_image=b"\x89PNG but not really"))
-    assert error.value.reason == "The init image could not be read; attach a PNG or JPEG file."
+    assert error.value.reason == "The init image could not be read; use a PNG or JPEG image."
 
 
 def test_out_of_memory_frees_cached_memory_and_fails_retryably(renderer, monkeypatch):

@@ -52,13 +52,13 @@ def test_pixel_cap():
 @pytest.mark.parametrize("steps", [0, 51, 2.5])
 def test_steps_range(steps):
     assert rejected(num_inference_steps=steps) == (
-        f"num_inference_steps (steps) must be a whole number from 1 to 50, got {steps!r}."
+        f"steps must be a whole number from 1 to 50, got {steps!r}."
     )
 
 
 @pytest.mark.parametrize("cfg", [-0.5, 30.5, float("nan")])
 def test_guidance_range(cfg):
-    assert rejected(guidance_scale=cfg) == f"guidance_scale (cfg) must be a number from 0 to 30, got {cfg!r}."
+    assert rejected(guidance_scale=cfg) == f"guidance must be a number from 0 to 30, got {cfg!r}."
 
 
 @pytest.mark.parametrize("seed", [-1, MAX_SEED + 1])
@@ -77,12 +77,12 @@ def test_strength_range(strength):
 
 
 def test_variation_strength_range():
-    assert rejected(variation_strength=1.2) == "variation_strength must be a number from 0 to 1, got 1.2."
+    assert rejected(variation_strength=1.2) == "variation strength must be a number from 0 to 1, got 1.2."
 
 
 def test_variation_seed_range():
     assert rejected(variation_seed=MAX_SEED + 1) == (
-        "variation_seed must be a whole number from 0 to 4294967295, got 4294967296."
+        "variation seed must be a whole number from 0 to 4294967295, got 4294967296."
     )
 
 
@@ -96,20 +96,20 @@ def test_unknown_model_lists_the_valid_ones():
 
 
 def test_negative_prompt_must_be_text():
-    assert rejected(negative_prompt=["blue"]) == "negative_prompt must be text."
+    assert rejected(negative_prompt=["blue"]) == "The negative prompt must be text."
 
 
 def test_init_image_must_be_image_data():
-    assert rejected(init_image="cat.png") == "init_image must be PNG or JPEG bytes or a PIL image."
+    assert rejected(init_image="cat.png") == "The init image must be PNG or JPEG bytes or a PIL image."
 
 
 def test_unreadable_init_image():
-    assert rejected(init_image=b"not an image") == "init_image is not a readable image; attach a PNG or JPEG file."
+    assert rejected(init_image=b"not an image") == "The init image is not a readable image; use a PNG or JPEG file."
 
 
 def test_variations_need_text_to_image():
     assert rejected(init_image=png_bytes(), variation_strength=0.15) == (
-        "variation_strength only works for text-to-image; remove init_image or set variation_strength to 0."
+        "Variations only work for text-to-image; remove the init image or set the variation strength to 0."
     )
 
 
@@ -138,13 +138,13 @@ def test_a_prompt_longer_than_the_text_encoder_window_is_reported(service):
     count = 2 * window + 2  # "red" and "circle" are one token each, plus the start and end tokens
     assert str(error.value) == (
         f"prompt is too long: {count} tokens, but the model reads at most {window} "
-        f"(including 2 start/end tokens), so the last {count - window} would be dropped. Shorten it."
+        f"(including its start and end tokens), so the last {count - window} would be dropped. Shorten it."
     )
 
 
 def test_a_long_negative_prompt_is_reported_too(service):
     window = service.renderer.tokenizer("tinyshapes").model_max_length
-    with pytest.raises(RequestError, match="^negative_prompt is too long"):
+    with pytest.raises(RequestError, match="^negative prompt is too long"):
         service.prepare(GenerationRequest("a red circle", negative_prompt=" ".join(["blue"] * window)))
 
 
@@ -180,7 +180,7 @@ def test_a_configured_model_whose_files_are_missing_is_reported(tmp_path, tinysh
     service = GenerationService(Renderer(tinyshapes, device="cpu"), Limits(models=("tinyshapes", missing)))
     with pytest.raises(RequestError) as error:
         service.prepare(GenerationRequest("a red circle", model=missing))
-    assert str(error.value) == f"Model {missing!r} is not available right now; try another model."
+    assert str(error.value) == f"Model {missing!r}: no such file or folder: {missing}"
     # The bot asks for the native size (the base of --ar) before it builds the request.
     with pytest.raises(RequestError) as error:
         service.native_size(missing)

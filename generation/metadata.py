@@ -1,0 +1,81 @@
+"""The A1111 `parameters` PNG text, written the same way by the CLI and (through storage) the bot.
+
+This is the one writer: storage.files re-exports `a1111_parameters` and `encode_png` from here
+(storage may import this leaf module: it needs only PIL and json, never torch).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+from PIL import Image as PILImage
+from PIL.PngImagePlugin import PngInfo
+
+
+def _format_number(value: float) -> str:
+    # A1111 prints 7.0 as "7.0" and 0.05 as "0.05"; repr keeps exactly what was stored.
+    return repr(float(value))
+
+
+def a1111_parameters(params: Mapping[str, Any], *, seed: int, width: int, height: int,
+                     variation_seed: int | None = None, variation_strength: float = 0.0,
+                     img2img: bool = False) -> str:
+    """The `parameters` text A1111 writes, which A1111, ComfyUI and civitai read back.
+
+    Format: prompt, optional "Negative prompt: ..." line, then one "Key: value, ..." line.
+    `params` holds GenerationRequest fields (prompt, negative_prompt, num_inference_steps, sampler,
+    guidance_scale, model, strength).
+    """
+    lines = [params.get("prompt") or ""]
+    if params.get("negative_prompt"):
+        lines.append(f"Negative prompt: {params['negative_prompt']}")
+    fields = [
+        ("Steps", params.get("num_inference_steps")),
+        ("Sampler", params.get("sampler")),
+        ("CFG scale", _format_number(params["guidance_scale"])
+         if params.get("guidance_scale") is not None else None),
+        ("Seed", seed),
+        ("Size", f"{width}x{height}"),
+        ("Model", params.get("model")),
+    ]
+    if variation_seed is not None and variation_strength:
+        fields.append(("Variation seed", variation_seed))
+        fields.append(("Variation seed strength", _format_number(variation_strength)))
+    if img2img and params.get("strength") is not None:
+        fields.append(("Denoising strength", _format_number(params["strength"])))
+    lines.append(", ".join(f"{key}: {_quote(value)}" for key, value in fields if value is not None))
+    return "\n".join(lines)
+
+
+def _quote(value: Any) -> str:
+    # A1111 quotes values containing separators (e.g. a model name with a comma) as JSON strings.
+    text = str(value)
+    if "," in text or ":" in text or "\n" in text or text.startswith('"'):
+        return json.dumps(text)
+    return text
+
+
+def encode_png(image: PILImage.Image, parameters: str) -> bytes:
+    """PNG bytes with the A1111 `parameters` tEXt chunk."""
+    info = PngInfo()
+    info.add_text("parameters", parameters)
+    if image.mode not in ("RGB", "RGBA", "L", "LA", "P", "I", "I;16"):
+        image = image.convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def rendered_png(request: Any, rendered: Any) -> bytes:
+    """PNG bytes of one RenderedImage of `request`, with its A1111 parameters (what the bot stores)."""
+    params = {key: value for key, value in asdict(request).items() if key != "init_image"}
+    width, height = rendered.image.size
+    text = a1111_parameters(
+        params, seed=rendered.seed, width=width, height=height, variation_seed=rendered.variation_seed,
+        variation_strength=rendered.variation_strength, img2img=request.init_image is not None,
+    )
+    return encode_png(rendered.image, text)

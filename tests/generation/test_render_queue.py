@@ -495,11 +495,8 @@ async def test_prepare_reads_no_model_files_on_the_event_loop_after_start(tinysh
     from generation.models import ModelSource
     from generation.renderer import Renderer
 
-    configs = tmp_path / "configs"
-    shutil.copytree(tinyshapes_dir / "tokenizer", configs / "tokenizer")
-    for part in ("unet", "vae"):
-        (configs / part).mkdir(parents=True)
-        shutil.copy(tinyshapes_dir / part / "config.json", configs / part / "config.json")
+    configs = tmp_path / "configs"  # the model's tokenizer and config files, without its weights
+    shutil.copytree(tinyshapes_dir, configs, ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "*.ckpt"))
     renderer = Renderer(ModelSource("tinyshapes", str(configs)), device="cpu")
     service = await started(renderer)
     shutil.rmtree(configs)

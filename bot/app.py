@@ -8,35 +8,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.buttons import DYNAMIC_ITEMS
 from bot.errors import on_app_command_error
+from bot.intake import Intake
 from bot.runner import JobRunner
 from bot.settings import Settings
+from bot.views import DYNAMIC_ITEMS
+from generation import GenerationRequest, GenerationService, Limits
+from generation.service import IdleWait
+from storage import Store
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-IdleWait = Callable[[Awaitable[T]], Awaitable[T]]
-
 EXTENSIONS = (
     "bot.cogs.imagine",
-    "bot.cogs.buttons",
     "bot.cogs.history",
-    "bot.cogs.preferences",
+    "bot.cogs.member_defaults",
     "bot.cogs.queue",
 )
 
 
-def build_service(settings: Settings, idle_wait: IdleWait[Any] | None) -> Any:
+class Closeable(Protocol):
+    async def close(self) -> None: ...
+
+
+def build_service(settings: Settings, idle_wait: IdleWait | None) -> GenerationService:
     """The GenerationService that Settings describe (not started)."""
-    from generation import GenerationService, Limits, Renderer
+    from generation import Renderer
 
     renderer = Renderer(settings.model, device=settings.device, dtype=settings.dtype,
                         extra_models=tuple(settings.extra_models), cpu_threads=settings.cpu_threads)
@@ -46,14 +50,14 @@ def build_service(settings: Settings, idle_wait: IdleWait[Any] | None) -> Any:
                              idle_wait=idle_wait)
 
 
-ServiceFactory = Callable[[Settings, "IdleWait[Any] | None"], Any]
+ServiceFactory = Callable[[Settings, "IdleWait | None"], GenerationService]
 
 
-class GuildGateTree(app_commands.CommandTree):
+class GuildGateTree(app_commands.CommandTree["ImagineBot"]):
     """Refuses commands outside `settings.allowed_guilds` (when that list is non-empty)."""
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        allowed = self.client.settings.allowed_guilds  # type: ignore[attr-defined]
+    async def interaction_check(self, interaction: discord.Interaction[ImagineBot]) -> bool:
+        allowed = self.client.settings.allowed_guilds
         if allowed and interaction.guild_id not in allowed:
             await interaction.response.send_message(
                 "imagine-bot is not enabled in this server (or in DMs); ask its operator to add it.",
@@ -63,33 +67,43 @@ class GuildGateTree(app_commands.CommandTree):
 
 
 class ImagineBot(commands.Bot):
-    """A commands.Bot with the generation service, the store and the job runner attached."""
+    """A commands.Bot with the store, the generation service, the intake and the job runner attached.
 
-    def __init__(self, settings: Settings, *, store: Any = None, service: Any = None,
-                 idle_wait: IdleWait[Any] | None = None, service_factory: ServiceFactory | None = None) -> None:
+    `store`, `service`, `runner` and `intake` exist once setup_hook has run (injected ones at once).
+    """
+
+    store: Store
+    service: GenerationService
+    runner: JobRunner
+    intake: Intake
+
+    def __init__(self, settings: Settings, *, store: Store | None = None, service: GenerationService | None = None,
+                 idle_wait: IdleWait | None = None, service_factory: ServiceFactory | None = None) -> None:
         # Slash commands and components only: no privileged intents, no message content.
         super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.default(),
                          tree_cls=GuildGateTree, help_command=None)
         self.settings = settings
-        self.store = store
-        self.service = service
+        self._injected_store = store
+        self._injected_service = service
         self.idle_wait = idle_wait
         self.service_factory = service_factory or build_service
-        self.runner: JobRunner | None = None
-        self._owned: list[Any] = []  # what setup_hook opened, closed in reverse order
+        self._owned: list[Closeable] = []  # what setup_hook opened, closed in reverse order
 
     async def setup_hook(self) -> None:
-        if self.store is None:
-            from storage import Store
-
+        if self._injected_store is not None:
+            self.store = self._injected_store
+        else:
             self.store = await Store.open(self.settings.resolved_database_url, self.settings.data_dir)
             self._owned.append(self.store)
-        if self.service is None:
+        if self._injected_service is not None:
+            self.service = self._injected_service
+        else:
             self.service = self.service_factory(self.settings, self.idle_wait)
             self._owned.append(self.service)
             await self.service.start()
         self.runner = JobRunner(self, self.store, self.service, queue_wait=self.idle_wait)
-        self.tree.on_error = on_app_command_error
+        self.intake = Intake(self)
+        self.tree.on_error = on_app_command_error  # type: ignore[method-assign]
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self.add_dynamic_items(*DYNAMIC_ITEMS)
@@ -99,8 +113,6 @@ class ImagineBot(commands.Bot):
 
     def _warm_up(self) -> None:
         """Read every model's tokenizer and config now, so /imagine's validation (before its defer) is fast."""
-        from generation import GenerationRequest
-
         for model in self.settings.model_names:
             try:
                 self.service.prepare(GenerationRequest(prompt="warm up", model=model))
@@ -111,10 +123,11 @@ class ImagineBot(commands.Bot):
     async def recover(self) -> None:
         """Re-queue jobs a previous run left queued or running; post results it never posted.
 
-        No interaction token survives a restart, so these results go to their channels as normal messages.
+        Their replies are edited while the stored interaction token lives, else they go to the channel.
         """
-        assert self.runner is not None
-        recovery = await self.store.recover()
+        recovery = await self.store.recover(self.settings.max_render_attempts)
+        for record in recovery.failed:
+            self.runner.spawn(self.runner.report_recovered_failure(record), name=f"report job #{record.id}")
         for record in recovery.to_render:
             try:
                 await self.runner.resume(record)
@@ -129,8 +142,9 @@ class ImagineBot(commands.Bot):
 
     async def close_resources(self) -> None:
         """Stop background work and close what setup_hook opened (injected objects stay open)."""
-        if self.runner is not None:
-            await self.runner.close()
+        runner = getattr(self, "runner", None)
+        if runner is not None:
+            await runner.close()
         while self._owned:
             resource = self._owned.pop()
             try:
@@ -146,8 +160,9 @@ class ImagineBot(commands.Bot):
                 log.exception("error while closing %r", resource)
 
 
-def create_bot(settings: Settings | None = None, *, store: Any = None, service: Any = None,
-               idle_wait: IdleWait[Any] | None = None, service_factory: ServiceFactory | None = None) -> ImagineBot:
+def create_bot(settings: Settings | None = None, *, store: Store | None = None,
+               service: GenerationService | None = None, idle_wait: IdleWait | None = None,
+               service_factory: ServiceFactory | None = None) -> ImagineBot:
     """Build the bot. Nothing is opened until it logs in (setup_hook).
 
     `store` / `service` are used as given (already open and started; the caller closes them) instead of

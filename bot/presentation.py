@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,23 +17,24 @@ import discord
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from storage import GenerationKind
+
 if TYPE_CHECKING:
     from generation import GenerationRequest, Progress, QueueEntry
     from storage import GenerationRecord
 
-# Discord's attachment limit when nothing better is known (a guild without boosts).
-DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 # Room for the multipart envelope and the embed JSON that share the upload request.
 UPLOAD_HEADROOM = 256 * 1024
 EMBED_COLOUR = discord.Colour.from_rgb(88, 101, 242)
 MAX_PROMPT_IN_TITLE = 256
 
 KIND_LABELS = {
-    "imagine": "Imagined",
-    "reroll": "Rerolled",
-    "variation": "Variation",
-    "upscale": "Upscaled",
-    "edit": "Edited",
+    GenerationKind.IMAGINE: "Imagined",
+    GenerationKind.REROLL: "Rerolled",
+    GenerationKind.VARIATION: "Variation",
+    GenerationKind.UPSCALE: "Upscaled 2×",
+    GenerationKind.EDIT: "Edited",
+    GenerationKind.PICK: "Picked",
 }
 
 
@@ -48,11 +51,10 @@ class EncodedImage:
 
 @dataclass(frozen=True)
 class ResultMessage:
-    """A result ready to post, re-sendable: `files()` builds fresh uploads on every call."""
+    """A result ready to post (the caller attaches the buttons), re-sendable: `files()` builds fresh uploads."""
 
     embed: discord.Embed
     image: EncodedImage
-    view: discord.ui.View
     content: str | None = None
 
     def files(self) -> list[discord.File]:
@@ -65,7 +67,7 @@ def png_parameters(data: bytes) -> str | None:
         return image.info.get("parameters")
 
 
-def compose_grid(images: list[Image.Image]) -> Image.Image:
+def compose_grid(images: Sequence[Image.Image]) -> Image.Image:
     """Two columns, as many rows as needed (a 2×2 grid for four images)."""
     if len(images) == 1:
         return images[0]
@@ -183,7 +185,7 @@ def result_embed(record: GenerationRecord, *, image: EncodedImage | None = None)
                         value=f"{label} {_seeds_text(variation_seeds)}, strength {record.variation_strength:g}")
     if record.has_init_image:
         embed.add_field(name="Init image", value=f"strength {record.strength:g}", inline=True)
-    footer = f"#{record.id} · {KIND_LABELS.get(record.kind.value, record.kind.value)} · {record.model}"
+    footer = f"#{record.id} · {KIND_LABELS[record.kind]} · {record.model}"
     if record.parent_id is not None:
         footer += f" · from #{record.parent_id}"
     if image is not None and image.shrunk_from is not None:
@@ -195,18 +197,21 @@ def result_embed(record: GenerationRecord, *, image: EncodedImage | None = None)
     return embed
 
 
-def encode_result(record: GenerationRecord, image_bytes: list[bytes], *,
-                  size_limit: int = DEFAULT_UPLOAD_LIMIT) -> EncodedImage:
+def footer_generation_id(embed: discord.Embed) -> int | None:
+    """The generation a result embed shows (its footer starts with "#<id> ·"), if it is one of ours."""
+    match = re.match(r"#([0-9]+) ·", embed.footer.text or "")
+    return int(match.group(1)) if match else None
+
+
+def encode_result(record: GenerationRecord, image_bytes: list[bytes], *, size_limit: int) -> EncodedImage:
     """The picture to upload (CPU-heavy for big images: callers on the event loop use a thread)."""
     return fit_upload(result_png(record, image_bytes), stem=f"imagine_{record.id}", limit=size_limit)
 
 
 def result_message(record: GenerationRecord, image: EncodedImage, *, mention_owner: bool = False) -> ResultMessage:
-    """Embed and buttons around an encoded picture (builds a View: call on the event loop)."""
-    from bot.cogs.buttons import result_view  # the buttons module is the one place custom ids live
-
+    """The embed around an encoded picture."""
     content = f"<@{record.owner_id}>" if mention_owner else None
-    return ResultMessage(result_embed(record, image=image), image, result_view(record), content)
+    return ResultMessage(result_embed(record, image=image), image, content)
 
 
 # ----------------------------------------------------------------------------- status message

@@ -1,47 +1,50 @@
-"""From an accepted request to a posted result: queue, status message, delivery, retries.
+"""From a recorded job to a posted result: init image, queue, status line, delivery, retries.
 
-One JobRunner per bot. Commands and buttons validate first (`runner.validate`), defer with
-`thinking=True`, then call `start_generation`; everything after that runs in a background task so the
-interaction handler returns at once.
+One JobRunner per bot. `Intake.submit` records a job and calls `start`; recovery calls `resume` and
+`deliver_recovered`. Everything here runs in background tasks, so interaction handlers return at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import datetime
+import io
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import discord
+from PIL import Image
 
 from bot import presentation
-from bot.errors import UserFacingError, apology
-from bot.records import request_from_record, request_to_params
+from bot.errors import apology
+from bot.record_requests import request_from_record
+from bot.reply import DEFAULT_UPLOAD_LIMIT, Reply
+from bot.views import result_view, status_view
 from generation import GenerationRequest, JobCancelled, JobFailed, RequestError
+from generation.service import IdleWait
 from storage import CorruptImage, GenerationKind, ImageInput
 
 if TYPE_CHECKING:
-    from generation import GenerationService, Job, Progress
+    from generation import GenerationService, Job, Progress, Reservation
     from storage import GenerationRecord, Store
 
 log = logging.getLogger(__name__)
 
-# Discord keeps an interaction token for 15 minutes; leave a margin for a slow upload.
-TOKEN_LIFETIME = datetime.timedelta(minutes=15)
-TOKEN_MARGIN = datetime.timedelta(seconds=30)
 # At most one status edit per this many seconds (Discord rate-limits webhook edits to ~5 per 5 s).
 STATUS_EDIT_INTERVAL_S = 1.0
 # Upload retries after a 5xx / 429: the waits between attempts (3 tries in all).
 RETRY_DELAYS_S = (0.5, 1.5)
+# How far back recovery looks in a channel for a result it may have posted just before dying.
+RECENT_MESSAGES = 50
+# Decoding is checked in full before rendering; this bounds the memory that takes (a phone photo fits).
+MAX_INIT_IMAGE_PIXELS = 4096 * 4096
+INIT_IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
 
 
-def token_usable(interaction: discord.Interaction) -> bool:
-    """Whether the interaction's webhook token still has time for one more edit."""
-    return discord.utils.utcnow() < interaction.created_at + TOKEN_LIFETIME - TOKEN_MARGIN
+class JobProblem(Exception):
+    """A job cannot go on for a reason the user can act on; `str()` is shown to them privately."""
 
 
 def _identity(awaitable: Awaitable[Any]) -> Awaitable[Any]:
@@ -55,8 +58,13 @@ def _retryable(error: Exception) -> bool:
     return isinstance(error, (aiohttp.ClientError, asyncio.TimeoutError, OSError))
 
 
+def delivery_nonce(generation_id: int) -> str:
+    """Discord drops a second message with the same nonce sent within a few minutes (enforce_nonce)."""
+    return f"imagine-{generation_id}"
+
+
 class StatusMessage:
-    """The interaction's thinking message, used as a live status line until the result replaces it.
+    """The reply's thinking message, used as a live status line until the result replaces it.
 
     Progress edits are throttled without timers: an offer is sent only when the last edit is at least
     STATUS_EDIT_INTERVAL_S old on `clock` (the event loop's by default) and none is in flight; otherwise
@@ -64,15 +72,15 @@ class StatusMessage:
     offer of a new stage (queued → rendering) always goes out. `finish()` stops them.
     """
 
-    def __init__(self, interaction: discord.Interaction | None, spawn: Any,
+    def __init__(self, reply: Reply | None, spawn: Callable[..., asyncio.Task[Any]],
                  clock: Callable[[], float] | None = None, interval_s: float = STATUS_EDIT_INTERVAL_S) -> None:
-        self.interaction = interaction
+        self.reply = reply
         self._spawn = spawn
         self._clock = clock or asyncio.get_running_loop().time
         self._interval_s = interval_s
         self._last_edit = float("-inf")
         self._stage: str | None = None
-        self._in_flight: asyncio.Task[None] | None = None
+        self._in_flight: asyncio.Task[Any] | None = None
         self._closed = False
 
     async def show(self, **fields: Any) -> None:
@@ -81,7 +89,7 @@ class StatusMessage:
 
     def offer(self, stage: str, **fields: Any) -> bool:
         """Edit soon if the rate limit allows (or `stage` is new); False if this update was dropped."""
-        if self._closed or self.interaction is None:
+        if self._closed or self.reply is None:
             return False
         if self._in_flight is not None and not self._in_flight.done():
             return False
@@ -102,34 +110,25 @@ class StatusMessage:
             await self._edit(fields)
 
     async def _edit(self, fields: dict[str, Any]) -> None:
-        interaction = self.interaction
-        if interaction is None or not token_usable(interaction):
+        reply = self.reply
+        if reply is None or not reply.usable():
             return
         self._last_edit = self._clock()
         try:
-            await interaction.edit_original_response(**fields)
+            await reply.edit(**fields)
         except Exception as error:
-            # A status line is worth no retry, and must never stop the job (a network blip here
-            # would otherwise abort the delivery that follows): the next edit or the result supersedes it.
+            # A status line is worth no retry, and must never stop the job: the next edit or the result
+            # supersedes it.
             log.info("status edit failed (%r); carrying on", error)
 
 
-@dataclass
-class Destination:
-    """Where a result goes: the interaction's status message while its token lives, else the channel."""
-
-    channel_id: int
-    guild_id: int | None
-    interaction: discord.Interaction | None = None
-
-
 class JobRunner:
-    """Runs generations for the bot: submit, follow progress, store the images, post the result."""
+    """Runs recorded generations for the bot: render (or copy), follow progress, store, post."""
 
     def __init__(self, bot: discord.Client, store: Store, service: GenerationService, *,
                  retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S,
                  status_clock: Callable[[], float] | None = None,
-                 queue_wait: Callable[[Awaitable[Any]], Awaitable[Any]] | None = None) -> None:
+                 queue_wait: IdleWait | None = None) -> None:
         self.bot = bot
         self.store = store
         self.service = service
@@ -144,74 +143,35 @@ class JobRunner:
 
     # ------------------------------------------------------------------ entry points
 
-    def validate(self, request: GenerationRequest) -> GenerationRequest:
-        """The request with seed and size filled in, or UserFacingError naming what is wrong.
-
-        Cheap and synchronous: call it before deferring so errors can be ephemeral.
-        """
-        try:
-            return self.service.prepare(request)
-        except RequestError as error:
-            raise UserFacingError(str(error)) from None
-
-    async def start_generation(self, interaction: discord.Interaction, request: GenerationRequest,
-                               kind: GenerationKind, parent_id: int | None = None) -> GenerationRecord:
-        """Record `request`, queue it, and follow it to a posted result; returns the new record.
-
-        Call after `interaction.response.defer(thinking=True)`: the thinking message becomes the
-        status line ("Queued — position 2, ETA ~3 s" → "Rendering step 5/20" + preview) and is then
-        edited into the result. If the token has expired by then, the result is posted in the channel
-        instead. Returns once the job is queued; rendering and delivery continue in the background.
-        Raises UserFacingError (already shown to the user on the status message) when the queue is full
-        or the request is refused.
-        """
-        status = StatusMessage(interaction, self.spawn, self.status_clock, self.status_interval_s)
-        try:
-            prepared = self.validate(request)
-        except UserFacingError as error:
-            await status.finish(content=f"⚠️ {error}")
-            raise
-        record = await self.store.create_generation(
-            owner_id=interaction.user.id, guild_id=interaction.guild_id, channel_id=interaction.channel_id,
-            kind=kind, parent_id=parent_id, params=request_to_params(prepared), init_image=prepared.init_image,
-        )
-        destination = Destination(interaction.channel_id, interaction.guild_id, interaction)
-        try:
-            job = self.service.submit(prepared, owner=str(interaction.user.id), key=str(record.id))
-        except RequestError as error:  # QueueFull included
-            await self._quietly(self.store.mark_failed(record.id, str(error)), "record the refusal", record.id)
-            await status.finish(content=f"⚠️ {error}")
-            raise UserFacingError(str(error)) from None
-        except Exception as error:
-            # Marked failed so that recovery does not render, after a restart, a job the user was told failed.
-            log.exception("job #%s could not be queued", record.id)
-            await self._quietly(self.store.mark_failed(record.id, f"internal error: {type(error).__name__}"),
-                                "record the failure", record.id)
-            await status.finish(content=apology(record.id))
-            raise UserFacingError(apology(record.id)) from None
-        from bot.cogs.buttons import status_view
-
-        entry = self.service.snapshot().entry(job.key)
-        await status.show(content=presentation.queued_status(prepared, entry), view=status_view(record.id))
-        self.spawn(self._follow(job, record, prepared, destination, status), name=f"job #{record.id}")
-        return record
+    def start(self, record: GenerationRecord, request: GenerationRequest, reservation: Reservation | None,
+              reply: Reply | None, attachment: discord.Attachment | None = None) -> None:
+        """Carry a just-recorded job to its result in the background (`Intake.submit` calls this)."""
+        self.spawn(self._run(record, request, reservation, reply, attachment), name=f"job #{record.id}")
 
     async def resume(self, record: GenerationRecord) -> None:
-        """Re-queue a recovered generation; its result is posted in its channel (no token survives)."""
+        """Queue a generation found queued at start-up; its reply is edited while its token lives."""
+        reply = Reply.from_record(self.bot, record)
         try:
-            init_image = await self.store.read_init_image(record.id) if record.has_init_image else None
-            request = request_from_record(record, init_image)
-            job = self.service.submit(request, owner=str(record.owner_id), key=str(record.id))
+            init_image = await self.store.read_init_image(record.id) if record.init_image_url is None else None
+            request = self.service.prepare(request_from_record(record, init_image))
         except (RequestError, CorruptImage) as error:
             # Left queued it would fail the same way at every start; failed, it shows in /history with why.
-            await self.store.mark_failed(record.id, f"could not be re-queued after a restart: {error}")
+            reason = f"could not be queued again after a restart: {error}"
+            await self.store.mark_failed(record.id, reason)
+            await self._show_failure(record, request_from_record(record), reason, reply)
             return
-        destination = Destination(record.channel_id, record.guild_id)
-        self.spawn(self._follow(job, record, request, destination, StatusMessage(None, self.spawn)),
+        attachment_url = record.init_image_url
+        self.spawn(self._run(record, request, None, reply, None, attachment_url=attachment_url),
                    name=f"job #{record.id}")
 
     async def deliver_recovered(self, record: GenerationRecord) -> None:
-        await self.deliver(record, Destination(record.channel_id, record.guild_id))
+        await self.deliver(record, Reply.from_record(self.bot, record))
+
+    async def report_recovered_failure(self, record: GenerationRecord) -> None:
+        """A job that failed during recovery (it stopped the renderer too often): tell its owner."""
+        reason = record.failure_reason or "it was interrupted"
+        await self._show_failure(record, request_from_record(record), reason, Reply.from_record(self.bot, record))
+        await self._quietly(self.store.clear_interaction(record.id), "forget the interaction", record.id)
 
     # ------------------------------------------------------------------ background work
 
@@ -233,9 +193,91 @@ class JobRunner:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _follow(self, job: Job, record: GenerationRecord, request: GenerationRequest,
-                      destination: Destination, status: StatusMessage) -> None:
-        marking_running: list[asyncio.Task[Any]] = []
+    async def _run(self, record: GenerationRecord, request: GenerationRequest, reservation: Reservation | None,
+                   reply: Reply | None, attachment: discord.Attachment | None, *,
+                   attachment_url: str | None = None) -> None:
+        status = StatusMessage(reply, self.spawn, self.status_clock, self.status_interval_s)
+        try:
+            if attachment is not None or attachment_url is not None:
+                init_image = await self._download_init_image(attachment, attachment_url)
+                await self.store.attach_init_image(record.id, init_image)
+                request = request.replace(init_image=init_image)
+            if record.kind is GenerationKind.PICK:
+                done = await self._copy_picked_image(record)
+            else:
+                done = await self._render(record, request, reservation, status)
+        except JobProblem as problem:
+            await self._fail(record, request, str(problem), status)
+            return
+        except JobCancelled:
+            await self._quietly(self.store.mark_cancelled(record.id), "record the cancellation", record.id)
+            await status.finish(content=f"{presentation.status_header(request)}\n✖ Cancelled.", view=None)
+            return
+        except JobFailed as error:
+            await self._fail(record, request, error.reason, status)
+            return
+        except Exception as error:
+            log.exception("job #%s failed unexpectedly", record.id)
+            await self._quietly(self.store.mark_failed(record.id, f"internal error: {type(error).__name__}"),
+                                "record the failure", record.id)
+            await status.finish(content=apology(record.id), view=None)
+            return
+        finally:
+            if reservation is not None:
+                reservation.release()  # a no-op once submit() used it
+        await status.finish()
+        await self.deliver(done, reply)
+
+    async def _download_init_image(self, attachment: discord.Attachment | None, url: str | None) -> bytes:
+        """The init image's bytes, once they have decoded as a picture (JobProblem if not)."""
+        try:
+            if attachment is not None:
+                data = await attachment.read()
+            else:
+                assert url is not None
+                data = await self.bot.http.get_from_cdn(url)
+        except (discord.HTTPException, aiohttp.ClientError) as error:
+            status = getattr(error, "status", None)
+            raise JobProblem(f"init_image could not be downloaded from Discord (HTTP {status}); "
+                             "attach it again.") from None
+        await asyncio.to_thread(check_init_image, data)
+        return data
+
+    async def _copy_picked_image(self, record: GenerationRecord) -> GenerationRecord:
+        """A pick (U1–U4): the parent's image, stored again as this generation's only image."""
+        await self.store.mark_running(record.id)
+        parent = await self.store.get(record.parent_id) if record.parent_id is not None else None
+        index = record.source_index or 0
+        if parent is None or index >= len(parent.images):
+            raise JobProblem("the original image is gone (it was deleted), so it can't be picked.")
+        image = parent.images[index]
+        png = await self.store.read_image(image)
+        with Image.open(io.BytesIO(png)) as opened:
+            picture = opened.copy()
+        return await self.store.mark_done(record.id, [ImageInput(
+            index=0, image=picture, seed=image.seed, variation_seed=image.variation_seed,
+            variation_strength=image.variation_strength)], 0.0)
+
+    async def _render(self, record: GenerationRecord, request: GenerationRequest, reservation: Reservation | None,
+                      status: StatusMessage) -> GenerationRecord:
+        job = self.service.submit(request, owner=str(record.owner_id), key=str(record.id), reservation=reservation,
+                                  enforce_caps=False, before_start=lambda: self._mark_running(record.id))
+        entry = self.service.snapshot().entry(job.key)
+        await status.show(content=presentation.queued_status(request, entry), view=status_view(record.id))
+        self._follow_progress(job, record, request, status)
+        result = await self.queue_wait(job.result())
+        images = [
+            ImageInput(index=index, image=rendered.image, seed=rendered.seed,
+                       variation_seed=rendered.variation_seed, variation_strength=rendered.variation_strength)
+            for index, rendered in enumerate(result.images)
+        ]
+        return await self.store.mark_done(record.id, images, result.duration_s)
+
+    async def _mark_running(self, generation_id: int) -> None:
+        await self.store.mark_running(generation_id)
+
+    def _follow_progress(self, job: Job, record: GenerationRecord, request: GenerationRequest,
+                         status: StatusMessage) -> None:
         unsent_preview: list[Progress] = []  # the newest preview not shown yet (edits may be dropped)
         # Progress arrives through call_soon_threadsafe from the render thread, i.e. in that thread's
         # context; the work it starts belongs in this task's context (context variables of the client).
@@ -249,8 +291,6 @@ class JobRunner:
                 log.exception("job #%s: showing progress failed", record.id)
 
         def show_progress(progress: Progress) -> None:
-            if not marking_running:
-                marking_running.append(self.spawn(self.store.mark_running(record.id)))
             if progress.preview is not None:
                 unsent_preview[:] = [progress]
             fields: dict[str, Any] = {"content": presentation.rendering_status(request, progress)}
@@ -260,34 +300,27 @@ class JobRunner:
                 unsent_preview.clear()
 
         job.add_progress_listener(on_progress)
-        try:
-            try:
-                result = await self.queue_wait(job.result())
-            finally:
-                await asyncio.gather(*marking_running, return_exceptions=True)
-            images = [
-                ImageInput(index=index, image=rendered.image, seed=rendered.seed,
-                           variation_seed=rendered.variation_seed, variation_strength=rendered.variation_strength)
-                for index, rendered in enumerate(result.images)
-            ]
-            done = await self.store.mark_done(record.id, images, result.duration_s)
-        except JobCancelled:
-            await self._quietly(self.store.mark_cancelled(record.id), "record the cancellation", record.id)
-            await status.finish(content=f"{presentation.status_header(request)}\n✖ Cancelled.", view=None)
-            return
-        except JobFailed as error:
-            await self._quietly(self.store.mark_failed(record.id, error.reason), "record the failure", record.id)
-            await status.finish(content=f"{presentation.status_header(request)}\n⚠️ {error.reason} (job #{record.id})",
-                                view=None)
-            return
-        except Exception as error:
-            log.exception("job #%s failed unexpectedly", record.id)
-            await self._quietly(self.store.mark_failed(record.id, f"internal error: {type(error).__name__}"),
-                                "record the failure", record.id)
-            await status.finish(content=apology(record.id), view=None)
-            return
+
+    async def _fail(self, record: GenerationRecord, request: GenerationRequest, reason: str,
+                    status: StatusMessage) -> None:
+        await self._quietly(self.store.mark_failed(record.id, reason), "record the failure", record.id)
         await status.finish()
-        await self.deliver(done, destination)
+        await self._show_failure(record, request, reason, status.reply)
+
+    async def _show_failure(self, record: GenerationRecord, request: GenerationRequest, reason: str,
+                            reply: Reply | None) -> None:
+        """The public line says only that the job failed; the reason goes privately to its owner."""
+        public = f"{presentation.status_header(request)}\n⚠️ Job #{record.id} failed."
+        try:
+            if reply is not None and reply.usable():
+                await reply.edit(content=public, attachments=[], view=None)
+                await reply.send_private(f"⚠️ Job #{record.id} failed: {reason}")
+            else:
+                channel = self.bot.get_partial_messageable(record.channel_id or 0, guild_id=record.guild_id)
+                await channel.send(f"<@{record.owner_id}> ⚠️ Job #{record.id} failed: {reason}",
+                                   allowed_mentions=discord.AllowedMentions(users=True))
+        except discord.HTTPException as error:
+            log.info("job #%s: the failure could not be shown (%s); it is in /history", record.id, error)
 
     async def _quietly(self, step: Awaitable[Any], what: str, generation_id: int) -> None:
         """Await a bookkeeping step whose failure must not hide the outcome the user is about to see."""
@@ -300,18 +333,17 @@ class JobRunner:
 
     def _channel_upload_limit(self, guild_id: int | None) -> int:
         guild = self.bot.get_guild(guild_id) if guild_id is not None else None
-        return guild.filesize_limit if guild is not None else presentation.DEFAULT_UPLOAD_LIMIT
+        return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
 
-    async def deliver(self, record: GenerationRecord, destination: Destination) -> discord.Message | None:
-        """Post a finished generation; retries 5xx/429 with backoff; records the message or the failure.
+    async def deliver(self, record: GenerationRecord, reply: Reply | None) -> discord.Message | None:
+        """Post a finished generation once; retries 5xx/429 with backoff; records the message or the failure.
 
         Never raises (but for cancellation): whatever goes wrong is logged with the job id, kept in the
         record as its delivery failure (so /history shows why), and told to the user while the token lives.
         """
-        interaction = destination.interaction
         try:
             image_bytes = [await self.store.read_image(image) for image in record.images]
-            message, last_error, interaction = await self._post(record, destination, image_bytes)
+            message, last_error, reply = await self._post(record, reply, image_bytes)
         except CorruptImage as error:
             reason = f"stored image unreadable: {error}"
         except Exception as error:
@@ -326,46 +358,45 @@ class JobRunner:
             log.error("job #%s: %s", record.id, reason)
         await self._quietly(self.store.record_delivery_failure(record.id, reason), "record the delivery failure",
                             record.id)
-        if interaction is not None and token_usable(interaction):
+        if reply is not None and reply.usable():
             # The upload failed, a short text reply may not: tell the user where the result is.
             try:
-                await interaction.followup.send(
+                await reply.send_private(
                     f"⚠️ Generation #{record.id} is done but could not be posted here ({reason}). "
-                    f"It is kept in your history: /show id:{record.id}", ephemeral=True)
+                    f"It is kept in your history: /show id:{record.id}")
             except discord.HTTPException:
                 pass
         return None
 
-    async def _post(self, record: GenerationRecord, destination: Destination, image_bytes: list[bytes],
-                    ) -> tuple[discord.Message | None, Exception | None, discord.Interaction | None]:
-        """Upload attempts: (the message, None, …) or (None, the last error, the interaction still in use)."""
-        interaction = destination.interaction
+    async def _post(self, record: GenerationRecord, reply: Reply | None, image_bytes: list[bytes],
+                    ) -> tuple[discord.Message | None, Exception | None, Reply | None]:
+        """Upload attempts: (the message, None, …) or (None, the last error, the reply still in use)."""
         encoded: dict[int, presentation.EncodedImage] = {}
         last_error: Exception | None = None
         for attempt in range(len(self.retry_delays_s) + 1):
-            if interaction is not None and not token_usable(interaction):
-                interaction = None  # too old to edit: post a normal channel message instead
-            limit = interaction.filesize_limit if interaction is not None else self._channel_upload_limit(
-                destination.guild_id)
+            if reply is not None and not reply.usable():
+                reply = None  # too old to edit: post a normal channel message instead
+            limit = reply.filesize_limit if reply is not None else self._channel_upload_limit(record.guild_id)
             if limit not in encoded:
                 encoded[limit] = await asyncio.to_thread(
                     presentation.encode_result, record, image_bytes, size_limit=limit)
-            result = presentation.result_message(record, encoded[limit], mention_owner=interaction is None)
+            result = presentation.result_message(record, encoded[limit], mention_owner=reply is None)
+            view = result_view(record)
             try:
-                if interaction is not None:
-                    message = await interaction.edit_original_response(
-                        content=result.content, embed=result.embed, attachments=result.files(), view=result.view)
+                message: discord.Message
+                if reply is not None:
+                    # Editing the original response is idempotent: a restart may repeat it safely.
+                    message = await reply.edit(content=result.content, embed=result.embed, attachments=result.files(),
+                                               view=view)
                 else:
-                    channel = self.bot.get_partial_messageable(destination.channel_id, guild_id=destination.guild_id)
-                    message = await channel.send(content=result.content, embed=result.embed, files=result.files(),
-                                                 view=result.view)
+                    message = await self._post_in_channel(record, result, view)
             except discord.NotFound as error:
                 last_error = error
-                if interaction is None:
+                if reply is None:
                     break
                 # The token expired or the status message was deleted: the channel still works.
                 log.info("job #%s: original response gone (%s); posting in the channel", record.id, error)
-                interaction = None
+                reply = None
                 continue
             except (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
                 last_error = error
@@ -374,5 +405,50 @@ class JobRunner:
                 log.warning("job #%s: upload failed (%r), retrying", record.id, error)
                 await asyncio.sleep(self.retry_delays_s[attempt])
                 continue
-            return message, None, interaction
-        return None, last_error, interaction
+            return message, None, reply
+        return None, last_error, reply
+
+    async def _post_in_channel(self, record: GenerationRecord, result: presentation.ResultMessage,
+                               view: discord.ui.View) -> discord.Message:
+        """A channel message, at most once: the intent is recorded first, and a restart that finds it
+        looks for the post in the channel before posting again; the nonce covers a retry within minutes."""
+        channel = self.bot.get_partial_messageable(record.channel_id or 0, guild_id=record.guild_id)
+        if record.delivery_started_at is not None:
+            earlier = await self._find_earlier_post(channel, record.id)
+            if earlier is not None:
+                log.info("job #%s: found the result posted before a restart (message %s)", record.id, earlier.id)
+                return earlier
+        else:
+            record = await self.store.record_delivery_started(record.id)
+        return await channel.send(content=result.content, embed=result.embed, files=result.files(), view=view,
+                                  nonce=delivery_nonce(record.id))
+
+    async def _find_earlier_post(self, channel: discord.PartialMessageable, generation_id: int,
+                                 ) -> discord.Message | None:
+        bot_user = self.bot.user
+        try:
+            async for message in channel.history(limit=RECENT_MESSAGES):
+                if bot_user is not None and message.author.id == bot_user.id and any(
+                        presentation.footer_generation_id(embed) == generation_id for embed in message.embeds):
+                    return message
+        except discord.HTTPException as error:
+            log.info("job #%s: could not read the channel for an earlier post (%s)", generation_id, error)
+        return None
+
+
+def check_init_image(data: bytes) -> None:
+    """Decode the whole picture (blocking: run it in a thread), so a damaged file never reaches the renderer."""
+    try:
+        with Image.open(io.BytesIO(data), formats=INIT_IMAGE_FORMATS) as image:
+            width, height = image.size
+            if width * height > MAX_INIT_IMAGE_PIXELS:
+                raise JobProblem(
+                    f"init_image is {width}×{height} = {width * height} pixels; the limit is "
+                    f"{MAX_INIT_IMAGE_PIXELS} pixels (for example 4096×4096).")
+            image.load()
+    except JobProblem:
+        raise
+    except Exception:  # PIL reports damage as OSError, SyntaxError, ValueError, DecompressionBombError…
+        raise JobProblem(
+            "init_image is not a readable picture: the file is damaged or is not really a PNG, JPEG or WebP. "
+            "Attach another one.") from None

@@ -1,58 +1,44 @@
-"""The buttons under results and status lines, and the Edit modal.
+"""The buttons under results and status lines, the Edit form, and the views that hold them.
 
 Every button is a DynamicItem whose custom id carries the generation id (and image index), e.g.
-`gen:reroll:42`, `gen:var:42:0`, `gen:up:42:3`. discord.py rebuilds the item from the id on every
+`gen:reroll:42`, `gen:var:42:0`, `gen:pick:42:3`. discord.py rebuilds the item from the id on every
 click, and the record comes from storage, so buttons keep working after a restart. Only the owner
-may use them; members with Manage Messages may also delete.
+may use them; members with Manage Messages may also delete and cancel. New work goes through the
+bot's one entry point (`Intake.submit`).
 """
 
 from __future__ import annotations
 
-import io
+import dataclasses
 import logging
 import re
 from typing import TYPE_CHECKING, Any
 
 import discord
-from discord.ext import commands
-from PIL import Image
 
 from bot import presentation
 from bot.errors import UserFacingError, report_unexpected, send_ephemeral
-from bot.records import imagine_command_line, request_for_image, request_from_record, request_to_params
-from bot.runner import Destination
-from generation import (GenerationRequest, RequestError, apply_prompt_flags, reroll_request, upscale_request,
-                        variation_request)
-from storage import GenerationKind, GenerationStatus, ImageInput
+from bot.intake import Refused, WorkOrder
+from bot.record_requests import imagine_command_line, request_for_image, request_from_record
+from generation import GenerationRequest, RequestError, reroll_request, upscale_request, variation_request
+from storage import GenerationKind, GenerationStatus
 
 if TYPE_CHECKING:
-    from bot.runner import JobRunner
+    from bot.app import ImagineBot
     from storage import GenerationRecord, Store
 
 log = logging.getLogger(__name__)
-
-def _runner(interaction: discord.Interaction) -> JobRunner:
-    return interaction.client.runner  # type: ignore[attr-defined]
+Interaction = discord.Interaction["ImagineBot"]
 
 
-def _store(interaction: discord.Interaction) -> Store:
-    return interaction.client.store  # type: ignore[attr-defined]
-
-
-async def rerun(interaction: discord.Interaction, request: GenerationRequest, kind: GenerationKind,
-                parent_id: int) -> None:
-    """Validate (ephemeral error), then defer and hand the child generation to the runner."""
-    runner = _runner(interaction)
-    try:
-        runner.validate(request)
-    except UserFacingError as error:
-        await send_ephemeral(interaction, str(error))
-        return
-    await interaction.response.defer(thinking=True)
-    try:
-        await runner.start_generation(interaction, request, kind, parent_id)
-    except UserFacingError:
-        pass  # already shown on the status message
+async def submit_child(interaction: Interaction, parent: GenerationRecord, kind: GenerationKind,
+                       request: GenerationRequest, source_index: int | None = None) -> None:
+    """New work derived from `parent`, through the bot's one entry point; a refusal is private."""
+    fields = {item.name: getattr(request, item.name) for item in dataclasses.fields(request)}
+    order = WorkOrder(kind, fields, parent=parent, source_index=source_index)
+    outcome = await interaction.client.intake.submit(interaction, order)
+    if isinstance(outcome, Refused):
+        await send_ephemeral(interaction, outcome.message)
 
 
 async def _source_request(store: Store, record: GenerationRecord) -> GenerationRequest:
@@ -71,12 +57,12 @@ class GenerationButton:
     moderators_may_use = False
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+    async def from_custom_id(cls, interaction: Interaction, item: discord.ui.Item[Any],
                              match: re.Match[str]) -> Any:
         # Each template names its groups after the constructor's parameters.
         return cls(**{name: int(value) if value.isdigit() else value for name, value in match.groupdict().items()})
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+    async def interaction_check(self, interaction: Interaction) -> bool:
         # discord.py turns an exception here into a silent refusal, so report it ourselves.
         try:
             return await self._allowed(interaction)
@@ -85,12 +71,12 @@ class GenerationButton:
                                     action=f"{type(self).__name__} check")
             return False
 
-    async def _allowed(self, interaction: discord.Interaction) -> bool:
-        allowed = interaction.client.settings.allowed_guilds  # type: ignore[attr-defined]
+    async def _allowed(self, interaction: Interaction) -> bool:
+        allowed = interaction.client.settings.allowed_guilds
         if allowed and interaction.guild_id not in allowed:
             await send_ephemeral(interaction, "imagine-bot is not enabled in this server.")
             return False
-        record = await _store(interaction).get(self.generation_id)
+        record = await interaction.client.store.get(self.generation_id)
         if record is None or record.deleted:
             await send_ephemeral(interaction, f"Generation #{self.generation_id} no longer exists.")
             return False
@@ -105,7 +91,7 @@ class GenerationButton:
         self.record = record
         return True
 
-    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def callback(self, interaction: Interaction) -> None:
         try:
             await self.act(interaction)
         except (UserFacingError, RequestError) as error:
@@ -113,24 +99,24 @@ class GenerationButton:
         except Exception as error:  # nothing a click does may crash the bot
             await report_unexpected(interaction, error, job_id=self.generation_id, action=type(self).__name__)
 
-    async def act(self, interaction: discord.Interaction) -> None:
+    async def act(self, interaction: Interaction) -> None:
         raise NotImplementedError
 
 
-def _button(label: str, custom_id: str, *, emoji: str | None = None,
-            style: discord.ButtonStyle = discord.ButtonStyle.secondary, row: int | None = None) -> discord.ui.Button:
+def _button(label: str, custom_id: str, *, emoji: str | None = None, style: discord.ButtonStyle = discord.ButtonStyle.secondary,
+            row: int | None = None) -> discord.ui.Button[discord.ui.View]:
     return discord.ui.Button(label=label, custom_id=custom_id, emoji=emoji, style=style, row=row)
 
 
-class RerollButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
+class RerollButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
                    template=r"gen:reroll:(?P<generation_id>[0-9]+)"):
     def __init__(self, generation_id: int, row: int | None = None) -> None:
         super().__init__(_button("Reroll", f"gen:reroll:{generation_id}", emoji="🔄", row=row))
         self.generation_id = generation_id
 
-    async def act(self, interaction: discord.Interaction) -> None:
-        request = reroll_request(await _source_request(_store(interaction), self.record))
-        await rerun(interaction, request, GenerationKind.REROLL, self.record.id)
+    async def act(self, interaction: Interaction) -> None:
+        request = reroll_request(await _source_request(interaction.client.store, self.record))
+        await submit_child(interaction, self.record, GenerationKind.REROLL, request)
 
 
 def _image_index(record: GenerationRecord, index: int) -> int:
@@ -139,7 +125,7 @@ def _image_index(record: GenerationRecord, index: int) -> int:
     return index
 
 
-class VariationButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
+class VariationButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
                       template=r"gen:var:(?P<generation_id>[0-9]+):(?P<index>[0-9])"):
     """V1–V4 under a grid: a grid of strong variations of that image."""
 
@@ -148,14 +134,14 @@ class VariationButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button
         self.generation_id = generation_id
         self.index = index
 
-    async def act(self, interaction: discord.Interaction) -> None:
+    async def act(self, interaction: Interaction) -> None:
         image = self.record.images[_image_index(self.record, self.index)]
-        source = await _source_request(_store(interaction), self.record)
+        source = await _source_request(interaction.client.store, self.record)
         request = variation_request(source, image.seed, strong=True, count=self.record.count or 1)
-        await rerun(interaction, request, GenerationKind.VARIATION, self.record.id)
+        await submit_child(interaction, self.record, GenerationKind.VARIATION, request)
 
 
-class VaryButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
+class VaryButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
                  template=r"gen:vary:(?P<generation_id>[0-9]+):(?P<index>[0-9]):(?P<how>subtle|strong)"):
     """Vary (Subtle) / Vary (Strong) under a single image."""
 
@@ -166,44 +152,35 @@ class VaryButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
         self.index = index
         self.how = how
 
-    async def act(self, interaction: discord.Interaction) -> None:
+    async def act(self, interaction: Interaction) -> None:
         image = self.record.images[_image_index(self.record, self.index)]
-        source = await _source_request(_store(interaction), self.record)
+        source = await _source_request(interaction.client.store, self.record)
         request = variation_request(source, image.seed, strong=self.how == "strong", count=1)
-        await rerun(interaction, request, GenerationKind.VARIATION, self.record.id)
+        await submit_child(interaction, self.record, GenerationKind.VARIATION, request)
 
 
-class UpscaleButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
-                    template=r"gen:up:(?P<generation_id>[0-9]+):(?P<index>[0-9])"):
-    """U1–U4: that image alone, at full size, as a generation of its own (so it gets its own buttons)."""
+class PickButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
+                 template=r"gen:(?:up|pick):(?P<generation_id>[0-9]+):(?P<index>[0-9])"):
+    """U1–U4: that image of a grid on its own, as a generation of its own (so it gets its own buttons).
+
+    It is a pick, not an upscale: the image is copied, not rendered again. (`gen:up:` ids are the
+    buttons of results posted before this name.)
+    """
 
     def __init__(self, generation_id: int, index: int, row: int | None = None) -> None:
-        super().__init__(_button(f"U{index + 1}", f"gen:up:{generation_id}:{index}", row=row))
+        super().__init__(_button(f"U{index + 1}", f"gen:pick:{generation_id}:{index}", row=row))
         self.generation_id = generation_id
         self.index = index
 
-    async def act(self, interaction: discord.Interaction) -> None:
+    async def act(self, interaction: Interaction) -> None:
         record = self.record
-        index = _image_index(record, self.index)
-        await interaction.response.defer(thinking=True)
-        store = _store(interaction)
-        image = record.images[index]
-        png = await store.read_image(image)
-        source = await _source_request(store, record)
+        image = record.images[_image_index(record, self.index)]
+        source = await _source_request(interaction.client.store, record)
         request = request_for_image(record, image, source.init_image)
-        child = await store.create_generation(
-            owner_id=interaction.user.id, guild_id=interaction.guild_id, channel_id=interaction.channel_id,
-            kind=GenerationKind.UPSCALE, parent_id=record.id, params=request_to_params(request),
-            init_image=request.init_image)
-        with Image.open(io.BytesIO(png)) as opened:
-            picture = opened.copy()
-        done = await store.mark_done(child.id, [ImageInput(
-            index=0, image=picture, seed=image.seed, variation_seed=image.variation_seed,
-            variation_strength=image.variation_strength)], 0.0)
-        await _runner(interaction).deliver(done, Destination(interaction.channel_id, interaction.guild_id, interaction))
+        await submit_child(interaction, record, GenerationKind.PICK, request, source_index=self.index)
 
 
-class UpscaleTwiceButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
+class UpscaleTwiceButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
                          template=r"gen:up2:(?P<generation_id>[0-9]+):(?P<index>[0-9])"):
     """Upscale 2×: re-render the image at twice the size, starting from the image itself."""
 
@@ -212,12 +189,12 @@ class UpscaleTwiceButton(GenerationButton, discord.ui.DynamicItem[discord.ui.But
         self.generation_id = generation_id
         self.index = index
 
-    async def act(self, interaction: discord.Interaction) -> None:
+    async def act(self, interaction: Interaction) -> None:
         record = self.record
         image = record.images[_image_index(record, self.index)]
-        png = await _store(interaction).read_image(image)
+        png = await interaction.client.store.read_image(image)
         request = upscale_request(request_for_image(record, image), png, image.seed)
-        await rerun(interaction, request, GenerationKind.UPSCALE, record.id)
+        await submit_child(interaction, record, GenerationKind.UPSCALE, request)
 
 
 class EditModal(discord.ui.Modal):
@@ -226,62 +203,55 @@ class EditModal(discord.ui.Modal):
     def __init__(self, record: GenerationRecord) -> None:
         super().__init__(title=f"Edit generation #{record.id}", timeout=900)
         self.record = record
-        self.prompt = discord.ui.TextInput(style=discord.TextStyle.paragraph, default=record.prompt[:1000],
+        self.prompt: discord.ui.TextInput[EditModal] = discord.ui.TextInput(style=discord.TextStyle.paragraph, default=record.prompt[:1000],
                                            max_length=1000, custom_id="prompt")
-        self.negative_prompt = discord.ui.TextInput(style=discord.TextStyle.paragraph, required=False,
+        self.negative_prompt: discord.ui.TextInput[EditModal] = discord.ui.TextInput(style=discord.TextStyle.paragraph, required=False,
                                                     default=(record.negative_prompt or "")[:1000],
                                                     max_length=1000, custom_id="negative_prompt")
-        self.keep_seed = discord.ui.Checkbox(default=False, custom_id="keep_seed")
+        self.keep_seed: discord.ui.Checkbox[EditModal] = discord.ui.Checkbox(default=False, custom_id="keep_seed")
         self.add_item(discord.ui.Label(text="Prompt", component=self.prompt))
         self.add_item(discord.ui.Label(text="Negative prompt", component=self.negative_prompt))
         self.add_item(discord.ui.Label(text="Keep the seed", description="Same composition, new words",
                                        component=self.keep_seed))
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
         try:
-            source = await _source_request(_store(interaction), self.record)
+            source = await _source_request(interaction.client.store, self.record)
+            # The prompt box takes the same inline --flags as /imagine's prompt (the entry point parses them).
             request = source.replace(
                 prompt=self.prompt.value.strip(), negative_prompt=(self.negative_prompt.value or "").strip(),
                 seed=self.record.seed if self.keep_seed.value else None)
-            # The prompt box takes the same inline --flags as /imagine's prompt (and they win, as there).
-            request = apply_prompt_flags(request, base_size=_flag_base_size(interaction, request.model))
-            await rerun(interaction, request, GenerationKind.EDIT, self.record.id)
+            await submit_child(interaction, self.record, GenerationKind.EDIT, request)
         except (UserFacingError, RequestError) as error:
             await send_ephemeral(interaction, str(error))
         except Exception as error:
             await report_unexpected(interaction, error, job_id=self.record.id, action="edit")
 
 
-def _flag_base_size(interaction: discord.Interaction, model: str) -> int:
-    """The side that --ar scales from, as /imagine computes it."""
-    settings = interaction.client.settings  # type: ignore[attr-defined]
-    return settings.default_width or _runner(interaction).service.native_size(model)
-
-
-class EditButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
+class EditButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
                  template=r"gen:edit:(?P<generation_id>[0-9]+)"):
     def __init__(self, generation_id: int, row: int | None = None) -> None:
         super().__init__(_button("Edit", f"gen:edit:{generation_id}", emoji="✏️", row=row))
         self.generation_id = generation_id
 
-    async def act(self, interaction: discord.Interaction) -> None:
+    async def act(self, interaction: Interaction) -> None:
         await interaction.response.send_modal(EditModal(self.record))
 
 
-class InfoButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
+class InfoButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
                  template=r"gen:info:(?P<generation_id>[0-9]+)"):
     def __init__(self, generation_id: int, row: int | None = None) -> None:
         super().__init__(_button("Info", f"gen:info:{generation_id}", emoji="ℹ️", row=row))
         self.generation_id = generation_id
 
-    async def act(self, interaction: discord.Interaction) -> None:
+    async def act(self, interaction: Interaction) -> None:
         request = request_from_record(self.record)
         line = imagine_command_line(request, with_init_image=self.record.has_init_image)
         await interaction.response.send_message(
             embed=presentation.info_embed(self.record, request, line), ephemeral=True)
 
 
-class DeleteButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
+class DeleteButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
                    template=r"gen:del:(?P<generation_id>[0-9]+)"):
     moderators_may_use = True
 
@@ -290,16 +260,17 @@ class DeleteButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
                                  style=discord.ButtonStyle.danger, row=row))
         self.generation_id = generation_id
 
-    async def act(self, interaction: discord.Interaction) -> None:
+    async def act(self, interaction: Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         # The clicked message may be a /show re-post: the result message itself goes too.
-        messages = [interaction.message] if interaction.message is not None else []
+        messages: list[discord.Message | discord.PartialMessage] = (
+            [interaction.message] if interaction.message is not None else [])
         record = self.record
         if record.message_id is not None and record.message_channel_id is not None and (
                 interaction.message is None or interaction.message.id != record.message_id):
             channel = interaction.client.get_partial_messageable(record.message_channel_id, guild_id=record.guild_id)
             messages.append(channel.get_partial_message(record.message_id))
-        await _store(interaction).delete_generation(record.id)
+        await interaction.client.store.delete_generation(record.id)
         for message in messages:
             try:
                 await message.delete()
@@ -308,7 +279,7 @@ class DeleteButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
         await interaction.followup.send(f"Deleted generation #{record.id} and its images.", ephemeral=True)
 
 
-class CancelButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
+class CancelButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
                    template=r"gen:cancel:(?P<generation_id>[0-9]+)"):
     moderators_may_use = True
 
@@ -316,18 +287,18 @@ class CancelButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button],
         super().__init__(_button("Cancel", f"gen:cancel:{generation_id}", emoji="✖", row=row))
         self.generation_id = generation_id
 
-    async def act(self, interaction: discord.Interaction) -> None:
+    async def act(self, interaction: Interaction) -> None:
         if self.record.status not in (GenerationStatus.QUEUED, GenerationStatus.RUNNING):
             await send_ephemeral(interaction, f"Job #{self.record.id} is already {self.record.status.value}.")
             return
-        if _runner(interaction).service.cancel(str(self.record.id)):
+        if interaction.client.service.cancel(str(self.record.id)):
             await send_ephemeral(interaction, f"Cancelled job #{self.record.id}.")
         else:
             await send_ephemeral(interaction, f"Job #{self.record.id} has already finished rendering.")
 
 
 DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
-    RerollButton, VariationButton, VaryButton, UpscaleButton, UpscaleTwiceButton,
+    RerollButton, VariationButton, VaryButton, PickButton, UpscaleTwiceButton,
     EditButton, InfoButton, DeleteButton, CancelButton,
 )
 
@@ -343,7 +314,7 @@ def result_view(record: GenerationRecord) -> discord.ui.View:
     variations = not record.has_init_image
     if count > 1:
         for index in range(count):
-            view.add_item(UpscaleButton(record.id, index, row=0))
+            view.add_item(PickButton(record.id, index, row=0))
         for index in range(count if variations else 0):
             view.add_item(VariationButton(record.id, index, row=1))
     else:
@@ -362,13 +333,3 @@ def status_view(generation_id: int) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     view.add_item(CancelButton(generation_id))
     return view
-
-
-async def setup(bot: commands.Bot) -> None:
-    # setup_hook registers these too; registering here as well (idempotent) makes a
-    # `reload_extension("bot.cogs.buttons")` pick up the reloaded classes.
-    bot.add_dynamic_items(*DYNAMIC_ITEMS)
-
-
-async def teardown(bot: commands.Bot) -> None:
-    bot.remove_dynamic_items(*DYNAMIC_ITEMS)

@@ -5,10 +5,12 @@ Importing this package does not import torch; `Renderer` loads it on first use.
 """
 
 from .flags import apply_prompt_flags, parse_prompt_flags, size_for_aspect_ratio
-from .jobs import Job, JobCancelled, JobFailed, JobState, QueueEntry, QueueSnapshot
+from .jobs import Job, JobCancelled, JobFailed, QueueEntry, QueueSnapshot
 from .models import ModelSource, model_source, resolve_model
+from .parameters import Parameter
 from .request import (
     MAX_SEED,
+    PARAMETERS,
     GenerationRequest,
     Limits,
     Progress,
@@ -20,18 +22,20 @@ from .request import (
     RequestError,
 )
 from .samplers import SAMPLERS
-from .service import GenerationService
+from .service import GenerationService, Reservation
 from .variants import reroll_request, upscale_request, variation_request
 
 __all__ = [
     "MAX_SEED",
+    "PARAMETERS",
+    "Parameter",
+    "Reservation",
     "SAMPLERS",
     "GenerationRequest",
     "GenerationService",
     "Job",
     "JobCancelled",
     "JobFailed",
-    "JobState",
     "Limits",
     "ModelSource",
     "Progress",

@@ -6,10 +6,14 @@ import math
 import re
 from typing import Any
 
-from .request import GenerationRequest, RequestError
+from .request import PARAMETERS, GenerationRequest, RequestError
 from .samplers import SAMPLERS
 
-FLAGS = ("--ar", "--seed", "--no", "--steps", "--cfg", "--sampler", "--count")
+# "--ar" is the one flag that is no request field (it sets width and height); the rest come from
+# the parameter table, so a new parameter with a flag needs nothing here.
+ASPECT_RATIO_FLAG = "--ar"
+FLAG_PARAMETERS = {parameter.flag: parameter for parameter in PARAMETERS if parameter.flag}
+FLAGS = (ASPECT_RATIO_FLAG, *FLAG_PARAMETERS)
 _EXAMPLES = {
     "--ar": "--ar 16:9",
     "--seed": "--seed 42",
@@ -19,6 +23,12 @@ _EXAMPLES = {
     "--sampler": "--sampler Euler a",
     "--count": "--count 4",
 }
+# The widest shape --ar accepts (Midjourney's own range is about the same).
+MAX_ASPECT = 4
+
+
+def _example(flag: str) -> str:
+    return _EXAMPLES.get(flag, f"{flag} <value>")
 
 
 def _is_flag(word: str) -> bool:
@@ -35,14 +45,27 @@ def _whole_number(flag: str, value: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise RequestError(f"{flag} needs a whole number, got {value!r} (e.g. {_EXAMPLES[flag]}).") from None
+        raise RequestError(f"{flag} needs a whole number, got {value!r} (e.g. {_example(flag)}).") from None
 
 
 def _aspect_ratio(value: str) -> tuple[int, int]:
     parts = value.split(":")
     if len(parts) != 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
         raise RequestError(f"--ar needs two positive whole numbers like 16:9, got {value!r}.")
-    return int(parts[0]), int(parts[1])
+    width, height = int(parts[0]), int(parts[1])
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise RequestError(f"--ar {value} is too extreme; use a ratio between 1:{MAX_ASPECT} and {MAX_ASPECT}:1.")
+    return width, height
+
+
+_QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d"}  # opening -> closing (phones type curly quotes)
+
+
+def _unquote(value: str) -> str:
+    """`--sampler "DPM++ 2M Karras"`: quotes group words for the reader; they are not part of the value."""
+    if len(value) >= 2 and _QUOTES.get(value[0]) == value[-1]:
+        return value[1:-1].strip()
+    return value
 
 
 def size_for_aspect_ratio(ratio_w: int, ratio_h: int, base_size: int) -> tuple[int, int]:
@@ -80,32 +103,35 @@ def parse_prompt_flags(text: str, *, base_size: int = 64) -> tuple[str, dict[str
 
     fields: dict[str, Any] = {}
     for flag, words in flags.items():
-        value = " ".join(words)
+        value = _unquote(" ".join(words))
         if not value:
-            raise RequestError(f"{flag} needs a value, e.g. {_EXAMPLES[flag]}.")
-        if flag not in ("--no", "--sampler") and len(words) > 1:
-            raise RequestError(
-                f"{flag} takes one value, got {value!r}; put prompt text before the flags (e.g. {_EXAMPLES[flag]})."
-            )
-        if flag == "--ar":
+            raise RequestError(f"{flag} needs a value, e.g. {_example(flag)}.")
+        if flag == ASPECT_RATIO_FLAG:
+            if len(words) > 1:
+                raise RequestError(f"{flag} takes one value, got {value!r} (e.g. {_example(flag)}).")
             fields["width"], fields["height"] = size_for_aspect_ratio(*_aspect_ratio(value), base_size)
-        elif flag == "--seed":
-            fields["seed"] = _whole_number(flag, value)
-        elif flag == "--no":
-            fields["negative_prompt"] = value
-        elif flag == "--steps":
-            fields["num_inference_steps"] = _whole_number(flag, value)
-        elif flag == "--cfg":
-            try:
-                fields["guidance_scale"] = float(value)
-            except ValueError:
-                raise RequestError(f"--cfg needs a number, got {value!r} (e.g. {_EXAMPLES[flag]}).") from None
-        elif flag == "--sampler":
-            # Typed on a phone, "euler a" means "Euler a"; an unknown name is left for validation to report.
-            fields["sampler"] = next((name for name in SAMPLERS if name.lower() == value.lower()), value)
-        elif flag == "--count":
-            fields["count"] = _whole_number(flag, value)
+            continue
+        parameter = FLAG_PARAMETERS[flag]
+        if parameter.kind in ("int", "float") and len(words) > 1:
+            raise RequestError(
+                f"{flag} takes one value, got {value!r}; put prompt text before the flags (e.g. {_example(flag)})."
+            )
+        fields[parameter.field] = _flag_value(flag, parameter.kind, value)
     return " ".join(prompt_words), fields
+
+
+def _flag_value(flag: str, kind: str, value: str) -> Any:
+    if kind == "int":
+        return _whole_number(flag, value)
+    if kind == "float":
+        try:
+            return float(value)
+        except ValueError:
+            raise RequestError(f"{flag} needs a number, got {value!r} (e.g. {_example(flag)}).") from None
+    if flag == "--sampler":
+        # Typed on a phone, "euler a" means "Euler a"; an unknown name is left for validation to report.
+        return next((name for name in SAMPLERS if name.lower() == value.lower()), value)
+    return value
 
 
 def apply_prompt_flags(request: GenerationRequest, *, base_size: int = 64) -> GenerationRequest:

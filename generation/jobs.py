@@ -5,22 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Callable
+from typing import Awaitable, Callable
 
 from .request import GenerationRequest, Progress, RenderResult
 
 log = logging.getLogger("generation.service")
-
-
-class JobState(str, Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
 
 
 class JobFailed(Exception):
@@ -36,22 +26,23 @@ class JobCancelled(Exception):
 class Job:
     """One submitted request. Created by GenerationService.submit; await `result()` for the images."""
 
-    def __init__(self, key: str, owner: str, request: GenerationRequest, loop: asyncio.AbstractEventLoop):
+    def __init__(self, key: str, owner: str, request: GenerationRequest, loop: asyncio.AbstractEventLoop,
+                 before_start: Callable[[], Awaitable[None]] | None = None):
         self.key = key
         self.owner = owner
         self.request = request
-        self.state = JobState.QUEUED
-        self.error: str | None = None
-        self.progress: Progress | None = None
-        self.submitted_at = time.monotonic()
-        self.started_at: float | None = None
+        # Awaited when the worker takes the job, before the model loads (the bot records the attempt).
+        self.before_start = before_start
+        self.error: str | None = None  # why it failed
+        self.cancelled = False
+        self.started_at: float | None = None  # loop time when the worker took it
         self.sequence = 0  # submission order, set by the service
         self._listeners: list[Callable[[Progress], None]] = []
         self._cancel_requested = threading.Event()  # read by the worker thread between steps
         self._future: asyncio.Future[RenderResult] = loop.create_future()
         # A result nobody awaits (e.g. the caller went away) must not log "exception never retrieved".
         self._future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        log.info("job %s (owner %s): queued", key, owner)
+        self._log("queued")
 
     async def result(self) -> RenderResult:
         """The rendered images; raises JobFailed (with a readable .reason) or JobCancelled."""
@@ -65,12 +56,19 @@ class Job:
     def done(self) -> bool:
         return self._future.done()
 
-    def _set_state(self, state: JobState, detail: str = "") -> None:
-        self.state = state
-        log.info("job %s (owner %s): %s%s", self.key, self.owner, state.value, f" ({detail})" if detail else "")
+    @property
+    def succeeded(self) -> bool:
+        return self.done and self.error is None and not self.cancelled
+
+    def _log(self, what: str, detail: str = "") -> None:
+        # One line per change: queued, running, done, failed, cancelled.
+        log.info("job %s (owner %s): %s%s", self.key, self.owner, what, f" ({detail})" if detail else "")
+
+    def _started(self, now: float) -> None:
+        self.started_at = now
+        self._log("running")
 
     def _emit(self, progress: Progress) -> None:
-        self.progress = progress
         for listener in list(self._listeners):
             try:
                 listener(progress)
@@ -78,16 +76,17 @@ class Job:
                 log.exception("progress listener of job %s failed", self.key)
 
     def _finish(self, result: RenderResult) -> None:
-        self._set_state(JobState.DONE, f"{len(result.images)} image(s) in {result.duration_s:.2f}s")
+        self._log("done", f"{len(result.images)} image(s) in {result.duration_s:.2f}s")
         self._future.set_result(result)
 
     def _fail(self, reason: str) -> None:
         self.error = reason
-        self._set_state(JobState.FAILED, reason)
+        self._log("failed", reason)
         self._future.set_exception(JobFailed(reason))
 
     def _cancelled(self) -> None:
-        self._set_state(JobState.CANCELLED)
+        self.cancelled = True
+        self._log("cancelled")
         self._future.set_exception(JobCancelled(f"job {self.key} was cancelled"))
 
 
@@ -97,14 +96,12 @@ class QueueEntry:
     owner: str
     position: int  # 0 = rendering now, 1 = next, ...
     eta_s: float  # estimated seconds until this job is done
-    state: JobState
 
 
 @dataclass(frozen=True)
 class QueueSnapshot:
     entries: list[QueueEntry] = field(default_factory=list)
     avg_render_s: float = 0.0  # moving average over recent renders
-    total: int = 0
 
     def for_owner(self, owner: str) -> list[QueueEntry]:
         return [entry for entry in self.entries if entry.owner == owner]

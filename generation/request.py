@@ -14,9 +14,11 @@ from typing import Any
 
 import PIL.Image
 
+from .parameters import param, parameters_of
 from .samplers import SAMPLERS
 
 MAX_SEED = 2**32 - 1
+MAX_PROMPT_CHARS = 1000
 SEED_RANGE = MAX_SEED + 1
 MAX_GUIDANCE = 30.0
 
@@ -63,20 +65,41 @@ class GenerationRequest:
     instead: every image keeps `seed` (the parent's) and image i uses `variation_seed + i`.
     """
 
-    prompt: str
-    negative_prompt: str = ""
-    width: int | None = None  # None: the model's native size, filled in by GenerationService.prepare
-    height: int | None = None
-    num_inference_steps: int = 20
-    guidance_scale: float = 5.0
-    seed: int | None = None  # None: chosen by prepare() and recorded
-    sampler: str = "DPM++ 2M"
-    count: int = 1
+    prompt: str = field(metadata=param(
+        "prompt", "Prompt", "What to draw; inline flags work too, e.g. --ar 16:9 --seed 42 --no blur", "text",
+        bounds=(1, MAX_PROMPT_CHARS)))
+    negative_prompt: str = field(default="", metadata=param(
+        "negative_prompt", "Negative prompt", "What to keep out of the image", "text", flag="--no",
+        bounds=(1, MAX_PROMPT_CHARS), member_default=True))
+    # None: the model's native size, filled in by GenerationService.prepare
+    width: int | None = field(default=None, metadata=param(
+        "width", "Width", "Width in pixels (a multiple of 8)", "int", bounds=("min_size", "max_size"),
+        member_default=True))
+    height: int | None = field(default=None, metadata=param(
+        "height", "Height", "Height in pixels (a multiple of 8)", "int", bounds=("min_size", "max_size"),
+        member_default=True))
+    num_inference_steps: int = field(default=20, metadata=param(
+        "steps", "Steps", "Denoising steps: more is slower and finer", "int", flag="--steps",
+        bounds=(1, "max_steps"), member_default=True))
+    guidance_scale: float = field(default=5.0, metadata=param(
+        "guidance", "Guidance", "How closely to follow the prompt (CFG scale)", "float", flag="--cfg",
+        bounds=(0.0, MAX_GUIDANCE), member_default=True))
+    seed: int | None = field(default=None, metadata=param(  # None: chosen by prepare() and recorded
+        "seed", "Seed", "Same seed + same settings = same image", "int", flag="--seed", bounds=(0, MAX_SEED)))
+    sampler: str = field(default="DPM++ 2M", metadata=param(
+        "sampler", "Sampler", "The sampler (scheduler) to denoise with", "choice", flag="--sampler",
+        member_default=True))
+    count: int = field(default=1, metadata=param(
+        "count", "Images per prompt", "How many images (4 makes a 2×2 grid)", "int", flag="--count", bounds=(1, "max_count"),
+        member_default=True))
     init_image: bytes | None = None  # img2img source as PNG/JPEG bytes (a PIL image is stored as PNG)
-    strength: float = 0.75  # img2img only: 0 keeps the init image, 1 ignores it
+    strength: float = field(default=0.75, metadata=param(  # img2img only: 0 keeps the init image, 1 ignores it
+        "strength", "Strength", "How far to move away from the init image (0 keeps it, 1 ignores it)", "float",
+        bounds=(0.0, 1.0)))
     variation_seed: int | None = None
     variation_strength: float = 0.0  # 0 = the seed's image, 1 = the variation seed's image
-    model: str = "tinyshapes"
+    model: str = field(default="tinyshapes", metadata=param(
+        "model", "Model", "Which model renders it", "choice"))
 
     def __post_init__(self) -> None:
         if isinstance(self.init_image, PIL.Image.Image):
@@ -184,6 +207,9 @@ def check_prompt_length(name: str, text: str, tokenizer: Any) -> None:
             f"{name} is too long: {count} tokens, but the model reads at most {window} "
             f"(including its start and end tokens), so the last {count - window} would be dropped. Shorten it."
         )
+
+
+PARAMETERS = parameters_of(GenerationRequest)
 
 
 @dataclass(frozen=True)

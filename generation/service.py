@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Awaitable, Callable, Protocol, TypeVar
 
-from .jobs import Job, JobState, QueueEntry, QueueSnapshot
+from .jobs import Job, QueueEntry, QueueSnapshot
 from .request import (
     SEED_RANGE,
     GenerationRequest,
@@ -63,8 +63,12 @@ class RendererLike(Protocol):
     def check_request(self, request: GenerationRequest) -> None: ...
 
 
-def _identity(awaitable: Awaitable[T]) -> Awaitable[T]:
+def _identity(awaitable: Awaitable[Any]) -> Awaitable[Any]:
     return awaitable
+
+
+# Wraps a wait on the render queue (SimCord: env.external_wait), so harnesses tell idle from hung.
+IdleWait = Callable[[Awaitable[Any]], Awaitable[Any]]
 
 
 class GenerationService:
@@ -77,7 +81,7 @@ class GenerationService:
         *,
         per_owner_cap: int = 5,
         total_cap: int = 50,
-        idle_wait: Callable[[Awaitable[T]], Awaitable[T]] | None = None,
+        idle_wait: IdleWait | None = None,
         max_attempts: int = 2,
         timing_window: int = 20,
     ):
@@ -97,11 +101,12 @@ class GenerationService:
         self._dispatched = 0
         self._submitted = 0  # submission counter: ties go to the oldest queued job
         self._running: Job | None = None
+        self._reserved: dict[str, int] = {}  # owner -> reservations not yet submitted
         self._timings: deque[tuple[float, int]] = deque(maxlen=timing_window)  # (seconds, steps x images)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._wakeup: asyncio.Event | None = None
-        self._dispatcher: asyncio.Task | None = None
+        self._dispatcher: asyncio.Task[None] | None = None
         self._closing = False
 
     # -- lifecycle --
@@ -115,6 +120,20 @@ class GenerationService:
         # prepare() runs on the event loop: read each model's tokenizer and configs from disk now,
         # on the worker thread, so the first request does not stall every other coroutine.
         await self._loop.run_in_executor(self._executor, self._read_model_files)
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError("GenerationService is not running; await start() first")
+        return self._loop
+
+    def _worker(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            raise RuntimeError("GenerationService is not running; await start() first")
+        return self._executor
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     def _read_model_files(self) -> None:
         for model in self.limits.models:
@@ -130,13 +149,13 @@ class GenerationService:
             return
         self._closing = True
         self._cancel_everything()
-        self._wakeup.set()
+        self._wake()
         dispatcher, self._dispatcher = self._dispatcher, None
         try:
             if not dispatcher.done():  # a harness may already have cancelled it
                 await dispatcher  # returns once the running job has stopped
         finally:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._worker().shutdown(wait=False, cancel_futures=True)
 
     def _cancel_everything(self) -> None:
         for queue in self._queues.values():
@@ -149,7 +168,7 @@ class GenerationService:
 
     async def load_model(self, model: str) -> float:
         """Load `model` on the worker thread (e.g. at startup); returns the load time in seconds."""
-        return await self._loop.run_in_executor(self._executor, self.renderer.load, model)
+        return await self._running_loop().run_in_executor(self._worker(), self.renderer.load, model)
 
     # -- requests --
 
@@ -192,29 +211,64 @@ class GenerationService:
         validate_request(prepared, self.limits)  # the filled-in size must fit the limits too
         return prepared
 
-    def submit(self, request: GenerationRequest, *, owner: str, key: str | None = None) -> Job:
-        """prepare() the request and queue it; raises RequestError or QueueFull."""
+    def reserve(self, owner: str) -> Reservation:
+        """Hold room in the queue for one job of `owner`, or raise QueueFull saying when room is expected.
+
+        Synchronous, so the caps hold however many commands arrive at once: take a reservation before
+        recording the job, then `submit(..., reservation=…)` it (or `release()` it).
+        """
+        self._check_room(owner)
+        self._reserved[owner] = self._reserved.get(owner, 0) + 1
+        return Reservation(self, owner)
+
+    def _check_room(self, owner: str) -> None:
+        owned = sum(1 for job in self._jobs.values() if job.owner == owner) + self._reserved.get(owner, 0)
+        if owned >= self.per_owner_cap:
+            soonest = min((entry.eta_s for entry in self.snapshot().for_owner(owner)), default=None)
+            raise QueueFull(
+                f"You already have {owned} renders queued or running (the limit is {self.per_owner_cap}); "
+                f"{_room_expected(soonest, 'your next one should finish')}"
+            )
+        if len(self._jobs) + sum(self._reserved.values()) >= self.total_cap:
+            soonest = min((entry.eta_s for entry in self.snapshot().entries), default=None)
+            raise QueueFull(
+                f"The render queue is full ({self.total_cap} jobs); {_room_expected(soonest, 'room is expected')}"
+            )
+
+    def _release(self, owner: str) -> None:
+        left = self._reserved.get(owner, 0) - 1
+        if left > 0:
+            self._reserved[owner] = left
+        else:
+            self._reserved.pop(owner, None)
+
+    def submit(self, request: GenerationRequest, *, owner: str, key: str | None = None,
+               reservation: Reservation | None = None, enforce_caps: bool = True,
+               before_start: Callable[[], Awaitable[None]] | None = None) -> Job:
+        """Queue a request that came out of prepare(); raises QueueFull without a reservation and room.
+
+        The request is not validated again (prepare() did that once). `enforce_caps=False` queues work
+        accepted earlier (a restart re-queueing it). `before_start` is awaited when the worker takes the
+        job, before the model loads; if it raises, the job fails.
+        """
         # A dispatcher cancelled from outside (SimCord detach) would leave the job queued forever.
         if self._dispatcher is None or self._dispatcher.done() or self._closing:
             raise RuntimeError("GenerationService is not running; await start() first")
-        prepared = self.prepare(request)
+        if request.seed is None or request.width is None or request.height is None:
+            raise ValueError("submit() takes a request from prepare() (seed and size chosen)")
         key = key or uuid.uuid4().hex
         if key in self._jobs:
             raise ValueError(f"A job with key {key!r} is already queued or running")
-        owned = sum(1 for job in self._jobs.values() if job.owner == owner)
-        if owned >= self.per_owner_cap:
-            raise QueueFull(
-                f"You already have {owned} renders queued or running (the limit is {self.per_owner_cap}); "
-                "wait for one to finish."
-            )
-        if len(self._jobs) >= self.total_cap:
-            raise QueueFull(f"The render queue is full ({self.total_cap} jobs); try again in a few minutes.")
-        job = Job(key, owner, prepared, self._loop)
+        if reservation is not None:
+            reservation.consume()
+        elif enforce_caps:
+            self._check_room(owner)
+        job = Job(key, owner, request, self._running_loop(), before_start)
         self._jobs[key] = job
         self._submitted += 1
         job.sequence = self._submitted
         self._queues.setdefault(owner, deque()).append(job)
-        self._wakeup.set()
+        self._wake()
         return job
 
     def cancel(self, key: str) -> bool:
@@ -247,12 +301,12 @@ class GenerationService:
             job = self._running
             elapsed = time.monotonic() - (job.started_at or time.monotonic())
             eta = max(per_step * _work(job.request) - elapsed, 0.0)
-            entries.append(QueueEntry(job.key, job.owner, 0, round(eta, 1), job.state))
+            entries.append(QueueEntry(job.key, job.owner, 0, round(eta, 1)))
         for position, job in enumerate(self._dispatch_order(), start=1):
             eta += per_step * _work(job.request)
-            entries.append(QueueEntry(job.key, job.owner, position, round(eta, 1), job.state))
+            entries.append(QueueEntry(job.key, job.owner, position, round(eta, 1)))
         average = sum(seconds for seconds, _ in self._timings) / len(self._timings) if self._timings else 0.0
-        return QueueSnapshot(entries, round(average, 3), len(entries))
+        return QueueSnapshot(entries, round(average, 3))
 
     # -- worker --
 
@@ -260,7 +314,7 @@ class GenerationService:
         """The order queued jobs will run in if nothing else is submitted."""
         queues = {owner: deque(jobs) for owner, jobs in self._queues.items()}
         last_served = dict(self._last_served)
-        order = []
+        order: list[Job] = []
         while queues:
             order.append(self._take_next(queues, last_served, self._dispatched + len(order) + 1))
         return order
@@ -286,8 +340,10 @@ class GenerationService:
             while not self._closing:
                 job = self._next_job()
                 if job is None:
-                    self._wakeup.clear()
-                    await self._idle_wait(self._wakeup.wait())
+                    wakeup = self._wakeup
+                    assert wakeup is not None  # set by start(), like the dispatcher running this
+                    wakeup.clear()
+                    await self._idle_wait(wakeup.wait())
                     continue
                 try:
                     await self._run(job)
@@ -310,9 +366,18 @@ class GenerationService:
 
     async def _run(self, job: Job) -> None:
         self._running = job
-        job.started_at = time.monotonic()
-        job._set_state(JobState.RUNNING)
-        loop = self._loop
+        job._started(time.monotonic())
+        loop = self._running_loop()
+        if job.before_start is not None:
+            try:
+                await job.before_start()
+            except Exception:
+                log.exception("job %s: could not be started", job.key)
+                job._fail("The job could not be started because of an internal error.")
+                return
+            if job._cancel_requested.is_set():
+                job._cancelled()
+                return
 
         def on_progress(progress: Progress) -> None:  # runs on the worker thread
             try:
@@ -325,7 +390,7 @@ class GenerationService:
         )
         for attempt in range(1, self.max_attempts + 1):
             try:
-                result = await loop.run_in_executor(self._executor, render)
+                result = await loop.run_in_executor(self._worker(), render)
             except RenderCancelled:
                 job._cancelled()
                 return
@@ -355,6 +420,32 @@ class GenerationService:
         if not work:
             return DEFAULT_SECONDS_PER_STEP
         return sum(seconds for seconds, _ in self._timings) / work
+
+
+class Reservation:
+    """Room in the queue held for one job of one owner, from the cap check until submit()."""
+
+    def __init__(self, service: GenerationService, owner: str) -> None:
+        self._service = service
+        self.owner = owner
+        self._held = True
+
+    def consume(self) -> None:
+        if not self._held:
+            raise RuntimeError("this reservation was already used or released")
+        self._held = False
+        self._service._release(self.owner)
+
+    def release(self) -> None:
+        """Give the room back (the job was not submitted after all); harmless when already used."""
+        if self._held:
+            self.consume()
+
+
+def _room_expected(eta_s: float | None, what: str) -> str:
+    if eta_s is None:
+        return "try again in a moment."
+    return f"{what} in about {max(round(eta_s), 1)} s."
 
 
 def _work(request: GenerationRequest) -> int:

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Enum as SQLEnum,
     BigInteger,
     DateTime,
     Float,
@@ -28,6 +29,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 class GenerationStatus(str, Enum):
+    """The one job-state enum: a generation's row is the job (the render service keeps no states of its own)."""
+
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"
@@ -41,6 +44,13 @@ class GenerationKind(str, Enum):
     VARIATION = "variation"
     UPSCALE = "upscale"
     EDIT = "edit"
+    PICK = "pick"  # U1–U4: one image of a grid on its own (copied, not rendered again)
+
+
+def _enum_column(enum: type[Enum]) -> SQLEnum:
+    """A str Enum stored as its value in a VARCHAR(16) (no native type, no CHECK: new members need no DDL)."""
+    return SQLEnum(enum, native_enum=False, create_constraint=False, length=16,
+                   values_callable=lambda members: [member.value for member in members])
 
 
 # Render parameters stored one column each (init_image is a file, see files.py).
@@ -117,14 +127,16 @@ class Generation(Base):
     owner_id: Mapped[int] = mapped_column(Snowflake, ForeignKey("users.id"))
     guild_id: Mapped[int | None] = mapped_column(Snowflake)
     channel_id: Mapped[int | None] = mapped_column(Snowflake)
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[GenerationKind] = mapped_column(_enum_column(GenerationKind))
     parent_id: Mapped[int | None] = mapped_column(
         RowId, ForeignKey("generations.id", ondelete="SET NULL")
     )
-    status: Mapped[str] = mapped_column(String(16), default=GenerationStatus.QUEUED.value)
+    status: Mapped[GenerationStatus] = mapped_column(_enum_column(GenerationStatus), default=GenerationStatus.QUEUED)
     failure_reason: Mapped[str | None] = mapped_column(Text)
-    # 1-based number of the render attempt; recover() bumps it when it re-queues an interrupted job.
-    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    # Render attempts started: counted when the worker takes the job, before the model loads (0003).
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # For a pick (U1–U4): which image of the parent this generation is (0003).
+    source_index: Mapped[int | None] = mapped_column(Integer)
 
     prompt: Mapped[str] = mapped_column(Text)
     negative_prompt: Mapped[str | None] = mapped_column(Text)
@@ -141,6 +153,13 @@ class Generation(Base):
     model: Mapped[str | None] = mapped_column(String(128))
     init_image_path: Mapped[str | None] = mapped_column(String(255))
     init_image_sha256: Mapped[str | None] = mapped_column(String(64))
+    # A Discord attachment still to download as the init image: the row exists before that slow step (0003).
+    init_image_url: Mapped[str | None] = mapped_column(Text)
+
+    # The interaction that asked for it, so a restart can still edit its message while the token lives;
+    # cleared once the job is finished and posted (0003). A secret: never logged.
+    interaction_token: Mapped[str | None] = mapped_column(Text)
+    interaction_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -153,6 +172,8 @@ class Generation(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Added in revision 0002: why posting failed for good, so recovery stops retrying it.
     delivery_failure: Mapped[str | None] = mapped_column(Text)
+    # Set just before a channel post (0003): recovery then looks for that post before posting again.
+    delivery_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     images: Mapped[list[Image]] = relationship(

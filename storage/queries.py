@@ -91,7 +91,7 @@ async def stats(session: AsyncSession, owner_id: int) -> tuple[int, int, int, fl
         await session.execute(
             select(
                 func.count(),
-                func.count().filter(Generation.status == GenerationStatus.DONE.value),
+                func.count().filter(Generation.status == GenerationStatus.DONE),
                 func.coalesce(func.sum(Generation.duration_s), 0.0),
             ).where(*mine)
         )

@@ -57,7 +57,8 @@ class GenerationRecord:
     parent_id: int | None
     status: GenerationStatus
     failure_reason: str | None
-    attempts: int
+    attempts: int  # render attempts started
+    source_index: int | None  # a pick: which image of the parent
 
     prompt: str
     negative_prompt: str | None
@@ -73,6 +74,9 @@ class GenerationRecord:
     variation_strength: float | None
     model: str | None
     has_init_image: bool
+    init_image_url: str | None  # still to download (the job does that before rendering)
+    interaction_token: str | None = field(repr=False)  # a secret: never in logs or reprs
+    interaction_expires_at: datetime | None
 
     created_at: datetime
     started_at: datetime | None
@@ -83,6 +87,7 @@ class GenerationRecord:
     message_channel_id: int | None
     delivered_at: datetime | None
     delivery_failure: str | None
+    delivery_started_at: datetime | None
     deleted: bool
     images: tuple[ImageRecord, ...] = field(default=())
 
@@ -92,14 +97,6 @@ class GenerationRecord:
         params = {name: getattr(self, name) for name in PARAM_FIELDS}
         return {name: value for name, value in params.items() if value is not None}
 
-    @property
-    def is_finished(self) -> bool:
-        return self.status in (
-            GenerationStatus.DONE,
-            GenerationStatus.FAILED,
-            GenerationStatus.CANCELLED,
-        )
-
     @classmethod
     def from_row(cls, row: Generation, *, with_images: bool = True) -> GenerationRecord:
         return cls(
@@ -107,13 +104,17 @@ class GenerationRecord:
             owner_id=row.owner_id,
             guild_id=row.guild_id,
             channel_id=row.channel_id,
-            kind=GenerationKind(row.kind),
+            kind=row.kind,
             parent_id=row.parent_id,
-            status=GenerationStatus(row.status),
+            status=row.status,
             failure_reason=row.failure_reason,
             attempts=row.attempts,
+            source_index=row.source_index,
             **{name: getattr(row, name) for name in PARAM_FIELDS},
-            has_init_image=row.init_image_path is not None,
+            has_init_image=row.init_image_path is not None or row.init_image_url is not None,
+            init_image_url=row.init_image_url,
+            interaction_token=row.interaction_token,
+            interaction_expires_at=row.interaction_expires_at,
             created_at=row.created_at,
             started_at=row.started_at,
             finished_at=row.finished_at,
@@ -122,6 +123,7 @@ class GenerationRecord:
             message_channel_id=row.message_channel_id,
             delivered_at=row.delivered_at,
             delivery_failure=row.delivery_failure,
+            delivery_started_at=row.delivery_started_at,
             deleted=row.deleted_at is not None,
             images=tuple(ImageRecord.from_row(image) for image in row.images) if with_images else (),
         )

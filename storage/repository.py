@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -39,11 +40,14 @@ LEGAL_TRANSITIONS: dict[GenerationStatus, frozenset[GenerationStatus]] = {
     S.FAILED: frozenset(),
     S.CANCELLED: frozenset(),
 }
-MAX_ATTEMPTS = 2
-INTERRUPTED_REASON = "interrupted twice by a restart"
-SETTINGS_KEYS = frozenset(
-    {"negative_prompt", "width", "height", "num_inference_steps", "guidance_scale", "sampler", "count"}
-)
+FINAL = frozenset({S.DONE, S.FAILED, S.CANCELLED})
+# How often a job may be interrupted (process killed while rendering) before it fails for good.
+DEFAULT_MAX_ATTEMPTS = 2
+
+
+def interrupted_reason(attempts: int) -> str:
+    times = "twice" if attempts == 2 else f"{attempts} times"
+    return f"this request stopped the renderer {times}; try a smaller size or fewer images"
 
 
 class GenerationNotFound(LookupError):
@@ -81,16 +85,16 @@ async def ensure_user(session: AsyncSession, user_id: int) -> None:
     await session.execute(statement)
 
 
-async def get_user_settings(session: AsyncSession, user_id: int) -> dict[str, Any]:
+async def get_member_defaults(session: AsyncSession, user_id: int) -> dict[str, Any]:
     settings = await session.scalar(select(User.settings).where(User.id == user_id))
     return dict(settings or {})
 
 
-async def set_user_settings(session: AsyncSession, user_id: int, values: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge `values` into the user's defaults; a value of None removes that key."""
-    unknown = set(values) - SETTINGS_KEYS
-    if unknown:
-        raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+async def set_member_defaults(session: AsyncSession, user_id: int, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge `values` into the user's defaults; a value of None removes that key.
+
+    Which keys exist is the bot's business (derived from the request's parameter table).
+    """
     await ensure_user(session, user_id)
     user = await session.scalar(select(User).where(User.id == user_id).with_for_update())
     assert user is not None
@@ -117,6 +121,10 @@ async def create_generation(
     kind: GenerationKind | str,
     parent_id: int | None,
     params: Mapping[str, Any],
+    source_index: int | None = None,
+    init_image_url: str | None = None,
+    interaction_token: str | None = None,
+    interaction_expires_at: datetime | None = None,
 ) -> Generation:
     unknown = set(params) - set(PARAM_FIELDS)
     if unknown:
@@ -128,16 +136,20 @@ async def create_generation(
         owner_id=owner_id,
         guild_id=guild_id,
         channel_id=channel_id,
-        kind=GenerationKind(kind).value,
+        kind=GenerationKind(kind),
         parent_id=parent_id,
-        status=GenerationStatus.QUEUED.value,
-        attempts=1,
+        status=GenerationStatus.QUEUED,
+        attempts=0,
+        source_index=source_index,
+        init_image_url=init_image_url,
+        interaction_token=interaction_token,
+        interaction_expires_at=interaction_expires_at,
         created_at=utcnow(),
         **{name: params.get(name) for name in PARAM_FIELDS},
     )
     session.add(row)
     await session.flush()
-    log.info("generation %d queued (%s, owner %d)", row.id, row.kind, owner_id)
+    log.info("generation %d queued (%s, owner %d)", row.id, row.kind.value, owner_id)
     return row
 
 
@@ -175,10 +187,10 @@ async def _require(session: AsyncSession, generation_id: int) -> Generation:
 
 
 def _transition(row: Generation, wanted: GenerationStatus, detail: str = "") -> None:
-    current = GenerationStatus(row.status)
+    current = row.status
     if wanted not in LEGAL_TRANSITIONS[current]:
         raise InvalidTransition(row.id, current.value, wanted.value)
-    row.status = wanted.value
+    row.status = wanted
     log.info("generation %d %s -> %s%s", row.id, current.value, wanted.value, detail)
 
 
@@ -186,7 +198,9 @@ def _transition(row: Generation, wanted: GenerationStatus, detail: str = "") -> 
 
 
 async def mark_running(session: AsyncSession, generation_id: int) -> Generation:
+    """The worker took the job: count the attempt now, before the model loads (a crash there counts)."""
     row = await _require(session, generation_id)
+    row.attempts += 1
     _transition(row, S.RUNNING, f" (attempt {row.attempts})")
     row.started_at = utcnow()
     await session.flush()
@@ -198,7 +212,7 @@ async def check_can_finish(session: AsyncSession, generation_id: int) -> Generat
     row = await get_generation(session, generation_id)
     if row is None:
         raise GenerationNotFound(generation_id)
-    if S.DONE not in LEGAL_TRANSITIONS[GenerationStatus(row.status)]:
+    if S.DONE not in LEGAL_TRANSITIONS[row.status]:
         raise InvalidTransition(row.id, row.status, S.DONE.value)
     return row
 
@@ -225,6 +239,7 @@ async def mark_failed(session: AsyncSession, generation_id: int, reason: str) ->
     _transition(row, S.FAILED, f": {reason}")
     row.failure_reason = reason
     row.finished_at = utcnow()
+    row.interaction_token = None
     await session.flush()
     return row
 
@@ -235,11 +250,12 @@ async def mark_cancelled(session: AsyncSession, generation_id: int, reason: str 
     row = await get_generation(session, generation_id, include_deleted=True, for_update=True)
     if row is None:
         raise GenerationNotFound(generation_id)
-    if row.status == S.CANCELLED.value:
+    if row.status is S.CANCELLED:
         return row
     _transition(row, S.CANCELLED, f": {reason}" if reason else "")
     row.failure_reason = reason
     row.finished_at = utcnow()
+    row.interaction_token = None
     await session.flush()
     return row
 
@@ -249,15 +265,41 @@ async def record_delivery(
 ) -> Generation:
     """Remember the Discord message that shows the finished result (posted once)."""
     row = await _require(session, generation_id)
-    if GenerationStatus(row.status) not in (S.DONE, S.FAILED, S.CANCELLED):
-        raise InvalidTransition(row.id, row.status, "delivered")
+    if row.status not in FINAL:
+        raise InvalidTransition(row.id, row.status.value, "delivered")
     if row.message_id is not None and row.message_id != message_id:
         log.warning("generation %d re-delivered: message %d replaces %d", row.id, message_id, row.message_id)
     row.message_id = message_id
     row.message_channel_id = channel_id
     row.delivered_at = utcnow()
     row.delivery_failure = None
+    row.interaction_token = None
     log.info("generation %d delivered as message %d", row.id, message_id)
+    await session.flush()
+    return row
+
+
+async def attach_init_image(session: AsyncSession, generation_id: int, path: str, sha256: str) -> Generation:
+    """The pending init image was downloaded and written to `path`: the job can be rendered now."""
+    row = await _require(session, generation_id)
+    row.init_image_path = path
+    row.init_image_sha256 = sha256
+    row.init_image_url = None
+    await session.flush()
+    return row
+
+
+async def clear_interaction(session: AsyncSession, generation_id: int) -> None:
+    """The outcome has been shown (or can no longer be): forget the interaction token."""
+    row = await _require(session, generation_id)
+    row.interaction_token = None
+    await session.flush()
+
+
+async def record_delivery_started(session: AsyncSession, generation_id: int) -> Generation:
+    """About to post in a channel: recovery looks for that post before posting again."""
+    row = await _require(session, generation_id)
+    row.delivery_started_at = utcnow()
     await session.flush()
     return row
 
@@ -266,6 +308,7 @@ async def record_delivery_failure(session: AsyncSession, generation_id: int, rea
     """Posting failed for good; recover() will not try to deliver it again."""
     row = await _require(session, generation_id)
     row.delivery_failure = reason
+    row.interaction_token = None
     log.info("generation %d delivery failed: %s", row.id, reason)
     await session.flush()
     return row
@@ -277,7 +320,7 @@ async def soft_delete(session: AsyncSession, generation_id: int) -> list[str]:
     A queued or running generation is cancelled first so recover() never renders it.
     """
     row = await _require(session, generation_id)
-    if GenerationStatus(row.status) in (S.QUEUED, S.RUNNING):
+    if row.status in (S.QUEUED, S.RUNNING):
         _transition(row, S.CANCELLED, ": deleted")
         row.failure_reason = "deleted"
         row.finished_at = utcnow()
@@ -287,6 +330,8 @@ async def soft_delete(session: AsyncSession, generation_id: int) -> list[str]:
     row.images = []
     row.init_image_path = None
     row.init_image_sha256 = None
+    row.init_image_url = None
+    row.interaction_token = None
     row.deleted_at = utcnow()
     log.info("generation %d deleted (%d file(s))", row.id, len(paths))
     await session.flush()
@@ -296,11 +341,13 @@ async def soft_delete(session: AsyncSession, generation_id: int) -> list[str]:
 # ---- recovery ------------------------------------------------------------------------------
 
 
-async def recover(session: AsyncSession) -> tuple[list[Generation], list[Generation], list[Generation]]:
+async def recover(
+    session: AsyncSession, max_attempts: int = DEFAULT_MAX_ATTEMPTS
+) -> tuple[list[Generation], list[Generation], list[Generation]]:
     """After a restart: (to_render, to_deliver, failed_now).
 
-    A running row means the process died mid-render: it is re-queued once (attempts += 1);
-    one already on its second attempt is failed instead.
+    A running row means the process died while working on it (loading the model or rendering):
+    it is queued again, unless it has already been started `max_attempts` times, then it fails.
     """
     live = Generation.deleted_at.is_(None)
     interrupted = (
@@ -312,19 +359,19 @@ async def recover(session: AsyncSession) -> tuple[list[Generation], list[Generat
     ).all()
     failed_now: list[Generation] = []
     for row in interrupted:
-        if row.attempts < MAX_ATTEMPTS:
-            row.attempts += 1
-            _transition(row, S.QUEUED, f" (interrupted by a restart; attempt {row.attempts} next)")
+        if row.attempts < max_attempts:
+            _transition(row, S.QUEUED, f" (interrupted by a restart after {row.attempts} attempt(s))")
             row.started_at = None
         else:
-            _transition(row, S.FAILED, f": {INTERRUPTED_REASON}")
-            row.failure_reason = INTERRUPTED_REASON
+            reason = interrupted_reason(row.attempts)
+            _transition(row, S.FAILED, f": {reason}")
+            row.failure_reason = reason
             row.finished_at = utcnow()
             failed_now.append(row)
     await session.flush()
     to_render = (
         await session.scalars(
-            with_images(select(Generation).where(Generation.status == S.QUEUED.value, live))
+            with_images(select(Generation).where(Generation.status == S.QUEUED, live))
             .order_by(Generation.id)
         )
     ).all()
@@ -332,7 +379,7 @@ async def recover(session: AsyncSession) -> tuple[list[Generation], list[Generat
         await session.scalars(
             with_images(
                 select(Generation).where(
-                    Generation.status == S.DONE.value,
+                    Generation.status == S.DONE,
                     Generation.message_id.is_(None),
                     Generation.delivery_failure.is_(None),
                     live,

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,14 +82,24 @@ class Store:
         parent_id: int | None,
         params: Mapping[str, Any],
         init_image: bytes | None = None,
+        init_image_url: str | None = None,
+        source_index: int | None = None,
+        interaction_token: str | None = None,
+        interaction_expires_at: datetime | None = None,
     ) -> GenerationRecord:
-        """Queue a new generation. `params` uses GenerationRequest field names (not init_image)."""
+        """Queue a new generation. `params` uses GenerationRequest field names (not init_image).
+
+        The init image is either given (written now) or an `init_image_url` still to download
+        (`attach_init_image` later). The interaction token lets a restarted bot edit the reply.
+        """
         written: list[str] = []
         try:
             async with self._writing() as session:
                 row = await repository.create_generation(
                     session, owner_id=owner_id, guild_id=guild_id, channel_id=channel_id,
-                    kind=kind, parent_id=parent_id, params=params,
+                    kind=kind, parent_id=parent_id, params=params, source_index=source_index,
+                    init_image_url=init_image_url, interaction_token=interaction_token,
+                    interaction_expires_at=interaction_expires_at,
                 )
                 if init_image is not None:
                     path = files.init_image_path(row.id, init_image)
@@ -102,7 +113,20 @@ class Store:
             raise
         return record
 
+    async def attach_init_image(self, generation_id: int, init_image: bytes) -> GenerationRecord:
+        """Store the downloaded init image of a generation created with `init_image_url`."""
+        path = files.init_image_path(generation_id, init_image)
+        await asyncio.to_thread(files.write_atomic, self.data_dir, path, init_image)
+        try:
+            async with self._writing() as session:
+                row = await repository.attach_init_image(session, generation_id, path, files.sha256_hex(init_image))
+                return GenerationRecord.from_row(row)
+        except BaseException:
+            await asyncio.to_thread(files.remove_files, self.data_dir, [path])
+            raise
+
     async def mark_running(self, generation_id: int) -> GenerationRecord:
+        """Count a started attempt (call when the worker takes the job, before the model loads)."""
         async with self._writing() as session:
             return GenerationRecord.from_row(await repository.mark_running(session, generation_id))
 
@@ -143,14 +167,22 @@ class Store:
             row = await repository.record_delivery(session, generation_id, channel_id, message_id)
             return GenerationRecord.from_row(row)
 
+    async def record_delivery_started(self, generation_id: int) -> GenerationRecord:
+        async with self._writing() as session:
+            return GenerationRecord.from_row(await repository.record_delivery_started(session, generation_id))
+
+    async def clear_interaction(self, generation_id: int) -> None:
+        async with self._writing() as session:
+            await repository.clear_interaction(session, generation_id)
+
     async def record_delivery_failure(self, generation_id: int, reason: str) -> GenerationRecord:
         async with self._writing() as session:
             return GenerationRecord.from_row(await repository.record_delivery_failure(session, generation_id, reason))
 
-    async def recover(self) -> Recovery:
+    async def recover(self, max_attempts: int = repository.DEFAULT_MAX_ATTEMPTS) -> Recovery:
         """Call once at startup, before new work: see repository.recover for the rules."""
         async with self._writing() as session:
-            to_render, to_deliver, failed = await repository.recover(session)
+            to_render, to_deliver, failed = await repository.recover(session, max_attempts)
             recovery = Recovery(
                 to_render=[GenerationRecord.from_row(row) for row in to_render],
                 to_deliver=[GenerationRecord.from_row(row) for row in to_deliver],
@@ -204,13 +236,15 @@ class Store:
             count, done, images, total = await queries.stats(session, owner_id)
         return Stats(count=count, done=done, images=images, total_render_s=total)
 
-    async def user_settings(self, user_id: int) -> dict[str, Any]:
+    async def member_defaults(self, user_id: int) -> dict[str, Any]:
+        """A member's own defaults for the request parameters they leave out (field name -> value)."""
         async with self._reading() as session:
-            return await repository.get_user_settings(session, user_id)
+            return await repository.get_member_defaults(session, user_id)
 
-    async def set_user_settings(self, user_id: int, **values: Any) -> dict[str, Any]:
+    async def set_member_defaults(self, user_id: int, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge `values` into the member's defaults; None clears one. Returns them all."""
         async with self._writing() as session:
-            return await repository.set_user_settings(session, user_id, values)
+            return await repository.set_member_defaults(session, user_id, values)
 
     async def read_image(self, image: ImageRecord) -> bytes:
         """The PNG bytes, checked against the recorded sha256 (CorruptImage if they differ)."""

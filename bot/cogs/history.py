@@ -17,10 +17,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import presentation
+from bot.views import result_view
 from storage import CorruptImage, GenerationKind, GenerationStatus
 
 if TYPE_CHECKING:
+    from bot.app import ImagineBot
     from storage import GenerationRecord, Store
+
+Interaction = discord.Interaction["ImagineBot"]
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +43,7 @@ STATUS_LABELS: dict[GenerationStatus, str] = {
 }
 
 
-def is_moderator(interaction: discord.Interaction) -> bool:
+def is_moderator(interaction: Interaction) -> bool:
     """Moderators are members allowed to manage messages in this channel."""
     return interaction.permissions.manage_messages
 
@@ -153,12 +157,12 @@ class HistoryPager(discord.ui.View):
 class History(commands.Cog):
     """Browse past generations and bring one back."""
 
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: ImagineBot) -> None:
         self.bot = bot
 
     @property
     def store(self) -> Store:
-        return self.bot.store  # type: ignore[attr-defined]
+        return self.bot.store
 
     @app_commands.command(name="history", description="Your past generations, newest first")
     @app_commands.describe(
@@ -167,7 +171,7 @@ class History(commands.Cog):
     )
     async def history(
         self,
-        interaction: discord.Interaction,
+        interaction: Interaction,
         prompt: app_commands.Range[str, 1, 200] | None = None,
         user: discord.User | None = None,
     ) -> None:
@@ -198,7 +202,7 @@ class History(commands.Cog):
     @app_commands.command(name="show", description="Re-post one of your generations here, with its buttons")
     @app_commands.rename(generation_id="id")
     @app_commands.describe(generation_id="The generation's id, as listed by /history")
-    async def show(self, interaction: discord.Interaction, generation_id: app_commands.Range[int, 1]) -> None:
+    async def show(self, interaction: Interaction, generation_id: app_commands.Range[int, 1]) -> None:
         record = await self.store.get(generation_id)
         if record is None or record.deleted:
             await interaction.response.send_message(
@@ -237,7 +241,7 @@ class History(commands.Cog):
             presentation.encode_result, record, images, size_limit=interaction.filesize_limit
         )
         result = presentation.result_message(record, encoded)
-        await interaction.followup.send(embed=result.embed, files=result.files(), view=result.view)
+        await interaction.followup.send(embed=result.embed, files=result.files(), view=result_view(record))
 
     def not_ready_reason(self, record: GenerationRecord) -> str | None:
         """Why a generation has no image to show yet, or None when it has."""
@@ -245,7 +249,7 @@ class History(commands.Cog):
         if status is GenerationStatus.DONE:
             return None
         if status in (GenerationStatus.QUEUED, GenerationStatus.RUNNING):
-            entry = self.bot.service.snapshot().entry(str(record.id))  # type: ignore[attr-defined]
+            entry = self.bot.service.snapshot().entry(str(record.id))
             if entry is None:
                 where = "is waiting to be rendered"
             elif entry.position == 0:
@@ -259,5 +263,5 @@ class History(commands.Cog):
         return f"Generation #{record.id} was cancelled before it finished, so there is no image to show."
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: ImagineBot) -> None:
     await bot.add_cog(History(bot))

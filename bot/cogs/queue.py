@@ -9,6 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 if TYPE_CHECKING:
+    from bot.app import ImagineBot
     from generation import GenerationService, QueueEntry
 
 PROMPT_PREVIEW_CHARS = 60
@@ -35,23 +36,23 @@ def job_label(key: str) -> str:
 class Queue(commands.Cog):
     """The render queue as a member sees it."""
 
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: ImagineBot) -> None:
         self.bot = bot
 
     @property
     def service(self) -> GenerationService:
-        return self.bot.service  # type: ignore[attr-defined]
+        return self.bot.service
 
     @app_commands.command(name="queue", description="Your jobs in the render queue, with positions and ETA")
-    async def queue(self, interaction: discord.Interaction) -> None:
+    async def queue(self, interaction: discord.Interaction[ImagineBot]) -> None:
         snapshot = self.service.snapshot()
         mine = snapshot.for_owner(str(interaction.user.id))
         waiting = sum(1 for entry in snapshot.entries if entry.position > 0)
         rendering = len(snapshot.entries) - waiting
 
         embed = discord.Embed(title="Render queue", colour=discord.Colour.blurple())
-        if snapshot.total:
-            summary = f"{snapshot.total} job(s) in the queue: {rendering} rendering, {waiting} waiting."
+        if snapshot.entries:
+            summary = f"{len(snapshot.entries)} job(s) in the queue: {rendering} rendering, {waiting} waiting."
         else:
             summary = "The render queue is empty."
         if snapshot.avg_render_s > 0:
@@ -78,5 +79,5 @@ class Queue(commands.Cog):
         return f"**{job_label(entry.key)}** · {where}{prompt}"
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: ImagineBot) -> None:
     await bot.add_cog(Queue(bot))

@@ -61,7 +61,7 @@ async def test_u1_posts_the_first_grid_image_alone_with_its_own_buttons(world):
     assert embed_field(message, "Seed") == "200"
     assert "Vary (Subtle)" in button_labels(message) and "U1" not in button_labels(message)
     child = await world.store.get_by_message(message.id)
-    assert child.kind is GenerationKind.UPSCALE and child.parent_id == parent.id and child.count == 1
+    assert child.kind is GenerationKind.PICK and child.parent_id == parent.id and child.count == 1
 
 
 async def test_edit_modal_rerenders_with_the_new_prompt(world):

@@ -126,7 +126,7 @@ async def test_an_upload_that_keeps_failing_stays_in_history_with_its_reason(wor
     assert "Discord refused the upload" in upscaled.response.content
     parent = await world.store.get_by_message(grid.id)
     child = (await world.store.lineage(parent.id)).children[0]
-    assert child.kind is GenerationKind.UPSCALE and child.images
+    assert child.kind is GenerationKind.PICK and child.images
     assert child.message_id is None and "503" in child.delivery_failure
 
     listing = (await world.alice.slash(world.channel, "history")).response

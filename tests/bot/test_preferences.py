@@ -67,10 +67,8 @@ async def test_saved_defaults_apply_to_the_next_imagine_that_leaves_them_out(wor
 @pytest.mark.parametrize(
     ("options", "error"),
     [
-        ({"steps": 500}, "num_inference_steps (steps) must be a whole number from 1 to 50, got 500."),
         ({"width": 100}, "width must be a multiple of 8 from 32 to 1024, got 100."),
-        ({"guidance": 31.5}, "guidance_scale (cfg) must be a number from 0 to 30, got 31.5."),
-        ({"count": 9}, "count must be a whole number from 1 to 4 images per request, got 9."),
+        ({"height": 1020}, "height must be a multiple of 8 from 32 to 1024, got 1020."),
     ],
 )
 async def test_invalid_settings_are_refused_naming_what_is_allowed(world, options, error):
@@ -79,7 +77,7 @@ async def test_invalid_settings_are_refused_naming_what_is_allowed(world, option
     result = await world.alice.slash(world.channel, "settings", **options)
     assert result.response.ephemeral
     assert result.response.content == f"{error} Nothing was saved."
-    assert await world.store.user_settings(world.alice.id) == {"num_inference_steps": 7}
+    assert await world.store.member_defaults(world.alice.id) == {"num_inference_steps": 7}
 
 
 @pytest.mark.bot(max_pixels=512 * 512)
@@ -89,7 +87,7 @@ async def test_the_size_limit_applies_to_the_combined_width_and_height(world):
     assert result.response.ephemeral
     assert result.response.content == (
         "1024x1024 is 1048576 pixels; the limit is 262144 pixels (for example 512x512). Nothing was saved.")
-    assert await world.store.user_settings(world.alice.id) == {"width": 1024}
+    assert await world.store.member_defaults(world.alice.id) == {"width": 1024}
 
 
 async def test_sampler_is_offered_as_a_choice_of_the_known_samplers(world):
@@ -105,7 +103,7 @@ async def test_reset_returns_to_the_server_defaults(world):
     assert message.ephemeral
     assert message.embeds[0].title == "Your defaults were cleared; /imagine uses the server defaults"
     assert line_for(message, "steps") == "Steps (`steps`): 4 (server default)"
-    assert await world.store.user_settings(world.alice.id) == {}
+    assert await world.store.member_defaults(world.alice.id) == {}
 
     made = await world.alice.slash(world.channel, "imagine", prompt="a yellow square", seed=2)
     assert embed_field(made.response, "Steps") == "4"
@@ -115,4 +113,4 @@ async def test_reset_returns_to_the_server_defaults(world):
     await world.alice.slash(world.channel, "settings", steps=6, guidance=7.5)
     again = await world.alice.slash(world.channel, "settings", reset=True, count=2)
     assert again.response.embeds[0].title == "Saved. Your /imagine defaults"
-    assert await world.store.user_settings(world.alice.id) == {"count": 2}
+    assert await world.store.member_defaults(world.alice.id) == {"count": 2}

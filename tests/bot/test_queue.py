@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 
-from generation import GenerationRequest, JobState
+from generation import GenerationRequest
 from storage import GenerationKind
 
 
@@ -23,12 +23,17 @@ async def queue_jobs(world, jobs: list[tuple[object, str, int]]) -> list[int]:
             owner_id=owner.id, guild_id=world.guild.id, channel_id=world.channel.id,
             kind=GenerationKind.IMAGINE, parent_id=None, params={"prompt": prompt}))
     service = world.bot.service
+    first_started = asyncio.Event()
+
+    async def mark_started() -> None:
+        first_started.set()
+
     # Submitted back to back, so the dispatcher sees all of them before it picks the first.
-    submitted = [service.submit(GenerationRequest(prompt=prompt, num_inference_steps=steps, seed=1),
-                                owner=str(owner.id), key=str(record.id))
-                 for (owner, prompt, steps), record in zip(jobs, records)]
-    while submitted[0].state is not JobState.RUNNING:
-        await asyncio.sleep(0.01)
+    for index, ((owner, prompt, steps), record) in enumerate(zip(jobs, records)):
+        request = service.prepare(GenerationRequest(prompt=prompt, num_inference_steps=steps, seed=1))
+        service.submit(request, owner=str(owner.id), key=str(record.id),
+                       before_start=mark_started if index == 0 else None)
+    await first_started.wait()  # the worker has taken the first job: it is rendering
     return [record.id for record in records]
 
 

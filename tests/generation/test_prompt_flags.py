@@ -77,3 +77,13 @@ def test_inline_flags_win_over_typed_options():
     applied = apply_prompt_flags(typed)
     assert (applied.prompt, applied.seed, applied.negative_prompt) == ("a circle", 3, "blue")
     assert applied.guidance_scale == 4.0  # options without a flag stay as typed
+
+
+def test_quoted_values_lose_their_quotes() -> None:
+    assert parse_prompt_flags('a cat --sampler "DPM++ 2M Karras"')[1] == {"sampler": "DPM++ 2M Karras"}
+    assert parse_prompt_flags("a cat --no \u201cblurry, text\u201d")[1] == {"negative_prompt": "blurry, text"}
+
+
+def test_an_extreme_aspect_ratio_is_named_as_such() -> None:
+    with pytest.raises(RequestError, match="too extreme"):
+        parse_prompt_flags("a cat --ar 100:1")

@@ -17,7 +17,7 @@ async def _one_user_session(store: Store, worker: int) -> int:
         owner_id=OWNER + worker % 4, guild_id=None, channel_id=CHANNEL, kind="imagine",
         parent_id=None, params=params,
     )
-    await store.set_user_settings(OWNER + worker % 4, count=worker)
+    await store.set_member_defaults(OWNER + worker % 4, {"count": worker})
     await store.mark_running(record.id)
     await asyncio.sleep(0)  # let the other writers interleave
     await store.mark_done(record.id, rendered(params), duration_s=0.5)

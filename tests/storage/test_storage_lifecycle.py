@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from pathlib import Path
 
 import pytest
@@ -143,14 +145,12 @@ async def test_init_image_is_stored_as_a_file_and_read_back(store: Store, data_d
     assert await store.read_init_image((await queue(store)).id) is None
 
 
-async def test_user_settings_merge_and_remove(store: Store) -> None:
-    assert await store.user_settings(OWNER) == {}
-    assert await store.set_user_settings(OWNER, width=96, sampler="Euler a") == {"width": 96, "sampler": "Euler a"}
-    assert await store.set_user_settings(OWNER, width=None, count=4) == {"sampler": "Euler a", "count": 4}
-    assert await store.user_settings(OWNER) == {"sampler": "Euler a", "count": 4}
-    assert await store.user_settings(OWNER + 1) == {}
-    with pytest.raises(ValueError, match="colour"):
-        await store.set_user_settings(OWNER, colour="red")
+async def test_member_defaults_merge_and_remove(store: Store) -> None:
+    assert await store.member_defaults(OWNER) == {}
+    assert await store.set_member_defaults(OWNER, {"width": 96, "sampler": "Euler a"}) == {"width": 96, "sampler": "Euler a"}
+    assert await store.set_member_defaults(OWNER, {"width": None, "count": 4}) == {"sampler": "Euler a", "count": 4}
+    assert await store.member_defaults(OWNER) == {"sampler": "Euler a", "count": 4}
+    assert await store.member_defaults(OWNER + 1) == {}
 
 
 async def test_sqlite_runs_in_wal_mode_with_foreign_keys(store: Store) -> None:
@@ -161,4 +161,29 @@ async def test_sqlite_runs_in_wal_mode_with_foreign_keys(store: Store) -> None:
         assert (await connection.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
         assert (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar() >= 5000
         version = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-    assert version == "0002"
+    assert version == "0003"
+
+
+async def test_pending_init_image_is_attached_later(store: Store) -> None:
+    record = await store.create_generation(
+        owner_id=OWNER, guild_id=None, channel_id=None, kind="imagine", parent_id=None,
+        params={"prompt": "a red circle"}, init_image_url="https://cdn.example/init.png")
+    assert record.has_init_image and record.init_image_url == "https://cdn.example/init.png"
+    assert await store.read_init_image(record.id) is None
+    attached = await store.attach_init_image(record.id, b"\x89PNG fake bytes")
+    assert attached.init_image_url is None and attached.has_init_image
+    assert await store.read_init_image(record.id) == b"\x89PNG fake bytes"
+
+
+async def test_interaction_token_is_kept_until_the_result_is_posted_and_never_shown(store: Store) -> None:
+    expires = datetime.now(UTC) + timedelta(minutes=15)
+    record = await store.create_generation(
+        owner_id=OWNER, guild_id=None, channel_id=None, kind="imagine", parent_id=None,
+        params={"prompt": "a red circle"}, interaction_token="secret-token", interaction_expires_at=expires)
+    assert "secret-token" not in repr(record)
+    assert (await store.get(record.id)).interaction_token == "secret-token"
+    done = await finish(store, record.id)
+    assert done.attempts == 1
+    assert done.interaction_token == "secret-token"  # still needed to post the result
+    delivered = await store.record_delivery(record.id, channel_id=1, message_id=2)
+    assert delivered.interaction_token is None

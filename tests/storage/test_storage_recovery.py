@@ -26,7 +26,8 @@ async def test_restart_resubmits_queued_in_order_and_retries_running_once(databa
     assert [record.prompt for record in recovery.to_render] == ["first", "was rendering", "second", "third"]
     assert all(record.status is GenerationStatus.QUEUED for record in recovery.to_render)
     retried = recovery.to_render[1]
-    assert retried.id == interrupted.id and retried.attempts == 2 and retried.started_at is None
+    assert retried.id == interrupted.id and retried.attempts == 1 and retried.started_at is None
+    assert all(record.attempts == 0 for record in recovery.to_render if record.id != interrupted.id)
     assert [record.id for record in recovery.to_deliver] == [undelivered.id]
     assert recovery.to_deliver[0].images == undelivered.images
     assert recovery.failed == []
@@ -39,7 +40,7 @@ async def test_restart_resubmits_queued_in_order_and_retries_running_once(databa
     assert [record.id for record in recovery.to_render] == [first.id, second.id, third.id]
     gave_up = await store.get(interrupted.id)
     assert gave_up.status is GenerationStatus.FAILED
-    assert gave_up.failure_reason == "interrupted twice by a restart"
+    assert gave_up.failure_reason == "this request stopped the renderer twice; try a smaller size or fewer images"
     assert [record.id for record in recovery.failed] == [interrupted.id]
     await store.close()
 

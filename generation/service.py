@@ -62,10 +62,6 @@ class RendererLike(Protocol):
     # negative prompt it cannot take, a size it cannot draw). Called by prepare(), before queueing.
     def check_request(self, request: GenerationRequest) -> None: ...
 
-    # Optional: RequestError when the model's family cannot render the request (a sampler it lacks, a
-    # negative prompt it cannot take, a size it cannot draw). Called by prepare(), before queueing.
-    def check_request(self, request: GenerationRequest) -> None: ...
-
 
 def _identity(awaitable: Awaitable[Any]) -> Awaitable[Any]:
     return awaitable

@@ -57,12 +57,14 @@ class GenerationButton:
     moderators_may_use = False
 
     @classmethod
-    async def from_custom_id(cls, interaction: Interaction, item: discord.ui.Item[Any],
+    async def from_custom_id(cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any],
                              match: re.Match[str]) -> Any:
         # Each template names its groups after the constructor's parameters.
         return cls(**{name: int(value) if value.isdigit() else value for name, value in match.groupdict().items()})
 
-    async def interaction_check(self, interaction: Interaction) -> bool:
+    # The three discord.py overrides take Interaction[Any]: DynamicItem declares them generic in the
+    # client type, so a narrower Interaction["ImagineBot"] would not be a compatible override.
+    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
         # discord.py turns an exception here into a silent refusal, so report it ourselves.
         try:
             return await self._allowed(interaction)
@@ -91,7 +93,7 @@ class GenerationButton:
         self.record = record
         return True
 
-    async def callback(self, interaction: Interaction) -> None:
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
         try:
             await self.act(interaction)
         except (UserFacingError, RequestError) as error:

@@ -231,6 +231,20 @@ class Renderer:
         except (OSError, ValueError) as error:  # missing files, not in the offline cache, wrong layout
             log.exception("loading model %s from %s failed", source.name, source.path)
             raise RenderError(f"Model {source.label!r} could not be loaded from {source.path}: {error}") from None
+        return self._use(source, info, txt2img, dtype, started)
+
+    def adopt(self, model: str, txt2img: Any) -> float:
+        """Make an already built text-to-image pipeline the loaded `model` (its config folder must be
+        readable, for the family). For random-weight checks (gpu_check) that build weights in place."""
+        self._apply_cpu_threads()
+        source, info = self.source(model), self.model_info(model)
+        self._sources.setdefault(model, source)
+        self.unload()
+        parameter = next(iter(txt2img.components[info.family.denoiser].parameters()))
+        return self._use(source, info, txt2img, parameter.dtype, time.perf_counter())
+
+    def _use(self, source: ModelSource, info: ModelInfo, txt2img: Any, dtype: torch.dtype, started: float) -> float:
+        family = info.family
         txt2img.set_progress_bar_config(disable=True)
         img2img = _img2img_pipeline(txt2img)
         if img2img is not None:

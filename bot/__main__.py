@@ -162,6 +162,7 @@ def run_discord(settings: Settings) -> int:
     async def runner(stop: asyncio.Event) -> None:
         bot = create_bot(settings)
         async with bot:
+            assert settings.discord_token is not None  # main() runs Discord only with a token
             login = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
             stopped = asyncio.create_task(stop.wait())
             await asyncio.wait({login, stopped}, return_when=asyncio.FIRST_COMPLETED)

@@ -103,6 +103,7 @@ async def open_world(settings: Settings, *, service: Any = None, settle_timeout:
         closers.append(env.shutdown)
         if sync_clock:
             await catch_up_clock(env)
+        assert bot.user is not None  # logged in by env.start()
         await bot.user.edit(username=BOT_NAME)  # SimCord's bot account is called TestBot until renamed
         guild = env.create_guild("imagine-bot playground")
         channel = guild.create_text_channel("imagine")
@@ -217,7 +218,7 @@ async def run_playground(settings: Settings, *, ready: asyncio.Event | None = No
                     urls.append(preview.url)
                 if ready is not None:
                     ready.set()
-                waiters = {asyncio.ensure_future(preview.wait_closed())}
+                waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(preview.wait_closed())}
                 if stop is not None:
                     waiters.add(asyncio.ensure_future(stop.wait()))
                 try:

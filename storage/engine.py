@@ -25,7 +25,7 @@ BUSY_TIMEOUT_MS = 30_000
 WAL_ATTEMPTS = 50
 
 
-def default_url(data_dir: Path) -> str:
+def default_url(data_dir: Path | str) -> str:
     return f"sqlite+aiosqlite:///{(Path(data_dir) / 'imagine.db').resolve()}"
 
 

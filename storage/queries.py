@@ -97,4 +97,4 @@ async def stats(session: AsyncSession, owner_id: int) -> tuple[int, int, int, fl
         )
     ).one()
     images = await session.scalar(select(func.count(Image.id)).join(Generation).where(*mine))
-    return int(count), int(done), int(images or 0), float(total)
+    return int(count), int(done), int(images or 0), float(total or 0.0)  # coalesce: never None

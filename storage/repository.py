@@ -12,7 +12,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Executable, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -73,6 +73,7 @@ async def ensure_user(session: AsyncSession, user_id: int) -> None:
     """Insert the user row if missing; safe against a concurrent insert of the same user."""
     dialect = session.bind.dialect.name if session.bind is not None else ""
     values = {"id": user_id, "settings": {}, "created_at": utcnow()}
+    statement: Executable
     if dialect == "sqlite":
         statement = sqlite.insert(User).values(values).on_conflict_do_nothing()
     elif dialect == "postgresql":

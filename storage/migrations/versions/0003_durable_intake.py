@@ -9,7 +9,8 @@ the init image) and its reply target (the interaction token) live on the row. `a
 started attempts (it was the 1-based number of the next attempt): queued rows go down by one.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -19,7 +20,7 @@ down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-COLUMNS = {
+COLUMNS: dict[str, Callable[[], Any]] = {
     "source_index": sa.Integer,
     "init_image_url": sa.Text,
     "interaction_token": sa.Text,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +33,15 @@ SEED = 7
 CHROMIUM = "/usr/bin/chromium"
 IMAGE_TIMEOUT_S = 120.0
 
-# The bot's reply counts once one of its images (attachment or embed image) has decoded: the page
+# The bot's result counts once one of its images (attachment or embed image) has decoded: the page
 # swaps a blob: URL in only after the asset loaded, and naturalWidth is 0 until the image decoded.
+# A result has a Reroll button (a status line's progress preview is an image too, without one).
 # An ephemeral bot reply without an image is the bot refusing or failing: stop waiting at once.
 BOT_IMAGE_JS = """(() => {
   for (const msg of document.querySelectorAll('#channel-message-list .channel-message')) {
     if (!msg.querySelector('.message-app-badge, .message-interaction-header')) continue;
+    const labels = [...msg.querySelectorAll('.component-button .button-label')].map(b => b.textContent);
+    if (!msg.querySelector('.message-ephemeral-note') && !labels.includes('Reroll')) continue;
     for (const img of msg.querySelectorAll('img.attachment-image, .embed-media img')) {
       if (img.src.startsWith('blob:') && img.complete && img.naturalWidth > 0) {
         msg.scrollIntoView({block: 'end'});
@@ -135,6 +140,9 @@ class CDP:
 async def start_chromium(profile: str, port: int, log_path: Path) -> asyncio.subprocess.Process:
     args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            # several tabs (one per member) all keep polling their page at full speed
+            "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+            "--disable-backgrounding-occluded-windows",
             f"--user-data-dir={profile}", f"--remote-debugging-port={port}", "--window-size=1280,900",
             "about:blank"]
     with open(log_path, "wb") as log:
@@ -175,39 +183,85 @@ async def page_websocket(http: aiohttp.ClientSession, port: int, proc: asyncio.s
     raise Failure("chromium's DevTools endpoint did not come up within 30s")
 
 
-async def run_imagine(cdp: CDP, url: str) -> dict:
-    """Open the page and run /imagine through its UI; return the bot message id and image size."""
+READY_JS = """(() => { const p = window.simcordPreview; return p && p.ready && p.authorized
+    && (p.awaitingRevision === null || p.awaitingRevision <= p.publishedRevision)
+    && p.commandPicker.state !== 'unavailable' && p.commandPicker.catalog.state === 'ready'; })()"""
+
+
+async def open_page(cdp: CDP, url: str) -> None:
+    """Open the playground page in this tab and wait until it can take a command."""
     await cdp.call("Page.enable")
+    await cdp.call("Page.bringToFront")
     # A fixed viewport, so the picture is 1280x900 whatever headless makes of --window-size.
     await cdp.call("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
     await cdp.call("Page.navigate", url=url)
     # Ready = page authorized, snapshot rendered and the command catalog fetched.
-    await cdp.wait_for("""(() => { const p = window.simcordPreview; return p && p.ready && p.authorized
-        && p.commandPicker.state !== 'unavailable' && p.commandPicker.catalog.state === 'ready'; })()""",
-                       "the playground page to be ready with its command list", timeout=60)
+    await cdp.wait_for(READY_JS, "the playground page to be ready with its command list", timeout=60)
+
+
+async def last_request_id(cdp: CDP) -> str | None:
+    return await cdp.js("window.simcordPreview.lastAction?.requestId || null")
+
+
+async def acted(cdp: CDP, before: str | None, what: str) -> bool:
+    """Wait for the page's receipt of the action after `before`; False when it must be repeated.
+
+    The page sends each action with the revision it shows; an update pushed a moment earlier makes
+    it "stale" and SimCord refuses it (nothing happened; the draft is kept): then it is sent again.
+    """
+    receipt_js = f"""(() => {{ const p = window.simcordPreview, a = p.lastAction;
+        return !p.pendingAction && a && a.requestId !== {json.dumps(before)} ? a : null; }})()"""
+    try:
+        receipt = await cdp.wait_for(receipt_js, f"the page's receipt for {what}", timeout=10)
+    except Failure:
+        if not await cdp.js("!!window.simcordPreview.pendingAction"):
+            return False  # the page did not send it (it was still catching up): send it again
+        receipt = await cdp.wait_for(receipt_js, f"the page's receipt for {what}", timeout=90)
+    codes = [d.get("code") for d in receipt.get("diagnostics") or []]
+    if receipt.get("rejected") and "stale-revision" in codes:
+        await cdp.wait_for(READY_JS, "the page to catch up")
+        return False
+    if receipt.get("rejected") or receipt.get("settlement") not in (None, "settled"):
+        raise Failure(f"{what} was not completed: {json.dumps(receipt)[:300]}")
+    return True
+
+
+async def run_command(cdp: CDP, command: str, options: dict[str, Any]) -> None:
+    """Type `/command`, pick it, fill `options` (adding optional ones from "+N options"), press Enter."""
+    await cdp.call("Page.bringToFront")  # the tab a person would be looking at
     await cdp.click("#channel-composer-input")
-    await cdp.type("/imagine")
+    await cdp.type(f"/{command}")
     entry = ".command-entry[data-entry-key]"
+    name = json.dumps(f"/{command}")
     await cdp.wait_for(f"""[...document.querySelectorAll({json.dumps(entry)})].some(
-        e => e.querySelector('strong')?.textContent === '/imagine')""", "/imagine in the command picker")
-    # Click the /imagine entry itself: other commands may also match what was typed.
+        e => e.querySelector('strong')?.textContent === {name})""", f"/{command} in the command picker")
+    # Click the entry itself: other commands may also match what was typed.
     key = await cdp.js(f"""[...document.querySelectorAll({json.dumps(entry)})].find(
-        e => e.querySelector('strong')?.textContent === '/imagine').dataset.entryKey""")
+        e => e.querySelector('strong')?.textContent === {name}).dataset.entryKey""")
     await cdp.click(f".command-entry[data-entry-key={json.dumps(key)}]")
-    prompt_field = '.command-option-input[data-option="prompt"]'
-    await cdp.click(prompt_field)
-    await cdp.type(PROMPT)
-    seed_field = '.command-option-input[data-option="seed"]'
-    if not await cdp.js(f"!!document.querySelector({json.dumps(seed_field)})"):
-        # seed is optional: add it from the "+N options" menu, as in Discord.
-        await cdp.click(".command-row .command-ghost")
-        await cdp.click('.command-popup .command-suggestion[data-value="seed"]')
-    await cdp.click(seed_field)
-    await cdp.type(str(SEED))
+    for option, value in options.items():
+        field = f'.command-option-input[data-option="{option}"]'
+        if not await cdp.js(f"!!document.querySelector({json.dumps(field)})"):
+            # an optional option: add it from the "+N options" menu, as in Discord
+            await cdp.click(".command-row .command-ghost")
+            await cdp.click(f'.command-popup .command-suggestion[data-value="{option}"]')
+        await cdp.click(field)
+        await cdp.type(str(value))
     draft = await cdp.js("window.simcordPreview.commandPicker.draft")
     if not draft or not draft.get("submittable"):
-        raise Failure(f"the /imagine draft is not submittable: {json.dumps(draft)[:300]}")
-    await cdp.press_enter()
+        raise Failure(f"the /{command} draft is not submittable: {json.dumps(draft)[:300]}")
+    for _ in range(5):
+        before = await last_request_id(cdp)
+        await cdp.press_enter()
+        if await acted(cdp, before, f"/{command}"):
+            return
+    raise Failure(f"/{command} was refused as stale five times")
+
+
+async def run_imagine(cdp: CDP, url: str) -> dict:
+    """Open the page and run /imagine through its UI; return the bot message id and image size."""
+    await open_page(cdp, url)
+    await run_command(cdp, "imagine", {"prompt": PROMPT, "seed": SEED})
     try:
         found = await cdp.wait_for(BOT_IMAGE_JS, "the bot's reply with an image", timeout=IMAGE_TIMEOUT_S)
     except Failure:
@@ -220,12 +274,15 @@ async def run_imagine(cdp: CDP, url: str) -> dict:
     return found
 
 
-async def start_playground(data_dir: Path) -> tuple[asyncio.Task, str]:
+async def start_playground(data_dir: Path, **changes: Any) -> tuple[asyncio.Task, str]:
+    """Run the playground in this process (data in `data_dir`, a free port); returns its task and URL."""
+    from bot.__main__ import default_cpu_threads
     from bot.playground import run_playground
     from bot.settings import Settings
 
-    settings = Settings(data_dir=data_dir, playground_port=free_port())
-    ready, urls = asyncio.Event(), []
+    settings = default_cpu_threads(Settings(data_dir=data_dir, playground_port=free_port(), **changes))
+    ready = asyncio.Event()
+    urls: list[str] = []
     task = asyncio.create_task(run_playground(settings, ready=ready, urls=urls))
     waiter = asyncio.create_task(ready.wait())
     await asyncio.wait({task, waiter}, timeout=180, return_when=asyncio.FIRST_COMPLETED)
@@ -256,34 +313,85 @@ async def stop_playground(cdp: CDP | None, task: asyncio.Task) -> None:
         pass
 
 
-async def prove(out: Path, url: str | None) -> None:
+class Browser:
+    """Headless chromium with DevTools tabs; `tab()` opens one more (the first reuses about:blank)."""
+
+    def __init__(self, http: aiohttp.ClientSession, port: int, proc: asyncio.subprocess.Process,
+                 log_path: Path) -> None:
+        self.http, self.port, self.proc, self.log_path = http, port, proc, log_path
+        self.tabs: list[CDP] = []
+
+    async def tab(self) -> CDP:
+        if self.tabs:
+            async with self.http.put(f"http://127.0.0.1:{self.port}/json/new?about:blank") as resp:
+                url = (await resp.json())["webSocketDebuggerUrl"]
+        else:
+            url = await page_websocket(self.http, self.port, self.proc, self.log_path)
+        cdp = CDP(await self.http.ws_connect(url, max_msg_size=0))
+        self.tabs.append(cdp)
+        return cdp
+
+    async def screenshot(self, cdp: CDP, out: Path) -> Path:
+        await cdp.call("Page.bringToFront")
+        try:  # a pushed update may have just swapped an image: let the new one load
+            await cdp.wait_for("""[...document.querySelectorAll('#channel-message-list img')].every(
+                img => img.complete && img.naturalWidth > 0)""", "images to load", timeout=10)
+        except Failure:
+            pass
+        await asyncio.sleep(0.5)  # let a scroll into view and image decoding settle before the picture
+        shot = await cdp.call("Page.captureScreenshot", format="png")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(base64.b64decode(shot["data"]))
+        return out
+
+
+@contextlib.asynccontextmanager
+async def browser(tmp: Path) -> AsyncIterator[Browser]:
+    """Chromium in its own process group, always killed on the way out."""
     if not Path(CHROMIUM).exists():
         raise Failure(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    port = free_port()
+    log_path = tmp / "chromium.log"
+    proc = await start_chromium(str(tmp / "profile"), port, log_path)
+    try:
+        async with aiohttp.ClientSession() as http:
+            opened = Browser(http, port, proc, log_path)
+            try:
+                yield opened
+            finally:
+                for cdp in opened.tabs:
+                    await cdp.close()
+    finally:
+        await kill_chromium(proc)
+
+
+@contextlib.asynccontextmanager
+async def playground(tmp: Path, url: str | None, **changes: Any) -> AsyncIterator[tuple[str, Callable]]:
+    """The URL of `url`'s playground, or of one started here; yields (url, stop(cdp)) and stops it."""
+    task = None
+    if url is None:
+        task, url = await start_playground(tmp / "data", **changes)
+    stopped = False
+
+    async def stop(cdp: CDP | None) -> None:
+        nonlocal stopped
+        if task is not None and not stopped:
+            stopped = True
+            await stop_playground(cdp, task)
+
+    try:
+        yield url, stop
+    finally:
+        await stop(None)
+
+
+async def prove(out: Path, url: str | None) -> None:
     with tempfile.TemporaryDirectory(prefix="imagine-shot-") as tmp:
-        task = None
-        if url is None:
-            task, url = await start_playground(Path(tmp) / "data")
-        port = free_port()
-        log_path = Path(tmp) / "chromium.log"
-        proc = await start_chromium(str(Path(tmp) / "profile"), port, log_path)
-        cdp = None
-        try:
-            async with aiohttp.ClientSession() as http:
-                ws = await http.ws_connect(await page_websocket(http, port, proc, log_path), max_msg_size=0)
-                cdp = CDP(ws)
-                await run_imagine(cdp, url)
-                await asyncio.sleep(0.5)  # let the scroll into view settle before the picture
-                shot = await cdp.call("Page.captureScreenshot", format="png")
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_bytes(base64.b64decode(shot["data"]))
-                if task is not None:
-                    await stop_playground(cdp, task)
-                    task = None
-                await cdp.close()
-        finally:
-            await kill_chromium(proc)
-            if task is not None:
-                await stop_playground(None, task)
+        async with playground(Path(tmp), url) as (url, stop), browser(Path(tmp)) as chromium:
+            cdp = await chromium.tab()
+            await run_imagine(cdp, url)
+            await chromium.screenshot(cdp, out)
+            await stop(cdp)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/playground.png"), help="PNG to write")
     parser.add_argument("--url", help="an already running playground's URL (with its #secret)")
     args = parser.parse_args(argv)
+    from bot.__main__ import configure_logging
+
+    configure_logging("WARNING")
     try:
         asyncio.run(prove(args.out, args.url))
     except Failure as exc:

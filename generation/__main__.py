@@ -91,11 +91,8 @@ class Plan:
 
 
 def resolve_source(args: argparse.Namespace) -> ModelSource:
-    source = None
-    if args.models_file:
-        specs = load_model_specs(args.models_file)
-        source = specs.get(args.model)
-    source = source or model_source(args.model)
+    specs = load_model_specs(args.models_file) if args.models_file else {}
+    source: ModelSource = specs.get(args.model) or model_source(args.model)
     if args.model_config:
         source = dataclasses.replace(source, config=args.model_config)
     return source

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from . import GenerationRequest, GenerationService, Limits
+from . import GenerationRequest, GenerationService, Limits, Progress
 from .samplers import make_scheduler
 
 # The worst event-loop lag a render may cause: the bot's other coroutines (Discord heartbeats, other
@@ -31,8 +31,11 @@ LOOP_LAG_BUDGET_S = 0.05
 
 def render_directly(renderer, request: GenerationRequest):
     """Plain diffusers usage: the loaded pipeline, the sampler's scheduler, a seeded CPU generator."""
-    pipe = renderer.loaded.txt2img
-    pipe.scheduler = make_scheduler(request.sampler, pipe.scheduler.config, seed=request.seed)
+    loaded = renderer.loaded
+    pipe = loaded.txt2img
+    pipe.scheduler = make_scheduler(
+        request.sampler, loaded.scheduler_config, seed=request.seed or 0, table=loaded.family.samplers
+    )
     images = []
     for seed in request.image_seeds():
         output = pipe(
@@ -50,7 +53,7 @@ def render_directly(renderer, request: GenerationRequest):
 
 async def render_through_service(service: GenerationService, request: GenerationRequest):
     job = service.submit(request, owner="bench")
-    steps = []
+    steps: list[Progress] = []
     job.add_progress_listener(steps.append)
     result = await job.result()
     return [image.image for image in result.images], len(steps)

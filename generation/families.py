@@ -245,7 +245,7 @@ def read_model_info(source: ModelSource) -> ModelInfo:
         if Path(config).is_dir() and not (Path(config) / "model_index.json").exists() and (
             Path(config) / "unet" / "config.json"
         ).exists():  # component configs without model_index.json: an SD 1.x/2.x layout
-            index = {"_class_name": "StableDiffusionPipeline", "unet": [], "vae": []}
+            index: dict[str, Any] = {"_class_name": "StableDiffusionPipeline", "unet": [], "vae": []}
         else:
             index = _read_json(config, "model_index.json")
     except Exception as error:
@@ -253,7 +253,7 @@ def read_model_info(source: ModelSource) -> ModelInfo:
             f"Model {label!r} could not be read: no model_index.json in {config} ({type(error).__name__}). "
             "Give a diffusers folder, a hub id, or a .safetensors file with a config folder."
         ) from None
-    class_name = index.get("_class_name", "")
+    class_name: str = index.get("_class_name", "")
     family = FAMILIES.get(override) if override else family_for_pipeline(class_name)
     if override and family is None:
         raise RequestError(f"Model {label!r}: unknown family {override!r}; use one of: {', '.join(FAMILIES)}.")
@@ -283,8 +283,9 @@ def _info_from_configs(
     scale = 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1)
     sample_size = denoiser.get("sample_size")
     native = family.default_size or (sample_size * scale if isinstance(sample_size, int) else 1024)
-    if getattr(source, "size", None):
-        native = source.size
+    size = getattr(source, "size", None)
+    if size:
+        native = size
     channels = vae.get("latent_channels", 4)
     window = None
     if family.text_window is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import PIL.Image
 import torch
@@ -56,7 +58,7 @@ class LatentPreview:
     so it works for any latent space (SD's published 4x3 coefficients only fit SD's VAE).
     """
 
-    def __init__(self, vae: torch.nn.Module, scale_factor: int, size: int = 64, device: torch.device | None = None):
+    def __init__(self, vae: Any, scale_factor: int, size: int = 64, device: torch.device | None = None):
         self.scale_factor = scale_factor
         generator = torch.Generator("cpu").manual_seed(0)
         # Blocky random colours plus gradients: enough variety to pin down a 4x3 map.
@@ -85,4 +87,4 @@ class LatentPreview:
         rgb = torch.cat([latent, torch.ones(*latent.shape[:2], 1)], dim=2) @ self.weights
         pixels = ((rgb.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
         image = PIL.Image.fromarray(np.ascontiguousarray(pixels), "RGB")
-        return image.resize((image.width * self.scale_factor, image.height * self.scale_factor), PIL.Image.NEAREST)
+        return image.resize((image.width * self.scale_factor, image.height * self.scale_factor), PIL.Image.Resampling.NEAREST)

@@ -88,12 +88,13 @@ class LoadedModel:
     native_size: int
     preview: LatentPreview | None
     load_s: float
-    info: ModelInfo | None = None
+    info: ModelInfo
     dtype: torch.dtype = torch.float32
     scheduler_config: Any = None  # the model's own scheduler config: every sampler is built from it
 
     @property
     def family(self) -> Family:
+        assert self.info is not None  # Renderer.load always passes the model's info
         return self.info.family
 
 
@@ -336,10 +337,11 @@ class Renderer:
 
     def _set_vae_tiling(self, request: GenerationRequest) -> None:
         model = self.loaded
+        assert model is not None
         vae = getattr(model.txt2img, "vae", None)
         if vae is None or not hasattr(vae, "enable_tiling"):
             return
-        larger = max(request.width, request.height) > model.native_size
+        larger = max(_prepared_size(request)) > model.native_size
         if self.vae_tiling == "on" or (self.vae_tiling == "auto" and larger and self.device.type != "cpu"):
             vae.enable_tiling()
         else:
@@ -354,8 +356,9 @@ class Renderer:
         callback: Callable[..., dict],
     ) -> PIL.Image.Image:
         model = self.loaded
-        assert model is not None
+        assert model is not None and model.info is not None
         family, info = model.family, model.info
+        width, height = _prepared_size(request)
         generator = torch.Generator("cpu").manual_seed(seed)
         common: dict[str, Any] = dict(
             prompt=request.prompt,
@@ -368,19 +371,18 @@ class Renderer:
         if init_image is None:
             pipe = model.txt2img
             if family.tested:  # our own seeded noise, so variations and devices agree
-                latents = family.initial_noise(
-                    pipe, request.width, request.height, generator, variation_seed, request.variation_strength
-                )
+                latents = family.initial_noise(pipe, width, height, generator, variation_seed, request.variation_strength)
                 common["latents"] = latents.to(pipe._execution_device, model.dtype)
             pipe.scheduler = scheduler
-            return pipe(**common, width=request.width, height=request.height).images[0]
+            return pipe(**common, width=width, height=height).images[0]
         if family.denoising_steps(request.num_inference_steps, request.strength) == 0:
             # No denoising step runs at this strength (diffusers would reject it): the image is unchanged.
             return init_image.copy()
         pipe = model.img2img
+        assert pipe is not None  # check_request refused image-to-image for a family without it
         pipe.scheduler = scheduler
         if {"width", "height"} <= set(inspect.signature(pipe.__call__).parameters):  # Flux img2img
-            common.update(width=request.width, height=request.height)
+            common.update(width=width, height=height)
         return pipe(**common, image=init_image, strength=request.strength).images[0]
 
     def _step_callback(
@@ -391,7 +393,9 @@ class Renderer:
         is_cancelled: Callable[[], bool] | None,
     ) -> Callable[..., dict]:
         model = self.loaded
+        assert model is not None
         preview, family, count = model.preview, model.family, request.count
+        width, height = _prepared_size(request)
 
         def on_step_end(pipe: Any, step: int, timestep: Any, tensors: dict) -> dict:
             if is_cancelled is not None and is_cancelled():
@@ -402,7 +406,7 @@ class Renderer:
                 done = step + 1
                 image = None
                 if preview is not None and done % self.preview_every == 0 and done < per_image:
-                    latents = family.preview_latents(pipe, tensors["latents"], request.width, request.height)
+                    latents = family.preview_latents(pipe, tensors["latents"], width, height)
                     image = preview.image(latents)
                 on_progress(Progress(index * per_image + done, count * per_image, image))
             return {}
@@ -447,14 +451,19 @@ def _img2img_pipeline(txt2img: Any) -> Any | None:
     return pipeline_class(**components)
 
 
+def _prepared_size(request: GenerationRequest) -> tuple[int, int]:
+    assert request.width is not None and request.height is not None, "prepare() chooses the size"
+    return request.width, request.height
+
+
 def _open_init_image(request: GenerationRequest) -> PIL.Image.Image:
+    assert request.init_image is not None
     try:
-        image = PIL.Image.open(io.BytesIO(request.init_image))
-        image = image.convert("RGB")
+        image: PIL.Image.Image = PIL.Image.open(io.BytesIO(request.init_image)).convert("RGB")
     except Exception:
         raise RenderError("The init image could not be read; use a PNG or JPEG image.") from None
-    size = (request.width, request.height)
-    return image if image.size == size else image.resize(size, PIL.Image.LANCZOS)
+    size = _prepared_size(request)
+    return image if image.size == size else image.resize(size, PIL.Image.Resampling.LANCZOS)
 
 
 def free_memory() -> None:

@@ -25,7 +25,7 @@ run: $(VENV)/.installed
 	@$(PY) -m bot; status=$$?; [ $$status -eq 75 ] || exit $$status
 
 test: $(VENV)/.installed
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	$(PY) -m mypy bot generation storage && $(VENV)/bin/lint-imports && HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 # Figures for the README's Benchmarks table (prints them; nothing is timed in the tests).
 bench: $(VENV)/.installed

@@ -88,7 +88,7 @@ def build_tokenizer() -> CLIPTokenizer:
     vocab, merges = word_level_vocab()
     tokenizer = CLIPTokenizer(
         vocab=vocab,
-        merges=merges,
+        merges=merges,  # type: ignore[arg-type]  # pairs, as tokenizers' BPE takes them; the hint says str
         unk_token=EOS,
         bos_token=BOS,
         eos_token=EOS,

@@ -58,6 +58,11 @@ def _retryable(error: Exception) -> bool:
     return isinstance(error, (aiohttp.ClientError, asyncio.TimeoutError, OSError))
 
 
+def _reply_gone(error: Exception) -> bool:
+    """A 4xx on the interaction's webhook (but for rate limits): no use trying that reply again."""
+    return isinstance(error, discord.HTTPException) and 400 <= error.status < 500 and error.status != 429
+
+
 def delivery_nonce(generation_id: int) -> str:
     """Discord drops a second message with the same nonce sent within a few minutes (enforce_nonce)."""
     return f"imagine-{generation_id}"
@@ -311,14 +316,17 @@ class JobRunner:
                             reply: Reply | None) -> None:
         """The public line says only that the job failed; the reason goes privately to its owner."""
         public = f"{presentation.status_header(request)}\n⚠️ Job #{record.id} failed."
-        try:
-            if reply is not None and reply.usable():
+        if reply is not None and reply.usable():
+            try:
                 await reply.edit(content=public, attachments=[], view=None)
                 await reply.send_private(f"⚠️ Job #{record.id} failed: {reason}")
-            else:
-                channel = self.bot.get_partial_messageable(record.channel_id or 0, guild_id=record.guild_id)
-                await channel.send(f"<@{record.owner_id}> ⚠️ Job #{record.id} failed: {reason}",
-                                   allowed_mentions=discord.AllowedMentions(users=True))
+                return
+            except discord.HTTPException as error:
+                log.info("job #%s: the reply is unusable (%s); telling the channel", record.id, error)
+        try:
+            channel = self.bot.get_partial_messageable(record.channel_id or 0, guild_id=record.guild_id)
+            await channel.send(f"<@{record.owner_id}> ⚠️ Job #{record.id} failed: {reason}",
+                               allowed_mentions=discord.AllowedMentions(users=True))
         except discord.HTTPException as error:
             log.info("job #%s: the failure could not be shown (%s); it is in /history", record.id, error)
 
@@ -390,16 +398,14 @@ class JobRunner:
                                                view=view)
                 else:
                     message = await self._post_in_channel(record, result, view)
-            except discord.NotFound as error:
-                last_error = error
-                if reply is None:
-                    break
-                # The token expired or the status message was deleted: the channel still works.
-                log.info("job #%s: original response gone (%s); posting in the channel", record.id, error)
-                reply = None
-                continue
             except (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
                 last_error = error
+                if reply is not None and _reply_gone(error):
+                    # The token expired, or is unknown to Discord, or the status message was deleted:
+                    # the channel still works.
+                    log.info("job #%s: original response unusable (%s); posting in the channel", record.id, error)
+                    reply = None
+                    continue
                 if not _retryable(error) or attempt == len(self.retry_delays_s):
                     break
                 log.warning("job #%s: upload failed (%r), retrying", record.id, error)

@@ -246,3 +246,40 @@ async def test_the_status_line_gives_the_queue_position_and_eta_right_after_the_
     world.factory.release_queue()
     await world.env.settle()
     assert first.response.attachments and second.response.attachments
+
+
+@pytest.mark.bot(queue_per_user=2)
+async def test_a_command_over_the_member_cap_is_refused_privately_and_leaves_no_history(world):
+    world.factory.hold_queue()
+    for seed in (1, 2):
+        await world.alice.slash(world.channel, "imagine", prompt="a red circle", seed=seed, steps=4)
+    refused = await world.alice.slash(world.channel, "imagine", prompt="a blue circle", steps=4)
+    assert refused.response.ephemeral
+    assert "You already have 2 renders queued or running (the limit is 2)" in refused.response.content
+    assert [record.prompt for record in await world.store.history(world.alice.id)] == ["a red circle"] * 2
+    accepted = await world.bob.slash(world.channel, "imagine", prompt="a blue circle", steps=4)
+    assert not accepted.response.ephemeral  # the cap is per member
+    world.factory.release_queue()
+    await world.env.settle()
+
+
+@pytest.mark.bot(queue_total=2)
+async def test_a_full_queue_refuses_privately_and_says_when_room_is_expected(world):
+    world.factory.hold_queue()
+    await world.alice.slash(world.channel, "imagine", prompt="a red circle", steps=4)
+    await world.bob.slash(world.channel, "imagine", prompt="a blue circle", steps=4)
+    refused = await world.bob.slash(world.channel, "imagine", prompt="a green circle", steps=4)
+    assert refused.response.ephemeral
+    assert refused.response.content.startswith("The render queue is full (2 jobs); room is expected in about ")
+    assert [record.prompt for record in await world.store.history(world.bob.id)] == ["a blue circle"]
+    world.factory.release_queue()
+    await world.env.settle()
+
+
+@pytest.mark.bot(max_pixels=128 * 64)
+async def test_a_member_default_that_clashes_with_a_typed_option_is_refused_privately(world):
+    await world.alice.slash(world.channel, "settings", width=128)  # 128×64 fits the pixel cap
+    refused = await world.alice.slash(world.channel, "imagine", prompt="a red circle", height=128)
+    assert refused.response.ephemeral
+    assert refused.response.content.startswith("128x128 is 16384 pixels; the limit is 8192 pixels")
+    assert await world.store.history(world.alice.id) == []

@@ -1,0 +1,97 @@
+"""kill -9 of the bot process, then a fresh process on the same data: nothing acknowledged is lost.
+
+Each step runs `crash_harness.py` in its own process (the real bot in SimCord on one data folder):
+1. `burst`: five /imagine from two members; SIGKILL mid-render of the third ("a green circle");
+2. `recover`: the green circle renders again; "a black triangle" kills the process at its first step;
+3. `recover`: the triangle kills it again (its second start);
+4. `recover`: the triangle has stopped the renderer twice, so it fails with a reason its owner sees;
+   the rest finishes;
+5. `defer`: one /imagine, SIGKILL right after its defer;
+6. `recover`: that job renders and is posted.
+"""
+
+from __future__ import annotations
+
+import io
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bot.record_requests import request_from_record
+from storage import GenerationStatus, Store
+
+HARNESS = Path(__file__).with_name("crash_harness.py")
+STEPS = [("burst", "killed"), ("recover", "killed"), ("recover", "killed"), ("recover", "exits"),
+         ("defer", "killed"), ("recover", "exits")]
+
+
+def run_step(data_dir: Path, phase: str, render_log: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(HARNESS), str(data_dir), phase, str(render_log)],
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+async def test_kill_9_at_any_moment_loses_nothing_and_renders_nothing_twice(tmp_path: Path) -> None:
+    data_dir, render_log = tmp_path / "data", tmp_path / "renders.log"
+    acknowledged: list[str] = []
+    outputs: list[str] = []
+    for phase, ending in STEPS:
+        process = run_step(data_dir, phase, render_log)
+        outputs.append(process.stdout)
+        expected = -signal.SIGKILL if ending == "killed" else 0
+        assert process.returncode == expected, f"{phase}: rc {process.returncode}\n{process.stderr[-3000:]}"
+        acknowledged += [line[4:] for line in process.stdout.splitlines() if line.startswith("ACK ")]
+    assert len(acknowledged) == 6
+
+    store = await Store.open(None, data_dir)
+    try:
+        records = {record.prompt: record for record in await _all(store)}
+        # Every acknowledged command has its row.
+        assert sorted(acknowledged) == sorted(records)
+
+        # Nothing was rendered to the end twice; the triangle never finished.
+        finished = Counter(line.split(" prompt=", 1)[1] for line in render_log.read_text().splitlines())
+        assert finished == Counter({prompt: 1 for prompt in acknowledged if "triangle" not in prompt})
+
+        # The job that brought the renderer down twice failed, with a reason its owner was shown.
+        triangle = records["a black triangle"]
+        assert triangle.status is GenerationStatus.FAILED and triangle.attempts == 2
+        assert triangle.failure_reason == "this request stopped the renderer twice; try a smaller size or fewer images"
+        assert f"Job #{triangle.id} failed: this request stopped the renderer twice" in outputs[3]
+
+        # Everything else is done and posted exactly once.
+        for prompt, record in records.items():
+            if record is not triangle:
+                assert record.status is GenerationStatus.DONE, (prompt, record.status)
+                assert record.message_id is not None and record.delivery_failure is None, prompt
+        assert records["a green circle"].attempts == 2 and records["a red circle"].attempts == 1
+
+        # The job killed mid-render was rendered again to the same pixels as a fresh render.
+        interrupted = records["a green circle"]
+        stored = Image.open(io.BytesIO(await store.read_image(interrupted.images[0])))
+        fresh = _render_fresh(request_from_record(interrupted))
+        assert np.array_equal(np.asarray(stored.convert("RGB")), np.asarray(fresh.convert("RGB")))
+    finally:
+        await store.close()
+
+
+async def _all(store: Store) -> list:
+    found = []
+    generation_id = 1
+    while (record := await store.get(generation_id)) is not None:
+        found.append(record)
+        generation_id += 1
+    return found
+
+
+def _render_fresh(request) -> Image.Image:
+    from generation import Renderer
+
+    renderer = Renderer("tinyshapes", device="cpu", dtype="float32", cpu_threads=1)
+    return renderer.render(request).images[0].image

@@ -130,7 +130,7 @@ async def test_an_upload_that_keeps_failing_stays_in_history_with_its_reason(wor
     assert child.message_id is None and "503" in child.delivery_failure
 
     listing = (await world.alice.slash(world.channel, "history")).response
-    assert f"**#{child.id}** · upscale of #{parent.id}" in listing.embeds[0].description
+    assert f"**#{child.id}** · pick of #{parent.id}" in listing.embeds[0].description
     assert "✅ done, not posted: Discord refused the upload: 503" in listing.embeds[0].description
     shown = await world.alice.slash(world.channel, "show", id=child.id)
     assert shown.response.attachments  # still there to post once Discord accepts it

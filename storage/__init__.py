@@ -5,7 +5,16 @@ The bot uses only the `Store` facade; `repository` holds the session-level funct
 
 from .files import CorruptImage, a1111_parameters, parse_a1111_parameters
 from .models import GenerationKind, GenerationStatus
-from .records import GenerationRecord, ImageInput, ImageRecord, Lineage, Recovery, Stats
+from .records import (
+    GUILD_CONFIG_FIELDS,
+    GenerationRecord,
+    GuildConfigRecord,
+    ImageInput,
+    ImageRecord,
+    Lineage,
+    Recovery,
+    Stats,
+)
 from .repository import GenerationNotFound, InvalidTransition
 from .store import Store
 
@@ -15,6 +24,8 @@ __all__ = [
     "GenerationNotFound",
     "GenerationRecord",
     "GenerationStatus",
+    "GUILD_CONFIG_FIELDS",
+    "GuildConfigRecord",
     "ImageInput",
     "ImageRecord",
     "InvalidTransition",

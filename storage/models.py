@@ -209,7 +209,29 @@ class Image(Base):
     height: Mapped[int] = mapped_column(Integer)
     path: Mapped[str] = mapped_column(String(255))  # relative to the data directory
     sha256: Mapped[str] = mapped_column(String(64))
+    # Flagged as not safe for work, and by what ("safety_checker", "classifier"); null = not flagged (0004).
+    nsfw: Mapped[str | None] = mapped_column(String(32))
 
     generation: Mapped[Generation] = relationship(back_populates="images")
 
     __table_args__ = (UniqueConstraint("generation_id", "index"),)
+
+
+class GuildConfig(Base):
+    """One server's own rules, set by its admins with /config (0004). Null/empty = not set.
+
+    Storage keeps the values as given; what they mean (and their bounds) is the bot's business.
+    """
+
+    __tablename__ = "guild_configs"
+
+    guild_id: Mapped[int] = mapped_column(Snowflake, primary_key=True, autoincrement=False)
+    allowed_channel_ids: Mapped[list[int]] = mapped_column(JSON, default=list)  # empty = every channel
+    defaults: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # request field -> server default
+    nsfw_policy: Mapped[str | None] = mapped_column(String(16))  # block | spoiler | allow
+    banned_words: Mapped[list[str]] = mapped_column(JSON, default=list)
+    queue_cap: Mapped[int | None] = mapped_column(Integer)  # jobs queued or rendering per member
+    daily_quota: Mapped[int | None] = mapped_column(Integer)  # images per member per UTC day
+    allowed_models: Mapped[list[str]] = mapped_column(JSON, default=list)  # empty = every model
+    mod_log_channel_id: Mapped[int | None] = mapped_column(Snowflake)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from datetime import datetime
+
 from sqlalchemy import func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
-from .models import Generation, GenerationStatus, Image
+from .models import Generation, GenerationKind, GenerationStatus, Image
 
 
 def _history_filter(session: AsyncSession, owner_id: int, query: str | None) -> list[Any]:
@@ -98,3 +100,16 @@ async def stats(session: AsyncSession, owner_id: int) -> tuple[int, int, int, fl
     ).one()
     images = await session.scalar(select(func.count(Image.id)).join(Generation).where(*mine))
     return int(count), int(done), int(images or 0), float(total or 0.0)  # coalesce: never None
+
+
+async def images_made_since(session: AsyncSession, owner_id: int, guild_id: int | None, since: datetime) -> int:
+    """Images of a member's generations in a server since `since`: each queued, running or done one
+    counts the images it asked for (deleted ones too); failed, cancelled and picks (copies) count nothing."""
+    statement = select(func.coalesce(func.sum(func.coalesce(Generation.count, 1)), 0)).where(
+        Generation.owner_id == owner_id,
+        Generation.guild_id.is_(None) if guild_id is None else Generation.guild_id == guild_id,
+        Generation.created_at >= since,
+        Generation.kind != GenerationKind.PICK,
+        Generation.status.in_((GenerationStatus.QUEUED, GenerationStatus.RUNNING, GenerationStatus.DONE)),
+    )
+    return int(await session.scalar(statement) or 0)

@@ -8,7 +8,7 @@ from typing import Any
 
 from PIL import Image as PILImage
 
-from .models import PARAM_FIELDS, Generation, GenerationKind, GenerationStatus, Image
+from .models import PARAM_FIELDS, Generation, GenerationKind, GenerationStatus, GuildConfig, Image
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class ImageInput:
     seed: int
     variation_seed: int | None = None
     variation_strength: float = 0.0
+    nsfw: str | None = None  # what flagged it as not safe for work ("safety_checker", "classifier")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class ImageRecord:
     height: int
     path: str  # relative to the data directory
     sha256: str
+    nsfw: str | None = None  # what flagged it as not safe for work; None = nothing did
 
     @classmethod
     def from_row(cls, row: Image) -> ImageRecord:
@@ -44,6 +46,7 @@ class ImageRecord:
             height=row.height,
             path=row.path,
             sha256=row.sha256,
+            nsfw=row.nsfw,
         )
 
 
@@ -150,3 +153,41 @@ class Stats:
     done: int
     images: int
     total_render_s: float
+
+
+@dataclass(frozen=True)
+class GuildConfigRecord:
+    """One server's /config values; a server that never changed one gets the empty defaults."""
+
+    guild_id: int
+    allowed_channel_ids: tuple[int, ...] = ()  # empty = every channel
+    defaults: dict[str, Any] = field(default_factory=dict)  # request field -> value
+    nsfw_policy: str | None = None
+    banned_words: tuple[str, ...] = ()
+    queue_cap: int | None = None
+    daily_quota: int | None = None
+    allowed_models: tuple[str, ...] = ()  # empty = every model
+    mod_log_channel_id: int | None = None
+    updated_at: datetime | None = None  # None = never configured
+
+    @classmethod
+    def from_row(cls, row: GuildConfig) -> GuildConfigRecord:
+        return cls(
+            guild_id=row.guild_id,
+            allowed_channel_ids=tuple(int(value) for value in row.allowed_channel_ids or ()),
+            defaults=dict(row.defaults or {}),
+            nsfw_policy=row.nsfw_policy,
+            banned_words=tuple(row.banned_words or ()),
+            queue_cap=row.queue_cap,
+            daily_quota=row.daily_quota,
+            allowed_models=tuple(row.allowed_models or ()),
+            mod_log_channel_id=row.mod_log_channel_id,
+            updated_at=row.updated_at,
+        )
+
+
+# The fields of a guild configuration that `Store.update_guild_config` changes.
+GUILD_CONFIG_FIELDS: tuple[str, ...] = (
+    "allowed_channel_ids", "defaults", "nsfw_policy", "banned_words", "queue_cap", "daily_quota",
+    "allowed_models", "mod_log_channel_id",
+)

@@ -22,11 +22,12 @@ from .models import (
     Generation,
     GenerationKind,
     GenerationStatus,
+    GuildConfig,
     Image,
     User,
     utcnow,
 )
-from .records import ImageRecord
+from .records import GUILD_CONFIG_FIELDS, ImageRecord
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,31 @@ async def set_member_defaults(session: AsyncSession, user_id: int, values: Mappi
     user.settings = merged  # a new dict, so the JSON column is seen as changed
     await session.flush()
     return dict(merged)
+
+
+# ---- servers -------------------------------------------------------------------------------
+
+
+async def update_guild_config(session: AsyncSession, guild_id: int, changes: Mapping[str, Any]) -> GuildConfig:
+    """Set the given fields of a server's configuration, creating its row on first use."""
+    unknown = set(changes) - set(GUILD_CONFIG_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown guild setting(s): {', '.join(sorted(unknown))}")
+    row = await session.scalar(select(GuildConfig).where(GuildConfig.guild_id == guild_id).with_for_update())
+    if row is None:
+        row = GuildConfig(guild_id=guild_id, allowed_channel_ids=[], defaults={}, banned_words=[],
+                          allowed_models=[], updated_at=utcnow())
+        session.add(row)
+    for name, value in changes.items():
+        # Lists and dicts are stored as new objects, so the JSON columns are seen as changed.
+        if isinstance(value, (list, tuple)):
+            value = list(value)
+        elif isinstance(value, Mapping):
+            value = dict(value)
+        setattr(row, name, value)
+    row.updated_at = utcnow()
+    await session.flush()
+    return row
 
 
 # ---- generations: create and read ----------------------------------------------------------

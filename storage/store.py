@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from . import files, queries, repository
 from .engine import WRITE_OPTION, create_engine, default_url, is_sqlite, make_sessionmaker, migrate
-from .models import GenerationKind
-from .records import GenerationRecord, ImageInput, ImageRecord, Lineage, Recovery, Stats
+from .models import GenerationKind, GuildConfig
+from .records import GenerationRecord, GuildConfigRecord, ImageInput, ImageRecord, Lineage, Recovery, Stats
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +246,26 @@ class Store:
         async with self._writing() as session:
             return await repository.set_member_defaults(session, user_id, values)
 
+    # ---- servers -----------------------------------------------------------------------------
+
+    async def guild_config(self, guild_id: int) -> GuildConfigRecord:
+        """A server's /config values (empty ones for a server that never set any)."""
+        async with self._reading() as session:
+            row = await session.get(GuildConfig, guild_id)
+            return GuildConfigRecord.from_row(row) if row is not None else GuildConfigRecord(guild_id)
+
+    async def update_guild_config(self, guild_id: int, **changes: Any) -> GuildConfigRecord:
+        """Set some fields of a server's configuration (see GUILD_CONFIG_FIELDS); returns all of them."""
+        async with self._writing() as session:
+            return GuildConfigRecord.from_row(await repository.update_guild_config(session, guild_id, changes))
+
+    async def images_made_since(self, owner_id: int, guild_id: int | None, since: datetime) -> int:
+        """Images a member asked for in a server (None = outside servers) since `since` (UTC), from the
+        rows: queued, running and done jobs count their requested images (deleted ones too); failed and
+        cancelled ones count nothing, picks (copies) never do."""
+        async with self._reading() as session:
+            return await queries.images_made_since(session, owner_id, guild_id, since)
+
     async def read_image(self, image: ImageRecord) -> bytes:
         """The PNG bytes, checked against the recorded sha256 (CorruptImage if they differ)."""
         return await asyncio.to_thread(files.read_checked, self.data_dir, image.path, image.sha256)
@@ -278,7 +298,7 @@ def _encode_all(
         new = ImageRecord(
             index=image.index, seed=image.seed, variation_seed=image.variation_seed,
             variation_strength=image.variation_strength, width=width, height=height,
-            path=files.image_path(record.id, image.index), sha256=files.sha256_hex(data),
+            path=files.image_path(record.id, image.index), sha256=files.sha256_hex(data), nsfw=image.nsfw,
         )
         encoded.append((new, data))
     return encoded

@@ -17,6 +17,7 @@ import discord
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from generation import PARAMETERS
 from storage import GenerationKind
 
 if TYPE_CHECKING:
@@ -245,30 +246,43 @@ def preview_file(progress: Progress) -> discord.File | None:
 
 
 def info_embed(record: GenerationRecord, request: GenerationRequest, command_line: str) -> discord.Embed:
-    """Every parameter of a generation, and a line that reproduces it."""
+    """Every parameter of a generation (labels from the parameter table), and a line that reproduces it."""
     embed = discord.Embed(title=f"Generation #{record.id}", colour=EMBED_COLOUR)
     seeds, variation_seeds = _seeds(record), _variation_seeds(record)
-    rows = [
-        ("Prompt", request.prompt),
-        ("Negative prompt", request.negative_prompt or "none"),
-        ("Size", f"{request.width}×{request.height}"),
-        ("Steps", str(request.num_inference_steps)),
-        ("Guidance", f"{request.guidance_scale:g}"),
-        ("Seed" if len(seeds) <= 1 else "Seeds", _seeds_text(seeds)),
-        ("Sampler", request.sampler),
-        ("Count", str(request.count)),
-        ("Model", request.model),
-        ("Variation seed" if len(variation_seeds) <= 1 else "Variation seeds", _seeds_text(variation_seeds)),
-        ("Variation strength", f"{request.variation_strength:g}"),
-        ("Init image", f"yes (strength {request.strength:g})" if record.has_init_image else "none"),
-        ("Kind", record.kind.value + (f" of #{record.parent_id}" if record.parent_id else "")),
-        ("Status", record.status.value),
-    ]
+    rows: list[tuple[str, str]] = []
+    for parameter in PARAMETERS:
+        value = getattr(request, parameter.field)
+        if parameter.field == "seed":
+            rows.append(("Seed" if len(seeds) <= 1 else "Seeds", _seeds_text(seeds)))
+        elif parameter.field == "strength":
+            if record.has_init_image:
+                rows.append(("Init image", f"yes (strength {value:g})"))
+        elif parameter.field == "negative_prompt":
+            rows.append((parameter.label, value or "none"))
+        elif parameter.field == "width":
+            rows.append(("Size", f"{request.width}×{request.height}"))
+        elif parameter.field == "height":
+            continue
+        elif value is not None:
+            rows.append((parameter.label, f"{value:g}" if isinstance(value, float) else str(value)))
+    if variation_seeds:
+        label = "Variation seed" if len(variation_seeds) == 1 else "Variation seeds"
+        rows.append((label, f"{_seeds_text(variation_seeds)} (strength {request.variation_strength:g})"))
+    rows.append(("Kind", KIND_LABELS[record.kind] + (f" from #{record.parent_id}" if record.parent_id else "")))
+    rows.append(("Status", record.status.value))
     if record.duration_s is not None:
         rows.append(("Time", f"{record.duration_s:.2f} s"))
     embed.description = "\n".join(f"**{name}:** {discord.utils.escape_markdown(value)}" for name, value in rows)
-    embed.add_field(name="Reproduce", value=f"```\n{command_line[:1000]}\n```", inline=False)
-    if request.variation_seed is not None and request.variation_strength:
+    # A code block wraps in the embed (a long inline line would scroll the whole channel sideways).
+    embed.add_field(name="Reproduce", value=f"```\n{_wrap(command_line, 60)[:1000]}\n```", inline=False)
+    if variation_seeds:
         embed.set_footer(text="Variation seeds have no /imagine option: the line above renders the base image; "
                               "use the V / Vary buttons for variations.")
     return embed
+
+
+def _wrap(text: str, width: int) -> str:
+    """Break a long command line between words, so Discord shows it without a scrollbar."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)) or text

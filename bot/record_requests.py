@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from generation import GenerationRequest
+from generation import PARAMETERS, GenerationRequest
 
 if TYPE_CHECKING:
     from storage import GenerationRecord, ImageRecord
@@ -46,28 +46,31 @@ def request_for_image(record: GenerationRecord, image: ImageRecord,
     )
 
 
-def _number(value: float | int) -> str:
+def format_value(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def imagine_command_line(request: GenerationRequest, *, with_init_image: bool = False) -> str:
-    """A `/imagine prompt: …` line that reproduces `request`.
+    """A `/imagine prompt: …` line that reproduces `request`, derived from the parameter table.
 
-    What has an inline flag (--seed, --steps, --cfg, --sampler, --count, --no) goes into the prompt;
-    the rest is written as the command's other options (width: height: model: strength:).
-    `with_init_image` marks a request whose init image was left out (records keep it as a file).
+    Parameters with an inline flag go into the prompt (`--no` last: it takes every word up to the next
+    flag); the others are written as the command's options (`width: 64`). Empty values and a count of 1
+    are left out. `with_init_image` marks a request whose init image was left out (kept as a file).
     """
-    flags = [f"--seed {request.seed}", f"--steps {request.num_inference_steps}",
-             f"--cfg {_number(request.guidance_scale)}", f"--sampler {request.sampler}"]
-    if request.count != 1:
-        flags.append(f"--count {request.count}")
-    if request.negative_prompt:
-        # --no takes every word up to the next flag, so it goes last.
-        flags.append(f"--no {request.negative_prompt}")
-    line = f"/imagine prompt: {request.prompt} {' '.join(flags)}"
-    if request.width is not None and request.height is not None:
-        line += f" width: {request.width} height: {request.height}"
-    line += f" model: {request.model}"
+    flags: list[str] = []
+    options: list[str] = []
+    for parameter in PARAMETERS:
+        value = getattr(request, parameter.field)
+        if parameter.field == "prompt" or value is None or value == "" or (parameter.field == "count" and value == 1):
+            continue
+        if parameter.field == "strength" and request.init_image is None and not with_init_image:
+            continue
+        if parameter.flag is not None:
+            flags.append(f"{parameter.flag} {format_value(value)}")
+        else:
+            options.append(f"{parameter.option}: {format_value(value)}")
+    flags.sort(key=lambda flag: flag.startswith("--no "))
+    line = " ".join([f"/imagine prompt: {request.prompt}", *flags, *options])
     if request.init_image is not None or with_init_image:
-        line += f" strength: {_number(request.strength)} init_image: (the original picture)"
+        line += " init_image: (the original picture)"
     return line

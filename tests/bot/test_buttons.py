@@ -86,12 +86,16 @@ async def test_info_lists_every_parameter_and_a_line_that_reproduces_it(world):
     info = await world.alice.click(message, label="Info")
 
     assert info.response.ephemeral
-    text = info.response.embeds[0].description + "".join(field.value for field in info.response.embeds[0].fields)
+    embed = info.response.embeds[0]
+    text = embed.description
     for expected in ("a green triangle", "blur", "48×32", "Steps:** 4", "6.5", "77", "Euler a", "tinyshapes",
-                     "Count:** 1", "Variation seed", "Init image"):
+                     "Images per prompt:** 1"):
         assert expected in text, (expected, text)
-    assert "/imagine prompt: a green triangle --seed 77 --steps 4 --cfg 6.5 --sampler Euler a --no blur" in text
-    assert "width: 48 height: 32" in text
+    # Nothing that does not apply: no variation or init-image rows for a plain render.
+    assert "Variation" not in text and "Init image" not in text
+    line = " ".join(embed.fields[0].value.strip("`").split())
+    assert line == ("/imagine prompt: a green triangle --steps 4 --cfg 6.5 --seed 77 --sampler Euler a --no blur "
+                    "width: 48 height: 32 model: tinyshapes")
 
 
 async def test_someone_else_clicking_reroll_is_refused_privately(world):
@@ -197,8 +201,8 @@ async def test_info_of_a_variation_lists_its_variation_seed_and_strength(world):
     info = (await world.alice.click(varied, label="Info")).response
     assert info.ephemeral
     text = info.embeds[0].description
-    assert f"**Variation seed:** {child.variation_seed}" in text and "**Variation strength:** 0.5" in text
-    assert f"variation of #{(await world.store.get_by_message(message.id)).id}" in text
+    assert f"**Variation seed:** {child.variation_seed} (strength 0.5)" in text
+    assert f"Variation from #{(await world.store.get_by_message(message.id)).id}" in text
 
 
 async def test_a_store_outage_during_a_click_gets_an_apology_with_the_job_id(world, monkeypatch):

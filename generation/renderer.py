@@ -328,11 +328,11 @@ class Renderer:
             if is_cancelled is not None and is_cancelled():
                 raise RenderCancelled()
             callback = self._step_callback(index, request, on_progress, is_cancelled)
-            image = self._render_one(request, seed, variation_seed, init_image, callback)
+            image, nsfw = self._render_one(request, seed, variation_seed, init_image, callback)
             if is_cancelled is not None and is_cancelled():
                 raise RenderCancelled()
             strength = request.variation_strength if variation_seed is not None else 0.0
-            images.append(RenderedImage(image, seed, variation_seed, strength))
+            images.append(RenderedImage(image, seed, variation_seed, strength, nsfw=nsfw))
         return RenderResult(request, images, time.perf_counter() - started, load_s)
 
     def _set_vae_tiling(self, request: GenerationRequest) -> None:
@@ -354,7 +354,8 @@ class Renderer:
         variation_seed: int | None,
         init_image: PIL.Image.Image | None,
         callback: Callable[..., dict],
-    ) -> PIL.Image.Image:
+    ) -> tuple[PIL.Image.Image, bool]:
+        """The image, and whether the pipeline's own safety checker flagged it (such pipelines return it black)."""
         model = self.loaded
         assert model is not None and model.info is not None
         family, info = model.family, model.info
@@ -374,16 +375,16 @@ class Renderer:
                 latents = family.initial_noise(pipe, width, height, generator, variation_seed, request.variation_strength)
                 common["latents"] = latents.to(pipe._execution_device, model.dtype)
             pipe.scheduler = scheduler
-            return pipe(**common, width=width, height=height).images[0]
+            return _first_image(pipe(**common, width=width, height=height))
         if family.denoising_steps(request.num_inference_steps, request.strength) == 0:
             # No denoising step runs at this strength (diffusers would reject it): the image is unchanged.
-            return init_image.copy()
+            return init_image.copy(), False
         pipe = model.img2img
         assert pipe is not None  # check_request refused image-to-image for a family without it
         pipe.scheduler = scheduler
         if {"width", "height"} <= set(inspect.signature(pipe.__call__).parameters):  # Flux img2img
             common.update(width=width, height=height)
-        return pipe(**common, image=init_image, strength=request.strength).images[0]
+        return _first_image(pipe(**common, image=init_image, strength=request.strength))
 
     def _step_callback(
         self,
@@ -449,6 +450,12 @@ def _img2img_pipeline(txt2img: Any) -> Any | None:
         if name not in components and name in txt2img.config and not isinstance(txt2img.config[name], (list, tuple)):
             components[name] = txt2img.config[name]
     return pipeline_class(**components)
+
+
+def _first_image(output: Any) -> tuple[PIL.Image.Image, bool]:
+    """A pipeline output's image and its safety checker's verdict (`nsfw_content_detected`, where it has one)."""
+    flags = getattr(output, "nsfw_content_detected", None)
+    return output.images[0], bool(flags[0]) if flags else False
 
 
 def _prepared_size(request: GenerationRequest) -> tuple[int, int]:

@@ -218,6 +218,7 @@ class RenderedImage:
     seed: int
     variation_seed: int | None = None
     variation_strength: float = 0.0
+    nsfw: bool = False  # the model's own safety checker flagged it (such pipelines return it black)
 
 
 @dataclass(frozen=True)

@@ -211,22 +211,24 @@ class GenerationService:
         validate_request(prepared, self.limits)  # the filled-in size must fit the limits too
         return prepared
 
-    def reserve(self, owner: str) -> Reservation:
+    def reserve(self, owner: str, cap: int | None = None) -> Reservation:
         """Hold room in the queue for one job of `owner`, or raise QueueFull saying when room is expected.
 
         Synchronous, so the caps hold however many commands arrive at once: take a reservation before
-        recording the job, then `submit(..., reservation=…)` it (or `release()` it).
+        recording the job, then `submit(..., reservation=…)` it (or `release()` it). `cap` lowers the
+        per-owner cap for this call (a server's own limit); it never raises it.
         """
-        self._check_room(owner)
+        self._check_room(owner, cap)
         self._reserved[owner] = self._reserved.get(owner, 0) + 1
         return Reservation(self, owner)
 
-    def _check_room(self, owner: str) -> None:
+    def _check_room(self, owner: str, cap: int | None = None) -> None:
         owned = sum(1 for job in self._jobs.values() if job.owner == owner) + self._reserved.get(owner, 0)
-        if owned >= self.per_owner_cap:
+        limit = self.per_owner_cap if cap is None else min(cap, self.per_owner_cap)
+        if owned >= limit:
             soonest = min((entry.eta_s for entry in self.snapshot().for_owner(owner)), default=None)
             raise QueueFull(
-                f"You already have {owned} renders queued or running (the limit is {self.per_owner_cap}); "
+                f"You already have {owned} renders queued or running (the limit is {limit}); "
                 f"{_room_expected(soonest, 'your next one should finish')}"
             )
         if len(self._jobs) + sum(self._reserved.values()) >= self.total_cap:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from . import GenerationRequest, GenerationService, JobFailed, Limits, RequestError, apply_prompt_flags
 from .families import ModelInfo, read_model_info
+from .loras import LoraLibrary
 from .metadata import rendered_png
 from .models import (
     ModelConfigError,
@@ -34,6 +35,7 @@ from .models import (
     load_model_specs,
     model_source,
 )
+from .prompts import split_prompt
 from .request import validate_request
 from .samplers import SAMPLERS
 
@@ -67,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--models-file", default=os.environ.get("MODELS_FILE") or None,
         help="TOML file of configured models (default: $MODELS_FILE)",
+    )
+    parser.add_argument(
+        "--lora-dir", default=os.environ.get("LORA_DIR") or None,
+        help="folder of LoRA .safetensors files for <lora:name:0.8> in the prompt (default: $LORA_DIR)",
     )
     parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
     parser.add_argument("--dtype", default="auto", help="auto (fp16 on CUDA, bf16 for SD3/Flux), float32, float16, bfloat16")
@@ -134,6 +140,9 @@ def plan_render(args: argparse.Namespace) -> Plan:
     limits = Limits(models=(source.name,), **CLI_LIMITS)
     validate_request(request, limits)
     info.family.check_request(request, info)
+    loras = LoraLibrary(args.lora_dir)
+    for tag in split_prompt(request.prompt).loras:
+        loras.check_fits(tag.name, info)
     return Plan(source, info, request, limits)
 
 
@@ -158,7 +167,7 @@ async def render(args: argparse.Namespace, plan: Plan) -> int:
     diffusers_logging.set_verbosity_error()
 
     renderer = Renderer(plan.source, device=args.device, dtype=args.dtype, cpu_threads=args.threads,
-                        offload=args.offload)
+                        offload=args.offload, lora_dir=args.lora_dir)
     service = GenerationService(renderer, plan.limits)
     await service.start()
     try:
@@ -171,7 +180,7 @@ async def render(args: argparse.Namespace, plan: Plan) -> int:
     paths = output_paths(Path(args.output), len(result.images))
     for path, rendered in zip(paths, result.images):
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(rendered_png(result.request, rendered))
+        path.write_bytes(rendered_png(result.request, rendered, renderer.lora_hashes(result.request.prompt)))
         variation = (
             f" variation_seed={rendered.variation_seed} variation_strength={rendered.variation_strength}"
             if rendered.variation_seed is not None

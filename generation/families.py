@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .models import ModelSource, check_source
+from .prompts import has_weights, parse_attention, split_prompt
 from .request import GenerationRequest, RequestError
 from .samplers import FLOW_SAMPLERS, SD_SAMPLERS
 
@@ -48,6 +49,7 @@ class Family:
     default_size: int | None = None  # native side when the config has none (Flux: 1024)
     tested: bool = True
     excluded_samplers: tuple[str, ...] = ()
+    prompt_weights: bool = True  # A1111 (word:1.3) through compel (SD, SDXL, Flux)
 
     @property
     def sampler_names(self) -> tuple[str, ...]:
@@ -83,6 +85,12 @@ class Family:
                     f"{info.label} ({self.title}) needs a {name} that is a multiple of {multiple}; "
                     f"{value} is not (try {lower} or {upper})."
                 )
+        parts = split_prompt(request.prompt)
+        if (parts.weighted or has_weights(request.negative_prompt)) and not self.prompt_weights:
+            raise RequestError(
+                f"Prompt weights like (word:1.3) or [word] are not available for {info.label} ({self.title}); "
+                "remove the brackets, or write \\( and \\) for literal brackets."
+            )
         if not self.tested and request.variation_strength > 0:
             raise RequestError(f"Variations are not available for {info.label} ({info.pipeline_class}).")
         if request.init_image is not None and not info.img2img:
@@ -136,6 +144,31 @@ class Family:
             arguments["max_sequence_length"] = info.text_window
         return arguments
 
+    def weighted_arguments(self, pipe: Any, prompt: str, negative_prompt: str, info: ModelInfo) -> dict[str, Any]:
+        """Prompt embeddings for A1111 attention weights, through compel (replaces prompt/negative_prompt)."""
+        import compel
+        from compel.prompt_parser import Conjunction, FlattenedPrompt, Fragment
+
+        def parse(text: str) -> Any:  # A1111's syntax instead of compel's own
+            return Conjunction([FlattenedPrompt([Fragment(chunk, weight) for chunk, weight in parse_attention(text)])])
+
+        device = pipe._execution_device
+        wrapper_class = {"sd": compel.CompelForSD, "sdxl": compel.CompelForSDXL, "flux": compel.CompelForFlux}[self.key]
+        wrapper = wrapper_class(pipe, device=device)
+        for name in ("compel", "compel_1", "compel_2"):
+            if hasattr(wrapper, name):
+                getattr(wrapper, name).parse_prompt_string = parse
+        use_negative = self.negative_prompt == "cfg" or bool(negative_prompt)
+        conditioning = wrapper(prompt, negative_prompt=negative_prompt if use_negative else None)
+        arguments: dict[str, Any] = {"prompt_embeds": conditioning.embeds}
+        if conditioning.pooled_embeds is not None:
+            arguments["pooled_prompt_embeds"] = conditioning.pooled_embeds
+        if use_negative and conditioning.negative_embeds is not None:
+            arguments["negative_prompt_embeds"] = conditioning.negative_embeds
+            if conditioning.negative_pooled_embeds is not None:
+                arguments["negative_pooled_prompt_embeds"] = conditioning.negative_pooled_embeds
+        return arguments
+
     def preview_latents(self, pipe: Any, latents: Any, width: int, height: int) -> Any:
         """The latents of a step as (batch, channels, h, w), for the linear preview."""
         if self.latent_packing > 1:
@@ -164,6 +197,7 @@ SD3 = Family(
     ("StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline"),
     FLOW_SAMPLERS, "Euler", 28, 5.0, "cfg", "cfg", "transformer",
     size_multiple=16, cuda_dtype="bfloat16", text_window=256,
+    prompt_weights=False,  # compel has no SD3 support
 )
 FLUX = Family(
     "flux", "Flux.1",
@@ -181,8 +215,10 @@ def other_family(flow_matching: bool) -> Family:
     """A pipeline AutoPipeline knows but we have not tested: its own noise, no previews or variations."""
     if flow_matching:
         return Family("other", "untested", (), FLOW_SAMPLERS, "Euler", 28, 4.0, "cfg", "cfg", "transformer",
-                      size_multiple=16, cuda_dtype="bfloat16", tested=False, excluded_samplers=("Heun",))
-    return Family("other", "untested", (), SD_SAMPLERS, "DPM++ 2M", 25, 7.0, "cfg", "cfg", "unet", tested=False)
+                      size_multiple=16, cuda_dtype="bfloat16", tested=False, excluded_samplers=("Heun",),
+                      prompt_weights=False)
+    return Family("other", "untested", (), SD_SAMPLERS, "DPM++ 2M", 25, 7.0, "cfg", "cfg", "unet", tested=False,
+                  prompt_weights=False)
 
 
 def family_for_pipeline(class_name: str) -> Family | None:
@@ -293,6 +329,15 @@ def _info_from_configs(
         if family.key == "flux" and not denoiser.get("guidance_embeds", False):
             window = 256  # FLUX.1-schnell reads at most 256 T5 tokens
     true_cfg = getattr(source, "true_cfg_scale", None)
+    extra: dict[str, Any] = {}  # widths a LoRA must match
+    if "cross_attention_dim" in denoiser:
+        extra["cross_attention_dim"] = denoiser["cross_attention_dim"]
+    if family.denoiser == "unet" and isinstance(denoiser.get("block_out_channels"), list):
+        extra["block_out_channels"] = denoiser["block_out_channels"]
+    if "num_attention_heads" in denoiser and "attention_head_dim" in denoiser:
+        heads, head_dim = denoiser["num_attention_heads"], denoiser["attention_head_dim"]
+        if isinstance(heads, int) and isinstance(head_dim, int):
+            extra["inner_dim"] = heads * head_dim
     return ModelInfo(
         name=source.name,
         label=label,
@@ -305,6 +350,7 @@ def _info_from_configs(
         text_window=window,
         img2img=img2img,
         scheduler_class=(index.get("scheduler") or [None, ""])[1] or "",
+        extra=extra,
     )
 
 

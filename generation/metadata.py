@@ -23,12 +23,13 @@ def _format_number(value: float) -> str:
 
 def a1111_parameters(params: Mapping[str, Any], *, seed: int, width: int, height: int,
                      variation_seed: int | None = None, variation_strength: float = 0.0,
-                     img2img: bool = False) -> str:
+                     img2img: bool = False, lora_hashes: Mapping[str, str] | None = None) -> str:
     """The `parameters` text A1111 writes, which A1111, ComfyUI and civitai read back.
 
     Format: prompt, optional "Negative prompt: ..." line, then one "Key: value, ..." line.
     `params` holds GenerationRequest fields (prompt, negative_prompt, num_inference_steps, sampler,
-    guidance_scale, model, strength).
+    guidance_scale, model, strength). `lora_hashes`: {name: 12-hex short hash} of the prompt's LoRAs
+    (generation.loras.LoraLibrary.short_hash, as A1111 computes it).
     """
     lines = [params.get("prompt") or ""]
     if params.get("negative_prompt"):
@@ -47,6 +48,8 @@ def a1111_parameters(params: Mapping[str, Any], *, seed: int, width: int, height
         fields.append(("Variation seed strength", _format_number(variation_strength)))
     if img2img and params.get("strength") is not None:
         fields.append(("Denoising strength", _format_number(params["strength"])))
+    if lora_hashes:  # A1111: Lora hashes: "name: 0123456789ab, other: ..."
+        fields.append(("Lora hashes", ", ".join(f"{name}: {digest}" for name, digest in lora_hashes.items())))
     lines.append(", ".join(f"{key}: {_quote(value)}" for key, value in fields if value is not None))
     return "\n".join(lines)
 
@@ -70,12 +73,13 @@ def encode_png(image: PILImage.Image, parameters: str) -> bytes:
     return buffer.getvalue()
 
 
-def rendered_png(request: Any, rendered: Any) -> bytes:
+def rendered_png(request: Any, rendered: Any, lora_hashes: Mapping[str, str] | None = None) -> bytes:
     """PNG bytes of one RenderedImage of `request`, with its A1111 parameters (what the bot stores)."""
     params = {key: value for key, value in asdict(request).items() if key != "init_image"}
     width, height = rendered.image.size
     text = a1111_parameters(
         params, seed=rendered.seed, width=width, height=height, variation_seed=rendered.variation_seed,
         variation_strength=rendered.variation_strength, img2img=request.init_image is not None,
+        lora_hashes=lora_hashes,
     )
     return encode_png(rendered.image, text)

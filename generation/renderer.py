@@ -19,7 +19,8 @@ import io
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import PIL.Image
@@ -27,7 +28,9 @@ import torch
 
 from .families import Family, ModelInfo, read_model_info
 from .latents import LatentPreview
+from .loras import LoraLibrary, adapter_name
 from .models import ModelSource, model_source
+from .prompts import LoraTag, PromptParts, has_weights, plain_text, split_prompt
 from .request import (
     GenerationRequest,
     Progress,
@@ -91,6 +94,7 @@ class LoadedModel:
     info: ModelInfo
     dtype: torch.dtype = torch.float32
     scheduler_config: Any = None  # the model's own scheduler config: every sampler is built from it
+    adapters: dict[str, str] = field(default_factory=dict)  # LoRA name -> peft adapter name, loaded now
 
     @property
     def family(self) -> Family:
@@ -118,6 +122,7 @@ class Renderer:
         cpu_threads: int | None = None,
         offload: str = "none",
         vae_tiling: str = "auto",
+        lora_dir: str | Path | None = None,
     ):
         default = model_source(model)
         self.default_model = default.name
@@ -134,6 +139,7 @@ class Renderer:
             offload = "none"
         self.offload = offload
         self.vae_tiling = vae_tiling
+        self.loras = LoraLibrary(lora_dir)  # LORA_DIR: <lora:name:weight> in prompts
         self.preview_every = preview_every
         # On a shared or small CPU, fewer torch threads can be much faster (less oversubscription).
         self.cpu_threads = cpu_threads
@@ -204,9 +210,20 @@ class Renderer:
         return values
 
     def check_request(self, request: GenerationRequest) -> None:
-        """RequestError if the request's model cannot render it (sampler, negative prompt, size, ...)."""
+        """RequestError if the request's model cannot render it (sampler, negative prompt, size, prompt
+        weights, a LoRA that is missing or made for another family)."""
         info = self.model_info(request.model)
         info.family.check_request(request, info)
+        for tag in split_prompt(request.prompt).loras:
+            self.loras.check_fits(tag.name, info)
+
+    def lora_names(self) -> list[str]:
+        """The LoRAs in LORA_DIR (the choices for a lora option)."""
+        return self.loras.names()
+
+    def lora_hashes(self, prompt: str) -> dict[str, str]:
+        """{name: A1111 short hash} of the LoRAs a prompt asks for, for the PNG's `Lora hashes`."""
+        return {tag.name: self.loras.short_hash(tag.name) for tag in split_prompt(prompt).loras}
 
     # -- loading --
 
@@ -320,6 +337,9 @@ class Renderer:
         except RequestError as error:
             raise RenderError(str(error)) from None
         started = time.perf_counter()
+        parts = split_prompt(request.prompt)
+        self._apply_loras(parts.loras)
+        text = self._text_arguments(request, parts)
         init_image = _open_init_image(request) if request.init_image is not None else None
         self._set_vae_tiling(request)
         images = []
@@ -328,7 +348,7 @@ class Renderer:
             if is_cancelled is not None and is_cancelled():
                 raise RenderCancelled()
             callback = self._step_callback(index, request, on_progress, is_cancelled)
-            image, nsfw = self._render_one(request, seed, variation_seed, init_image, callback)
+            image, nsfw = self._render_one(request, seed, variation_seed, init_image, callback, text)
             if is_cancelled is not None and is_cancelled():
                 raise RenderCancelled()
             strength = request.variation_strength if variation_seed is not None else 0.0
@@ -354,6 +374,7 @@ class Renderer:
         variation_seed: int | None,
         init_image: PIL.Image.Image | None,
         callback: Callable[..., dict],
+        text: dict[str, Any] | None = None,
     ) -> tuple[PIL.Image.Image, bool]:
         """The image, and whether the pipeline's own safety checker flagged it (such pipelines return it black)."""
         model = self.loaded
@@ -361,12 +382,13 @@ class Renderer:
         family, info = model.family, model.info
         width, height = _prepared_size(request)
         generator = torch.Generator("cpu").manual_seed(seed)
+        if text is None:
+            text = self._text_arguments(request, split_prompt(request.prompt))
         common: dict[str, Any] = dict(
-            prompt=request.prompt,
             num_inference_steps=request.num_inference_steps,
             generator=generator,
             callback_on_step_end=callback,
-            **family.call_arguments(request, info),
+            **text,
         )
         scheduler = make_scheduler(request.sampler, model.scheduler_config, seed=seed, table=family.samplers)
         if init_image is None:
@@ -385,6 +407,47 @@ class Renderer:
         if {"width", "height"} <= set(inspect.signature(pipe.__call__).parameters):  # Flux img2img
             common.update(width=width, height=height)
         return _first_image(pipe(**common, image=init_image, strength=request.strength))
+
+    def _text_arguments(self, request: GenerationRequest, parts: PromptParts) -> dict[str, Any]:
+        """prompt/negative_prompt (or their embeddings, for weighted prompts) plus the family's guidance."""
+        model = self.loaded
+        assert model is not None
+        family, info = model.family, model.info
+        arguments = family.call_arguments(request, info)
+        if parts.weighted or has_weights(request.negative_prompt):
+            arguments.pop("negative_prompt", None)
+            with torch.no_grad():
+                embeds = family.weighted_arguments(model.txt2img, parts.text, request.negative_prompt, info)
+            return {**arguments, **embeds}
+        # A prompt without syntax reaches the pipeline exactly as typed.
+        arguments["prompt"] = plain_text(parts.text)
+        if arguments.get("negative_prompt"):
+            arguments["negative_prompt"] = plain_text(arguments["negative_prompt"])
+        return arguments
+
+    def _apply_loras(self, tags: tuple[LoraTag, ...]) -> None:
+        """Load the prompt's LoRAs (peft adapters, kept between requests that ask for them), drop the rest."""
+        model = self.loaded
+        assert model is not None
+        pipe, wanted = model.txt2img, {tag.name: tag.weight for tag in tags}
+        if not wanted:
+            if model.adapters:
+                pipe.unload_lora_weights()  # the exact base weights again
+                model.adapters.clear()
+            return
+        unwanted = [model.adapters.pop(name) for name in list(model.adapters) if name not in wanted]
+        if unwanted:
+            pipe.delete_adapters(unwanted)
+        for name in wanted:
+            if name not in model.adapters:
+                path = self.loras.path(name)
+                try:
+                    pipe.load_lora_weights(str(path), adapter_name=adapter_name(name))
+                except (ValueError, KeyError, RuntimeError) as error:
+                    log.warning("LoRA %s does not load into %s: %s", name, model.source.name, error)
+                    raise RenderError(f"The LoRA {name!r} does not fit {model.source.label}: {error}") from None
+                model.adapters[name] = adapter_name(name)
+        pipe.set_adapters([model.adapters[name] for name in wanted], adapter_weights=list(wanted.values()))
 
     def _step_callback(
         self,

@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any, Awaitable, Callable, Protocol, TypeVar
 
 from .jobs import Job, QueueEntry, QueueSnapshot
+from .prompts import encoded_text
 from .request import (
     SEED_RANGE,
     GenerationRequest,
@@ -196,9 +197,9 @@ class GenerationService:
             check_request(request)
         tokenizer, native = self._model_files(request.model)
         if tokenizer is not None:
-            check_prompt_length("prompt", request.prompt, tokenizer)
+            check_prompt_length("prompt", encoded_text(request.prompt), tokenizer)
             if request.negative_prompt:
-                check_prompt_length("negative prompt", request.negative_prompt, tokenizer)
+                check_prompt_length("negative prompt", encoded_text(request.negative_prompt), tokenizer)
         changes: dict[str, Any] = {}
         if request.width is None or request.height is None:
             changes["width"] = request.width if request.width is not None else native

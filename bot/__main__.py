@@ -53,7 +53,7 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> logg
     """
     stream = stream if stream is not None else sys.stderr
     handler = logging.StreamHandler(stream)
-    if _is_terminal(stream) and "NO_COLOR" not in os.environ:
+    if _is_terminal(stream):
         handler.setFormatter(discord.utils._ColourFormatter())
     else:
         handler.setFormatter(logging.Formatter(LOG_FORMAT, "%Y-%m-%d %H:%M:%S", style="{"))
@@ -79,12 +79,13 @@ def _is_terminal(stream: TextIO) -> bool:
 
 
 def _quiet_hugging_face() -> None:
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         from diffusers.utils import logging as diffusers_logging
+        from huggingface_hub.utils import disable_progress_bars
         from transformers.utils import logging as transformers_logging
-    except ImportError:  # pragma: no cover - both are dependencies
+    except ImportError:  # pragma: no cover - all three are dependencies
         return
+    disable_progress_bars()  # downloads of a hub model
     for library in (diffusers_logging, transformers_logging):
         library.disable_progress_bar()
         library.disable_default_handler()  # their records go through the root handler above

@@ -149,8 +149,16 @@ class LiveSync:
         self.refreshes = 0
 
     def hold_page_actions(self) -> None:
-        """Run the page's actions under `self.lock`, so no step overlaps one (SimCord refuses overlaps)."""
-        original = self.preview._action
+        """Run the page's actions under `self.lock`, so no step overlaps one.
+
+        SimCord refuses overlapping operations, and a page action refused that way leaves the page
+        "uncertain" until reloaded. Preview has no public hook for this: it wraps the method its
+        server calls for each action (SimCord 3.2), and only warns if that method is gone.
+        """
+        original = getattr(self.preview, "_action", None)
+        if original is None:
+            log.warning("this SimCord has no Preview._action; a page action may rarely collide with an update")
+            return
         lock = self.lock
 
         async def serialized(context_id: Any, body: Any) -> Any:
@@ -162,8 +170,6 @@ class LiveSync:
     async def step(self) -> bool:
         """Catch the clock up; republish if the bot made requests since the last time. True if republished."""
         async with self.lock:
-            if self.preview._closed:
-                return False
             await catch_up_clock(self.env)
             requests = len(self.env.http_requests)
             if requests == self.published or self.monotonic() - self.last_refresh < self.refresh_s:
@@ -175,11 +181,12 @@ class LiveSync:
             return True
 
     async def run(self) -> None:
-        while not self.preview._closed:
+        """Step every `tick_s` until cancelled (the playground cancels it when the page session ends)."""
+        while True:
             await asyncio.sleep(self.tick_s)
             try:
                 await self.step()
-            except simcord.SetupError as error:  # the session is closing
+            except simcord.SetupError as error:  # the session is closing: refresh() refuses
                 log.debug("live sync skipped a step: %s", error)
             except TimeoutError as error:  # the bot's own work did not settle in time: try again next tick
                 log.warning("playground: the bot is slow to settle (%s); the page will catch up", error)
@@ -202,7 +209,8 @@ async def run_playground(settings: Settings, *, ready: asyncio.Event | None = No
         shutil.rmtree(data_dir, ignore_errors=True)
         data_dir.mkdir(parents=True, exist_ok=True)
         settings = settings.model_copy(update={"data_dir": data_dir, "database_url": None})
-        world = await open_world(settings, service=service)
+        # A page action waits this long at most for the bot's own work (never for a render).
+        world = await open_world(settings, service=service, settle_timeout=settings.playground_settle_s)
         sync_task: asyncio.Task | None = None
         try:
             if on_world is not None:

@@ -263,6 +263,8 @@ class GenerationService:
         if key in self._jobs:
             raise ValueError(f"A job with key {key!r} is already queued or running")
         if reservation is not None:
+            if not reservation.belongs_to(self, owner):
+                raise ValueError(f"this reservation holds room for {reservation.owner!r}, not for {owner!r}")
             reservation.consume()
         elif enforce_caps:
             self._check_room(owner)
@@ -432,6 +434,9 @@ class Reservation:
         self._service = service
         self.owner = owner
         self._held = True
+
+    def belongs_to(self, service: GenerationService, owner: str) -> bool:
+        return self._service is service and self.owner == owner
 
     def consume(self) -> None:
         if not self._held:

@@ -17,6 +17,7 @@ from discord.ext import commands
 
 from bot.errors import on_app_command_error
 from bot.intake import Intake
+from bot.nsfw import ImageClassifier, build_classifier
 from bot.runner import JobRunner
 from bot.settings import Settings
 from bot.views import DYNAMIC_ITEMS
@@ -31,6 +32,7 @@ EXTENSIONS = (
     "bot.cogs.history",
     "bot.cogs.member_defaults",
     "bot.cogs.queue",
+    "bot.cogs.server_config",
 )
 
 
@@ -70,18 +72,25 @@ class ImagineBot(commands.Bot):
     """A commands.Bot with the store, the generation service, the intake and the job runner attached.
 
     `store`, `service`, `runner` and `intake` exist once setup_hook has run (injected ones at once).
+    `nsfw_classifier` is the optional NSFW_CLASSIFIER (None = only the model's own safety checker).
     """
 
     store: Store
     service: GenerationService
     runner: JobRunner
     intake: Intake
+    nsfw_classifier: ImageClassifier | None
 
     def __init__(self, settings: Settings, *, store: Store | None = None, service: GenerationService | None = None,
                  idle_wait: IdleWait | None = None, service_factory: ServiceFactory | None = None) -> None:
         # Slash commands and components only: no privileged intents, no message content.
+        # Every command may be used from a server install or a member's own install, in servers, DMs and
+        # group DMs, unless it says otherwise (/config: servers that added the bot only).
         super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.default(),
-                         tree_cls=GuildGateTree, help_command=None)
+                         tree_cls=GuildGateTree, help_command=None,
+                         allowed_installs=app_commands.AppInstallationType(guild=True, user=True),
+                         allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=True,
+                                                                         private_channel=True))
         self.settings = settings
         self._injected_store = store
         self._injected_service = service
@@ -101,6 +110,7 @@ class ImagineBot(commands.Bot):
             self.service = self.service_factory(self.settings, self.idle_wait)
             self._owned.append(self.service)
             await self.service.start()
+        self.nsfw_classifier = build_classifier(self.settings)
         self.runner = JobRunner(self, self.store, self.service, queue_wait=self.idle_wait)
         self.intake = Intake(self)
         self.tree.on_error = on_app_command_error  # type: ignore[method-assign]

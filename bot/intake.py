@@ -2,9 +2,13 @@
 
 `Intake.submit` turns a `WorkOrder` into a stored, queued job, in this order:
 
-1. merge: server defaults → the member's defaults → typed options → inline --flags (later wins);
-2. validate once (`GenerationService.prepare`), with no network I/O, so a refusal can be private;
-3. reserve room in the render queue (the per-member and total caps), also before answering;
+1. merge: the operator's defaults → the server's /config defaults → the member's defaults → typed
+   options → inline --flags (later wins);
+2. validate once (`GenerationService.prepare`, the operator's limits), with no network I/O, so a refusal
+   can be private; then the server's rules where the bot is in that server: allowed channels and
+   models, banned words (prompt, negative prompt, flags), the daily image quota;
+3. reserve room in the render queue (the per-member cap, lowered by the server's, and the total cap),
+   also before answering;
 4. write the generation row (with the interaction token), then defer: an acknowledged command
    always has a row, and a restart finishes it;
 5. hand it to the runner, which downloads an attached init image (slow: after the row exists),
@@ -15,6 +19,7 @@ It returns an outcome (accepted, or refused with the message to show privately) 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,10 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot import modlog, policy
 from bot.reply import TOKEN_LIFETIME, Reply
 from bot.record_requests import request_to_params
 from generation import PARAMETERS, GenerationRequest, RequestError, parse_prompt_flags, size_for_aspect_ratio
-from storage import GenerationKind
+from storage import GenerationKind, GuildConfigRecord
 
 if TYPE_CHECKING:
     from bot.app import ImagineBot
@@ -66,6 +72,29 @@ class Refused:
 
 
 Outcome = Accepted | Refused
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where work is asked for: the server (None in DMs), the channel, a thread's parent channel."""
+
+    guild_id: int | None = None
+    channel_id: int | None = None
+    parent_id: int | None = None
+
+    @classmethod
+    def of(cls, interaction: discord.Interaction[Any]) -> Place:
+        channel = interaction.channel
+        parent_id = getattr(channel, "parent_id", None) if isinstance(channel, discord.Thread) else None
+        return cls(interaction.guild_id, interaction.channel_id, parent_id)
+
+
+class PolicyRefusal(RequestError):
+    """A server's rule refused the work; `log` is the moderators' log line (None: not worth logging)."""
+
+    def __init__(self, message: str, log: str | None = None) -> None:
+        super().__init__(message)
+        self.log = log
 
 
 @dataclass
@@ -109,25 +138,44 @@ def check_attachment(attachment: discord.Attachment) -> None:
 class Intake:
     def __init__(self, bot: ImagineBot) -> None:
         self.bot = bot
+        # One member's submissions are drafted and recorded one at a time, so two quick commands cannot
+        # both pass a daily quota that has room for one.
+        self._member_locks: dict[int, asyncio.Lock] = {}
+
+    async def guild_config(self, guild_id: int | None) -> GuildConfigRecord | None:
+        """The server's /config where the bot is installed in that server; None in DMs and user installs."""
+        if guild_id is None or self.bot.get_guild(guild_id) is None:
+            return None
+        return await self.bot.store.guild_config(guild_id)
 
     async def submit(self, interaction: discord.Interaction[Any], order: WorkOrder) -> Outcome:
         """Validate, record, acknowledge and queue `order`; nothing is recorded when it is refused."""
-        try:
-            draft = await self.draft(interaction.user.id, order)
-        except RequestError as error:
-            return Refused(str(error))
-        try:
-            record = await self.bot.store.create_generation(
-                owner_id=interaction.user.id, guild_id=interaction.guild_id, channel_id=interaction.channel_id,
-                kind=order.kind, parent_id=order.parent.id if order.parent else None,
-                params=request_to_params(draft.request), init_image=draft.request.init_image,
-                init_image_url=order.attachment.url if order.attachment is not None else None,
-                source_index=order.source_index, interaction_token=interaction.token,
-                interaction_expires_at=interaction.created_at + TOKEN_LIFETIME)
-        except BaseException:
-            if draft.reservation is not None:
-                draft.reservation.release()
-            raise
+        place = Place.of(interaction)
+        lock = self._member_locks.setdefault(interaction.user.id, asyncio.Lock())
+        async with lock:
+            try:
+                draft = await self.draft(interaction.user.id, order, place)
+            except RequestError as error:
+                if isinstance(error, PolicyRefusal) and error.log is not None:
+                    self.bot.runner.spawn(
+                        modlog.post(self.bot, self.bot.store, place.guild_id, "refusal",
+                                    f"<@{interaction.user.id}>: {error.log} in "
+                                    f"{modlog.link(place.guild_id, place.channel_id)}"),
+                        name="mod log")
+                return Refused(str(error))
+            try:
+                record = await self.bot.store.create_generation(
+                    owner_id=interaction.user.id, guild_id=interaction.guild_id,
+                    channel_id=interaction.channel_id, kind=order.kind,
+                    parent_id=order.parent.id if order.parent else None,
+                    params=request_to_params(draft.request), init_image=draft.request.init_image,
+                    init_image_url=order.attachment.url if order.attachment is not None else None,
+                    source_index=order.source_index, interaction_token=interaction.token,
+                    interaction_expires_at=interaction.created_at + TOKEN_LIFETIME)
+            except BaseException:
+                if draft.reservation is not None:
+                    draft.reservation.release()
+                raise
         try:
             await interaction.response.defer(thinking=True)
         except discord.HTTPException as error:
@@ -137,14 +185,23 @@ class Intake:
                               order.attachment)
         return Accepted(record)
 
-    async def draft(self, owner_id: int, order: WorkOrder) -> Draft:
-        """Merge and validate (RequestError), and reserve queue room for a render."""
+    async def draft(self, owner_id: int, order: WorkOrder, place: Place | None = None) -> Draft:
+        """Merge and validate (RequestError; PolicyRefusal for a server's rule), and reserve queue room."""
+        place = place or Place()
+        config = await self.guild_config(place.guild_id)
+        if config is not None and not policy.channel_allowed(config.allowed_channel_ids,
+                                                              (place.channel_id, place.parent_id)):
+            channels = ", ".join(f"<#{channel_id}>" for channel_id in config.allowed_channel_ids)
+            raise PolicyRefusal(f"This server allows image generation only in {channels}.")
         if order.kind is GenerationKind.PICK:
             # A pick copies an image that exists: nothing to render, validate or queue.
             return Draft(order, GenerationRequest(**order.fields))
         fields: dict[str, Any] = {}
         if order.with_defaults:
             fields.update({key: value for key, value in server_defaults(self.bot).items() if value is not None})
+            if config is not None:
+                fields.update({key: value for key, value in config.defaults.items()
+                               if key in policy.SERVER_DEFAULT_FIELDS and value is not None})
             member = await self.bot.store.member_defaults(owner_id)
             fields.update({key: value for key, value in member.items()
                            if key in MEMBER_DEFAULT_FIELDS and value is not None})
@@ -156,11 +213,40 @@ class Intake:
             side = typed.get("width") or typed.get("height") or base_size
             typed["width"], typed["height"] = size_for_aspect_ratio(ratio_w, ratio_h, side)
         fields.update(typed)
-        prompt, flags = parse_prompt_flags(str(fields.get("prompt", "")), base_size=base_size)
+        raw_prompt = str(fields.get("prompt", ""))  # with its --flags, which are checked for banned words too
+        prompt, flags = parse_prompt_flags(raw_prompt, base_size=base_size)
         fields.update(flags, prompt=prompt)
         if order.attachment is not None:
             check_attachment(order.attachment)
         elif order.with_defaults and "strength" in typed and fields.get("init_image") is None:
             raise RequestError("strength only applies with an init_image; attach one or leave strength out.")
         request = self.bot.service.prepare(GenerationRequest(**fields))
-        return Draft(order, request, self.bot.service.reserve(str(owner_id)))
+        if config is not None:
+            await self.check_server_rules(config, owner_id, place, request, raw_prompt)
+        cap = config.queue_cap if config is not None and config.queue_cap else None
+        return Draft(order, request, self.bot.service.reserve(str(owner_id), cap))
+
+    async def check_server_rules(self, config: GuildConfigRecord, owner_id: int, place: Place,
+                                 request: GenerationRequest, raw_prompt: str) -> None:
+        """PolicyRefusal when the server's allowed models, banned words or daily quota refuse `request`."""
+        if config.allowed_models and request.model not in config.allowed_models:
+            raise PolicyRefusal(f"This server allows these models only: {', '.join(config.allowed_models)}.")
+        found = policy.banned_phrase_in((raw_prompt, request.prompt, request.negative_prompt or ""),
+                                        config.banned_words)
+        if found is not None:
+            # The member is not told which word: that would teach the list.
+            raise PolicyRefusal(
+                "This prompt uses a word or phrase this server does not allow, so nothing was queued. "
+                "Rephrase it and try again.",
+                log=f"prompt refused (banned word “{found}”): “{discord.utils.escape_markdown(raw_prompt[:300])}”")
+        if config.daily_quota:
+            start, reset = policy.quota_window(discord.utils.utcnow())
+            used = await self.bot.store.images_made_since(owner_id, place.guild_id, start)
+            if used + request.count > config.daily_quota:
+                left = max(config.daily_quota - used, 0)
+                asked = f"; this request asks for {request.count}" if request.count > 1 and left else ""
+                raise PolicyRefusal(
+                    f"You have used {used} of this server's {config.daily_quota} images for today "
+                    f"({left} left{asked}). The quota resets {discord.utils.format_dt(reset, 'R')} "
+                    f"({discord.utils.format_dt(reset, 't')}).",
+                    log=f"daily quota reached ({used}/{config.daily_quota} images)")

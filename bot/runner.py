@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import io
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
@@ -17,8 +18,9 @@ import aiohttp
 import discord
 from PIL import Image
 
-from bot import presentation
+from bot import modlog, presentation
 from bot.errors import apology
+from bot.policy import nsfw_decision
 from bot.record_requests import request_from_record
 from bot.reply import DEFAULT_UPLOAD_LIMIT, Reply
 from bot.views import result_view, status_view
@@ -45,6 +47,36 @@ INIT_IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
 
 class JobProblem(Exception):
     """A job cannot go on for a reason the user can act on; `str()` is shown to them privately."""
+
+
+NSFW_SOURCES = {"safety_checker": "the model's own safety checker", "classifier": "the NSFW classifier"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Screening:
+    """What the content policy makes of a finished result in one place: "post", "spoiler" or "hold"."""
+
+    action: str
+    flagged_by: frozenset[str] = frozenset()
+    policy: str = "block"
+    age_restricted: bool = False
+
+    def reason(self, generation_id: int) -> str:
+        """Why a held result was not posted (for its owner and /history)."""
+        if "safety_checker" in self.flagged_by:
+            return (f"the model's own safety checker flagged generation #{generation_id} as not safe for work, "
+                    "so it came out blank and was not posted")
+        return (f"generation #{generation_id} was flagged as not safe for work by "
+                f"{' and '.join(NSFW_SOURCES.get(source, source) for source in sorted(self.flagged_by))}; "
+                "the content policy here holds such images back outside age-restricted channels")
+
+
+def spoilered(result: presentation.ResultMessage) -> presentation.ResultMessage:
+    """The same message with its image as a spoiler (`SPOILER_` file name) and no unblurred embed copy."""
+    embed = result.embed.copy()
+    embed.set_image(url=None)
+    image = dataclasses.replace(result.image, filename=f"SPOILER_{result.image.filename}")
+    return dataclasses.replace(result, embed=embed, image=image)
 
 
 def _identity(awaitable: Awaitable[Any]) -> Awaitable[Any]:
@@ -271,12 +303,89 @@ class JobRunner:
         await status.show(content=presentation.queued_status(request, entry), view=status_view(record.id))
         self._follow_progress(job, record, request, status)
         result = await self.queue_wait(job.result())
+        flags = await self._nsfw_flags(record, result.images)
         images = [
             ImageInput(index=index, image=rendered.image, seed=rendered.seed,
-                       variation_seed=rendered.variation_seed, variation_strength=rendered.variation_strength)
-            for index, rendered in enumerate(result.images)
+                       variation_seed=rendered.variation_seed, variation_strength=rendered.variation_strength,
+                       nsfw=flag)
+            for index, (rendered, flag) in enumerate(zip(result.images, flags))
         ]
         return await self.store.mark_done(record.id, images, result.duration_s)
+
+    # ------------------------------------------------------------------ content policy
+
+    async def _nsfw_flags(self, record: GenerationRecord, rendered: list[Any]) -> list[str | None]:
+        """Per image: "safety_checker" (the model's own checker), "classifier" (NSFW_CLASSIFIER) or None.
+
+        The classifier runs only on results bound for a channel that is not age-restricted.
+        """
+        flags: list[str | None] = ["safety_checker" if getattr(image, "nsfw", False) else None for image in rendered]
+        classifier = getattr(self.bot, "nsfw_classifier", None)
+        unchecked = [index for index, flag in enumerate(flags) if flag is None]
+        if classifier is None or not unchecked or self.age_restricted(record.channel_id):
+            return flags
+        try:
+            verdicts = await asyncio.to_thread(classifier.flags, [rendered[index].image for index in unchecked])
+        except Exception:
+            # A broken classifier must not lose the render; the result is then treated as flagged.
+            log.exception("job #%s: the NSFW classifier failed; holding the result as flagged", record.id)
+            verdicts = [True] * len(unchecked)
+        for index, flagged in zip(unchecked, verdicts):
+            if flagged:
+                flags[index] = "classifier"
+        return flags
+
+    def age_restricted(self, channel_id: int | None) -> bool:
+        """Whether the channel is age-restricted (Discord's NSFW channel setting; a thread follows its parent)."""
+        channel = self.bot.get_channel(channel_id) if channel_id is not None else None
+        is_nsfw = getattr(channel, "is_nsfw", None)
+        return bool(is_nsfw()) if callable(is_nsfw) else False
+
+    def bot_in_guild(self, guild_id: int | None) -> bool:
+        return guild_id is not None and self.bot.get_guild(guild_id) is not None
+
+    async def screen(self, record: GenerationRecord, guild_id: int | None, channel_id: int | None) -> Screening:
+        """What the content policy says about posting `record` in that channel."""
+        flagged_by = frozenset(image.nsfw for image in record.images if image.nsfw)
+        settings = getattr(self.bot, "settings", None)
+        policy: str = settings.nsfw_policy if settings is not None else "block"
+        if flagged_by and self.bot_in_guild(guild_id):
+            assert guild_id is not None
+            policy = (await self.store.guild_config(guild_id)).nsfw_policy or policy
+        age_restricted = self.age_restricted(channel_id)
+        action = nsfw_decision(flagged_by=set(flagged_by), age_restricted=age_restricted, policy=policy)
+        return Screening(action, flagged_by, policy, age_restricted)
+
+    async def _hold(self, record: GenerationRecord, screening: Screening, reply: Reply | None) -> None:
+        """Keep a flagged result out of the channel: in /history (flagged), its owner told privately."""
+        reason = screening.reason(record.id)
+        await self._quietly(self.store.record_delivery_failure(record.id, f"held back: {reason}"),
+                            "record the hold", record.id)
+        public = f"🔞 Job #{record.id}: the result was held back by the content policy."
+        told = False
+        if reply is not None and reply.usable():
+            try:
+                await reply.edit(content=public, embed=None, attachments=[], view=None)
+                await reply.send_private(f"🔞 {reason[0].upper()}{reason[1:]}. It is kept in your /history.")
+                told = True
+            except discord.HTTPException as error:
+                log.info("job #%s: could not tell the owner through the reply (%s)", record.id, error)
+        if not told and self.bot_in_guild(record.guild_id):
+            try:
+                channel = self.bot.get_partial_messageable(record.channel_id or 0, guild_id=record.guild_id)
+                await channel.send(f"<@{record.owner_id}> {public} /history lists it.",
+                                   allowed_mentions=discord.AllowedMentions(users=True))
+            except discord.HTTPException as error:
+                log.info("job #%s: the hold could not be shown (%s); it is in /history", record.id, error)
+
+    async def _log_nsfw(self, record: GenerationRecord, screening: Screening, message: discord.Message | None) -> None:
+        sources = " and ".join(NSFW_SOURCES.get(source, source) for source in sorted(screening.flagged_by))
+        outcome = {"hold": "held back", "spoiler": "posted as a spoiler", "post": "posted"}[screening.action]
+        where = (modlog.link(record.guild_id, message.channel.id, message.id) if message is not None
+                 else modlog.link(record.guild_id, record.channel_id))
+        await modlog.post(self.bot, self.store, record.guild_id, "nsfw",
+                          f"generation #{record.id} of <@{record.owner_id}> flagged by {sources}: {outcome} "
+                          f"(policy {screening.policy}) — {where}")
 
     async def _mark_running(self, generation_id: int) -> None:
         await self.store.mark_running(generation_id)
@@ -323,6 +432,9 @@ class JobRunner:
                 return
             except discord.HTTPException as error:
                 log.info("job #%s: the reply is unusable (%s); telling the channel", record.id, error)
+        if not self.bot_in_guild(record.guild_id):
+            log.info("job #%s: no reply and no channel to tell of the failure; it is in /history", record.id)
+            return
         try:
             channel = self.bot.get_partial_messageable(record.channel_id or 0, guild_id=record.guild_id)
             await channel.send(f"<@{record.owner_id}> ⚠️ Job #{record.id} failed: {reason}",
@@ -349,9 +461,15 @@ class JobRunner:
         Never raises (but for cancellation): whatever goes wrong is logged with the job id, kept in the
         record as its delivery failure (so /history shows why), and told to the user while the token lives.
         """
+        screening = await self.screen(record, record.guild_id, record.channel_id)
+        if screening.action == "hold":
+            await self._hold(record, screening, reply)
+            await self._log_nsfw(record, screening, None)
+            return None
         try:
             image_bytes = [await self.store.read_image(image) for image in record.images]
-            message, last_error, reply = await self._post(record, reply, image_bytes)
+            message, last_error, reply = await self._post(record, reply, image_bytes,
+                                                          spoiler=screening.action == "spoiler")
         except CorruptImage as error:
             reason = f"stored image unreadable: {error}"
         except Exception as error:
@@ -361,8 +479,13 @@ class JobRunner:
             if message is not None:
                 await self._quietly(self.store.record_delivery(record.id, message.channel.id, message.id),
                                     "record the delivery", record.id)
+                if screening.flagged_by:
+                    await self._log_nsfw(record, screening, message)
                 return message
-            reason = f"Discord refused the upload: {last_error}"
+            if isinstance(last_error, InteractionOnly):
+                reason = str(last_error)
+            else:
+                reason = f"Discord refused the upload: {last_error}"
             log.error("job #%s: %s", record.id, reason)
         await self._quietly(self.store.record_delivery_failure(record.id, reason), "record the delivery failure",
                             record.id)
@@ -376,19 +499,29 @@ class JobRunner:
                 pass
         return None
 
-    async def _post(self, record: GenerationRecord, reply: Reply | None, image_bytes: list[bytes],
-                    ) -> tuple[discord.Message | None, Exception | None, Reply | None]:
-        """Upload attempts: (the message, None, …) or (None, the last error, the reply still in use)."""
+    async def _post(self, record: GenerationRecord, reply: Reply | None, image_bytes: list[bytes], *,
+                    spoiler: bool = False) -> tuple[discord.Message | None, Exception | None, Reply | None]:
+        """Upload attempts: (the message, None, …) or (None, the last error, the reply still in use).
+
+        Where the bot is not in the server (a user install) or in DMs, only the interaction can carry
+        the result: there is no channel fallback.
+        """
         encoded: dict[int, presentation.EncodedImage] = {}
         last_error: Exception | None = None
         for attempt in range(len(self.retry_delays_s) + 1):
             if reply is not None and not reply.usable():
                 reply = None  # too old to edit: post a normal channel message instead
+            if reply is None and not self.bot_in_guild(record.guild_id):
+                return None, InteractionOnly(
+                    "the interaction expired and the bot cannot post in this channel (a DM or a server "
+                    f"that did not add it); /show id:{record.id} posts it"), None
             limit = reply.filesize_limit if reply is not None else self._channel_upload_limit(record.guild_id)
             if limit not in encoded:
                 encoded[limit] = await asyncio.to_thread(
                     presentation.encode_result, record, image_bytes, size_limit=limit)
             result = presentation.result_message(record, encoded[limit], mention_owner=reply is None)
+            if spoiler:
+                result = spoilered(result)
             view = result_view(record)
             try:
                 message: discord.Message
@@ -440,6 +573,10 @@ class JobRunner:
         except discord.HTTPException as error:
             log.info("job #%s: could not read the channel for an earlier post (%s)", generation_id, error)
         return None
+
+
+class InteractionOnly(Exception):
+    """Only the interaction could have carried this result, and its token is gone."""
 
 
 def check_init_image(data: bytes) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -50,14 +50,23 @@ class Settings(BaseSettings):
     queue_per_user: int = 5
     queue_total: int = 50
     max_render_attempts: int = 2
+    share_results: bool = True
 
     allowed_guilds: Annotated[list[int], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
 
+    # Content policy: what happens to an image flagged NSFW outside age-restricted channels where a
+    # server chose nothing with /config (and in DMs and user installs): block | spoiler | allow.
+    nsfw_policy: Literal["block", "spoiler", "allow"] = "block"
+    nsfw_classifier: str | None = None  # a transformers image-classification model id or folder
+    nsfw_classifier_labels: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["nsfw", "porn", "hentai", "sexy"])
+    nsfw_classifier_threshold: float = 0.5
+
     playground_port: int = 8765
     playground_settle_s: float = 60.0
 
-    _split = field_validator("extra_models", "allowed_guilds", mode="before")(_split_list)
+    _split = field_validator("extra_models", "allowed_guilds", "nsfw_classifier_labels", mode="before")(_split_list)
 
     @property
     def resolved_database_url(self) -> str:

@@ -17,6 +17,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import presentation
+from bot.runner import spoilered
 from bot.views import result_view
 from storage import CorruptImage, GenerationKind, GenerationStatus
 
@@ -221,6 +222,12 @@ class History(commands.Cog):
         if not_ready is not None:
             await interaction.response.send_message(not_ready, ephemeral=True)
             return
+        # The content policy of the place it is shown in, as for a fresh result.
+        screening = await self.bot.runner.screen(record, interaction.guild_id, interaction.channel_id)
+        if screening.action == "hold":
+            await interaction.response.send_message(
+                f"Generation #{record.id} can't be shown here: {screening.reason(record.id)}.", ephemeral=True)
+            return
         try:
             images = [
                 await self.store.read_image(image) for image in sorted(record.images, key=lambda i: i.index)
@@ -241,6 +248,8 @@ class History(commands.Cog):
             presentation.encode_result, record, images, size_limit=interaction.filesize_limit
         )
         result = presentation.result_message(record, encoded)
+        if screening.action == "spoiler":
+            result = spoilered(result)
         await interaction.followup.send(embed=result.embed, files=result.files(), view=result_view(record))
 
     def not_ready_reason(self, record: GenerationRecord) -> str | None:

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     queue_per_user: int = 5
     queue_total: int = 50
     max_render_attempts: int = 2
+    share_results: bool = True
 
     allowed_guilds: Annotated[list[int], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"

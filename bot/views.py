@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from storage import GenerationRecord, Store
 
 log = logging.getLogger(__name__)
+VARY_GRID = 4
 Interaction = discord.Interaction["ImagineBot"]
 
 
@@ -47,14 +48,18 @@ async def _source_request(store: Store, record: GenerationRecord) -> GenerationR
 
 
 class GenerationButton:
-    """Shared behaviour of the generation buttons: load the record, let only its owner in.
+    """Shared behaviour of the generation buttons: load the record, check who may use it.
 
+    Buttons that build new work on a result (reroll, U, V, Vary, Upscale) and Info are for anyone who
+    can see it, as on Midjourney: the new generation is theirs (their queue share and history, the
+    parent recorded), unless the operator turned SHARE_RESULTS off. Edit, Delete and Cancel stay with
+    the owner and moderators (Manage Messages).
     Mixed into each DynamicItem (a DynamicItem subclass must name its template, so this is no base).
     """
 
     generation_id: int
     record: GenerationRecord
-    moderators_may_use = False
+    open_to_everyone = False  # when results are shared
 
     @classmethod
     async def from_custom_id(cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any],
@@ -83,12 +88,12 @@ class GenerationButton:
             await send_ephemeral(interaction, f"Generation #{self.generation_id} no longer exists.")
             return False
         if record.owner_id != interaction.user.id:
-            moderator = self.moderators_may_use and interaction.permissions.manage_messages
-            if not moderator:
+            shared = self.open_to_everyone and interaction.client.settings.share_results
+            if not shared and not interaction.permissions.manage_messages:
                 await send_ephemeral(
                     interaction,
-                    f"Not yours: only <@{record.owner_id}> can use the buttons of generation #{record.id}. "
-                    "Use /imagine to make your own.")
+                    f"Not yours: only <@{record.owner_id}> (or a moderator) can use this button of generation "
+                    f"#{record.id}. Use /imagine to make your own.")
                 return False
         self.record = record
         return True
@@ -112,6 +117,8 @@ def _button(label: str, custom_id: str, *, emoji: str | None = None, style: disc
 
 class RerollButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
                    template=r"gen:reroll:(?P<generation_id>[0-9]+)"):
+    open_to_everyone = True
+
     def __init__(self, generation_id: int, row: int | None = None) -> None:
         super().__init__(_button("Reroll", f"gen:reroll:{generation_id}", emoji="🔄", row=row))
         self.generation_id = generation_id
@@ -131,6 +138,8 @@ class VariationButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button
                       template=r"gen:var:(?P<generation_id>[0-9]+):(?P<index>[0-9])"):
     """V1–V4 under a grid: a grid of strong variations of that image."""
 
+    open_to_everyone = True
+
     def __init__(self, generation_id: int, index: int, row: int | None = None) -> None:
         super().__init__(_button(f"V{index + 1}", f"gen:var:{generation_id}:{index}", row=row))
         self.generation_id = generation_id
@@ -147,6 +156,8 @@ class VaryButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["dis
                  template=r"gen:vary:(?P<generation_id>[0-9]+):(?P<index>[0-9]):(?P<how>subtle|strong)"):
     """Vary (Subtle) / Vary (Strong) under a single image."""
 
+    open_to_everyone = True
+
     def __init__(self, generation_id: int, index: int, how: str, row: int | None = None) -> None:
         label = "Vary (Subtle)" if how == "subtle" else "Vary (Strong)"
         super().__init__(_button(label, f"gen:vary:{generation_id}:{index}:{how}", emoji="🪄", row=row))
@@ -157,7 +168,9 @@ class VaryButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["dis
     async def act(self, interaction: Interaction) -> None:
         image = self.record.images[_image_index(self.record, self.index)]
         source = await _source_request(interaction.client.store, self.record)
-        request = variation_request(source, image.seed, strong=self.how == "strong", count=1)
+        # A grid, as V1–V4 give (Midjourney's Vary does the same): up to 4 images, within the operator's limit.
+        count = min(VARY_GRID, interaction.client.service.limits.max_count)
+        request = variation_request(source, image.seed, strong=self.how == "strong", count=count)
         await submit_child(interaction, self.record, GenerationKind.VARIATION, request)
 
 
@@ -168,6 +181,8 @@ class PickButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["dis
     It is a pick, not an upscale: the image is copied, not rendered again. (`gen:up:` ids are the
     buttons of results posted before this name.)
     """
+
+    open_to_everyone = True
 
     def __init__(self, generation_id: int, index: int, row: int | None = None) -> None:
         super().__init__(_button(f"U{index + 1}", f"gen:pick:{generation_id}:{index}", row=row))
@@ -185,6 +200,8 @@ class PickButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["dis
 class UpscaleTwiceButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
                          template=r"gen:up2:(?P<generation_id>[0-9]+):(?P<index>[0-9])"):
     """Upscale 2×: re-render the image at twice the size, starting from the image itself."""
+
+    open_to_everyone = True
 
     def __init__(self, generation_id: int, index: int, row: int | None = None) -> None:
         super().__init__(_button("Upscale 2×", f"gen:up2:{generation_id}:{index}", emoji="🔍", row=row))
@@ -242,6 +259,8 @@ class EditButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["dis
 
 class InfoButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
                  template=r"gen:info:(?P<generation_id>[0-9]+)"):
+    open_to_everyone = True
+
     def __init__(self, generation_id: int, row: int | None = None) -> None:
         super().__init__(_button("Info", f"gen:info:{generation_id}", emoji="ℹ️", row=row))
         self.generation_id = generation_id
@@ -255,7 +274,6 @@ class InfoButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["dis
 
 class DeleteButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
                    template=r"gen:del:(?P<generation_id>[0-9]+)"):
-    moderators_may_use = True
 
     def __init__(self, generation_id: int, row: int | None = None) -> None:
         super().__init__(_button("Delete", f"gen:del:{generation_id}", emoji="🗑️",
@@ -289,7 +307,6 @@ class DeleteButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["d
 
 class CancelButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
                    template=r"gen:cancel:(?P<generation_id>[0-9]+)"):
-    moderators_may_use = True
 
     def __init__(self, generation_id: int, row: int | None = None) -> None:
         super().__init__(_button("Cancel", f"gen:cancel:{generation_id}", emoji="✖", row=row))

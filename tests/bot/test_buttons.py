@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from bot_helpers import attachment_bytes, button_labels, embed_field, image_of
 
 from storage import GenerationKind
@@ -98,12 +99,26 @@ async def test_info_lists_every_parameter_and_a_line_that_reproduces_it(world):
                     "width: 48 height: 32 model: tinyshapes")
 
 
-async def test_someone_else_clicking_reroll_is_refused_privately(world):
+async def test_anyone_may_build_on_a_result_and_the_new_generation_is_theirs(world):
+    message = await _imagine(world, seed=5)
+    rerolled = await world.bob.click(message, label="Reroll")
+
+    assert rerolled.response.attachments and not rerolled.response.ephemeral
+    parent = await world.store.get_by_message(message.id)
+    child = await world.store.get_by_message(rerolled.response.id)
+    assert child.owner_id == world.bob.id and child.parent_id == parent.id
+    assert [record.id for record in await world.store.history(world.bob.id)] == [child.id]
+    # Edit and Delete stay with the owner (and moderators).
+    for label in ("Edit", "Delete"):
+        refused = await world.bob.click(message, label=label)
+        assert refused.response.ephemeral and "Not yours" in refused.response.content
+
+
+@pytest.mark.bot(share_results=False)
+async def test_the_operator_can_keep_results_to_their_owners(world):
     message = await _imagine(world, seed=5)
     refused = await world.bob.click(message, label="Reroll")
-
-    assert refused.response.ephemeral
-    assert "Not yours" in refused.response.content
+    assert refused.response.ephemeral and "Not yours" in refused.response.content
     record = await world.store.get_by_message(message.id)
     assert (await world.store.lineage(record.id)).children == []
 
@@ -129,7 +144,7 @@ async def test_buttons_still_work_after_a_restart(world):
     rerolled = await world.alice.click(message, label="Reroll")
     new_message = rerolled.response
     assert new_message.attachments and embed_field(new_message, "Seed") != "31"
-    refused = await world.bob.click(message, label="Info")
+    refused = await world.bob.click(message, label="Edit")
     assert refused.response.ephemeral and "Not yours" in refused.response.content
 
 
@@ -171,6 +186,7 @@ async def test_vary_subtle_and_upscale_2x_on_a_single_image(world):
     subtle = (await world.alice.click(message, label="Vary (Subtle)")).response
     child = await world.store.get_by_message(subtle.id)
     assert child.kind is GenerationKind.VARIATION and child.seed == 60 and child.variation_strength == 0.15
+    assert len(child.images) == 4 and "V1" in button_labels(subtle)  # a grid, like V1–V4 give
 
     bigger = (await world.alice.click(message, label="Upscale 2×")).response
     parent = await world.store.get_by_message(message.id)
@@ -201,7 +217,8 @@ async def test_info_of_a_variation_lists_its_variation_seed_and_strength(world):
     info = (await world.alice.click(varied, label="Info")).response
     assert info.ephemeral
     text = info.embeds[0].description
-    assert f"**Variation seed:** {child.variation_seed} (strength 0.5)" in text
+    seeds = ", ".join(str(child.variation_seed + index) for index in range(4))
+    assert f"**Variation seeds:** {seeds} (strength 0.5)" in text
     assert f"Variation from #{(await world.store.get_by_message(message.id)).id}" in text
 
 

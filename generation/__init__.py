@@ -6,7 +6,9 @@ Importing this package does not import torch; `Renderer` loads it on first use.
 
 from .flags import apply_prompt_flags, parse_prompt_flags, size_for_aspect_ratio
 from .jobs import Job, JobCancelled, JobFailed, QueueEntry, QueueSnapshot
-from .models import ModelSource, model_source, resolve_model
+from .families import FAMILIES, Family, ModelInfo, read_model_info
+from .metadata import a1111_parameters, encode_png
+from .models import ModelConfigError, ModelSource, ModelSpec, load_model_specs, model_source, resolve_model
 from .parameters import Parameter
 from .request import (
     MAX_SEED,
@@ -26,6 +28,7 @@ from .service import GenerationService, Reservation
 from .variants import reroll_request, upscale_request, variation_request
 
 __all__ = [
+    "FAMILIES",
     "MAX_SEED",
     "PARAMETERS",
     "Parameter",
@@ -37,7 +40,11 @@ __all__ = [
     "JobCancelled",
     "JobFailed",
     "Limits",
+    "Family",
+    "ModelConfigError",
+    "ModelInfo",
     "ModelSource",
+    "ModelSpec",
     "Progress",
     "QueueEntry",
     "QueueFull",
@@ -48,9 +55,13 @@ __all__ = [
     "RenderedImage",
     "Renderer",
     "RequestError",
+    "a1111_parameters",
     "apply_prompt_flags",
+    "encode_png",
+    "load_model_specs",
     "model_source",
     "parse_prompt_flags",
+    "read_model_info",
     "reroll_request",
     "resolve_model",
     "size_for_aspect_ratio",

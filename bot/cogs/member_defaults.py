@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import discord
 from discord.ext import commands
 
-from bot.cogs.imagine import build_command
+from bot.cogs.imagine import ASPECT_RATIOS, build_command
 from bot.intake import server_defaults
-from generation import PARAMETERS, GenerationRequest, RequestError
+from generation import PARAMETERS, SAMPLERS, GenerationRequest, RequestError, size_for_aspect_ratio
 
 if TYPE_CHECKING:
     from bot.app import ImagineBot
@@ -80,29 +80,41 @@ class MemberDefaults(commands.Cog):
         store = self.bot.store
         user_id = interaction.user.id
         defaults = server_defaults(self.bot)
+        config = await self.bot.intake.guild_config(interaction.guild_id)
+        if config is not None:  # this server's /config defaults sit between the bot's and the member's
+            defaults.update({key: value for key, value in config.defaults.items() if key in defaults})
 
         if not changes and not reset:
             mine = await store.member_defaults(user_id)
             await interaction.response.send_message(
-                embed=settings_embed(mine, defaults, title="Your /imagine defaults"), ephemeral=True
-            )
+                embed=settings_embed(mine, defaults, title="Your /imagine defaults"), ephemeral=True,
+                view=DefaultsView(self, mine))
             return
-
-        current = {} if reset else await store.member_defaults(user_id)
-        merged = {**{k: v for k, v in current.items() if k in DEFAULT_FIELDS}, **changes}
-        problem = self.validate(merged, defaults)
+        problem, saved = await self.change(user_id, changes, reset=reset)
         if problem is not None:
             await interaction.response.send_message(f"{problem} Nothing was saved.", ephemeral=True)
             return
-
-        # None clears a stored default; one call, so a reset with new values is a single update.
-        cleared = dict.fromkeys(DEFAULT_FIELDS) if reset else {}
-        saved = await store.set_member_defaults(user_id, {**cleared, **changes})
         if reset and not changes:
             title = "Your defaults were cleared; /imagine uses the server defaults"
         else:
             title = "Saved. Your /imagine defaults"
-        await interaction.response.send_message(embed=settings_embed(saved, defaults, title=title), ephemeral=True)
+        await interaction.response.send_message(embed=settings_embed(saved, defaults, title=title), ephemeral=True,
+                                                view=DefaultsView(self, saved))
+
+    async def change(self, user_id: int, changes: dict[str, Any], *, reset: bool = False,
+                     ) -> tuple[str | None, dict[str, Any]]:
+        """Validate and save; (the problem, current defaults) — nothing is saved when there is a problem.
+
+        A value of None in `changes` clears that default; `reset` clears all of them first.
+        """
+        current = {} if reset else await self.bot.store.member_defaults(user_id)
+        merged = {k: v for k, v in {**current, **changes}.items() if k in DEFAULT_FIELDS and v is not None}
+        problem = self.validate(merged, server_defaults(self.bot))
+        if problem is not None:
+            return problem, current
+        # None clears a stored default; one call, so a reset with new values is a single update.
+        cleared = dict.fromkeys(DEFAULT_FIELDS) if reset else {}
+        return None, await self.bot.store.set_member_defaults(user_id, {**cleared, **changes})
 
     def validate(self, values: dict[str, Any], defaults: dict[str, Any]) -> str | None:
         """The generation service's complaint about these defaults, or None if /imagine would accept them."""
@@ -113,6 +125,55 @@ class MemberDefaults(commands.Cog):
         except RequestError as error:
             return str(error)
         return None
+
+
+# The ephemeral panel lives while Discord lets its token edit the message.
+PANEL_TIMEOUT_S = 600.0
+
+
+class DefaultsView(discord.ui.View):
+    """Buttons and selects under /settings: pick a sampler or a shape, clear one default, reset all."""
+
+    def __init__(self, cog: MemberDefaults, mine: dict[str, Any]) -> None:
+        super().__init__(timeout=PANEL_TIMEOUT_S)
+        self.cog = cog
+        labels = {parameter.field: parameter.label for parameter in DEFAULTABLE}
+        set_fields = [field for field in DEFAULT_FIELDS if mine.get(field) is not None]
+        if set_fields:
+            clear = cast("discord.ui.Select[DefaultsView]", self.clear_one)  # the decorator made it a Select
+            clear.options = [discord.SelectOption(label=labels[field], value=field) for field in set_fields]
+        else:  # nothing to clear: no controls that could only do nothing
+            self.remove_item(self.clear_one)
+            self.remove_item(self.reset_all)
+
+    @discord.ui.select(placeholder="Default sampler…", row=0,
+                       options=[discord.SelectOption(label=name) for name in SAMPLERS[:25]])
+    async def pick_sampler(self, interaction: Interaction, select: discord.ui.Select[DefaultsView]) -> None:
+        await self.apply(interaction, {"sampler": select.values[0]})
+
+    @discord.ui.select(placeholder="Default shape…", row=1,
+                       options=[discord.SelectOption(label=ratio) for ratio in ASPECT_RATIOS])
+    async def pick_shape(self, interaction: Interaction, select: discord.ui.Select[DefaultsView]) -> None:
+        ratio_w, ratio_h = (int(part) for part in select.values[0].split(":"))
+        bot = self.cog.bot
+        base = bot.settings.default_width or bot.service.native_size(bot.settings.model)
+        width, height = size_for_aspect_ratio(ratio_w, ratio_h, base)
+        await self.apply(interaction, {"width": width, "height": height})
+
+    @discord.ui.select(placeholder="Clear one default…", row=2, options=[discord.SelectOption(label="-")])
+    async def clear_one(self, interaction: Interaction, select: discord.ui.Select[DefaultsView]) -> None:
+        await self.apply(interaction, {select.values[0]: None})
+
+    @discord.ui.button(label="Reset all", style=discord.ButtonStyle.danger, row=3)
+    async def reset_all(self, interaction: Interaction, button: discord.ui.Button[DefaultsView]) -> None:
+        await self.apply(interaction, {}, reset=True)
+
+    async def apply(self, interaction: Interaction, changes: dict[str, Any], *, reset: bool = False) -> None:
+        problem, saved = await self.cog.change(interaction.user.id, changes, reset=reset)
+        title = f"{problem} Nothing was saved." if problem else "Saved. Your /imagine defaults"
+        await interaction.response.edit_message(
+            embed=settings_embed(saved, server_defaults(self.cog.bot), title=title[:256]),
+            view=DefaultsView(self.cog, saved))
 
 
 async def setup(bot: ImagineBot) -> None:

@@ -114,3 +114,27 @@ async def test_reset_returns_to_the_server_defaults(world):
     again = await world.alice.slash(world.channel, "settings", reset=True, count=2)
     assert again.response.embeds[0].title == "Saved. Your /imagine defaults"
     assert await world.store.member_defaults(world.alice.id) == {"count": 2}
+
+
+async def test_the_settings_panel_sets_a_sampler_and_a_shape_and_clears_one_default(world):
+    shown = (await world.alice.slash(world.channel, "settings", steps=6)).response
+    picked = (await world.alice.select(shown, ["Euler a"], custom_id=_custom_id(shown, "Default sampler…"))).response
+    assert line_for(picked, "sampler").startswith("Sampler (`sampler`): **Euler a**")
+    shaped = (await world.alice.select(picked, ["16:9"], custom_id=_custom_id(picked, "Default shape…"))).response
+    assert await world.store.member_defaults(world.alice.id) == {
+        "num_inference_steps": 6, "sampler": "Euler a", "width": 88, "height": 48}
+
+    cleared = (await world.alice.select(shaped, ["num_inference_steps"],
+                                        custom_id=_custom_id(shaped, "Clear one default…"))).response
+    assert line_for(cleared, "steps") == "Steps (`steps`): 4 (server default)"
+    assert await world.store.member_defaults(world.alice.id) == {"sampler": "Euler a", "width": 88, "height": 48}
+    await world.alice.click(cleared, label="Reset all")
+    assert await world.store.member_defaults(world.alice.id) == {}
+
+
+def _custom_id(message, placeholder: str) -> str:
+    for row in message.components:
+        for component in row.get("components", []):
+            if component.get("placeholder") == placeholder:
+                return component["custom_id"]
+    raise AssertionError(f"no select {placeholder!r}")

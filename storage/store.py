@@ -202,9 +202,10 @@ class Store:
 
     # ---- reads -----------------------------------------------------------------------------
 
-    async def get(self, generation_id: int) -> GenerationRecord | None:
+    async def get(self, generation_id: int, *, include_deleted: bool = False) -> GenerationRecord | None:
+        """A generation; a deleted one only with `include_deleted` (its row stays for lineage)."""
         async with self._reading() as session:
-            row = await repository.get_generation(session, generation_id)
+            row = await repository.get_generation(session, generation_id, include_deleted=include_deleted)
             return GenerationRecord.from_row(row) if row else None
 
     async def get_by_message(self, message_id: int) -> GenerationRecord | None:

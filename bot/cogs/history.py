@@ -204,11 +204,16 @@ class History(commands.Cog):
     @app_commands.rename(generation_id="id")
     @app_commands.describe(generation_id="The generation's id, as listed by /history")
     async def show(self, interaction: Interaction, generation_id: app_commands.Range[int, 1]) -> None:
-        record = await self.store.get(generation_id)
-        if record is None or record.deleted:
+        record = await self.store.get(generation_id, include_deleted=True)
+        if record is None:
             await interaction.response.send_message(
                 f"There is no generation #{generation_id}. /history lists the ids of yours.", ephemeral=True
             )
+            return
+        if record.deleted:
+            await interaction.response.send_message(
+                f"Generation #{generation_id} was deleted, with its images, so it can't be shown again.",
+                ephemeral=True)
             return
         if record.owner_id != interaction.user.id and not is_moderator(interaction):
             # Prompts can be personal, so generations are private to their owner and moderators.

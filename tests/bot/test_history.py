@@ -192,6 +192,11 @@ async def test_show_is_private_to_the_owner_and_moderators(world):
     assert missing.response.ephemeral
     assert missing.response.content == f"There is no generation #{record.id + 1000}. /history lists the ids of yours."
 
+    await world.store.delete_generation(record.id)
+    gone = await world.alice.slash(world.channel, "show", id=record.id)
+    assert gone.response.ephemeral and gone.response.content == (
+        f"Generation #{record.id} was deleted, with its images, so it can't be shown again.")
+
 
 async def test_show_explains_a_failed_or_unfinished_generation(world):
     failed = await seed_generation(world, world.alice, "too big", seed=1,

@@ -20,6 +20,7 @@ It returns an outcome (accepted, or refused with the message to show privately) 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,7 +32,8 @@ import discord
 from bot import modlog, policy
 from bot.reply import TOKEN_LIFETIME, Reply
 from bot.record_requests import request_to_params
-from generation import PARAMETERS, GenerationRequest, RequestError, parse_prompt_flags, size_for_aspect_ratio
+from generation import (PARAMETERS, GenerationRequest, RequestError, expand_prompt, parse_prompt_flags,
+                        size_for_aspect_ratio)
 from storage import GenerationKind, GuildConfigRecord
 
 if TYPE_CHECKING:
@@ -149,13 +151,22 @@ class Intake:
         return await self.bot.store.guild_config(guild_id)
 
     async def submit(self, interaction: discord.Interaction[Any], order: WorkOrder) -> Outcome:
-        """Validate, record, acknowledge and queue `order`; nothing is recorded when it is refused."""
+        """Validate, record, acknowledge and queue `order`; nothing is recorded when it is refused.
+
+        A prompt with `{a, b}` permutations or `--repeat N` makes several jobs, all or none: each is its
+        own generation; the first edits the command's reply, the others get a follow-up message each.
+        """
         place = Place.of(interaction)
         lock = self._member_locks.setdefault(interaction.user.id, asyncio.Lock())
         async with lock:
+            drafts: list[Draft] = []
             try:
-                draft = await self.draft(interaction.user.id, order, place)
+                for one in self.expand(order):
+                    drafts.append(await self.draft(interaction.user.id, one, place))
             except RequestError as error:
+                for draft in drafts:
+                    if draft.reservation is not None:
+                        draft.reservation.release()
                 if isinstance(error, PolicyRefusal) and error.log is not None:
                     self.bot.runner.spawn(
                         modlog.post(self.bot, self.bot.store, place.guild_id, "refusal",
@@ -163,27 +174,60 @@ class Intake:
                                     f"{modlog.link(place.guild_id, place.channel_id)}"),
                         name="mod log")
                 return Refused(str(error))
+            records = []
             try:
-                record = await self.bot.store.create_generation(
-                    owner_id=interaction.user.id, guild_id=interaction.guild_id,
-                    channel_id=interaction.channel_id, kind=order.kind,
-                    parent_id=order.parent.id if order.parent else None,
-                    params=request_to_params(draft.request), init_image=draft.request.init_image,
-                    init_image_url=order.attachment.url if order.attachment is not None else None,
-                    source_index=order.source_index, interaction_token=interaction.token,
-                    interaction_expires_at=interaction.created_at + TOKEN_LIFETIME)
+                for index, draft in enumerate(drafts):
+                    # Only the first job may edit the reply after a restart: the token names that message.
+                    first = index == 0
+                    records.append(await self.bot.store.create_generation(
+                        owner_id=interaction.user.id, guild_id=interaction.guild_id,
+                        channel_id=interaction.channel_id, kind=order.kind,
+                        parent_id=order.parent.id if order.parent else None,
+                        params=request_to_params(draft.request), init_image=draft.request.init_image,
+                        init_image_url=order.attachment.url if order.attachment is not None else None,
+                        source_index=order.source_index, interaction_token=interaction.token if first else None,
+                        interaction_expires_at=interaction.created_at + TOKEN_LIFETIME if first else None))
             except BaseException:
-                if draft.reservation is not None:
-                    draft.reservation.release()
+                for draft in drafts[len(records):]:
+                    if draft.reservation is not None:
+                        draft.reservation.release()
+                for record, draft in zip(records, drafts):
+                    # Recorded but not started: queued rows that a restart would render.
+                    self.bot.runner.start(record, draft.request, draft.reservation, None, order.attachment)
                 raise
         try:
             await interaction.response.defer(thinking=True)
         except discord.HTTPException as error:
-            # Too late to answer (the 3 s passed): the row exists, so the result goes to the channel.
-            log.warning("job #%s: could not acknowledge the interaction (%s); posting in the channel", record.id, error)
-        self.bot.runner.start(record, draft.request, draft.reservation, Reply.from_interaction(interaction),
-                              order.attachment)
-        return Accepted(record)
+            # Too late to answer (the 3 s passed): the rows exist, so the results go to the channel.
+            log.warning("job #%s: could not acknowledge the interaction (%s); posting in the channel",
+                        records[0].id, error)
+        replies = [Reply.from_interaction(interaction)] + await self.more_replies(interaction, records[1:])
+        for record, draft, reply in zip(records, drafts, replies):
+            self.bot.runner.start(record, draft.request, draft.reservation, reply, order.attachment)
+        return Accepted(records[0])
+
+    def expand(self, order: WorkOrder) -> list[WorkOrder]:
+        """One order per prompt that `{a, b}` permutations and `--repeat N` ask for (picks copy: no prompt)."""
+        if order.kind is GenerationKind.PICK or "prompt" not in order.fields:
+            return [order]
+        prompts = expand_prompt(str(order.fields["prompt"]))
+        return [dataclasses.replace(order, fields={**order.fields, "prompt": prompt}) for prompt in prompts]
+
+    async def more_replies(self, interaction: discord.Interaction[Any], records: list[GenerationRecord],
+                           ) -> list[Reply | None]:
+        """A follow-up message for each further job of one command, to be its status line and result."""
+        if not records:
+            return []
+        replies: list[Reply | None] = []
+        try:
+            # The first follow-up after a defer would replace the "thinking" reply: give it content first.
+            await interaction.edit_original_response(content=f"⏳ {len(records) + 1} jobs queued…")
+            for record in records:
+                message = await interaction.followup.send(f"⏳ Job #{record.id} queued…", wait=True)
+                replies.append(Reply.from_interaction(interaction, message_id=message.id))
+        except discord.HTTPException as error:
+            log.info("follow-up status messages failed (%s); those results go to the channel", error)
+        return replies + [None] * (len(records) - len(replies))
 
     async def draft(self, owner_id: int, order: WorkOrder, place: Place | None = None) -> Draft:
         """Merge and validate (RequestError; PolicyRefusal for a server's rule), and reserve queue room."""

@@ -40,14 +40,16 @@ class Reply:
     """The original response of one interaction, reachable for as long as its token lives."""
 
     def __init__(self, webhook: discord.Webhook, expires_at: datetime.datetime,
-                 filesize_limit: int = DEFAULT_UPLOAD_LIMIT) -> None:
+                 filesize_limit: int = DEFAULT_UPLOAD_LIMIT, message_id: int = ORIGINAL) -> None:
         self.webhook = webhook
         self.expires_at = expires_at
         self.filesize_limit = filesize_limit
+        self.message_id = message_id  # the original response, or one of the interaction's follow-ups
 
     @classmethod
-    def from_interaction(cls, interaction: discord.Interaction[Any]) -> Reply:
-        return cls(interaction.followup, interaction.created_at + TOKEN_LIFETIME, interaction.filesize_limit)
+    def from_interaction(cls, interaction: discord.Interaction[Any], message_id: int = ORIGINAL) -> Reply:
+        return cls(interaction.followup, interaction.created_at + TOKEN_LIFETIME, interaction.filesize_limit,
+                   message_id)
 
     @classmethod
     def from_record(cls, client: discord.Client, record: GenerationRecord) -> Reply | None:
@@ -63,7 +65,7 @@ class Reply:
         return discord.utils.utcnow() < self.expires_at - TOKEN_MARGIN
 
     async def edit(self, **fields: Any) -> discord.WebhookMessage:
-        return await self.webhook.edit_message(ORIGINAL, **fields)
+        return await self.webhook.edit_message(self.message_id, **fields)
 
     async def send_private(self, text: str) -> None:
         """A follow-up only the user sees (after the original response has been edited at least once)."""

@@ -23,6 +23,10 @@ _EXAMPLES = {
     "--sampler": "--sampler Euler a",
     "--count": "--count 4",
 }
+# "--repeat N" asks for N jobs (the command level, like {a, b} permutations): see expand_prompt.
+REPEAT_FLAG = "--repeat"
+# Most jobs one command may turn into (permutations × repeats); the queue caps still apply to each.
+MAX_PROMPT_VARIANTS = 10
 # The widest shape --ar accepts (Midjourney's own range is about the same).
 MAX_ASPECT = 4
 
@@ -132,6 +136,52 @@ def _flag_value(flag: str, kind: str, value: str) -> Any:
         # Typed on a phone, "euler a" means "Euler a"; an unknown name is left for validation to report.
         return next((name for name in SAMPLERS if name.lower() == value.lower()), value)
     return value
+
+
+def expand_prompt(text: str) -> list[str]:
+    """The prompts one command asks for: `{a, b}` permutations, each `--repeat N` times, in order.
+
+    "a {red, blue} {circle, square} --repeat 2" -> 8 prompts (each still with its other --flags).
+    Braces do not nest; a literal brace is not possible (prompts rarely need one). RequestError when
+    the syntax is broken or the command would make more than MAX_PROMPT_VARIANTS jobs.
+    """
+    words = _normalise_dashes(text).split()
+    repeat = 1
+    if REPEAT_FLAG in (word.lower() for word in words):
+        at = [word.lower() for word in words].index(REPEAT_FLAG)
+        value = words[at + 1] if at + 1 < len(words) else ""
+        if not value.isdigit() or not 1 <= int(value) <= MAX_PROMPT_VARIANTS:
+            raise RequestError(f"--repeat needs a whole number from 1 to {MAX_PROMPT_VARIANTS}, e.g. --repeat 4.")
+        repeat = int(value)
+        del words[at:at + 2]
+        if REPEAT_FLAG in (word.lower() for word in words):
+            raise RequestError("--repeat is given twice; use it once.")
+    variants = [""]
+    for literal, options in _brace_parts(" ".join(words)):
+        choices = [option.strip() for option in options.split(",")] if options is not None else [""]
+        if options is not None and not all(choices):
+            raise RequestError("Each {…} needs choices separated by commas, e.g. a {red, blue} circle.")
+        variants = [variant + literal + choice for variant in variants for choice in choices]
+        if len(variants) * repeat > MAX_PROMPT_VARIANTS:
+            raise RequestError(
+                f"That makes more than {MAX_PROMPT_VARIANTS} jobs; use fewer {{…}} choices or a smaller --repeat.")
+    return [" ".join(variant.split()) for variant in variants for _ in range(repeat)]
+
+
+def _brace_parts(prompt: str) -> list[tuple[str, str | None]]:
+    """("text before", "a, b") for each {…}, then ("the rest", None)."""
+    parts: list[tuple[str, str | None]] = []
+    rest = prompt
+    while (match := re.search(r"\{([^{}]*)\}", rest)) is not None:
+        literal = rest[:match.start()]
+        if "{" in literal or "}" in literal:
+            raise RequestError("Permutations need matching braces, e.g. a {red, blue} circle (no nesting).")
+        parts.append((literal, match.group(1)))
+        rest = rest[match.end():]
+    if "{" in rest or "}" in rest:
+        raise RequestError("Permutations need matching braces, e.g. a {red, blue} circle (no nesting).")
+    parts.append((rest, None))
+    return parts
 
 
 def apply_prompt_flags(request: GenerationRequest, *, base_size: int = 64) -> GenerationRequest:

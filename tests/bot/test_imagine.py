@@ -283,3 +283,21 @@ async def test_a_member_default_that_clashes_with_a_typed_option_is_refused_priv
     assert refused.response.ephemeral
     assert refused.response.content.startswith("128x128 is 16384 pixels; the limit is 8192 pixels")
     assert await world.store.history(world.alice.id) == []
+
+
+async def test_permutations_make_one_generation_each_with_its_own_message(world):
+    result = await world.alice.slash(world.channel, "imagine", prompt="a {red, blue} circle", seed=5, steps=4)
+    records = sorted(await world.store.history(world.alice.id), key=lambda record: record.id)
+    assert [record.prompt for record in records] == ["a red circle", "a blue circle"]
+    assert result.response.embeds[0].title == "a red circle" and result.response.attachments
+    (second,) = result.followups
+    assert second.embeds[0].title == "a blue circle" and second.attachments and not second.ephemeral
+
+
+@pytest.mark.bot(queue_per_user=3)
+async def test_repeat_over_the_queue_cap_queues_nothing(world):
+    refused = await world.alice.slash(world.channel, "imagine", prompt="a red circle --repeat 4", steps=4)
+    assert refused.response.ephemeral and "the limit is 3" in refused.response.content
+    assert await world.store.history(world.alice.id) == []
+    accepted = await world.alice.slash(world.channel, "imagine", prompt="a red circle --repeat 3", steps=4)
+    assert len(await world.store.history(world.alice.id)) == 3 and len(accepted.followups) == 2

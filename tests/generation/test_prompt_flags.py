@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from generation import GenerationRequest, RequestError, apply_prompt_flags, parse_prompt_flags
+from generation import GenerationRequest, RequestError, apply_prompt_flags, expand_prompt, parse_prompt_flags
 from generation.flags import FLAGS
 
 
@@ -87,3 +89,25 @@ def test_quoted_values_lose_their_quotes() -> None:
 def test_an_extreme_aspect_ratio_is_named_as_such() -> None:
     with pytest.raises(RequestError, match="too extreme"):
         parse_prompt_flags("a cat --ar 100:1")
+
+
+def test_braces_make_permutations_and_repeat_multiplies_them() -> None:
+    assert expand_prompt("a {red, blue} circle --seed 3") == ["a red circle --seed 3", "a blue circle --seed 3"]
+    assert expand_prompt("a {red,blue} {circle, square}") == [
+        "a red circle", "a red square", "a blue circle", "a blue square"]
+    assert expand_prompt("a cat --repeat 3") == ["a cat"] * 3
+    assert expand_prompt("{red, blue} --repeat 2") == ["red", "red", "blue", "blue"]
+    assert expand_prompt("a plain prompt") == ["a plain prompt"]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("a {red, blue circle", "matching braces"),
+    ("a {red, {blue}} circle", "matching braces"),
+    ("a {red,,blue} circle", "choices separated by commas"),
+    ("a cat --repeat 0", "--repeat needs a whole number from 1 to 10"),
+    ("a cat --repeat 11", "--repeat needs a whole number from 1 to 10"),
+    ("{a, b, c, d} --repeat 3", "more than 10 jobs"),
+])
+def test_broken_permutations_are_refused(text: str, message: str) -> None:
+    with pytest.raises(RequestError, match=re.escape(message)):
+        expand_prompt(text)

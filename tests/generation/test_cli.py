@@ -153,3 +153,24 @@ def test_the_cli_writer_matches_storages_until_storage_uses_it():
     from generation.metadata import encode_png
 
     assert encode_png(image, "x") == files.encode_png(image, "x")
+
+
+def test_a_cached_hub_id_renders_offline(tmp_path, tiny_dirs):
+    """A hub id resolves through the local Hugging Face cache when HF_HUB_OFFLINE=1 (no network touched)."""
+    import shutil
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--tiny-org--tiny-sdxl"
+    shutil.copytree(tiny_dirs["sdxl"], repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    output = tmp_path / "hub.png"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    args = ["a red circle", "--model", "tiny-org/tiny-sdxl", "--seed", "3", "--steps", "2", "--threads", "1",
+            "--width", "64", "--height", "64", "-o", str(output)]
+    result = subprocess.run([sys.executable, "-m", "generation", *args], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == f"{output} seed=3"
+    assert "(SDXL)" in result.stderr
+    assert "Model: tiny-org/tiny-sdxl" in PIL.Image.open(output).text["parameters"]

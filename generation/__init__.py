@@ -4,7 +4,7 @@ renderer, and the fair render queue (GenerationService) that the bot uses.
 Importing this package does not import torch; `Renderer` loads it on first use.
 """
 
-from .flags import apply_prompt_flags, parse_prompt_flags, size_for_aspect_ratio
+from .flags import apply_prompt_flags, expand_prompt, parse_prompt_flags, size_for_aspect_ratio
 from .jobs import Job, JobCancelled, JobFailed, QueueEntry, QueueSnapshot
 from .families import FAMILIES, Family, ModelInfo, read_model_info
 from .metadata import a1111_parameters, encode_png
@@ -57,6 +57,7 @@ __all__ = [
     "RequestError",
     "a1111_parameters",
     "apply_prompt_flags",
+    "expand_prompt",
     "encode_png",
     "load_model_specs",
     "model_source",

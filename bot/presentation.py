@@ -263,6 +263,9 @@ def info_embed(record: GenerationRecord, request: GenerationRequest, command_lin
             rows.append(("Size", f"{request.width}×{request.height}"))
         elif parameter.field == "height":
             continue
+        elif parameter.kind == "bool":
+            if value:
+                rows.append((parameter.label, "yes"))
         elif value is not None:
             rows.append((parameter.label, f"{value:g}" if isinstance(value, float) else str(value)))
     if variation_seeds:

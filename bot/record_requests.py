@@ -65,7 +65,12 @@ def imagine_command_line(request: GenerationRequest, *, with_init_image: bool = 
             continue
         if parameter.field == "strength" and request.init_image is None and not with_init_image:
             continue
-        if parameter.flag is not None:
+        if parameter.kind == "bool":
+            if value and parameter.flag is not None:
+                flags.append(parameter.flag)
+            elif value:
+                options.append(f"{parameter.option}: True")
+        elif parameter.flag is not None:
             flags.append(f"{parameter.flag} {format_value(value)}")
         else:
             options.append(f"{parameter.option}: {format_value(value)}")

@@ -22,6 +22,7 @@ _EXAMPLES = {
     "--cfg": "--cfg 7.5",
     "--sampler": "--sampler Euler a",
     "--count": "--count 4",
+    "--tile": "--tile",
 }
 # "--repeat N" asks for N jobs (the command level, like {a, b} permutations): see expand_prompt.
 REPEAT_FLAG = "--repeat"
@@ -100,6 +101,8 @@ def parse_prompt_flags(text: str, *, base_size: int = 64) -> tuple[str, dict[str
             if flag in flags:
                 raise RequestError(f"{flag} is given twice; use it once.")
             current = flags[flag] = []
+            if flag in FLAG_PARAMETERS and FLAG_PARAMETERS[flag].kind == "bool":
+                current = None  # a switch: the words after it are prompt text again
         elif current is not None:
             current.append(word)
         else:
@@ -108,6 +111,9 @@ def parse_prompt_flags(text: str, *, base_size: int = 64) -> tuple[str, dict[str
     fields: dict[str, Any] = {}
     for flag, words in flags.items():
         value = _unquote(" ".join(words))
+        if flag in FLAG_PARAMETERS and FLAG_PARAMETERS[flag].kind == "bool":
+            fields[FLAG_PARAMETERS[flag].field] = True
+            continue
         if not value:
             raise RequestError(f"{flag} needs a value, e.g. {_example(flag)}.")
         if flag == ASPECT_RATIO_FLAG:

@@ -48,6 +48,8 @@ def a1111_parameters(params: Mapping[str, Any], *, seed: int, width: int, height
         fields.append(("Variation seed strength", _format_number(variation_strength)))
     if img2img and params.get("strength") is not None:
         fields.append(("Denoising strength", _format_number(params["strength"])))
+    if params.get("tiling"):
+        fields.append(("Tiling", "True"))
     if lora_hashes:  # A1111: Lora hashes: "name: 0123456789ab, other: ..."
         fields.append(("Lora hashes", ", ".join(f"{name}: {digest}" for name, digest in lora_hashes.items())))
     lines.append(", ".join(f"{key}: {_quote(value)}" for key, value in fields if value is not None))

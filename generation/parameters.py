@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 # A bound is a number, or the name of a `Limits` attribute the operator configures.
 Bound = float | int | str
-Kind = Literal["text", "int", "float", "choice"]
+Kind = Literal["text", "int", "float", "choice", "bool"]  # a bool flag takes no value: "--tile"
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,15 @@ class GenerationRequest:
     variation_strength: float = 0.0  # 0 = the seed's image, 1 = the variation seed's image
     model: str = field(default="tinyshapes", metadata=param(
         "model", "Model", "Which model renders it", "choice"))
+    tiling: bool = field(default=False, metadata=param(
+        "tile", "Seamless tiling", "Make the image tile seamlessly, edge to edge (a pattern, a texture)", "bool",
+        flag="--tile"))
+    # A masked edit of the init image (generation.editing): "zoom", "square", "pan", "region" or "blend".
+    # Canvas and mask are derived from these and the init image, so an edit re-renders bit-exact.
+    edit_mode: str | None = None
+    edit_factor: float | None = None  # zoom: how much larger the canvas is (1.0–2.0)
+    edit_direction: str | None = None  # pan: left, right, up or down
+    edit_region: str | None = None  # region: cells of a 3×3 grid (0–8, row by row) joined with "+", e.g. "4"
 
     def __post_init__(self) -> None:
         if isinstance(self.init_image, PIL.Image.Image):
@@ -158,7 +167,7 @@ def validate_request(request: GenerationRequest, limits: Limits) -> None:
 
     Checks that need the model (prompt length in tokens) live in `check_prompt_length`.
     """
-    if not isinstance(request.prompt, str) or not request.prompt.strip():
+    if not isinstance(request.prompt, str) or (not request.prompt.strip() and request.edit_mode != "blend"):
         raise RequestError("prompt must not be empty; describe the image you want.")
     if not isinstance(request.negative_prompt, str):
         raise RequestError("The negative prompt must be text.")
@@ -184,6 +193,10 @@ def validate_request(request: GenerationRequest, limits: Limits) -> None:
     if request.variation_seed is not None:
         _check_int("variation seed", request.variation_seed, 0, MAX_SEED)
     _check_number("variation strength", request.variation_strength, 0.0, 1.0)
+    if request.edit_mode is not None:
+        from .editing import check_edit
+
+        check_edit(request)
     if request.init_image is not None:
         if not isinstance(request.init_image, bytes):
             raise RequestError("The init image must be PNG or JPEG bytes or a PIL image.")
@@ -213,12 +226,22 @@ PARAMETERS = parameters_of(GenerationRequest)
 
 
 @dataclass(frozen=True)
+class BatchPlace:
+    """Where an image sat in the pipeline call that rendered it: `size` images in the call, this one at
+    `index`. Rendering it again bit-exact (same device type) needs the same place; see generation.batching."""
+
+    size: int = 1
+    index: int = 0
+
+
+@dataclass(frozen=True)
 class RenderedImage:
     image: PIL.Image.Image
     seed: int
     variation_seed: int | None = None
     variation_strength: float = 0.0
     nsfw: bool = False  # the model's own safety checker flagged it (such pipelines return it black)
+    place: BatchPlace = BatchPlace()  # its pipeline call's batch size and its position in it
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,15 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
     return config
 
 
+def head_revision() -> str:
+    """The newest migration's revision id (what Store.open upgrades to)."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
 # Any fixed number: workers starting together on one PostgreSQL database take turns migrating.
 _MIGRATION_LOCK_KEY = 0x1A61_7E_B07
 

@@ -77,6 +77,8 @@ def a1111_parameters(params: Mapping[str, Any], *, seed: int, width: int, height
         fields.append(("Variation seed strength", _format_number(variation_strength)))
     if img2img and params.get("strength") is not None:
         fields.append(("Denoising strength", _format_number(params["strength"])))
+    if params.get("tiling"):
+        fields.append(("Tiling", "True"))
     lines.append(", ".join(f"{key}: {_quote(value)}" for key, value in fields if value is not None))
     return "\n".join(lines)
 

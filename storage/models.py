@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     Enum as SQLEnum,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -68,6 +69,7 @@ PARAM_FIELDS: tuple[str, ...] = (
     "variation_seed",
     "variation_strength",
     "model",
+    "tiling",
 )
 
 
@@ -151,6 +153,7 @@ class Generation(Base):
     variation_seed: Mapped[int | None] = mapped_column(BigInteger)
     variation_strength: Mapped[float | None] = mapped_column(Float)
     model: Mapped[str | None] = mapped_column(String(128))
+    tiling: Mapped[bool | None] = mapped_column(Boolean)  # 0005
     init_image_path: Mapped[str | None] = mapped_column(String(255))
     init_image_sha256: Mapped[str | None] = mapped_column(String(64))
     # A Discord attachment still to download as the init image: the row exists before that slow step (0003).

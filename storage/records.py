@@ -76,6 +76,7 @@ class GenerationRecord:
     variation_seed: int | None
     variation_strength: float | None
     model: str | None
+    tiling: bool | None
     has_init_image: bool
     init_image_url: str | None  # still to download (the job does that before rendering)
     interaction_token: str | None = field(repr=False)  # a secret: never in logs or reprs

@@ -33,7 +33,7 @@ Callback = Callable[..., Coroutine[Any, Any, None]]
 def option_annotation(parameter: Parameter, limits: Limits) -> Any:
     """The discord.py annotation of a parameter's option: its type with its bounds."""
     bounds = parameter.limits(limits)
-    base: Any = {"text": str, "int": int, "float": float, "choice": str}[parameter.kind]
+    base: Any = {"text": str, "int": int, "float": float, "choice": str, "bool": bool}[parameter.kind]
     if bounds is not None:
         low, high = bounds
         base = app_commands.Range[base, base(low), base(high)]

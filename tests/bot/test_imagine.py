@@ -301,3 +301,17 @@ async def test_repeat_over_the_queue_cap_queues_nothing(world):
     assert await world.store.history(world.alice.id) == []
     accepted = await world.alice.slash(world.channel, "imagine", prompt="a red circle --repeat 3", steps=4)
     assert len(await world.store.history(world.alice.id)) == 3 and len(accepted.followups) == 2
+
+
+async def test_tile_renders_a_seamless_image_and_is_recorded(world):
+    tiled = (await world.alice.slash(world.channel, "imagine", prompt="a red circle --tile", seed=4, steps=4)).response
+    plain = (await world.alice.slash(world.channel, "imagine", prompt="a red circle", seed=4, steps=4)).response
+    record = await world.store.get_by_message(tiled.id)
+    assert record.tiling is True and record.prompt == "a red circle"
+    tiled_pixels = np.asarray(image_of(await attachment_bytes(tiled)).convert("RGB"), dtype=float)
+    plain_pixels = np.asarray(image_of(await attachment_bytes(plain)).convert("RGB"), dtype=float)
+    assert np.abs(tiled_pixels - plain_pixels).mean() > 1  # circular padding changed the render
+    assert "Tiling: True" in image_of(await attachment_bytes(tiled)).info["parameters"]
+    info = (await world.alice.click(tiled, label="Info")).response
+    assert "**Seamless tiling:** yes" in info.embeds[0].description
+    assert "--tile" in " ".join(info.embeds[0].fields[0].value.split())

@@ -111,3 +111,7 @@ def test_braces_make_permutations_and_repeat_multiplies_them() -> None:
 def test_broken_permutations_are_refused(text: str, message: str) -> None:
     with pytest.raises(RequestError, match=re.escape(message)):
         expand_prompt(text)
+
+
+def test_tile_is_a_switch_and_the_words_after_it_stay_in_the_prompt() -> None:
+    assert parse_prompt_flags("a pattern --tile of circles --seed 2") == ("a pattern of circles", {"tiling": True, "seed": 2})

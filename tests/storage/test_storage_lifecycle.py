@@ -17,6 +17,9 @@ from storage import (
     Store,
 )
 from storage_helpers import CHANNEL, GUILD, OWNER, finish, queue, rendered, request_params
+from storage.engine import head_revision
+
+HEAD = head_revision()
 
 
 async def test_full_lifecycle(store: Store, data_dir: Path) -> None:
@@ -161,7 +164,7 @@ async def test_sqlite_runs_in_wal_mode_with_foreign_keys(store: Store) -> None:
         assert (await connection.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
         assert (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar() >= 5000
         version = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-    assert version == "0004"
+    assert version == HEAD
 
 
 async def test_pending_init_image_is_attached_later(store: Store) -> None:

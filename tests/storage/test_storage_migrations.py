@@ -22,6 +22,10 @@ from storage_helpers import CHANNEL, OWNER, queue
 
 REPO = Path(__file__).resolve().parents[2]
 
+from storage.engine import head_revision
+
+HEAD = head_revision()
+
 
 async def _revision(store_or_engine: Store | AsyncEngine) -> str:
     engine = store_or_engine.engine if isinstance(store_or_engine, Store) else store_or_engine
@@ -30,7 +34,7 @@ async def _revision(store_or_engine: Store | AsyncEngine) -> str:
 
 
 async def test_empty_database_upgrades_to_head_matching_the_models(store: Store) -> None:
-    assert await _revision(store) == "0004"
+    assert await _revision(store) == HEAD
     async with store.engine.connect() as connection:
         diff = await connection.run_sync(
             lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
@@ -71,7 +75,7 @@ async def test_database_at_0001_with_data_is_upgraded_in_place(
 
     store = await Store.open(database_url, data_dir)  # runs upgrade head on the old database
     try:
-        assert await _revision(store) == "0004"
+        assert await _revision(store) == HEAD
         assert await store.member_defaults(OWNER) == {"width": 96}
         old = await store.get(ids[0])
         assert old.prompt == "old 1" and old.status is GenerationStatus.DONE
@@ -122,7 +126,7 @@ async def test_two_processes_starting_on_a_new_database_migrate_once(
     assert [worker.returncode for worker in workers] == [0, 0], [err.decode()[-2000:] for _, err in results]
     store = await Store.open(database_url, data_dir)
     try:
-        assert await _revision(store) == "0004"
+        assert await _revision(store) == HEAD
         assert sorted(r.prompt for r in await store.history(1)) == ["worker 0", "worker 1"]
     finally:
         await store.close()
@@ -131,7 +135,7 @@ async def test_two_processes_starting_on_a_new_database_migrate_once(
 async def test_two_stores_opened_at_once_in_one_process(database_url: str | None, data_dir: Path) -> None:
     stores = await asyncio.gather(Store.open(database_url, data_dir), Store.open(database_url, data_dir))
     try:
-        assert [await _revision(store) for store in stores] == ["0004", "0004"]
+        assert [await _revision(store) for store in stores] == [HEAD, HEAD]
         record = await queue(stores[0])
         assert (await stores[1].get(record.id)).prompt == record.prompt
     finally:
@@ -148,7 +152,7 @@ async def test_downgrade_to_0001_and_back(store: Store) -> None:
         await connection.commit()
     assert await _revision(store) == "0001"
     await migrate(store.engine)
-    assert await _revision(store) == "0004"
+    assert await _revision(store) == HEAD
     assert (await store.get(record.id)).message_id == 3
 
 
@@ -159,4 +163,4 @@ def test_alembic_cli_uses_the_packaged_ini(tmp_path: Path) -> None:
     subprocess.run([*alembic, "upgrade", "head"], check=True, env=env, cwd=tmp_path, capture_output=True)
     current = subprocess.run([*alembic, "current"], check=True, env=env, cwd=tmp_path,
                              capture_output=True, text=True)
-    assert "0004 (head)" in current.stdout
+    assert f"{HEAD} (head)" in current.stdout

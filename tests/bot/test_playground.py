@@ -216,30 +216,33 @@ async def test_the_page_is_republished_when_the_bot_changes_something(playground
                                  port=0) as preview:
         sync = LiveSync(world.env, preview, monotonic=lambda: now[0])
         sync.hold_page_actions()
-        page = BrowserPage(preview.url)
-        await page.open()
-        assert not await sync.step()  # nothing happened
+        async with BrowserPage(preview.url) as page:
+            await pushed_updates(world, renderer, sync, page, now)
 
-        result = await world.alice.slash(world.channel, "imagine", prompt="a red circle")
-        job = job_of(world, result.response)
-        assert await sync.step()
-        assert "Queued" in await page.text() or "Starting" in await page.text()
-        assert not await sync.step()  # nothing new
 
-        renderer.allow(1)
-        await wait_thread_event(renderer.steps_shown)
-        await world.env.advance_time(1.0)
-        await world.env.settle()
-        assert not await sync.step()  # at most one publication a second (counter clock)
-        now[0] += sync.refresh_s
-        assert await sync.step()
-        assert f"Rendering step 1/{STEPS}" in await page.text()
+async def pushed_updates(world: Any, renderer: GatedRenderer, sync: LiveSync, page: BrowserPage,
+                         now: list[float]) -> None:
+    assert not await sync.step()  # nothing happened
 
-        await render_done(world, renderer, job)
-        now[0] += sync.refresh_s
-        assert await sync.step()
-        assert "Rendering" not in await page.text()
-        await page.close()
+    result = await world.alice.slash(world.channel, "imagine", prompt="a red circle")
+    job = job_of(world, result.response)
+    assert await sync.step()
+    assert "Queued" in await page.text() or "Starting" in await page.text()
+    assert not await sync.step()  # nothing new
+
+    renderer.allow(1)
+    await wait_thread_event(renderer.steps_shown)
+    await world.env.advance_time(1.0)
+    await world.env.settle()
+    assert not await sync.step()  # at most one publication a second (counter clock)
+    now[0] += sync.refresh_s
+    assert await sync.step()
+    assert f"Rendering step 1/{STEPS}" in await page.text()
+
+    await render_done(world, renderer, job)
+    now[0] += sync.refresh_s
+    assert await sync.step()
+    assert "Rendering" not in await page.text()
 
 
 class BrowserPage:
@@ -248,7 +251,18 @@ class BrowserPage:
     def __init__(self, url: str) -> None:
         self.origin, self.capability = url.split("/#")
         self.context: str | None = None
+
+    async def __aenter__(self) -> BrowserPage:
         self.http = aiohttp.ClientSession()
+        try:
+            await self.open()
+        except BaseException:
+            await self.http.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.http.close()
 
     async def open(self) -> None:
         async with self.http.post(f"{self.origin}/api/pages", json={},
@@ -260,9 +274,6 @@ class BrowserPage:
                 "X-Simcord-Capability": self.capability, "X-Simcord-Context": self.context}) as response:
             state = await response.json()
         return "\n".join(str(message.get("content", "")) for message in state["messages"].values())
-
-    async def close(self) -> None:
-        await self.http.close()
 
 
 def test_a_second_playground_refuses_before_touching_its_data(tmp_path):

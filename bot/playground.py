@@ -147,6 +147,9 @@ class LiveSync:
         self.published = len(env.http_requests)
         self.last_refresh = -math.inf
         self.refreshes = 0
+        # page id -> {"head": revision after our latest push, "seen": {revision: snapshot}} for the
+        # revisions that only our pushes have superseded since (see `_forgiven`)
+        self._pushes: dict[str, dict[str, Any]] = {}
 
     def hold_page_actions(self) -> None:
         """Run the page's actions under `self.lock`, so no step overlaps one.
@@ -163,9 +166,55 @@ class LiveSync:
 
         async def serialized(context_id: Any, body: Any) -> Any:
             async with lock:
-                return await original(context_id, body)
+                return await original(context_id, self._forgiven(context_id, body))
 
         self.preview._action = serialized
+
+    def _forgiven(self, context_id: Any, body: Any) -> Any:
+        """The action, as of the page's current revision when only our pushes made it stale.
+
+        Every action carries the revision its page showed; SimCord refuses it ("stale") if the page
+        was republished since. Pushed every second while rendering, a page would refuse about one
+        action in four. A command or message does not depend on what the page showed, and a click or
+        select does not either if its message's components are as the page showed them: those are
+        sent as of now. Anything else (or a page republished by anyone else) keeps SimCord's answer.
+        """
+        try:
+            page = self.preview._pages.get(context_id)
+            pushes = self._pushes.get(context_id)
+            shown = body.get("published_revision")
+            if page is None or pushes is None or pushes["head"] != page.revision or shown not in pushes["seen"]:
+                return body
+            kind = body.get("kind")
+            if kind in ("click", "select"):
+                target = str(body.get("target_id"))
+                before = pushes["seen"][shown].get("messages", {}).get(target)
+                now = page.snapshot.get("messages", {}).get(target)
+                if before is None or now is None or before.get("components") != now.get("components"):
+                    return body
+            elif kind not in ("run_command", "send_message"):
+                return body
+            return {**body, "published_revision": page.revision}
+        except Exception:  # noqa: BLE001 - SimCord's internals changed: let it judge the action itself
+            log.debug("could not check an action's revision", exc_info=True)
+            return body
+
+    def _pushing(self) -> dict[str, tuple[int, Any]]:
+        return {page_id: (page.revision, page.snapshot) for page_id, page in getattr(self.preview, "_pages", {}).items()}
+
+    def _pushed(self, before: dict[str, tuple[int, Any]]) -> None:
+        for page_id, page in getattr(self.preview, "_pages", {}).items():
+            if page_id not in before:
+                continue
+            revision, snapshot = before[page_id]
+            pushes = self._pushes.get(page_id)
+            if pushes is None or pushes["head"] != revision:  # someone else published in between
+                pushes = {"seen": {}}
+            pushes["seen"][revision] = snapshot
+            while len(pushes["seen"]) > 8:  # the page reads every half second: a few are plenty
+                pushes["seen"].pop(min(pushes["seen"]))
+            pushes["head"] = page.revision
+            self._pushes[page_id] = pushes
 
     async def step(self) -> bool:
         """Catch the clock up; republish if the bot made requests since the last time. True if republished."""
@@ -174,7 +223,9 @@ class LiveSync:
             requests = len(self.env.http_requests)
             if requests == self.published or self.monotonic() - self.last_refresh < self.refresh_s:
                 return False
+            before = self._pushing()
             await self.preview.refresh()
+            self._pushed(before)
             self.published = requests
             self.last_refresh = self.monotonic()
             self.refreshes += 1

@@ -245,6 +245,39 @@ async def pushed_updates(world: Any, renderer: GatedRenderer, sync: LiveSync, pa
     assert "Rendering" not in await page.text()
 
 
+async def test_an_action_made_stale_only_by_pushed_updates_still_counts(playground):
+    world, renderer = playground
+    now = [0.0]
+    async with world.env.preview(world.channel, viewers=[world.alice, world.bob], layout="channel",
+                                 port=0) as preview:
+        sync = LiveSync(world.env, preview, monotonic=lambda: now[0])
+        sync.hold_page_actions()
+        async with BrowserPage(preview.url) as page:
+            result = await world.alice.slash(world.channel, "imagine", prompt="a red circle")
+            job = job_of(world, result.response)
+            assert await sync.step()
+            shown = await page.state()  # what alice's page shows: "Queued" with Cancel
+
+            renderer.allow(1)  # a progress edit, pushed before the page reads it again
+            await wait_thread_event(renderer.steps_shown)
+            await world.env.advance_time(1.0)
+            await world.env.settle()
+            now[0] += sync.refresh_s
+            assert await sync.step()
+            assert (await page.state())["publishedRevision"] > shown["publishedRevision"]
+
+            receipt = await page.click(shown, result.response.id, "Cancel", sequence=1)
+            assert not receipt.get("rejected"), receipt
+            await render_done(world, renderer, job)
+            assert "Cancelled" in result.response.content
+
+            # Published by someone else (not a push of the bot's changes): SimCord's answer stands.
+            shown = await page.state()
+            await preview.refresh()
+            receipt = await page.click(shown, result.response.id, "Cancel", sequence=2)
+            assert receipt.get("rejected") and "stale-revision" in str(receipt.get("diagnostics")), receipt
+
+
 class BrowserPage:
     """What the page's own script does: open a context, then read the published state."""
 
@@ -269,11 +302,36 @@ class BrowserPage:
                                   headers={"X-Simcord-Capability": self.capability}) as response:
             self.context = (await response.json())["context"]["id"]
 
+    async def state(self) -> dict[str, Any]:
+        async with self.http.get(f"{self.origin}/api/state", headers=self.headers) as response:
+            return await response.json()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        assert self.context is not None
+        return {"X-Simcord-Capability": self.capability, "X-Simcord-Context": self.context}
+
     async def text(self) -> str:
-        async with self.http.get(f"{self.origin}/api/state", headers={
-                "X-Simcord-Capability": self.capability, "X-Simcord-Context": self.context}) as response:
-            state = await response.json()
+        state = await self.state()
         return "\n".join(str(message.get("content", "")) for message in state["messages"].values())
+
+    async def click(self, state: dict[str, Any], message_id: int, label: str, sequence: int) -> dict[str, Any]:
+        """Click `label` as the page showed it in `state` (its revision), like the page's script does."""
+        message = state["messages"][str(message_id)]
+        keys = [c["control_key"] for c in walk(message.get("components", [])) if c.get("label") == label]
+        assert keys, f"no {label} button in {message.get('components')}"
+        body = {"protocol_version": 3, "sequence": sequence, "request_id": f"click-{sequence}",
+                "generation": state["context"]["generation"], "bot_generation": state["botGeneration"],
+                "published_revision": state["publishedRevision"], "kind": "click", "control_key": keys[0],
+                "target_id": str(message_id)}
+        async with self.http.post(f"{self.origin}/api/action", json=body, headers=self.headers) as response:
+            return await response.json()
+
+
+def walk(components: list[dict[str, Any]]):
+    for component in components:
+        yield component
+        yield from walk(component.get("components", []))
 
 
 def test_a_second_playground_refuses_before_touching_its_data(tmp_path):

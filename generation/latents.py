@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import logging
 from typing import Any
 
 import numpy as np
 import PIL.Image
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def seeded_noise(shape: tuple[int, ...], seed: int) -> torch.Tensor:
@@ -48,6 +52,11 @@ def initial_noise(
     return slerp(variation_strength, noise, seeded_noise(shape, variation_seed))
 
 
+def _encode(vae: Any, images: torch.Tensor, device: Any, dtype: torch.dtype) -> torch.Tensor:
+    with torch.no_grad():
+        return vae.encode(images.to(device, dtype)).latent_dist.mean.float().cpu()
+
+
 class LatentPreview:
     """A linear latent -> RGB map, fitted once per VAE, for progress previews without decoding.
 
@@ -71,15 +80,24 @@ class LatentPreview:
         images = torch.cat([blocks, gradients[None]]) * 2 - 1  # VAE input range [-1, 1]
         parameter = next(vae.parameters())
         device = parameter.device if device is None else device  # offloaded: the execution device
-        with torch.no_grad():
-            latents = vae.encode(images.to(device, parameter.dtype)).latent_dist.mean.float().cpu()
+        latents = _encode(vae, images, device, parameter.dtype)
+        if not torch.isfinite(latents).all() and parameter.dtype != torch.float32:
+            # fp16 VAEs that need upcasting (SDXL's) can overflow: fit on a float32 copy instead
+            try:
+                latents = _encode(copy.deepcopy(vae).float(), images, device, torch.float32)
+            except Exception:  # pragma: no cover - e.g. an offloaded VAE that cannot be copied
+                log.warning("latent preview: the VAE could not be upcast for fitting", exc_info=True)
         # The pipelines' latent space: (z - shift) * scale; SD3 and Flux VAEs have a shift, SD's none.
         latents = (latents - (getattr(vae.config, "shift_factor", None) or 0.0)) * vae.config.scaling_factor
         target = torch.nn.functional.avg_pool2d(images, scale_factor)  # RGB at latent resolution
         x = latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
         x = torch.cat([x, torch.ones(len(x), 1)], dim=1)  # bias column
         y = target.permute(0, 2, 3, 1).reshape(-1, 3)
-        self.weights = torch.linalg.lstsq(x, y).solution  # (channels + 1, 3)
+        if torch.isfinite(x).all():
+            self.weights = torch.linalg.lstsq(x, y).solution  # (channels + 1, 3)
+        else:  # previews are a nicety: grey ones rather than a failed load
+            log.warning("latent preview: the VAE encodes to NaN/inf; previews will be grey")
+            self.weights = torch.zeros(x.shape[1], 3)
 
     def image(self, latents: torch.Tensor) -> PIL.Image.Image:
         """Preview of the first image in a latent batch, at output size."""

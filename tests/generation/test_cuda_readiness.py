@@ -99,3 +99,26 @@ def test_gpu_check_script_builds_its_pipelines_from_full_size_configs():
     report = gpu_check.main(["--device", "cpu", "--toy", "--steps", "2"])
     assert [line["model"] for line in report] == ["sdxl", "flux"]
     assert all(line["nan"] is False for line in report)
+
+
+def test_a_vae_that_encodes_to_nan_gives_grey_previews_not_a_failed_load(caplog):
+    from types import SimpleNamespace
+
+    from generation.latents import LatentPreview
+
+    class NanVae(torch.nn.Module):
+        config = SimpleNamespace(scaling_factor=0.13, shift_factor=None)
+
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+        def encode(self, images):
+            mean = torch.full((len(images), 4, images.shape[2] // 8, images.shape[3] // 8), float("nan"))
+            return SimpleNamespace(latent_dist=SimpleNamespace(mean=mean))
+
+    with caplog.at_level(logging.WARNING, logger="generation.latents"):
+        preview = LatentPreview(NanVae(), 8)
+    assert "previews will be grey" in caplog.text
+    image = preview.image(torch.randn(1, 4, 8, 8))
+    assert image.size == (64, 64) and image.getpixel((0, 0)) == (128, 128, 128)

@@ -1,6 +1,10 @@
 """Procedural training data: one coloured shape on a background of another colour, plus a caption.
 
 Everything is deterministic from a seed: ``make_example(seed, index)`` always draws the same picture.
+
+Images come in aspect-ratio buckets: the sizes ``/imagine`` renders for each aspect ratio it offers
+(``generation.flags.size_for_aspect_ratio(w, h, 64)``). Shapes keep their true proportions in every
+bucket (a circle is a circle, a square is a square), sized relative to the shorter side.
 """
 
 from __future__ import annotations
@@ -11,7 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..flags import size_for_aspect_ratio
+
 IMAGE_SIZE = 64
+# The aspect ratios /imagine offers (bot/cogs/imagine.py ASPECT_RATIOS) and the sizes it renders them at.
+ASPECT_RATIOS: tuple[str, ...] = ("1:1", "4:3", "3:4", "3:2", "2:3", "16:9", "9:16")
+BUCKETS: dict[str, tuple[int, int]] = {
+    ratio: size_for_aspect_ratio(int(ratio.split(":")[0]), int(ratio.split(":")[1]), IMAGE_SIZE)
+    for ratio in ASPECT_RATIOS
+}
 # Drawn at 4x and box-downscaled so edges are anti-aliased like a real image.
 _SUPERSAMPLE = 4
 _COLOUR_JITTER = 10
@@ -39,7 +51,7 @@ class Scene:
     shape: str
     background: str
     centre: tuple[float, float]  # in pixels of the final image
-    size: float  # width of the shape's bounding box, in pixels
+    size: float  # width (= height) of the shape's bounding box, in pixels
 
 
 def article(word: str) -> str:
@@ -79,28 +91,39 @@ def caption(scene: Scene, rng: random.Random) -> str:
     )
 
 
-def random_scene(rng: random.Random, size: int = IMAGE_SIZE) -> Scene:
+def _wh(size) -> tuple[int, int]:
+    """(width, height) from a square size or a (width, height) pair."""
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def random_scene(rng: random.Random, size=IMAGE_SIZE) -> Scene:
+    """A scene for an image of ``size`` (an int for a square, or (width, height))."""
+    w, h = _wh(size)
     colour, background = rng.sample(COLOURS, 2)
     shape = rng.choice(SHAPES)
-    width = rng.uniform(0.38, 0.75) * size
+    # Shape size relative to the shorter side: the shape is as square as in a 64x64 image.
+    width = rng.uniform(0.38, 0.75) * min(w, h)
     margin = width / 2 + 2
-    centre = (rng.uniform(margin, size - margin), rng.uniform(margin, size - margin))
+    centre = (rng.uniform(margin, w - margin), rng.uniform(margin, h - margin))
     return Scene(colour, shape, background, centre, width)
 
 
 def _jitter(rgb: tuple[int, int, int], rng: random.Random) -> tuple[int, int, int]:
-    return tuple(
-        max(0, min(255, c + rng.randint(-_COLOUR_JITTER, _COLOUR_JITTER))) for c in rgb
-    )
+    r, g, b = (max(0, min(255, c + rng.randint(-_COLOUR_JITTER, _COLOUR_JITTER))) for c in rgb)
+    return r, g, b
 
 
-def draw(scene: Scene, rng: random.Random | None = None, size: int = IMAGE_SIZE) -> Image.Image:
-    """Render a scene; ``rng`` adds a little colour jitter (None draws exact palette colours)."""
+def draw(scene: Scene, rng: random.Random | None = None, size=IMAGE_SIZE) -> Image.Image:
+    """Render a scene; ``rng`` adds a little colour jitter (None draws exact palette colours).
+
+    Outlines are exact polygons / ellipses at 4x, box-downscaled: corners stay sharp, edges are
+    anti-aliased over one pixel."""
+    w, h = _wh(size)
     fg, bg = PALETTE[scene.colour], PALETTE[scene.background]
     if rng is not None:
         fg, bg = _jitter(fg, rng), _jitter(bg, rng)
     k = _SUPERSAMPLE
-    canvas = Image.new("RGB", (size * k, size * k), bg)
+    canvas = Image.new("RGB", (w * k, h * k), bg)
     pen = ImageDraw.Draw(canvas)
     cx, cy = scene.centre[0] * k, scene.centre[1] * k
     half = scene.size * k / 2
@@ -112,19 +135,19 @@ def draw(scene: Scene, rng: random.Random | None = None, size: int = IMAGE_SIZE)
         pen.polygon([(cx, cy - half), (cx + half, cy + half), (cx - half, cy + half)], fill=fg)
     else:
         raise ValueError(f"unknown shape {scene.shape!r}; expected one of {SHAPES}")
-    return canvas.resize((size, size), Image.Resampling.BOX)
+    return canvas.resize((w, h), Image.Resampling.BOX)
 
 
-def make_example(seed: int, index: int, size: int = IMAGE_SIZE) -> tuple[Image.Image, Scene, str]:
-    """The ``index``-th training example of the dataset named by ``seed``."""
+def make_example(seed: int, index: int, size=IMAGE_SIZE) -> tuple[Image.Image, Scene, str]:
+    """The ``index``-th training example of the dataset named by ``seed`` (at ``size``: int or (w, h))."""
     rng = random.Random(seed * 1_000_003 + index)
     scene = random_scene(rng, size)
     image = draw(scene, rng, size)
     return image, scene, caption(scene, rng)
 
 
-def make_batch(seed: int, start: int, count: int, size: int = IMAGE_SIZE):
-    """Images as a float array in [-1, 1], shape (count, 3, size, size), with scenes and captions."""
+def make_batch(seed: int, start: int, count: int, size=IMAGE_SIZE):
+    """Images as a float array in [-1, 1], shape (count, 3, height, width), with scenes and captions."""
     images, scenes, captions = [], [], []
     for index in range(start, start + count):
         image, scene, text = make_example(seed, index, size)

@@ -2,7 +2,10 @@
 
     python -m generation.tinyshapes.evaluate [--weights PATH] [--grid generation/tinyshapes/grid.png]
 
-Default settings: DPM++ 2M (the folder's scheduler), 20 steps, guidance 5, native 64x64.
+Default settings: DPM++ 2M (the folder's scheduler), 20 steps, guidance 5, at every aspect-ratio
+bucket /imagine renders (``data.BUCKETS``: 64x64, 72x56, ... 48x88). Each render is read by two
+independent pixel measures: ``measure.read`` (palette colours, template overlap) for colour,
+background and shape, and ``contour.read_shape`` (Otsu segmentation, corner count) for shape.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from PIL import Image, ImageDraw
 
-from . import data, measure
+from . import contour, data, measure
 from .build import WEIGHTS_DIR
 
 STEPS, GUIDANCE = 20, 5.0
+UPSCALE_STRENGTH = 0.35  # generation/variants.py UPSCALE_STRENGTH
 
 
 def load(weights: Path = WEIGHTS_DIR) -> StableDiffusionPipeline:
@@ -48,7 +52,7 @@ def render(pipe, prompts, seeds, *, negative: str | None = None, guidance: float
 
 def prompt_set(seeds_per_prompt: int = 2):
     """48 scenes (every colour x shape, two backgrounds each) x seeds; deterministic."""
-    cases = []
+    cases: list[tuple[str, str, str, int]] = []
     for i, colour in enumerate(data.COLOURS):
         for j, shape in enumerate(data.SHAPES):
             for k in range(2):
@@ -59,24 +63,41 @@ def prompt_set(seeds_per_prompt: int = 2):
 
 
 def score(images, cases) -> dict[str, float]:
-    hits = Counter()
+    hits: Counter[str] = Counter()
     for image, (colour, shape, background, _) in zip(images, cases):
         got = measure.read(image)
-        ok = {"colour": got.colour == colour, "background": got.background == background, "shape": got.shape == shape}
+        ok = {"colour": got.colour == colour, "background": got.background == background, "shape": got.shape == shape,
+              "corners": contour.read_shape(image).shape == shape}
         hits.update(k for k, v in ok.items() if v)
-        hits["all three"] += all(ok.values())
-    return {k: hits[k] / len(cases) for k in ("colour", "background", "shape", "all three")}
+        hits["all"] += all(ok.values())
+    return {k: hits[k] / len(cases) for k in ("colour", "background", "shape", "corners", "all")}
 
 
-def save_grid(images, cases, path: Path, columns: int = 6, scale: int = 2) -> None:
-    cell = data.IMAGE_SIZE * scale
-    rows = (len(images) + columns - 1) // columns
-    grid = Image.new("RGB", (columns * cell, rows * (cell + 12)), "white")
+def grid_columns(cases, seeds_per_prompt: int, columns: int = 12) -> list[int]:
+    """Indices into ``cases`` (seed 0) of ``columns`` prompts covering every colour and every shape."""
+    picks = []
+    for c in range(columns):
+        colour, shape, k = data.COLOURS[c % len(data.COLOURS)], data.SHAPES[c % len(data.SHAPES)], (c // 8) % 2
+        i, j = data.COLOURS.index(colour), data.SHAPES.index(shape)
+        picks.append(((i * len(data.SHAPES) + j) * 2 + k) * seeds_per_prompt)
+    return picks
+
+
+def save_grid(rows, path: Path, scale: int = 2) -> None:
+    """``rows``: (label, images, cases) per aspect ratio; one row each, images centred in equal cells."""
+    side = max(max(im.size) for _, images, _ in rows for im in images) * scale
+    label_w, cell_w, cell_h = 70, side + 4, side + 14
+    columns = max(len(images) for _, images, _ in rows)
+    grid = Image.new("RGB", (label_w + columns * cell_w, len(rows) * cell_h), "white")
     pen = ImageDraw.Draw(grid)
-    for n, (image, (colour, shape, background, _)) in enumerate(zip(images, cases)):
-        x, y = (n % columns) * cell, (n // columns) * (cell + 12)
-        grid.paste(image.resize((cell, cell), Image.Resampling.NEAREST), (x, y))
-        pen.text((x + 2, y + cell), f"{colour} {shape} / {background}", fill="black")
+    for r, (label, images, cases) in enumerate(rows):
+        y = r * cell_h
+        pen.text((4, y + side // 2 - 6), label, fill="black")
+        for n, (image, (colour, shape, background, _)) in enumerate(zip(images, cases)):
+            w, h = image.width * scale, image.height * scale
+            x = label_w + n * cell_w
+            grid.paste(image.resize((w, h), Image.Resampling.NEAREST), (x + (side - w) // 2, y + (side - h) // 2))
+            pen.text((x + 2, y + side), f"{colour} {shape} / {background}", fill="black")
     grid.save(path)
 
 
@@ -102,7 +123,7 @@ def img2img_kept(pipe, strengths=(0.3, 0.7), count: int = 16) -> dict[float, dic
     results = {}
     for strength in strengths:
         outs = render(i2i, prompts, list(range(count)), image=inits, strength=strength)
-        tally = Counter()
+        tally: Counter[str] = Counter()
         for out, scene, (colour, shape, background) in zip(outs, scenes, asked):
             got = measure.read(out)
             tally["kept_colour"] += got.colour == scene.colour
@@ -129,33 +150,105 @@ def negative_effect(pipe, count: int = 48) -> dict[str, float]:
     return figures
 
 
+def edge_width(image: Image.Image) -> float:
+    """Blur of the shape's outline in pixels: pixels part-way (10-90 %) between background and
+    foreground colour, divided by the outline length (perimeter of the shape's convex hull).
+    A crisp anti-aliased drawing is about 1; a 2x Lanczos resize of one about 2."""
+    got = measure.read(image)
+    if got.colour is None:
+        return float("nan")
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+    bg, fg = np.array(data.PALETTE[got.background], np.float32), np.array(data.PALETTE[got.colour], np.float32)
+    axis = fg - bg
+    alpha = ((pixels - bg) @ axis) / float(axis @ axis)
+    mask = contour.segment(image)
+    ys, xs = np.nonzero(mask)
+    if len(ys) < 10:
+        return float("nan")
+    hull = contour.convex_hull(np.stack([xs, ys], 1).astype(np.float64))
+    _, perimeter = contour._area_perimeter(hull)
+    return float(((alpha > 0.1) & (alpha < 0.9)).sum() / max(perimeter, 1.0))
+
+
+def upscale(pipe, images, prompts, seeds, strength: float = UPSCALE_STRENGTH, factor: int = 2):
+    """The bot's Upscale 2x: Lanczos resize, then img2img at ``strength`` with the same prompt and seed."""
+    i2i = StableDiffusionImg2ImgPipeline(**pipe.components)
+    i2i.set_progress_bar_config(disable=True)
+    outs = []
+    for image, prompt, seed in zip(images, prompts, seeds):
+        big = image.resize((image.width * factor, image.height * factor), Image.Resampling.LANCZOS)
+        outs += render(i2i, [prompt], [seed], image=[big], strength=strength)
+    return outs
+
+
+def upscale_check(pipe, per_aspect: dict, cases, strength: float = UPSCALE_STRENGTH) -> dict[str, dict[str, float]]:
+    """Upscale the seed-0 renders of one prompt per colour x shape (24) at every aspect; reads with both
+    measures and the outline blur of the result, of a plain Lanczos resize, and of the 1x render."""
+    picks = [i for i in range(0, len(cases), len(cases) // 24)][:24]
+    results = {}
+    for ratio, images in per_aspect.items():
+        sub_cases = [cases[i] for i in picks]
+        sub_images = [images[i] for i in picks]
+        prompts = [data.full_caption(c, s, b) for c, s, b, _ in sub_cases]
+        outs = upscale(pipe, sub_images, prompts, [seed for *_, seed in sub_cases], strength)
+        row = score(outs, sub_cases)
+        row["edge 1x"] = float(np.nanmean([edge_width(im) for im in sub_images]))
+        row["edge resize"] = float(np.nanmean([edge_width(im.resize((im.width * 2, im.height * 2), Image.Resampling.LANCZOS)) for im in sub_images]))
+        row["edge upscaled"] = float(np.nanmean([edge_width(im) for im in outs]))
+        results[ratio] = row
+    return results
+
+
+def print_table(title: str, table: dict[str, dict[str, float]]) -> None:
+    keys = list(next(iter(table.values())))
+    print(title)
+    print(f"{'aspect':>12}  " + "  ".join(f"{k:>13}" for k in keys))
+    for ratio, row in table.items():
+        w, h = data.BUCKETS.get(ratio, (0, 0))
+        label = f"{ratio} {w}x{h}" if w else ratio
+        print(f"{label:>12}  " + "  ".join(f"{v:>13.1%}" if "edge" not in k else f"{v:>13.2f}" for k, v in row.items()))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
     parser.add_argument("--seeds", type=int, default=2, help="seeds per prompt (48 prompts)")
-    parser.add_argument("--grid", type=Path, help="save the default-settings renders as a grid PNG")
-    parser.add_argument("--quick", action="store_true", help="accuracy at guidance 5 only")
+    parser.add_argument("--aspects", default=",".join(data.ASPECT_RATIOS), help="comma-separated, e.g. 1:1,16:9")
+    parser.add_argument("--grid", type=Path, help="save default-settings renders of every aspect as a grid PNG")
+    parser.add_argument("--quick", action="store_true", help="per-aspect accuracy at guidance 5 only")
+    parser.add_argument("--upscale-strength", type=float, default=UPSCALE_STRENGTH)
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
     pipe = load(args.weights)
     cases = prompt_set(args.seeds)
     prompts = [data.full_caption(c, s, b) for c, s, b, _ in cases]
     seeds = [seed for *_, seed in cases]
 
-    started = time.perf_counter()
-    images = render(pipe, prompts, seeds)
-    print(f"{len(cases)} renders, DPM++ 2M, {STEPS} steps, {data.IMAGE_SIZE}x{data.IMAGE_SIZE} "
-          f"({time.perf_counter() - started:.1f}s, batches of 16)")
-    accuracy = {GUIDANCE: score(images, cases)}
+    per_aspect, accuracy, rows = {}, {}, []
+    for ratio in args.aspects.split(","):
+        w, h = data.BUCKETS[ratio]
+        started = time.perf_counter()
+        images = render(pipe, prompts, seeds, width=w, height=h)
+        per_aspect[ratio], accuracy[ratio] = images, score(images, cases)
+        print(f"{ratio} {w}x{h}: {len(cases)} renders in {time.perf_counter() - started:.1f}s: "
+              + ", ".join(f"{k} {v:.1%}" for k, v in accuracy[ratio].items()), flush=True)
+        picks = grid_columns(cases, args.seeds)
+        rows.append((f"{ratio}\n{w}x{h}", [images[i] for i in picks], [cases[i] for i in picks]))
     if args.grid:
-        save_grid(images[:: args.seeds], cases[:: args.seeds], args.grid)
-    if not args.quick:
-        accuracy[1.0] = score(render(pipe, prompts, seeds, guidance=1.0), cases)
-    print("accuracy        " + "  ".join(f"{k:>10}" for k in accuracy[GUIDANCE]))
-    for guidance, row in sorted(accuracy.items(), reverse=True):
-        print(f"guidance {guidance:<4g}   " + "  ".join(f"{v:>10.1%}" for v in row.values()))
+        save_grid(rows, args.grid)
+    print()
+    print_table(f"{len(cases)} renders per aspect ratio, DPM++ 2M, {STEPS} steps, guidance {GUIDANCE:g} "
+                "(shape = template overlap, corners = corner count)", accuracy)
+    if len(accuracy) > 1:
+        mean = {k: float(np.mean([row[k] for row in accuracy.values()])) for k in next(iter(accuracy.values()))}
+        print(f"{'all':>12}  " + "  ".join(f"{v:>13.1%}" for v in mean.values()))
     if args.quick:
         return
+
+    print()
+    g1 = score(render(pipe, prompts, seeds, guidance=1.0), cases)
+    print("64x64 at guidance 1: " + ", ".join(f"{k} {v:.1%}" for k, v in g1.items()))
 
     figures = negative_effect(pipe)
     print(f'negative prompt: "a circle", 48 seeds: red pixel share {figures["red_share_without"]:.1%} -> '
@@ -175,6 +268,10 @@ def main(argv=None):
               f"shape {row['kept_shape']:.0%}; prompt followed: colour {row['followed_colour']:.0%}, "
               f"background {row['followed_background']:.0%}, shape {row['followed_shape']:.0%}")
     print("  (16 drawn init images; each prompt asks for a different colour, background and shape)")
+
+    print()
+    print_table(f"Upscale 2x (Lanczos + img2img strength {args.upscale_strength:g}) of 24 renders per aspect; "
+                "edge = outline blur in px", upscale_check(pipe, per_aspect, cases, args.upscale_strength))
 
 
 if __name__ == "__main__":

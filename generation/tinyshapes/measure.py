@@ -98,15 +98,15 @@ def read(image: Image.Image) -> Reading:
         return Reading(None, background, None, float(mask.mean()))
     boxes = _templates(ys.min(), ys.max(), xs.min(), xs.max(), mask.shape)
     overlap = {name: (mask & t).sum() / max((mask | t).sum(), 1) for name, t in boxes.items()}
-    shape = max(overlap, key=overlap.get)
+    shape = max(overlap, key=lambda name: overlap[name])
     return Reading(_NAMES[fg_index], background, shape, float(mask.mean()))
 
 
-def validate(seed: int = 12345, count: int = 2000) -> dict[str, float]:
+def validate(seed: int = 12345, count: int = 2000, size=data.IMAGE_SIZE) -> dict[str, float]:
     """Accuracy of ``read`` on freshly drawn training images (the ground truth is known)."""
-    hits = Counter()
+    hits: Counter[str] = Counter()
     for index in range(count):
-        image, scene, _ = data.make_example(seed, index)
+        image, scene, _ = data.make_example(seed, index, size)
         got = read(image)
         hits["colour"] += got.colour == scene.colour
         hits["background"] += got.background == scene.background
@@ -116,7 +116,9 @@ def validate(seed: int = 12345, count: int = 2000) -> dict[str, float]:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Accuracy of the pixel measure on training images.")
-    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--count", type=int, default=2000, help="images per aspect-ratio bucket")
     args = parser.parse_args()
-    for name, accuracy in validate(count=args.count).items():
-        print(f"{name:<11} {accuracy:7.2%} of {args.count} training images")
+    for ratio, size in data.BUCKETS.items():
+        accuracy = validate(count=args.count, size=size)
+        print(f"{ratio:>5} {size[0]}x{size[1]}: " + ", ".join(f"{k} {v:7.2%}" for k, v in accuracy.items())
+              + f" of {args.count} training images", flush=True)

@@ -1,11 +1,24 @@
 """Train the tiny shapes model on this CPU: VAE, latent cache, decoder tuning, UNet + text encoder.
 
+From scratch:
+
     python -m generation.tinyshapes.train --work out/tinyshapes --vae-minutes 8 --decoder-minutes 20 \
         --unet-minutes 83 --threads 1
 
+Fine-tuning an existing model folder (its VAE and scaling factor are kept; UNet + text encoder go on
+training on the aspect-ratio buckets):
+
+    python -m generation.tinyshapes.train --work out/tinyshapes-ft --finetune-from generation/tinyshapes/weights \
+        --unet-minutes 100 --lr 3e-4 --threads 1
+
+The UNet stage trains on every aspect-ratio bucket of ``data.BUCKETS`` (one bucket per batch) plus,
+unless ``--no-upscale-bucket``, a 128x128 bucket at low noise levels only (t < 400), which is what
+the 2x upscale's img2img pass at strength 0.35 runs.
+
 Each stage runs for a wall-clock budget (the learning rate follows a cosine over that budget), is
 resumable (rerun the same command after an interruption), and the UNet stage exports its EMA
-weights into ``generation/tinyshapes/weights`` every few minutes, so a usable model is always there.
+weights into ``--target`` (default ``generation/tinyshapes/weights``) every few minutes, so a usable
+model is always there.
 """
 
 from __future__ import annotations
@@ -112,27 +125,58 @@ def psnr(vae, pixels: torch.Tensor) -> float:
 # --- cached latents --------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def cache_latents(work: Path, seed: int, count: int):
-    path = work / "latents.pt"
-    if path.exists():
-        return
+# Training buckets: name -> (width, height, batch, highest timestep). Every /imagine aspect ratio at
+# its own size, plus 2x of 1:1 at low noise only (the upscale pass).
+UPSCALE_BUCKET = ("upscale 2x", (2 * data.IMAGE_SIZE, 2 * data.IMAGE_SIZE), 400)
+
+
+def bucket_table(batch: int, upscale: bool) -> dict[str, dict]:
+    table = {}
+    for ratio, (w, h) in data.BUCKETS.items():
+        table[ratio] = {"size": (w, h), "batch": batch, "max_t": 1000}
+    if upscale:
+        name, (w, h), max_t = UPSCALE_BUCKET
+        pixels = data.IMAGE_SIZE * data.IMAGE_SIZE
+        table[name] = {"size": (w, h), "batch": max(4, batch * pixels // (w * h)), "max_t": max_t}
+    return table
+
+
+def load_vae(work: Path):
     vae = build_vae()
     vae.load_state_dict(torch.load(work / "vae_final.pt"))
     vae.eval()
-    latents, scenes = [], []
-    for start in range(0, count, 500):
-        pixels, batch_scenes, _ = data.make_batch(seed, start, min(500, count - start))
-        latents.append(vae.encode(torch.from_numpy(pixels)).latent_dist.mode())
-        scenes.extend(batch_scenes)
-    latents = torch.cat(latents)
-    scaling = 1.0 / latents.std().item()
-    log(work, f"cached {count} latents, std {latents.std().item():.4f} -> scaling_factor {scaling:.4f}")
-    torch.save({"latents": latents, "scenes": scenes, "scaling_factor": scaling}, path)
+    return vae
 
 
-def tune_decoder(work: Path, seed: int, minutes: float, batch: int = 32, lr: float = 5e-4):
-    """Sharpen the decoder with the encoder frozen: the cached latents stay valid."""
+@torch.no_grad()
+def cache_latents(work: Path, seed: int, count: int, buckets: dict[str, dict], scaling: float | None = None):
+    """Encode ``count`` images per bucket once (posterior mode). Bucket number b uses dataset indices
+    from b * 10^6, so no two buckets share a scene. Without a given scaling factor (training from
+    scratch) it is 1/std of the 1:1 latents."""
+    path = work / "latents.pt"
+    if path.exists():
+        return
+    vae = load_vae(work)
+    cache: dict[str, dict] = {}
+    for b, (name, spec) in enumerate(buckets.items()):
+        n = count if name != UPSCALE_BUCKET[0] else max(500, count // 4)
+        latents, scenes = [], []
+        for start in range(0, n, 250):
+            pixels, batch_scenes, _ = data.make_batch(seed, b * 10**6 + start, min(250, n - start), spec["size"])
+            latents.append(vae.encode(torch.from_numpy(pixels)).latent_dist.mode().half())
+            scenes.extend(batch_scenes)
+        cache[name] = {"latents": torch.cat(latents), "scenes": scenes}
+        log(work, f"cached {n} latents for bucket {name} {spec['size'][0]}x{spec['size'][1]}")
+    if scaling is None:
+        scaling = 1.0 / cache["1:1"]["latents"].float().std().item()
+    log(work, f"latents std (1:1) {cache['1:1']['latents'].float().std().item():.4f}, scaling_factor {scaling:.4f}")
+    torch.save({"buckets": cache, "scaling_factor": scaling}, path)
+
+
+def tune_decoder(work: Path, seed: int, minutes: float, batch: int = 32, lr: float = 5e-4, l1: float = 0.0,
+                 buckets: dict[str, dict] | None = None):
+    """Sharpen the decoder with the encoder frozen: the cached latents stay valid. With ``buckets``,
+    batches cycle through their image sizes; ``l1`` adds an L1 term (sharper edges than MSE alone)."""
     done = work / "decoder_done"
     if done.exists() or minutes <= 0:
         return
@@ -142,28 +186,39 @@ def tune_decoder(work: Path, seed: int, minutes: float, batch: int = 32, lr: flo
     vae.quant_conv.requires_grad_(False)
     trainable = [p for p in vae.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
+    sizes = [spec["size"] for spec in buckets.values()] if buckets else [(data.IMAGE_SIZE, data.IMAGE_SIZE)]
+    pixel_budget = batch * data.IMAGE_SIZE * data.IMAGE_SIZE
     val_pixels = torch.from_numpy(data.make_batch(seed + 99, 0, 64)[0])
-    log(work, f"decoder tuning from val psnr {psnr(vae, val_pixels):.2f}dB")
+    val_wide = torch.from_numpy(data.make_batch(seed + 99, 0, 64, sizes[-1])[0]) if buckets else None
+
+    def quality() -> str:
+        text = f"psnr {psnr(vae, val_pixels):.2f}dB"
+        return text + (f" ({sizes[-1][0]}x{sizes[-1][1]}: {psnr(vae, val_wide):.2f}dB)" if val_wide is not None else "")
+
+    log(work, f"decoder tuning from val {quality()}")
     budget, clock, step = minutes * 60, Clock(), 0
     while clock.elapsed < budget:
         for group in opt.param_groups:
             group["lr"] = cosine_lr(lr, clock.elapsed / budget, 0.02)
-        pixels = torch.from_numpy(data.make_batch(seed, 2 * 10**7 + step * batch, batch)[0])
+        w, h = sizes[step % len(sizes)]
+        count = max(4, pixel_budget // (w * h))
+        pixels = torch.from_numpy(data.make_batch(seed, 2 * 10**7 + step * batch, count, (w, h))[0])
         with torch.no_grad():
             latents = vae.encode(pixels).latent_dist.mode()
-        loss = F.mse_loss(vae.decode(latents).sample, pixels)
+        recon = vae.decode(latents).sample
+        loss = F.mse_loss(recon, pixels) + l1 * F.l1_loss(recon, pixels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         step += 1
         if step % 200 == 0:
-            log(work, f"decoder step {step} t={clock.elapsed:.0f}s loss {loss.item():.5f} psnr {psnr(vae, val_pixels):.2f}dB")
+            log(work, f"decoder step {step} t={clock.elapsed:.0f}s loss {loss.item():.5f} {quality()}")
             torch.save(vae.state_dict(), work / "vae_tuned.tmp")
             os.replace(work / "vae_tuned.tmp", work / "vae_final.pt")  # exports pick it up atomically
     torch.save(vae.state_dict(), work / "vae_tuned.tmp")
     os.replace(work / "vae_tuned.tmp", work / "vae_final.pt")
     done.touch()
-    log(work, f"decoder done: {step} steps in {clock.elapsed:.0f}s, val psnr {psnr(vae, val_pixels):.2f}dB")
+    log(work, f"decoder done: {step} steps in {clock.elapsed:.0f}s, val {quality()}")
 
 
 # --- UNet + text encoder ---------------------------------------------------------------------
@@ -201,13 +256,24 @@ def export(work: Path, tokenizer, text_encoder, unet, scaling_factor: float, tar
     save_atomically(pipe, target, note)
 
 
-def train_unet(work: Path, seed: int, minutes: float, target: Path, batch: int = 48, lr: float = 1e-3,
-               ema_decay: float = 0.998, dropout: float = 0.1, snr_gamma: float = 5.0, export_every: float = 300):
+def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dict[str, dict], lr: float = 1e-3,
+               ema_decay: float = 0.998, dropout: float = 0.1, snr_gamma: float = 5.0, export_every: float = 300,
+               init_from: Path | None = None, warmup: float = 0.02):
     cached = torch.load(work / "latents.pt", weights_only=False)
-    latents = cached["latents"] * cached["scaling_factor"]
+    scaling = cached["scaling_factor"]
+    sets = {name: (cached["buckets"][name]["latents"], cached["buckets"][name]["scenes"]) for name in buckets}
     torch.manual_seed(seed)
     tokenizer = build_tokenizer()
-    text_encoder, unet = build_text_encoder(tokenizer), build_unet()
+    if init_from is not None:
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextModel
+
+        text_encoder = CLIPTextModel.from_pretrained(init_from / "text_encoder", torch_dtype=torch.float32)
+        unet = UNet2DConditionModel.from_pretrained(init_from / "unet", torch_dtype=torch.float32)
+    else:
+        text_encoder, unet = build_text_encoder(tokenizer), build_unet()
+    text_encoder.train()
+    unet.train()
     params = list(text_encoder.parameters()) + list(unet.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     ema_te, ema_unet = copy.deepcopy(text_encoder), copy.deepcopy(unet)
@@ -220,26 +286,36 @@ def train_unet(work: Path, seed: int, minutes: float, target: Path, batch: int =
         opt.load_state_dict(state["opt"])
         step, clock = state["step"], Clock(state["elapsed"])
         torch.set_rng_state(state["torch_rng"])
-    captions = Captions(tokenizer, cached["scenes"], seed + step, dropout)
+    captions = {name: Captions(tokenizer, scenes, seed + step + b, dropout) for b, (name, (_, scenes)) in enumerate(sets.items())}
     pick = np.random.default_rng(seed + step)
-    budget, last_export, losses = minutes * 60, time.monotonic(), []
+    names = list(buckets)
+    # 1:1 is the default shape: it gets twice the batches of any other bucket.
+    share = np.array([2.0 if name == "1:1" else 1.0 for name in names])
+    share /= share.sum()
+    budget, last_export = minutes * 60, time.monotonic()
+    losses: list[float] = []
+    bucket_losses: dict[str, list[float]] = {name: [] for name in names}
 
     def checkpoint():
-        note = {"stage": "unet", "step": step, "train_seconds": round(clock.elapsed), "batch": batch,
+        note = {"stage": "unet", "step": step, "train_seconds": round(clock.elapsed),
+                "init_from": None if init_from is None else str(init_from),
+                "buckets": {name: [*spec["size"], spec["batch"], spec["max_t"]] for name, spec in buckets.items()},
                 "recent_loss": float(np.mean(losses[-200:])) if losses else None}
         torch.save({"te": text_encoder.state_dict(), "unet": unet.state_dict(), "ema_te": ema_te.state_dict(),
                     "ema_unet": ema_unet.state_dict(), "opt": opt.state_dict(), "step": step,
                     "elapsed": clock.elapsed, "torch_rng": torch.get_rng_state()}, state_path)
-        export(work, tokenizer, ema_te, ema_unet, cached["scaling_factor"], target, note)
+        export(work, tokenizer, ema_te, ema_unet, scaling, target, note)
         log(work, f"exported step {step} to {target}")
 
     while clock.elapsed < budget:
         for group in opt.param_groups:
-            group["lr"] = cosine_lr(lr, clock.elapsed / budget, 0.02)
-        indices = pick.integers(0, len(latents), batch)
-        x0 = latents[indices]
-        ids = captions.batch(indices)
-        t = torch.randint(0, 1000, (batch,))
+            group["lr"] = cosine_lr(lr, clock.elapsed / budget, warmup)
+        name = names[pick.choice(len(names), p=share)]
+        spec, (latents, _) = buckets[name], sets[name]
+        indices = pick.integers(0, len(latents), spec["batch"])
+        x0 = latents[indices].float() * scaling
+        ids = captions[name].batch(indices)
+        t = torch.randint(0, spec["max_t"], (len(indices),))
         noise = torch.randn_like(x0)
         a = ALPHAS_CUMPROD[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
@@ -253,12 +329,15 @@ def train_unet(work: Path, seed: int, minutes: float, target: Path, batch: int =
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
-        decay = min(ema_decay, (1 + step) / (10 + step))
+        decay = min(ema_decay, (1 + step) / (10 + step)) if init_from is None else ema_decay
         with torch.no_grad():
             torch._foreach_lerp_(ema_params, params, 1 - decay)
         losses.append(loss.item())
+        bucket_losses[name].append(loss.item())
         if step % 100 == 0:
-            log(work, f"unet step {step} t={clock.elapsed:.0f}s lr {opt.param_groups[0]['lr']:.2e} loss {np.mean(losses[-100:]):.4f}")
+            per = " ".join(f"{n}:{np.mean(v[-30:]):.4f}" for n, v in bucket_losses.items() if v)
+            log(work, f"unet step {step} t={clock.elapsed:.0f}s lr {opt.param_groups[0]['lr']:.2e} "
+                      f"loss {np.mean(losses[-100:]):.4f} [{per}]")
         if time.monotonic() - last_export > export_every:
             checkpoint()
             last_export = time.monotonic()
@@ -270,20 +349,47 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("out/tinyshapes"), help="checkpoints, latents, log")
     parser.add_argument("--target", type=Path, default=WEIGHTS_DIR, help="where the diffusers folder goes")
+    parser.add_argument("--finetune-from", type=Path, help="a model folder: keep its VAE, continue its UNet + text encoder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vae-minutes", type=float, default=8)
     parser.add_argument("--decoder-minutes", type=float, default=20)
     parser.add_argument("--unet-minutes", type=float, default=83)
-    parser.add_argument("--dataset-size", type=int, default=40_000)
+    parser.add_argument("--lr", type=float, default=1e-3, help="UNet + text encoder peak learning rate")
+    parser.add_argument("--batch", type=int, default=48, help="images per UNet batch at 64x64 area")
+    parser.add_argument("--per-bucket", type=int, default=6000, help="cached training images per bucket")
+    parser.add_argument("--no-upscale-bucket", action="store_true", help="no 128x128 low-noise bucket")
+    parser.add_argument("--decoder-l1", type=float, default=0.0, help="L1 weight in decoder tuning (sharper edges)")
+    parser.add_argument("--decoder-lr", type=float, default=5e-4)
+    parser.add_argument("--stages", default="all", help="all, or a comma list of: vae,latents,decoder,unet "
+                        "(e.g. decoder tuning in a second process next to the UNet stage)")
     parser.add_argument("--threads", type=int, default=1, help="1 is fastest on a shared CPU")
     args = parser.parse_args(argv)
+    stages = {"vae", "latents", "decoder", "unet"} if args.stages == "all" else set(args.stages.split(","))
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     log(args.work, f"start {json.dumps({k: str(v) for k, v in vars(args).items()})}")
-    train_vae(args.work, args.seed, args.vae_minutes)
-    cache_latents(args.work, args.seed, args.dataset_size)
-    tune_decoder(args.work, args.seed, args.decoder_minutes)
-    train_unet(args.work, args.seed, args.unet_minutes, args.target)
+    buckets = bucket_table(args.batch, upscale=not args.no_upscale_bucket)
+    scaling = None
+    if args.finetune_from is not None:
+        from diffusers import AutoencoderKL
+
+        source = AutoencoderKL.from_pretrained(args.finetune_from / "vae", torch_dtype=torch.float32)
+        scaling = source.config.scaling_factor
+        if not (args.work / "vae_final.pt").exists():
+            vae = build_vae()
+            vae.load_state_dict(source.state_dict())
+            torch.save(vae.state_dict(), args.work / "vae_final.pt")
+            log(args.work, f"fine-tuning {args.finetune_from}: VAE kept, scaling_factor {scaling:.4f}")
+    elif "vae" in stages:
+        train_vae(args.work, args.seed, args.vae_minutes)
+    if "latents" in stages:
+        cache_latents(args.work, args.seed, args.per_bucket, buckets, scaling)
+    if "decoder" in stages:
+        tune_decoder(args.work, args.seed, args.decoder_minutes, lr=args.decoder_lr, l1=args.decoder_l1,
+                     buckets=buckets if args.finetune_from is not None else None)
+    if "unet" in stages:
+        train_unet(args.work, args.seed, args.unet_minutes, args.target, buckets, lr=args.lr,
+                   init_from=args.finetune_from, warmup=0.02 if args.finetune_from is None else 0.01)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import pytest
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from transformers import CLIPTokenizer
 
-from generation.tinyshapes import data, measure
+from generation.tinyshapes import contour, data, measure
 from generation.tinyshapes.build import WEIGHTS_DIR
 from generation.tinyshapes.evaluate import render
 
@@ -75,3 +75,47 @@ def test_training_images_are_deterministic_and_readable():
         assert np.array_equal(np.asarray(image), np.asarray(again)) and caption == caption_again
         reading = measure.read(image)
         assert (reading.colour, reading.background, reading.shape) == (scene.colour, scene.background, scene.shape)
+        assert contour.read_shape(image).shape == scene.shape
+
+
+def test_buckets_are_the_sizes_imagine_renders():
+    from generation.flags import size_for_aspect_ratio
+
+    assert data.BUCKETS["1:1"] == (64, 64)
+    for ratio, (width, height) in data.BUCKETS.items():
+        assert (width, height) == size_for_aspect_ratio(*map(int, ratio.split(":")), data.IMAGE_SIZE)
+
+
+@pytest.mark.parametrize("ratio", data.ASPECT_RATIOS)
+def test_every_bucket_draws_true_proportions_both_measures_agree(ratio):
+    size = data.BUCKETS[ratio]
+    for index in range(24):
+        image, scene, _ = data.make_example(5, index, size)
+        assert image.size == size
+        reading = measure.read(image)
+        assert (reading.colour, reading.background, reading.shape) == (scene.colour, scene.background, scene.shape)
+        assert contour.read_shape(image).shape == scene.shape
+
+
+def test_corner_measure_needs_corners():
+    """A square with well rounded corners is not a square to the corner count (the template overlap
+    forgives it); a sharp one is."""
+    from PIL import Image, ImageDraw
+
+    def rounded(radius: float) -> Image.Image:
+        canvas = Image.new("RGB", (256, 256), data.PALETTE["blue"])
+        ImageDraw.Draw(canvas).rounded_rectangle([72, 72, 184, 184], radius=radius * 4, fill=data.PALETTE["red"])
+        return canvas.resize((64, 64), Image.Resampling.BOX)
+
+    assert contour.read_shape(rounded(0)).shape == "square"
+    assert contour.read_shape(rounded(12)).shape == "circle"  # corner radius 43 % of the side
+
+
+@pytest.mark.parametrize("ratio", ["16:9", "9:16"])
+def test_wide_and_tall_renders_follow_the_prompt(pipe, ratio):
+    width, height = data.BUCKETS[ratio]
+    image = render(pipe, ["a red circle on a blue background"], [0], width=width, height=height)[0]
+    assert image.size == (width, height)
+    reading = measure.read(image)
+    assert (reading.colour, reading.background, reading.shape) == ("red", "blue", "circle")
+    assert contour.read_shape(image).shape == "circle"

@@ -288,12 +288,10 @@ class JobRunner:
         if parent is None or index >= len(parent.images):
             raise JobProblem("the original image is gone (it was deleted), so it can't be picked.")
         image = parent.images[index]
-        png = await self.store.read_image(image)
-        with Image.open(io.BytesIO(png)) as opened:
-            picture = opened.copy()
+        png = await self.store.read_image(image)  # the same file, metadata and all
         return await self.store.mark_done(record.id, [ImageInput(
-            index=0, image=picture, seed=image.seed, variation_seed=image.variation_seed,
-            variation_strength=image.variation_strength)], 0.0)
+            index=0, png=png, seed=image.seed, variation_seed=image.variation_seed,
+            variation_strength=image.variation_strength, nsfw=image.nsfw)], 0.0)
 
     async def _render(self, record: GenerationRecord, request: GenerationRequest, reservation: Reservation | None,
                       status: StatusMessage) -> GenerationRecord:
@@ -304,11 +302,11 @@ class JobRunner:
         self._follow_progress(job, record, request, status)
         result = await self.queue_wait(job.result())
         flags = await self._nsfw_flags(record, result.images)
+        pngs = await asyncio.to_thread(lambda: [self.service.png(result.request, rendered) for rendered in result.images])
         images = [
-            ImageInput(index=index, image=rendered.image, seed=rendered.seed,
-                       variation_seed=rendered.variation_seed, variation_strength=rendered.variation_strength,
-                       nsfw=flag)
-            for index, (rendered, flag) in enumerate(zip(result.images, flags))
+            ImageInput(index=index, png=png, seed=rendered.seed, variation_seed=rendered.variation_seed,
+                       variation_strength=rendered.variation_strength, nsfw=flag)
+            for index, (rendered, png, flag) in enumerate(zip(result.images, pngs, flags))
         ]
         return await self.store.mark_done(record.id, images, result.duration_s)
 

@@ -1,13 +1,14 @@
 """The A1111 `parameters` PNG text, written the same way by the CLI and (through storage) the bot.
 
-This is the one writer: storage.files re-exports `a1111_parameters` and `encode_png` from here
-(storage may import this leaf module: it needs only PIL and json, never torch).
+This is the one writer (and reader, `parse_a1111_parameters`): the bot builds each stored PNG with
+`rendered_png` and hands storage the bytes; the CLI writes the same.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
@@ -48,6 +49,12 @@ def a1111_parameters(params: Mapping[str, Any], *, seed: int, width: int, height
         fields.append(("Variation seed strength", _format_number(variation_strength)))
     if img2img and params.get("strength") is not None:
         fields.append(("Denoising strength", _format_number(params["strength"])))
+    if params.get("edit_mode"):  # generation.editing: what re-derives the canvas and mask
+        fields.append(("Edit", params["edit_mode"]))
+        for key, name in (("edit_factor", "Edit factor"), ("edit_direction", "Edit direction"),
+                          ("edit_region", "Edit region")):
+            if params.get(key) is not None:
+                fields.append((name, _format_number(params[key]) if key == "edit_factor" else params[key]))
     if params.get("tiling"):
         fields.append(("Tiling", "True"))
     if lora_hashes:  # A1111: Lora hashes: "name: 0123456789ab, other: ..."
@@ -62,6 +69,35 @@ def _quote(value: Any) -> str:
     if "," in text or ":" in text or "\n" in text or text.startswith('"'):
         return json.dumps(text)
     return text
+
+
+_FIELD = re.compile(r'\s*([\w ]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+
+
+def parse_a1111_parameters(text: str) -> dict[str, str]:
+    """Parse A1111 `parameters` text into {"Prompt", "Negative prompt", "Steps", ...} strings."""
+    *head, last = text.strip().split("\n")
+    result: dict[str, str] = {}
+    found = _FIELD.findall(last)
+    if len(found) < 3:  # no settings line: the whole text is prompt
+        head.append(last)
+        found = []
+    prompt_lines: list[str] = []
+    negative_lines: list[str] = []
+    in_negative = False
+    for line in head:
+        if line.startswith("Negative prompt:"):
+            in_negative = True
+            line = line[len("Negative prompt:"):].strip()
+        (negative_lines if in_negative else prompt_lines).append(line)
+    result["Prompt"] = "\n".join(prompt_lines)
+    result["Negative prompt"] = "\n".join(negative_lines)
+    for key, value in found:
+        value = value.strip()
+        if value.startswith('"') and value.endswith('"'):
+            value = json.loads(value)
+        result[key.strip()] = value
+    return result
 
 
 def encode_png(image: PILImage.Image, parameters: str) -> bytes:

@@ -19,8 +19,10 @@ from functools import partial
 from typing import Any, Awaitable, Callable, Protocol, TypeVar
 
 from .jobs import Job, QueueEntry, QueueSnapshot
+from .metadata import rendered_png
 from .prompts import encoded_text
 from .request import (
+    RenderedImage,
     SEED_RANGE,
     GenerationRequest,
     Limits,
@@ -62,6 +64,9 @@ class RendererLike(Protocol):
     # Optional: RequestError when the model's family cannot render the request (a sampler it lacks, a
     # negative prompt it cannot take, a size it cannot draw). Called by prepare(), before queueing.
     def check_request(self, request: GenerationRequest) -> None: ...
+
+    # Optional: {LoRA name: A1111 short hash} of the LoRAs a prompt asks for (the PNG's `Lora hashes`).
+    def lora_hashes(self, prompt: str) -> dict[str, str]: ...
 
 
 def _identity(awaitable: Awaitable[Any]) -> Awaitable[Any]:
@@ -244,6 +249,11 @@ class GenerationService:
             self._reserved[owner] = left
         else:
             self._reserved.pop(owner, None)
+
+    def png(self, request: GenerationRequest, rendered: RenderedImage) -> bytes:
+        """The PNG file of one rendered image, with its A1111 parameters (LoRA hashes included)."""
+        lora_hashes = getattr(self.renderer, "lora_hashes", None)
+        return rendered_png(request, rendered, lora_hashes(request.prompt) if lora_hashes is not None else None)
 
     def submit(self, request: GenerationRequest, *, owner: str, key: str | None = None,
                reservation: Reservation | None = None, enforce_caps: bool = True,

@@ -3,7 +3,7 @@
 The bot uses only the `Store` facade; `repository` holds the session-level functions.
 """
 
-from .files import CorruptImage, a1111_parameters, parse_a1111_parameters
+from .files import CorruptImage
 from .models import GenerationKind, GenerationStatus
 from .records import (
     GUILD_CONFIG_FIELDS,
@@ -33,6 +33,4 @@ __all__ = [
     "Recovery",
     "Stats",
     "Store",
-    "a1111_parameters",
-    "parse_a1111_parameters",
 ]

@@ -7,16 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
-import re
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from PIL import Image as PILImage
-from PIL.PngImagePlugin import PngInfo
 
 IMAGES_DIR = "images"
 
@@ -48,87 +43,10 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _format_number(value: float) -> str:
-    # A1111 prints 7.0 as "7.0" and 0.05 as "0.05"; repr keeps exactly what was stored.
-    return repr(float(value))
-
-
-def a1111_parameters(params: Mapping[str, Any], *, seed: int, width: int, height: int,
-                     variation_seed: int | None = None, variation_strength: float = 0.0,
-                     img2img: bool = False) -> str:
-    """The `parameters` text A1111 writes, which A1111, ComfyUI and civitai read back.
-
-    Format: prompt, optional "Negative prompt: ..." line, then one "Key: value, ..." line.
-    """
-    lines = [params.get("prompt") or ""]
-    if params.get("negative_prompt"):
-        lines.append(f"Negative prompt: {params['negative_prompt']}")
-    fields = [
-        ("Steps", params.get("num_inference_steps")),
-        ("Sampler", params.get("sampler")),
-        ("CFG scale", _format_number(params["guidance_scale"])
-         if params.get("guidance_scale") is not None else None),
-        ("Seed", seed),
-        ("Size", f"{width}x{height}"),
-        ("Model", params.get("model")),
-    ]
-    if variation_seed is not None and variation_strength:
-        fields.append(("Variation seed", variation_seed))
-        fields.append(("Variation seed strength", _format_number(variation_strength)))
-    if img2img and params.get("strength") is not None:
-        fields.append(("Denoising strength", _format_number(params["strength"])))
-    if params.get("tiling"):
-        fields.append(("Tiling", "True"))
-    lines.append(", ".join(f"{key}: {_quote(value)}" for key, value in fields if value is not None))
-    return "\n".join(lines)
-
-
-def _quote(value: Any) -> str:
-    # A1111 quotes values containing separators (e.g. a model name with a comma) as JSON strings.
-    text = str(value)
-    if "," in text or ":" in text or "\n" in text or text.startswith('"'):
-        return json.dumps(text)
-    return text
-
-
-_FIELD = re.compile(r'\s*([\w ]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
-
-
-def parse_a1111_parameters(text: str) -> dict[str, str]:
-    """Parse A1111 `parameters` text into {"Prompt", "Negative prompt", "Steps", ...} strings."""
-    *head, last = text.strip().split("\n")
-    result: dict[str, str] = {}
-    found = _FIELD.findall(last)
-    if len(found) < 3:  # no settings line: the whole text is prompt
-        head.append(last)
-        found = []
-    prompt_lines: list[str] = []
-    negative_lines: list[str] = []
-    in_negative = False
-    for line in head:
-        if line.startswith("Negative prompt:"):
-            in_negative = True
-            line = line[len("Negative prompt:"):].strip()
-        (negative_lines if in_negative else prompt_lines).append(line)
-    result["Prompt"] = "\n".join(prompt_lines)
-    result["Negative prompt"] = "\n".join(negative_lines)
-    for key, value in found:
-        value = value.strip()
-        if value.startswith('"') and value.endswith('"'):
-            value = json.loads(value)
-        result[key.strip()] = value
-    return result
-
-
-def encode_png(image: PILImage.Image, parameters: str) -> bytes:
-    """PNG bytes with the A1111 `parameters` tEXt chunk."""
-    info = PngInfo()
-    info.add_text("parameters", parameters)
-    if image.mode not in ("RGB", "RGBA", "L", "LA", "P", "I", "I;16"):
-        image = image.convert("RGB")
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=info)
-    return buffer.getvalue()
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's header (nothing else is decoded)."""
+    with PILImage.open(io.BytesIO(data), formats=["PNG"]) as image:
+        return image.size
 
 
 def write_atomic(data_dir: Path, relative: str, data: bytes) -> None:

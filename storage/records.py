@@ -6,17 +6,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from PIL import Image as PILImage
-
 from .models import PARAM_FIELDS, Generation, GenerationKind, GenerationStatus, GuildConfig, Image
 
 
 @dataclass(frozen=True)
 class ImageInput:
-    """One rendered image handed to mark_done."""
+    """One rendered image handed to mark_done, as the PNG file to keep (its metadata written by the caller)."""
 
     index: int
-    image: PILImage.Image
+    png: bytes
     seed: int
     variation_seed: int | None = None
     variation_strength: float = 0.0

@@ -133,14 +133,14 @@ class Store:
     async def mark_done(
         self, generation_id: int, images: Sequence[ImageInput], duration_s: float
     ) -> GenerationRecord:
-        """Write each image as a PNG with A1111 parameters (its own seed), then record it done.
+        """Write each image's PNG (as given: the caller writes its metadata), then record it done.
 
         Refused with InvalidTransition if the generation already finished: nothing is
         overwritten and no file is written.
         """
         async with self._reading() as session:
             current = GenerationRecord.from_row(await repository.check_can_finish(session, generation_id))
-        encoded = await asyncio.to_thread(_encode_all, current, images)
+        encoded = await asyncio.to_thread(_describe_all, current, images)
         written: list[str] = []
         try:
             async with self._writing() as session:
@@ -282,24 +282,17 @@ class Store:
         return await asyncio.to_thread(files.read_checked, self.data_dir, path, digest)
 
 
-def _encode_all(
+def _describe_all(
     record: GenerationRecord, images: Sequence[ImageInput]
 ) -> list[tuple[ImageRecord, bytes]]:
-    """PNG-encode every image with its own A1111 parameters (CPU work: runs in a thread)."""
-    params = record.request_params
-    encoded = []
+    """Each PNG with the record of it: size read from its header, path from ids, checksum (a thread's work)."""
+    described = []
     for image in images:
-        width, height = image.image.size
-        text = files.a1111_parameters(
-            params, seed=image.seed, width=width, height=height,
-            variation_seed=image.variation_seed, variation_strength=image.variation_strength,
-            img2img=record.has_init_image,
-        )
-        data = files.encode_png(image.image, text)
+        width, height = files.png_size(image.png)
         new = ImageRecord(
             index=image.index, seed=image.seed, variation_seed=image.variation_seed,
             variation_strength=image.variation_strength, width=width, height=height,
-            path=files.image_path(record.id, image.index), sha256=files.sha256_hex(data), nsfw=image.nsfw,
+            path=files.image_path(record.id, image.index), sha256=files.sha256_hex(image.png), nsfw=image.nsfw,
         )
-        encoded.append((new, data))
-    return encoded
+        described.append((new, image.png))
+    return described

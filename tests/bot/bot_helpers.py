@@ -40,3 +40,10 @@ def button_labels(message: Any) -> list[str]:
 def custom_ids(message: Any) -> list[str]:
     return [component["custom_id"] for row in message.components for component in row.get("components", [])
             if component.get("custom_id")]
+
+
+def png_of(image: Image.Image) -> bytes:
+    """PNG bytes of a picture, as the runner hands finished images to the store."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from bot_helpers import attachment_bytes, embed_field, image_of
+from bot_helpers import attachment_bytes, embed_field, image_of, png_of
 from PIL import Image
 
 from bot.app import build_service
@@ -161,7 +161,7 @@ async def test_a_result_rendered_but_never_posted_is_posted_after_a_restart(worl
         kind=GenerationKind.IMAGINE, parent_id=None,
         params={"prompt": "a blue square", "width": 64, "height": 64, "num_inference_steps": 4,
                 "guidance_scale": 5.0, "seed": 8, "sampler": "DPM++ 2M", "count": 1, "model": "tinyshapes"})
-    await store.mark_done(record.id, [ImageInput(0, Image.new("RGB", (64, 64), (0, 0, 200)), 8)], 0.4)
+    await store.mark_done(record.id, [ImageInput(0, png_of(Image.new("RGB", (64, 64), (0, 0, 200))), 8)], 0.4)
 
     await world.restart()
 

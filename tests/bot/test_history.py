@@ -11,7 +11,7 @@ import re
 import discord
 import pytest
 import simcord
-from bot_helpers import attachment_bytes, button_labels, embed_field, image_of
+from bot_helpers import attachment_bytes, button_labels, embed_field, image_of, png_of
 from PIL import Image
 
 from storage import GenerationKind, GenerationStatus, ImageInput
@@ -32,7 +32,7 @@ async def seed_generation(world, owner, prompt: str, *, seed: int, fail: str | N
     if fail is not None:
         return await store.mark_failed(record.id, fail)
     picture = Image.new("RGB", (32, 32), COLOURS[seed % len(COLOURS)])
-    return await store.mark_done(record.id, [ImageInput(index=0, image=picture, seed=seed)], duration_s=0.2)
+    return await store.mark_done(record.id, [ImageInput(index=0, png=png_of(picture), seed=seed)], duration_s=0.2)
 
 
 def listed_ids(message) -> list[int]:

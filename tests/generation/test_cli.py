@@ -139,22 +139,6 @@ size = 64
     assert "Steps: 3, Sampler: Euler, CFG scale: 2.5, Seed: 1, Size: 64x64, Model: fluxy" in parameters
 
 
-def test_the_cli_writer_matches_storages_until_storage_uses_it():
-    # generation and storage may not import each other (import-linter); the bot's PNGs come from
-    # storage.files. The two writers must agree byte for byte.
-    from storage import files
-
-    params = {"prompt": "a, cat", "negative_prompt": "dog", "num_inference_steps": 4, "sampler": "Euler a",
-              "guidance_scale": 7, "model": "my: model", "strength": 0.35}
-    for kwargs in ({}, {"variation_seed": 9, "variation_strength": 0.15}, {"img2img": True}):
-        ours = a1111_parameters(params, seed=3, width=64, height=96, **kwargs)
-        assert ours == files.a1111_parameters(params, seed=3, width=64, height=96, **kwargs)
-    image = PIL.Image.new("RGB", (8, 8), "red")
-    from generation.metadata import encode_png
-
-    assert encode_png(image, "x") == files.encode_png(image, "x")
-
-
 def test_a_cached_hub_id_renders_offline(tmp_path, tiny_dirs):
     """A hub id resolves through the local Hugging Face cache when HF_HUB_OFFLINE=1 (no network touched)."""
     import shutil

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 from typing import Any
 
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from storage import ImageInput, Store
 
@@ -34,6 +37,16 @@ def request_params(**overrides: Any) -> dict[str, Any]:
     return params
 
 
+def png_of(image: Image.Image, text: str = "") -> bytes:
+    """PNG bytes as the bot hands them to the store (with a `parameters` text chunk when given)."""
+    info = PngInfo()
+    if text:
+        info.add_text("parameters", text)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
 def rendered(params: dict[str, Any]) -> list[ImageInput]:
     """What the renderer hands back: image i uses seed + i, or for variations the parent's seed
     and variation_seed + i."""
@@ -44,7 +57,7 @@ def rendered(params: dict[str, Any]) -> list[ImageInput]:
         images.append(
             ImageInput(
                 index=index,
-                image=Image.new("RGB", (params["width"], params["height"]), colour),
+                png=png_of(Image.new("RGB", (params["width"], params["height"]), colour)),
                 seed=params["seed"] + (0 if params["variation_strength"] else index),
                 variation_seed=None if variation is None else variation + index,
                 variation_strength=params["variation_strength"],

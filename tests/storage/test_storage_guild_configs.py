@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from storage import GuildConfigRecord, ImageInput, Store
-from storage_helpers import GUILD, OWNER, queue
+from storage_helpers import GUILD, OWNER, png_of, queue
 
 
 async def test_a_server_without_a_row_gets_empty_defaults(store: Store) -> None:
@@ -46,8 +46,8 @@ async def test_unknown_fields_are_refused(store: Store) -> None:
 
 async def test_nsfw_flags_are_kept_per_image(store: Store) -> None:
     record = await queue(store, count=2)
-    images = [ImageInput(index=0, image=Image.new("RGB", (64, 48)), seed=1, nsfw="safety_checker"),
-              ImageInput(index=1, image=Image.new("RGB", (64, 48)), seed=2)]
+    images = [ImageInput(index=0, png=png_of(Image.new("RGB", (64, 48))), seed=1, nsfw="safety_checker"),
+              ImageInput(index=1, png=png_of(Image.new("RGB", (64, 48))), seed=2)]
     done = await store.mark_done(record.id, images, 0.1)
     assert [image.nsfw for image in done.images] == ["safety_checker", None]
     assert [image.nsfw for image in (await store.get(record.id)).images] == ["safety_checker", None]
@@ -56,14 +56,14 @@ async def test_nsfw_flags_are_kept_per_image(store: Store) -> None:
 async def test_images_made_since_counts_rendered_and_pending_images_per_server(store: Store) -> None:
     start = datetime.now(UTC) - timedelta(seconds=1)
     done = await queue(store, count=2)
-    await store.mark_done(done.id, [ImageInput(index=i, image=Image.new("RGB", (64, 48)), seed=i) for i in range(2)],
+    await store.mark_done(done.id, [ImageInput(index=i, png=png_of(Image.new("RGB", (64, 48))), seed=i) for i in range(2)],
                           0.1)
     await queue(store, count=3)  # still queued: counts what it asked for
     failed = await queue(store, count=4)
     await store.mark_failed(failed.id, "broken")  # failed: counts nothing
     await queue(store, kind="pick", parent_id=done.id, count=1)  # a copy: counts nothing
     deleted = await queue(store, count=1)
-    await store.mark_done(deleted.id, [ImageInput(index=0, image=Image.new("RGB", (64, 48)), seed=9)], 0.1)
+    await store.mark_done(deleted.id, [ImageInput(index=0, png=png_of(Image.new("RGB", (64, 48))), seed=9)], 0.1)
     await store.delete_generation(deleted.id)  # deleting does not give the quota back
     await queue(store, OWNER + 1, count=4)  # someone else
     assert await store.images_made_since(OWNER, GUILD, start) == 2 + 3 + 1

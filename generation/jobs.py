@@ -6,9 +6,10 @@ import asyncio
 import logging
 import threading
 from dataclasses import dataclass, field
+from collections.abc import Hashable
 from typing import Awaitable, Callable
 
-from .request import GenerationRequest, Progress, RenderResult
+from .request import BatchPlace, GenerationRequest, Progress, RenderResult
 
 log = logging.getLogger("generation.service")
 
@@ -37,6 +38,10 @@ class Job:
         self.cancelled = False
         self.started_at: float | None = None  # loop time when the worker took it
         self.sequence = 0  # submission order, set by the service
+        # Set by the service: what a pipeline call needs equal to share it (None: renders in a call of its
+        # own), and for a re-render the place its image had in the recorded call.
+        self.batch_key: Hashable | None = None
+        self.place: BatchPlace | None = None
         self._listeners: list[Callable[[Progress], None]] = []
         self._cancel_requested = threading.Event()  # read by the worker thread between steps
         self._future: asyncio.Future[RenderResult] = loop.create_future()
@@ -94,7 +99,7 @@ class Job:
 class QueueEntry:
     key: str
     owner: str
-    position: int  # 0 = rendering now, 1 = next, ...
+    position: int  # 0 = in the batch rendering now, 1 = in the next batch, ...
     eta_s: float  # estimated seconds until this job is done
 
 

@@ -5,10 +5,12 @@ Everything here runs on the service's single worker thread, except `tokenizer()`
 pipeline. What differs between SD 1.x/2.x, SDXL, SD3 and Flux (samplers, guidance, negative prompts,
 latent shape and packing, previews) lives in `generation.families`; this module has no family `if`s.
 
-Reproducibility: image i of a request is rendered alone (batch of 1) from a fresh CPU
-`torch.Generator().manual_seed(seed_i)`. Its starting latents are drawn from that generator on the
-CPU (through the family's own latent preparation), so a seed gives the same picture on every device,
-and any image of a count=4 request can be rendered again bit-exact with count=1.
+Reproducibility: image i of a request has its own fresh CPU `torch.Generator().manual_seed(seed_i)`,
+and its starting latents are drawn from that generator on the CPU (through the family's own latent
+preparation), so a seed gives the same picture on every device. Compatible requests share one pipeline
+call (`render_batch`; see generation.batching); each image records its place in that call
+(`RenderedImage.place`: batch size and position), and `render(request, place=...)` renders it again in
+the same shape, bit-exact on the same device type. Alone vs in a batch differs by rounding only (README).
 """
 
 from __future__ import annotations
@@ -19,19 +21,22 @@ import io
 import logging
 import threading
 import time
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import PIL.Image
 import torch
 
+from .batching import IMPROVEMENT, PROBE_SIZES, batch_key, bucket
 from .families import Family, ModelInfo, read_model_info
 from .latents import LatentPreview
 from .loras import LoraLibrary, adapter_name
 from .models import ModelSource, model_source
-from .prompts import LoraTag, PromptParts, has_weights, plain_text, split_prompt
+from .prompts import LoraTag, has_weights, plain_text, split_prompt
 from .request import (
+    BatchPlace,
     GenerationRequest,
     Progress,
     RenderCancelled,
@@ -45,6 +50,7 @@ from .samplers import make_scheduler
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[Progress], None]
+BatchProgressCallback = Callable[[int, Progress], None]  # (request number in the batch, its progress)
 OFFLOAD_MODES = ("none", "model", "sequential")
 VAE_TILING_MODES = ("auto", "on", "off")
 
@@ -123,6 +129,7 @@ class Renderer:
         offload: str = "none",
         vae_tiling: str = "auto",
         lora_dir: str | Path | None = None,
+        compile_denoiser: bool = False,
     ):
         default = model_source(model)
         self.default_model = default.name
@@ -143,6 +150,10 @@ class Renderer:
         self.preview_every = preview_every
         # On a shared or small CPU, fewer torch threads can be much faster (less oversubscription).
         self.cpu_threads = cpu_threads
+        # CUDA only: regional torch.compile of the UNet/transformer (TORCH_COMPILE), warmed at load; calls
+        # are then padded to power-of-two batch sizes so the compiled graphs are reused.
+        self.compile_denoiser = compile_denoiser and self.device.type == "cuda"
+        self.bucket_batches = self.compile_denoiser
         self.loaded: LoadedModel | None = None
         self._tokenizers: dict[str, Any] = {}
         self._infos: dict[str, ModelInfo] = {}
@@ -268,6 +279,7 @@ class Renderer:
         if img2img is not None:
             img2img.set_progress_bar_config(disable=True)
         self._place(txt2img)
+        self._speed_up(txt2img, family)
         preview = None
         if family.tested and getattr(txt2img, "vae", None) is not None:
             preview = LatentPreview(txt2img.vae, txt2img.vae_scale_factor, device=txt2img._execution_device)
@@ -279,7 +291,27 @@ class Renderer:
         log.info("loaded model %s (%s) from %s on %s/%s%s in %.2fs", source.name, family.title, source.path,
                  self.device, str(dtype).removeprefix("torch."),
                  f", offload={self.offload}" if self.offload != "none" else "", load_s)
+        if self.compile_denoiser:
+            self.warm_up(source.name)
         return load_s
+
+    def _speed_up(self, pipe: Any, family: Family) -> None:
+        """CUDA: channels_last UNet and VAE (attention is already PyTorch's SDPA, diffusers' default), and
+        with `compile_denoiser` a regional torch.compile of the denoiser's repeated blocks (one compiled
+        block reused N times: seconds to compile, not minutes)."""
+        if self.device.type != "cuda" or self.offload != "none":
+            return
+        denoiser = getattr(pipe, family.denoiser, None)
+        if family.denoiser == "unet" and denoiser is not None:
+            denoiser.to(memory_format=torch.channels_last)
+        vae = getattr(pipe, "vae", None)
+        if vae is not None:
+            vae.to(memory_format=torch.channels_last)
+        if self.compile_denoiser and denoiser is not None:
+            if getattr(denoiser, "_repeated_blocks", None):
+                denoiser.compile_repeated_blocks(fullgraph=True, dynamic=False)
+            else:
+                denoiser.compile(dynamic=False)
 
     def _place(self, pipe: Any) -> None:
         if self.offload == "model":
@@ -303,57 +335,169 @@ class Renderer:
 
     # -- rendering --
 
+    def batch_key(self, request: GenerationRequest) -> Hashable | None:
+        """The request's `generation.batching.batch_key`, or None when each of its images is rendered in a
+        call of its own: untested families (the pipeline draws its own noise) and DPM++ SDE Karras (one
+        Brownian tree per call, seeded with the image's seed)."""
+        try:
+            info = self.model_info(request.model)
+        except RequestError:
+            return None
+        if not info.family.tested or not _per_image_noise(request.sampler, info.family):
+            return None
+        return batch_key(request)
+
     def render(
         self,
         request: GenerationRequest,
         *,
         on_progress: ProgressCallback | None = None,
         is_cancelled: Callable[[], bool] | None = None,
+        place: BatchPlace | None = None,
     ) -> RenderResult:
-        """Render a prepared request (seed and size chosen). Raises RenderCancelled or RenderError."""
-        if request.seed is None or request.width is None or request.height is None:
-            raise ValueError("render() needs a prepared request (seed and size set); use GenerationService.prepare")
+        """Render a prepared request (seed and size chosen), all its images in one pipeline call where the
+        family allows. `place` re-renders a count=1 request as a recorded image was rendered: at that
+        position of a call of that size (padded with copies of itself). Raises RenderCancelled or RenderError."""
+        relay: BatchProgressCallback | None = None
+        if on_progress is not None:
+            callback = on_progress
+
+            def relay(index: int, progress: Progress) -> None:
+                callback(progress)
+
+        return self.render_batch([request], on_progress=relay, is_cancelled=is_cancelled, place=place)[0]
+
+    def render_batch(
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        on_progress: BatchProgressCallback | None = None,
+        is_cancelled: Callable[[], bool] | None = None,
+        images_per_call: int | None = None,
+        place: BatchPlace | None = None,
+    ) -> list[RenderResult]:
+        """Render prepared requests with equal `batch_key`s together: every image of them in one pipeline
+        call (or calls of at most `images_per_call` images), each with its own prompt, negative prompt,
+        CPU generator and starting noise. `on_progress(i, Progress)` reports request i's own steps and
+        previews; `is_cancelled()` stops the whole call. One RenderResult per request, in order."""
+        if not requests:
+            return []
+        for request in requests:
+            if request.seed is None or request.width is None or request.height is None:
+                raise ValueError("render() needs a prepared request (seed and size set); use GenerationService.prepare")
         try:
-            return self._render_images(request, on_progress, is_cancelled)
+            return self._render_requests(list(requests), on_progress, is_cancelled, images_per_call, place)
         except torch.OutOfMemoryError:
             pass  # free memory after the handler: until then its traceback keeps the tensors alive
         free_memory()
+        lead = requests[0]
+        images = sum(request.count for request in requests)
         raise RenderError(
-            f"Ran out of GPU memory rendering {request.count} image(s) at {request.width}x{request.height}; "
+            f"Ran out of GPU memory rendering {images} image(s) at {lead.width}x{lead.height}; "
             "try a smaller size or fewer images.",
             retryable=True,
         )
 
-    def _render_images(
+    def probe_batch_images(self, model: str, sizes: Sequence[int] = PROBE_SIZES, steps: int = 2) -> dict[int, float]:
+        """Images/s at 1, 2, 4, … images per call (native size, `steps` steps), stopping once a size does
+        not beat the previous one by 5 %: what BATCH_IMAGES=auto picks from on a CPU (a few seconds)."""
+        self.load(model)
+        native = self.native_size(model)
+        defaults = self.defaults(model)
+        request = GenerationRequest(
+            "a red circle on a blue background", width=native, height=native, num_inference_steps=steps,
+            guidance_scale=defaults["guidance_scale"], sampler=defaults["sampler"], seed=0, model=model,
+        )
+        self.render_batch([request])  # warm-up: first-call allocations
+        rates: dict[int, float] = {}
+        best = 0.0
+        for size in sizes:
+            started = time.perf_counter()
+            self.render_batch([request.replace(count=size)])
+            rates[size] = size / (time.perf_counter() - started)
+            if rates[size] < best * IMPROVEMENT:
+                break
+            best = max(best, rates[size])
+        return rates
+
+    def warm_up(self, model: str, batch_sizes: Sequence[int] = (1,), steps: int = 2) -> None:
+        """Render throwaway batches of these sizes at the native size (compiled graphs, kernel choice)."""
+        native = self.native_size(model)
+        defaults = self.defaults(model)
+        request = GenerationRequest("warm up", width=native, height=native, num_inference_steps=steps,
+                                    guidance_scale=defaults["guidance_scale"], sampler=defaults["sampler"],
+                                    seed=0, model=model)
+        for size in batch_sizes:
+            self.render_batch([request.replace(count=size)])
+
+    def _render_requests(
         self,
-        request: GenerationRequest,
-        on_progress: ProgressCallback | None,
+        requests: list[GenerationRequest],
+        on_progress: BatchProgressCallback | None,
         is_cancelled: Callable[[], bool] | None,
-    ) -> RenderResult:
+        images_per_call: int | None,
+        place: BatchPlace | None,
+    ) -> list[RenderResult]:
         self._apply_cpu_threads()
-        load_s = self.load(request.model)
-        try:
-            self.check_request(request)  # a family's rules hold for direct renderer calls too
-        except RequestError as error:
-            raise RenderError(str(error)) from None
+        lead = requests[0]
+        load_s = self.load(lead.model)
+        for request in requests:
+            try:
+                self.check_request(request)  # a family's rules hold for direct renderer calls too
+            except RequestError as error:
+                raise RenderError(str(error)) from None
+        key = self.batch_key(lead)
+        if len(requests) > 1 and (key is None or any(self.batch_key(request) != key for request in requests[1:])):
+            raise ValueError("render_batch() takes requests with equal batch keys (generation.batching.batch_key)")
+        if place is not None and (len(requests) > 1 or lead.count != 1 or not 0 <= place.index < place.size):
+            raise ValueError("a batch place re-renders one image (count=1) at a position inside its batch")
         started = time.perf_counter()
-        parts = split_prompt(request.prompt)
-        self._apply_loras(parts.loras)
-        text = self._text_arguments(request, parts)
-        init_image = _open_init_image(request) if request.init_image is not None else None
-        self._set_vae_tiling(request)
-        images = []
-        seeds = zip(request.image_seeds(), request.image_variation_seeds())
-        for index, (seed, variation_seed) in enumerate(seeds):
+        self._apply_loras(split_prompt(lead.prompt).loras)
+        self._set_vae_tiling(lead)
+        self._set_seamless(lead.tiling)
+        slots: list[_Slot] = []
+        for number, request in enumerate(requests):
+            init_image = _open_init_image(request) if request.init_image is not None else None
+            for seed, variation_seed in zip(request.image_seeds(), request.image_variation_seeds()):
+                slots.append(_Slot(number, request, seed, variation_seed, init_image))
+        per_call = len(slots) if key is not None else 1
+        if images_per_call is not None:
+            per_call = max(1, min(per_call, images_per_call))
+        calls = [slots[start:start + per_call] for start in range(0, len(slots), per_call)]
+        progress = _BatchProgress(calls, on_progress)
+        outputs: list[tuple[PIL.Image.Image, bool, BatchPlace]] = []
+        for number, call in enumerate(calls):
             if is_cancelled is not None and is_cancelled():
                 raise RenderCancelled()
-            callback = self._step_callback(index, request, on_progress, is_cancelled)
-            image, nsfw = self._render_one(request, seed, variation_seed, init_image, callback, text)
+            outputs.extend(self._render_call(call, self._step_callback(progress, number, call, is_cancelled), place))
             if is_cancelled is not None and is_cancelled():
                 raise RenderCancelled()
-            strength = request.variation_strength if variation_seed is not None else 0.0
-            images.append(RenderedImage(image, seed, variation_seed, strength, nsfw=nsfw))
-        return RenderResult(request, images, time.perf_counter() - started, load_s)
+        duration = time.perf_counter() - started
+        results = []
+        for number, request in enumerate(requests):
+            images = [
+                RenderedImage(image, slot.seed, slot.variation_seed,
+                              request.variation_strength if slot.variation_seed is not None else 0.0,
+                              nsfw=nsfw, place=where)
+                for slot, (image, nsfw, where) in zip(slots, outputs) if slot.request_number == number
+            ]
+            results.append(RenderResult(request, images, duration, load_s))
+        return results
+
+    def _set_seamless(self, tiling: bool) -> None:
+        """--tile: every convolution pads circularly, so the image wraps around at its edges.
+
+        Set on each call (not left over from the last request). Transformer families (SD3, Flux) have
+        few convolutions outside the VAE, so there it makes the decoded edges match but not the layout.
+        """
+        model = self.loaded
+        assert model is not None
+        mode: Literal["circular", "zeros"] = "circular" if tiling else "zeros"
+        for component in (getattr(model.txt2img, name, None) for name in ("unet", "transformer", "vae")):
+            if isinstance(component, torch.nn.Module):
+                for module in component.modules():
+                    if isinstance(module, torch.nn.Conv2d) and module.padding != (0, 0):
+                        module.padding_mode = mode
 
     def _set_vae_tiling(self, request: GenerationRequest) -> None:
         model = self.loaded
@@ -367,62 +511,82 @@ class Renderer:
         else:
             vae.disable_tiling()
 
-    def _render_one(
-        self,
-        request: GenerationRequest,
-        seed: int,
-        variation_seed: int | None,
-        init_image: PIL.Image.Image | None,
-        callback: Callable[..., dict],
-        text: dict[str, Any] | None = None,
-    ) -> tuple[PIL.Image.Image, bool]:
-        """The image, and whether the pipeline's own safety checker flagged it (such pipelines return it black)."""
+    def _render_call(
+        self, call: list[_Slot], callback: Callable[..., dict], place: BatchPlace | None = None
+    ) -> list[tuple[PIL.Image.Image, bool, BatchPlace]]:
+        """One pipeline call for `call`'s images: (image, flagged by the pipeline's safety checker, its place).
+
+        Row i of the batch is image i: its own CPU generator (seeded with its seed), starting noise drawn
+        from it on the CPU, prompt, negative prompt and init image. `place` pads the call to `place.size`
+        rows (copies of the one image) and keeps row `place.index`; with `bucket_batches` a call is padded
+        to the next power of two so compiled graphs are reused (the padding rows are thrown away).
+        """
         model = self.loaded
         assert model is not None and model.info is not None
-        family, info = model.family, model.info
-        width, height = _prepared_size(request)
-        generator = torch.Generator("cpu").manual_seed(seed)
-        if text is None:
-            text = self._text_arguments(request, split_prompt(request.prompt))
+        family = model.family
+        lead = call[0].request
+        width, height = _prepared_size(lead)
+        rows, positions = list(call), list(range(len(call)))
+        if place is not None:
+            rows, positions = [call[0]] * place.size, [place.index]
+        elif self.bucket_batches and len(call) > 1:
+            rows += [call[-1]] * (bucket(len(call)) - len(call))
+        size = len(rows)
+        generators = [torch.Generator("cpu").manual_seed(slot.seed) for slot in rows]
         common: dict[str, Any] = dict(
-            num_inference_steps=request.num_inference_steps,
-            generator=generator,
+            num_inference_steps=lead.num_inference_steps,
+            generator=generators[0] if size == 1 else generators,
             callback_on_step_end=callback,
-            **text,
+            **self._text_arguments(lead, rows),
         )
-        scheduler = make_scheduler(request.sampler, model.scheduler_config, seed=seed, table=family.samplers)
-        if init_image is None:
+        scheduler = make_scheduler(lead.sampler, model.scheduler_config, seed=rows[0].seed, table=family.samplers)
+        if lead.init_image is None:
             pipe = model.txt2img
             if family.tested:  # our own seeded noise, so variations and devices agree
-                latents = family.initial_noise(pipe, width, height, generator, variation_seed, request.variation_strength)
+                latents = torch.cat([
+                    family.initial_noise(pipe, width, height, generator, slot.variation_seed,
+                                         slot.request.variation_strength)
+                    for generator, slot in zip(generators, rows)
+                ])
                 common["latents"] = latents.to(pipe._execution_device, model.dtype)
             pipe.scheduler = scheduler
-            return _first_image(pipe(**common, width=width, height=height))
-        if family.denoising_steps(request.num_inference_steps, request.strength) == 0:
+            images, flags = _all_images(pipe(**common, width=width, height=height))
+        elif family.denoising_steps(lead.num_inference_steps, lead.strength) == 0:
             # No denoising step runs at this strength (diffusers would reject it): the image is unchanged.
-            return init_image.copy(), False
-        pipe = model.img2img
-        assert pipe is not None  # check_request refused image-to-image for a family without it
-        pipe.scheduler = scheduler
-        if {"width", "height"} <= set(inspect.signature(pipe.__call__).parameters):  # Flux img2img
-            common.update(width=width, height=height)
-        return _first_image(pipe(**common, image=init_image, strength=request.strength))
+            images = [slot.init_image.copy() for slot in rows if slot.init_image is not None]
+            flags = [False] * size
+        else:
+            pipe = model.img2img
+            assert pipe is not None  # check_request refused image-to-image for a family without it
+            pipe.scheduler = scheduler
+            if {"width", "height"} <= set(inspect.signature(pipe.__call__).parameters):  # Flux img2img
+                common.update(width=width, height=height)
+            init_images = [slot.init_image for slot in rows]
+            images, flags = _all_images(pipe(**common, image=init_images[0] if size == 1 else init_images,
+                                             strength=lead.strength))
+        return [(images[row], flags[row], BatchPlace(size, row)) for row in positions]
 
-    def _text_arguments(self, request: GenerationRequest, parts: PromptParts) -> dict[str, Any]:
-        """prompt/negative_prompt (or their embeddings, for weighted prompts) plus the family's guidance."""
+    def _text_arguments(self, lead: GenerationRequest, rows: list[_Slot]) -> dict[str, Any]:
+        """prompt/negative_prompt per row (or the shared embeddings of a weighted prompt) plus the family's guidance."""
         model = self.loaded
         assert model is not None
         family, info = model.family, model.info
-        arguments = family.call_arguments(request, info)
-        if parts.weighted or has_weights(request.negative_prompt):
+        arguments = family.call_arguments(lead, info)
+        parts = split_prompt(lead.prompt)
+        size = len(rows)
+        if parts.weighted or has_weights(lead.negative_prompt):  # batch_key: every row has this prompt
             arguments.pop("negative_prompt", None)
             with torch.no_grad():
-                embeds = family.weighted_arguments(model.txt2img, parts.text, request.negative_prompt, info)
+                embeds = family.weighted_arguments(model.txt2img, parts.text, lead.negative_prompt, info)
+            if size > 1:
+                embeds = {name: tensor.repeat(size, *[1] * (tensor.dim() - 1)) for name, tensor in embeds.items()}
             return {**arguments, **embeds}
         # A prompt without syntax reaches the pipeline exactly as typed.
-        arguments["prompt"] = plain_text(parts.text)
-        if arguments.get("negative_prompt"):
-            arguments["negative_prompt"] = plain_text(arguments["negative_prompt"])
+        prompts = [plain_text(split_prompt(slot.request.prompt).text) for slot in rows]
+        arguments["prompt"] = prompts[0] if size == 1 else prompts
+        if arguments.get("negative_prompt"):  # batch_key: every row has one
+            negatives = [plain_text(slot.request.negative_prompt) for slot in rows]
+            arguments["negative_prompt"] = negatives[0] if size == 1 else negatives
         return arguments
 
     def _apply_loras(self, tags: tuple[LoraTag, ...]) -> None:
@@ -451,32 +615,70 @@ class Renderer:
 
     def _step_callback(
         self,
-        index: int,
-        request: GenerationRequest,
-        on_progress: ProgressCallback | None,
+        progress: _BatchProgress,
+        call_number: int,
+        call: list[_Slot],
         is_cancelled: Callable[[], bool] | None,
     ) -> Callable[..., dict]:
         model = self.loaded
         assert model is not None
-        preview, family, count = model.preview, model.family, request.count
-        width, height = _prepared_size(request)
+        preview, family = model.preview, model.family
+        width, height = _prepared_size(call[0].request)
+        first_rows: dict[int, int] = {}  # request number -> the row of its first image in this call
+        for row, slot in enumerate(call):
+            first_rows.setdefault(slot.request_number, row)
 
         def on_step_end(pipe: Any, step: int, timestep: Any, tensors: dict) -> dict:
             if is_cancelled is not None and is_cancelled():
                 pipe._interrupt = True  # diffusers skips the remaining steps
                 return {}
-            if on_progress is not None:
-                per_image = pipe.num_timesteps
+            if progress.on_progress is not None:
+                per_call = pipe.num_timesteps
                 done = step + 1
-                image = None
-                if preview is not None and done % self.preview_every == 0 and done < per_image:
+                latents = None
+                if preview is not None and done % self.preview_every == 0 and done < per_call:
                     latents = family.preview_latents(pipe, tensors["latents"], width, height)
-                    image = preview.image(latents)
-                on_progress(Progress(index * per_image + done, count * per_image, image))
+                for request_number, row in first_rows.items():
+                    image = preview.image(latents[row:row + 1]) if preview is not None and latents is not None else None
+                    progress.report(request_number, call_number, done, per_call, image)
             return {}
 
         return on_step_end
 
+
+@dataclass(frozen=True)
+class _Slot:
+    """One image of a batch: which request it belongs to, its seeds and its (opened) init image."""
+
+    request_number: int
+    request: GenerationRequest
+    seed: int
+    variation_seed: int | None
+    init_image: PIL.Image.Image | None
+
+
+class _BatchProgress:
+    """Each request's own progress over the calls its images are in: step k of N per call."""
+
+    def __init__(self, calls: list[list[_Slot]], on_progress: BatchProgressCallback | None):
+        self.on_progress = on_progress
+        self.calls_of: dict[int, list[int]] = {}
+        for number, call in enumerate(calls):
+            for request_number in dict.fromkeys(slot.request_number for slot in call):
+                self.calls_of.setdefault(request_number, []).append(number)
+
+    def report(self, request_number: int, call_number: int, done: int, per_call: int,
+               preview: PIL.Image.Image | None) -> None:
+        if self.on_progress is None:
+            return
+        calls = self.calls_of[request_number]
+        step = calls.index(call_number) * per_call + done
+        self.on_progress(request_number, Progress(step, len(calls) * per_call, preview))
+
+
+def _per_image_noise(sampler: str, family: Family) -> bool:
+    """Whether the sampler draws its noise from the per-image generators (all but DPM++ SDE's Brownian tree)."""
+    return family.samplers.get(sampler, ("", {}))[0] != "DPMSolverSDEScheduler"
 
 def _load_pipeline(source: ModelSource, info: ModelInfo, dtype: torch.dtype) -> Any:
     """The family's text-to-image pipeline: AutoPipeline for folders and hub ids, from_single_file for a
@@ -519,6 +721,13 @@ def _first_image(output: Any) -> tuple[PIL.Image.Image, bool]:
     """A pipeline output's image and its safety checker's verdict (`nsfw_content_detected`, where it has one)."""
     flags = getattr(output, "nsfw_content_detected", None)
     return output.images[0], bool(flags[0]) if flags else False
+
+
+def _all_images(output: Any) -> tuple[list[PIL.Image.Image], list[bool]]:
+    """A pipeline output's images and its safety checker's verdict on each (False where it has none)."""
+    flags = getattr(output, "nsfw_content_detected", None)
+    images = list(output.images)
+    return images, [bool(flags[row]) if flags else False for row in range(len(images))]
 
 
 def _prepared_size(request: GenerationRequest) -> tuple[int, int]:

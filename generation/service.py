@@ -4,6 +4,12 @@ One worker thread (a single-thread executor owned by the service) owns the pipel
 diffusers schedulers are not thread-safe; the event loop only queues, dispatches and relays
 progress, so callers never block. Jobs are taken round-robin across owners, so one user's ten jobs
 do not starve another user's one. A failing job fails alone; the worker keeps serving.
+
+The worker renders a batch, not a job: the next job in the fair order leads, and queued jobs that can
+share its pipeline call (equal `generation.batching.batch_key`) join it from the following owners in
+fair order, up to the batch limit in images (`batch_images`: a number or "auto"). A job's images always
+go together. Each job sees its own progress and previews; cancelling one drops its images while the
+batch goes on; an out-of-memory batch is split and retried, so no bystander fails for another's request.
 """
 
 from __future__ import annotations
@@ -16,13 +22,14 @@ import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any, Awaitable, Callable, Protocol, TypeVar
+from collections.abc import Hashable
+from typing import Any, Awaitable, Callable, Protocol, TypeVar, cast
 
+from .batching import BatchLimit, batch_key
 from .jobs import Job, QueueEntry, QueueSnapshot
-from .metadata import rendered_png
 from .prompts import encoded_text
 from .request import (
-    RenderedImage,
+    BatchPlace,
     SEED_RANGE,
     GenerationRequest,
     Limits,
@@ -40,8 +47,9 @@ from .request import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Used for ETAs until the first render has been timed.
+# Used for ETAs until the first render has been timed: seconds per image per denoising step.
 DEFAULT_SECONDS_PER_STEP = 0.1
+NOT_STARTED = "The job could not be started because of an internal error."
 
 
 class RendererLike(Protocol):
@@ -65,8 +73,10 @@ class RendererLike(Protocol):
     # negative prompt it cannot take, a size it cannot draw). Called by prepare(), before queueing.
     def check_request(self, request: GenerationRequest) -> None: ...
 
-    # Optional: {LoRA name: A1111 short hash} of the LoRAs a prompt asks for (the PNG's `Lora hashes`).
-    def lora_hashes(self, prompt: str) -> dict[str, str]: ...
+    # Optional, defined on the renderer's class (a wrapper that only forwards attributes renders job by
+    # job): render_batch(requests, *, on_progress(i, Progress), is_cancelled, images_per_call, place)
+    # -> list[RenderResult]; batch_key(request) -> Hashable | None (None: never shares a call);
+    # probe_batch_images(model) -> {images per call: images/s} (BATCH_IMAGES=auto on a CPU).
 
 
 def _identity(awaitable: Awaitable[Any]) -> Awaitable[Any]:
@@ -90,6 +100,7 @@ class GenerationService:
         idle_wait: IdleWait | None = None,
         max_attempts: int = 2,
         timing_window: int = 20,
+        batch_images: int | str = 1,
     ):
         self.renderer = renderer
         self.limits = limits
@@ -106,9 +117,19 @@ class GenerationService:
         self._last_served: dict[str, int] = {}
         self._dispatched = 0
         self._submitted = 0  # submission counter: ties go to the oldest queued job
-        self._running: Job | None = None
+        self._running: list[Job] = []  # the batch rendering now (cancelled jobs stay until it ends)
+        self._running_since = 0.0
         self._reserved: dict[str, int] = {}  # owner -> reservations not yet submitted
-        self._timings: deque[tuple[float, int]] = deque(maxlen=timing_window)  # (seconds, steps x images)
+        self._timings: deque[float] = deque(maxlen=timing_window)  # seconds per recent batch
+        # Seconds per image per denoising step, per number of images in a call: ETAs at each batch size.
+        self._speed: dict[int, deque[float]] = {}
+        self._timing_window = timing_window
+        renderer_class = type(renderer)
+        self._batches = callable(getattr(renderer_class, "render_batch", None))
+        self._own_key = callable(getattr(renderer_class, "batch_key", None))
+        device = getattr(getattr(renderer, "device", None), "type", "cpu")
+        # BATCH_IMAGES: a number, or auto (CPU: probe once per model; CUDA: grow while images/s improves).
+        self.batch_limit = BatchLimit(batch_images, grows=device == "cuda")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._wakeup: asyncio.Event | None = None
@@ -169,8 +190,8 @@ class GenerationService:
                 self._jobs.pop(job.key, None)
                 job._cancelled()
         self._queues.clear()
-        if self._running is not None:
-            self._running._cancel_requested.set()
+        for job in self._running:
+            job._cancel_requested.set()
 
     async def load_model(self, model: str) -> float:
         """Load `model` on the worker thread (e.g. at startup); returns the load time in seconds."""
@@ -250,19 +271,16 @@ class GenerationService:
         else:
             self._reserved.pop(owner, None)
 
-    def png(self, request: GenerationRequest, rendered: RenderedImage) -> bytes:
-        """The PNG file of one rendered image, with its A1111 parameters (LoRA hashes included)."""
-        lora_hashes = getattr(self.renderer, "lora_hashes", None)
-        return rendered_png(request, rendered, lora_hashes(request.prompt) if lora_hashes is not None else None)
-
     def submit(self, request: GenerationRequest, *, owner: str, key: str | None = None,
                reservation: Reservation | None = None, enforce_caps: bool = True,
-               before_start: Callable[[], Awaitable[None]] | None = None) -> Job:
+               before_start: Callable[[], Awaitable[None]] | None = None,
+               place: BatchPlace | None = None) -> Job:
         """Queue a request that came out of prepare(); raises QueueFull without a reservation and room.
 
         The request is not validated again (prepare() did that once). `enforce_caps=False` queues work
         accepted earlier (a restart re-queueing it). `before_start` is awaited when the worker takes the
-        job, before the model loads; if it raises, the job fails.
+        job, before the model loads; if it raises, the job fails. `place` (a count=1 request) renders the
+        image alone at that place of a padded call, as a recorded image was rendered: bit-exact again.
         """
         # A dispatcher cancelled from outside (SimCord detach) would leave the job queued forever.
         if self._dispatcher is None or self._dispatcher.done() or self._closing:
@@ -279,6 +297,8 @@ class GenerationService:
         elif enforce_caps:
             self._check_room(owner)
         job = Job(key, owner, request, self._running_loop(), before_start)
+        job.place = place
+        job.batch_key = None if place is not None else self._batch_key(request)
         self._jobs[key] = job
         self._submitted += 1
         job.sequence = self._submitted
@@ -291,9 +311,14 @@ class GenerationService:
         job = self._jobs.get(key)
         if job is None:
             return False
-        if job is self._running:
+        if job in self._running:
             job._cancel_requested.set()
             log.info("job %s (owner %s): cancel requested while running", key, job.owner)
+            if any(other is not job and not other._cancel_requested.is_set() for other in self._running):
+                # The batch goes on for the others, in the shape their records will name; this job's
+                # images are dropped when it ends. Alone (or last), the render stops at its next step.
+                del self._jobs[key]
+                job._cancelled()
             return True
         queue = self._queues[job.owner]
         queue.remove(job)
@@ -308,37 +333,100 @@ class GenerationService:
         return self._jobs.get(key)
 
     def snapshot(self) -> QueueSnapshot:
-        """Queue order (position 0 is rendering) with ETAs from recent render speed."""
-        per_step = self._seconds_per_step()
+        """Queue order with ETAs from measured render speed. Position 0 is the batch rendering now, 1 the
+        next batch, and so on: jobs that will share a batch share its position and its ETA."""
         entries: list[QueueEntry] = []
         eta = 0.0
-        if self._running is not None:
-            job = self._running
-            elapsed = time.monotonic() - (job.started_at or time.monotonic())
-            eta = max(per_step * _work(job.request) - elapsed, 0.0)
-            entries.append(QueueEntry(job.key, job.owner, 0, round(eta, 1)))
-        for position, job in enumerate(self._dispatch_order(), start=1):
-            eta += per_step * _work(job.request)
-            entries.append(QueueEntry(job.key, job.owner, position, round(eta, 1)))
-        average = sum(seconds for seconds, _ in self._timings) / len(self._timings) if self._timings else 0.0
+        if self._running:
+            elapsed = time.monotonic() - self._running_since
+            eta = max(self._batch_seconds(self._running) - elapsed, 0.0)
+            entries.extend(QueueEntry(job.key, job.owner, 0, round(eta, 1)) for job in self._running if not job.done)
+        for position, batch in enumerate(self._plan(), start=1):
+            eta += self._batch_seconds(batch)
+            entries.extend(QueueEntry(job.key, job.owner, position, round(eta, 1)) for job in batch)
+        average = sum(self._timings) / len(self._timings) if self._timings else 0.0
         return QueueSnapshot(entries, round(average, 3))
 
-    # -- worker --
+    # -- batches --
+
+    def _batch_key(self, request: GenerationRequest) -> Hashable | None:
+        """What a pipeline call needs equal (generation.batching), as the renderer's family allows it."""
+        if not self._batches:
+            return None
+        if self._own_key:
+            return cast("Hashable | None", cast(Any, self.renderer).batch_key(request))
+        return batch_key(request)
+
+    def _plan(self) -> list[list[Job]]:
+        """The batches queued jobs will render in if nothing else is submitted."""
+        queues = {owner: deque(jobs) for owner, jobs in self._queues.items()}
+        last_served = dict(self._last_served)
+        dispatched = self._dispatched
+        batches: list[list[Job]] = []
+        while queues:
+            batch, dispatched = self._form_batch(queues, last_served, dispatched)
+            batches.append(batch)
+        return batches
 
     def _dispatch_order(self) -> list[Job]:
         """The order queued jobs will run in if nothing else is submitted."""
-        queues = {owner: deque(jobs) for owner, jobs in self._queues.items()}
-        last_served = dict(self._last_served)
+        return [job for batch in self._plan() for job in batch]
+
+    def _next_batch(self) -> list[Job]:
+        batch, self._dispatched = self._form_batch(self._queues, self._last_served, self._dispatched)
+        return batch
+
+    def _form_batch(self, queues: dict[str, deque[Job]], last_served: dict[str, int],
+                    dispatched: int) -> tuple[list[Job], int]:
+        """Take the next batch out of `queues`: the next job in fair order leads; compatible jobs join.
+
+        Joiners come in fair order, up to the batch limit in images, each job whole. Once a job has been
+        passed over (it cannot share the call, or does not fit), its owner takes no further part and no
+        owner already in the batch adds another job: nothing then overtakes the passed-over job except
+        at most one job per other owner, which round-robin would allow anyway. So one owner's ten jobs
+        cannot fill the batches ahead of another owner's one.
+        """
+        dispatched += 1
+        lead = self._take_next(queues, last_served, dispatched)
+        batch = [lead]
+        key = lead.batch_key
+        if key is None or not queues:
+            return batch, dispatched
+        request = lead.request
+        assert request.width is not None and request.height is not None
+        room = self.batch_limit.limit(request.model, request.width, request.height) - request.count
+        if room <= 0:
+            return batch, dispatched
+        in_batch, blocked, passed_over = {lead.owner}, set(), False
+        for job in self._fair_order(queues, last_served, dispatched):
+            if room <= 0:
+                break
+            if job.owner in blocked or (passed_over and job.owner in in_batch):
+                continue
+            if job.batch_key == key and job.request.count <= room:
+                batch.append(job)
+                in_batch.add(job.owner)
+                room -= job.request.count
+            else:
+                passed_over = True
+                blocked.add(job.owner)
+        for job in batch[1:]:
+            dispatched += 1
+            queue = queues[job.owner]
+            queue.remove(job)
+            if not queue:
+                del queues[job.owner]
+            last_served[job.owner] = dispatched
+        return batch, dispatched
+
+    def _fair_order(self, queues: dict[str, deque[Job]], last_served: dict[str, int], dispatched: int) -> list[Job]:
+        """The fair order of the jobs in `queues`, taking nothing out of them."""
+        queues = {owner: deque(jobs) for owner, jobs in queues.items()}
+        last_served = dict(last_served)
         order: list[Job] = []
         while queues:
-            order.append(self._take_next(queues, last_served, self._dispatched + len(order) + 1))
+            order.append(self._take_next(queues, last_served, dispatched + len(order) + 1))
         return order
-
-    def _next_job(self) -> Job | None:
-        if not self._queues:
-            return None
-        self._dispatched += 1
-        return self._take_next(self._queues, self._last_served, self._dispatched)
 
     @staticmethod
     def _take_next(queues: dict[str, deque[Job]], last_served: dict[str, int], dispatch_number: int) -> Job:
@@ -350,91 +438,218 @@ class GenerationService:
         last_served[owner] = dispatch_number
         return job
 
+    # -- worker --
+
     async def _dispatch(self) -> None:
         try:
             while not self._closing:
-                job = self._next_job()
-                if job is None:
+                if not self._queues:
                     wakeup = self._wakeup
                     assert wakeup is not None  # set by start(), like the dispatcher running this
                     wakeup.clear()
                     await self._idle_wait(wakeup.wait())
                     continue
+                await self._probe_if_needed()
+                if not self._queues or self._closing:
+                    continue
+                batch = self._next_batch()
                 try:
-                    await self._run(job)
+                    await self._run_batch(batch)
                 except asyncio.CancelledError:
-                    job._cancel_requested.set()  # the worker thread stops at its next step
-                    if not job.done:
-                        job._cancelled()
+                    for job in batch:
+                        job._cancel_requested.set()  # the worker thread stops at its next step
+                        if not job.done:
+                            job._cancelled()
                     raise
-                except Exception:  # never let one job stop the worker
-                    log.exception("job %s: unexpected error in the dispatcher", job.key)
-                    if not job.done:
-                        job._fail("Rendering failed because of an internal error.")
+                except Exception:  # never let one batch stop the worker
+                    log.exception("%s: unexpected error in the dispatcher", _describe(batch))
+                    for job in batch:
+                        if not job.done:
+                            job._fail("Rendering failed because of an internal error.")
                 finally:
-                    self._running = None
-                    self._jobs.pop(job.key, None)
+                    self._running = []
+                    for job in batch:
+                        if self._jobs.get(job.key) is job:
+                            del self._jobs[job.key]
         except asyncio.CancelledError:  # cancelled from outside (while idle too): end every job
             self._closing = True
             self._cancel_everything()
             raise
 
-    async def _run(self, job: Job) -> None:
-        self._running = job
-        job._started(time.monotonic())
-        loop = self._running_loop()
-        if job.before_start is not None:
+    async def _probe_if_needed(self) -> None:
+        """BATCH_IMAGES=auto on a CPU: measure images/s per batch size once per model, the first time
+        more than one image could share a call (a few seconds for tinyshapes)."""
+        if not self.batch_limit.auto or self.batch_limit.grows or not self._batches:
+            return
+        lead = self._fair_order(self._queues, self._last_served, self._dispatched)[0]
+        model = lead.request.model
+        if lead.batch_key is None or not self.batch_limit.needs_probe(model):
+            return
+        waiting = [job for queue in self._queues.values() for job in queue]
+        if lead.request.count == 1 and not any(job is not lead and job.batch_key == lead.batch_key for job in waiting):
+            return
+        probe = getattr(type(self.renderer), "probe_batch_images", None)
+        rates: dict[int, float] = {1: 1.0}
+        if probe is not None:
             try:
-                await job.before_start()
+                rates = await self._running_loop().run_in_executor(
+                    self._worker(), cast(Any, self.renderer).probe_batch_images, model)
             except Exception:
-                log.exception("job %s: could not be started", job.key)
-                job._fail("The job could not be started because of an internal error.")
-                return
-            if job._cancel_requested.is_set():
-                job._cancelled()
-                return
+                log.exception("probing batch sizes of %s failed; rendering one image per call", model)
+        self.batch_limit.set_probed(model, rates)
 
-        def on_progress(progress: Progress) -> None:  # runs on the worker thread
-            try:
-                loop.call_soon_threadsafe(job._emit, progress)
-            except RuntimeError:  # the loop closed under a render that is about to be cancelled
-                job._cancel_requested.set()
-
-        render = partial(
-            self.renderer.render, job.request, on_progress=on_progress, is_cancelled=job._cancel_requested.is_set
-        )
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                result = await loop.run_in_executor(self._worker(), render)
-            except RenderCancelled:
-                job._cancelled()
-                return
-            except RenderError as error:
-                if error.retryable and attempt < self.max_attempts and not job._cancel_requested.is_set():
-                    log.warning(
-                        "job %s: %s; retrying (attempt %d of %d)", job.key, error, attempt + 1, self.max_attempts
-                    )
+    async def _run_batch(self, batch: list[Job]) -> None:
+        self._running = list(batch)
+        self._running_since = time.monotonic()
+        live: list[Job] = []
+        for job in batch:
+            job._started(self._running_since)
+        for job in batch:
+            if job.before_start is not None and not job.done:
+                try:
+                    await job.before_start()
+                except Exception:
+                    log.exception("job %s: could not be started", job.key)
+                    if not job.done:
+                        job._fail(NOT_STARTED)
                     continue
-                job._fail(error.reason)
-                return
-            except Exception as error:
-                log.exception("job %s: render raised", job.key)
-                job._fail(f"Rendering failed: {error}" if str(error) else f"Rendering failed ({type(error).__name__}).")
-                return
+            if job._cancel_requested.is_set():
+                if not job.done:
+                    job._cancelled()
+                continue
+            live.append(job)
+        if live:
+            await self._render(live, attempt=1, images_per_call=None)
+
+    async def _render(self, jobs: list[Job], *, attempt: int, images_per_call: int | None) -> None:
+        """Render `jobs` in one call (their images `images_per_call` at a time when given). Out of memory:
+        split the batch in halves, then a job's images, then retry up to max_attempts."""
+        for job in jobs:
+            if job._cancel_requested.is_set() and not job.done:
+                job._cancelled()
+        jobs = [job for job in jobs if not job._cancel_requested.is_set()]
+        if not jobs:
+            return
+        loop = self._running_loop()
+
+        def relay(index: int, progress: Progress) -> None:  # runs on the worker thread
+            try:
+                loop.call_soon_threadsafe(_emit_unless_cancelled, jobs[index], progress)
+            except RuntimeError:  # the loop closed under a render that is about to be cancelled
+                for job in jobs:
+                    job._cancel_requested.set()
+
+        def all_cancelled() -> bool:  # the call is interrupted only when nobody in it wants it any more
+            return all(job._cancel_requested.is_set() for job in jobs)
+
+        requests = [job.request for job in jobs]
+        lead = requests[0]
+        assert lead.width is not None and lead.height is not None
+        images = sum(request.count for request in requests)
+        render = partial(self._render_call, requests, relay, all_cancelled, images_per_call, jobs[0].place)
+        started = time.perf_counter()
+        try:
+            results = await loop.run_in_executor(self._worker(), render)
+        except RenderCancelled:
+            for job in jobs:
+                if not job.done:
+                    job._cancelled()
+            return
+        except RenderError as error:
+            if error.retryable and not all_cancelled():
+                retry = self._retry_plan(jobs, attempt, images_per_call, images)
+                if retry is not None:
+                    log.warning("%s: %s; %s", _describe(jobs), error, retry[0])
+                    self.batch_limit.out_of_memory(lead.model, lead.width, lead.height, images)
+                    for part, next_attempt, per_call in retry[1]:
+                        await self._render(part, attempt=next_attempt, images_per_call=per_call)
+                    return
+            for job in jobs:
+                if not job.done:
+                    if job._cancel_requested.is_set():
+                        job._cancelled()
+                    else:
+                        job._fail(error.reason)
+            return
+        except Exception as error:
+            log.exception("%s: render raised", _describe(jobs))
+            reason = f"Rendering failed: {error}" if str(error) else f"Rendering failed ({type(error).__name__})."
+            for job in jobs:
+                if not job.done:
+                    job._fail(reason)
+            return
+        load_s = max((result.model_load_s for result in results), default=0.0)
+        if load_s:
+            log.info("%s: loaded model %s in %.2fs", _describe(jobs), lead.model, load_s)
+        self._record_speed(jobs, results, time.perf_counter() - started - load_s, images_per_call)
+        for job, result in zip(jobs, results):
+            if job.done:  # cancelled while the batch went on: its images are dropped
+                continue
             if job._cancel_requested.is_set():  # cancelled after the last step: the user asked for no result
                 job._cancelled()
-                return
-            if result.model_load_s:
-                log.info("job %s: loaded model %s in %.2fs", job.key, job.request.model, result.model_load_s)
-            self._timings.append((result.duration_s, _work(job.request)))
+                continue
             job._finish(result)
-            return
 
-    def _seconds_per_step(self) -> float:
-        work = sum(steps for _, steps in self._timings)
-        if not work:
+    def _retry_plan(self, jobs: list[Job], attempt: int, images_per_call: int | None,
+                    images: int) -> tuple[str, list[tuple[list[Job], int, int | None]]] | None:
+        """After an out-of-memory error: (what happens next, [(jobs, attempt, images per call)]), or None."""
+        if len(jobs) > 1:
+            half = len(jobs) // 2
+            return (f"splitting the batch of {images} images in two",
+                    [(jobs[:half], 1, images_per_call), (jobs[half:], 1, images_per_call)])
+        per_call = images_per_call or jobs[0].request.count
+        if per_call > 1 and self._batches:
+            return f"retrying {per_call // 2} image(s) per call", [(jobs, 1, per_call // 2)]
+        if attempt < self.max_attempts:
+            return f"retrying (attempt {attempt + 1} of {self.max_attempts})", [(jobs, attempt + 1, images_per_call)]
+        return None
+
+    def _render_call(self, requests: list[GenerationRequest], relay: Callable[[int, Progress], None],
+                     is_cancelled: Callable[[], bool], images_per_call: int | None,
+                     place: BatchPlace | None) -> list[RenderResult]:
+        """On the worker thread: one batch through the renderer (job by job for a renderer without batches)."""
+        if self._batches:
+            results = cast(Any, self.renderer).render_batch(
+                requests, on_progress=relay, is_cancelled=is_cancelled, images_per_call=images_per_call, place=place)
+            return cast(list[RenderResult], results)
+        assert len(requests) == 1, "a renderer without render_batch renders one job at a time"
+        return [self.renderer.render(requests[0], on_progress=partial(relay, 0), is_cancelled=is_cancelled)]
+
+    def _record_speed(self, jobs: list[Job], results: list[RenderResult], seconds: float,
+                      images_per_call: int | None) -> None:
+        """Seconds per image-step at this batch size (ETAs), and images/s for the CUDA auto limit."""
+        images = sum(len(result.images) for result in results)
+        steps = max(_steps(job.request) for job in jobs)
+        if images == 0 or seconds <= 0:
+            return
+        self._timings.append(seconds)
+        per_call = self._images_per_call(jobs, images)
+        if images_per_call is not None:
+            per_call = min(per_call, images_per_call)
+        self._speed.setdefault(per_call, deque(maxlen=self._timing_window)).append(seconds / (images * steps))
+        lead = jobs[0].request
+        if per_call == images and lead.width is not None and lead.height is not None:
+            self.batch_limit.record(lead.model, lead.width, lead.height, images, seconds)
+
+    def _images_per_call(self, jobs: list[Job], images: int) -> int:
+        """A batch's images go in one call, except where the family renders each image alone."""
+        if self._batches and jobs and jobs[0].batch_key is None:
+            return 1
+        return images
+
+    def _seconds_per_image_step(self, images: int) -> float:
+        """Measured at this batch size, else at the nearest measured one, else DEFAULT_SECONDS_PER_STEP."""
+        if not self._speed:
             return DEFAULT_SECONDS_PER_STEP
-        return sum(seconds for seconds, _ in self._timings) / work
+        size = min(self._speed, key=lambda measured: (abs(measured - images), measured))
+        samples = self._speed[size]
+        return sum(samples) / len(samples)
+
+    def _batch_seconds(self, batch: list[Job]) -> float:
+        """How long a batch takes: images x steps x the measured seconds per image-step at its size."""
+        images = sum(job.request.count for job in batch)
+        steps = max((_steps(job.request) for job in batch), default=1)
+        return self._seconds_per_image_step(self._images_per_call(batch, images)) * images * steps
 
 
 class Reservation:
@@ -466,9 +681,20 @@ def _room_expected(eta_s: float | None, what: str) -> str:
     return f"{what} in about {max(round(eta_s), 1)} s."
 
 
-def _work(request: GenerationRequest) -> int:
-    """Denoising steps a request runs, over all its images; render time is about proportional to it."""
+def _steps(request: GenerationRequest) -> int:
+    """Denoising steps each image of a request runs; render time is about proportional to images x steps."""
     steps = request.num_inference_steps
     if request.init_image is not None:
         steps = int(steps * request.strength)
-    return max(steps, 1) * request.count
+    return max(steps, 1)
+
+
+def _emit_unless_cancelled(job: Job, progress: Progress) -> None:
+    if not job._cancel_requested.is_set() and not job.done:
+        job._emit(progress)
+
+
+def _describe(jobs: list[Job]) -> str:
+    if len(jobs) == 1:
+        return f"job {jobs[0].key}"
+    return f"batch of jobs {', '.join(job.key for job in jobs)}"

@@ -11,6 +11,8 @@ import torch
 from gen_helpers import fast_request
 
 from generation import RenderCancelled, RenderError, upscale_request, variation_request
+from generation.batching import BATCH_TOLERANCE_MAX, BATCH_TOLERANCE_MEAN
+from generation.request import BatchPlace
 from generation.latents import initial_noise
 
 
@@ -20,6 +22,12 @@ def pixels(image: PIL.Image.Image) -> np.ndarray:
 
 def mean_difference(a: PIL.Image.Image, b: PIL.Image.Image) -> float:
     return float(np.abs(pixels(a) - pixels(b)).mean())
+
+
+def assert_within_batch_tolerance(alone: PIL.Image.Image, batched: PIL.Image.Image) -> None:
+    """An image rendered alone vs inside a batch: rounding differences only (generation.batching)."""
+    difference = np.abs(pixels(alone) - pixels(batched))
+    assert difference.max() <= BATCH_TOLERANCE_MAX and difference.mean() <= BATCH_TOLERANCE_MEAN
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +50,13 @@ def test_count_4_gives_four_seeds_each_reproducible_alone(renderer):
     result = renderer.render(fast_request(seed=100, count=4))
     assert [image.seed for image in result.images] == [100, 101, 102, 103]
     assert all(image.image.size == (64, 64) for image in result.images)
+    assert [image.place for image in result.images] == [BatchPlace(4, index) for index in range(4)]  # one call
     for rendered in result.images:
+        again = renderer.render(fast_request(seed=rendered.seed, count=1), place=rendered.place).images[0]
+        assert np.array_equal(pixels(again.image), pixels(rendered.image))  # bit-exact in its recorded place
         alone = renderer.render(fast_request(seed=rendered.seed, count=1)).images[0]
-        assert np.array_equal(pixels(alone.image), pixels(rendered.image))
+        assert alone.place == BatchPlace(1, 0)
+        assert_within_batch_tolerance(alone.image, rendered.image)
 
 
 def test_variation_at_strength_0_is_its_parent(renderer, parent):
@@ -67,8 +79,9 @@ def test_variations_of_one_grid_image_all_keep_its_seed(renderer, parent):
     result = renderer.render(request)
     assert [(image.seed, image.variation_seed) for image in result.images] == [(11, 500), (11, 501)]
     assert mean_difference(result.images[0].image, result.images[1].image) > 0
-    second_alone = renderer.render(request.replace(count=1, variation_seed=501)).images[0]
-    assert np.array_equal(pixels(second_alone.image), pixels(result.images[1].image))
+    second = result.images[1]
+    second_again = renderer.render(request.replace(count=1, variation_seed=501), place=second.place).images[0]
+    assert np.array_equal(pixels(second_again.image), pixels(second.image))
 
 
 def test_variation_noise_is_a_slerp_that_keeps_the_noise_scale():
@@ -109,7 +122,7 @@ def test_upscale_doubles_the_size_with_the_same_prompt_and_seed(renderer, parent
 def test_progress_reports_every_step_with_occasional_previews(renderer):
     events = []
     renderer.render(fast_request(num_inference_steps=6, count=2), on_progress=events.append)
-    assert [(event.step, event.total) for event in events] == [(step, 12) for step in range(1, 13)]
+    assert [(event.step, event.total) for event in events] == [(step, 6) for step in range(1, 7)]  # one call
     previews = [event.preview for event in events if event.preview is not None]
     assert previews and all(preview.size == (64, 64) for preview in previews)
 
@@ -142,7 +155,7 @@ def test_out_of_memory_frees_cached_memory_and_fails_retryably(renderer, monkeyp
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(renderer, "_render_one", out_of_memory)
+    monkeypatch.setattr(renderer, "_render_call", out_of_memory)
     with pytest.raises(RenderError) as error:
         renderer.render(fast_request(count=2))
     assert error.value.retryable and freed == [True]

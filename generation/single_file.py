@@ -1,4 +1,4 @@
-"""Save a diffusers Stable Diffusion folder as one checkpoint in the original SD/LDM key layout.
+"""Save a diffusers Stable Diffusion (1.x/2.x or XL) folder as one checkpoint in the original key layout.
 
 Mirrors diffusers' scripts/convert_diffusers_to_original_stable_diffusion.py, but derives the block
 layout from the model's config instead of hard-coding SD 1.x's (4 blocks, 2 layers each), so it also
@@ -34,6 +34,8 @@ UNET_RESNET_NAMES = [  # (diffusers, LDM)
 UNET_TOP_LEVEL = {
     "time_embedding.linear_1": "time_embed.0",
     "time_embedding.linear_2": "time_embed.2",
+    "add_embedding.linear_1": "label_emb.0.0",  # SDXL's size/crop conditioning
+    "add_embedding.linear_2": "label_emb.0.2",
     "conv_in": "input_blocks.0.0",
     "conv_norm_out": "out.0",
     "conv_out": "out.2",
@@ -149,9 +151,80 @@ def convert_folder_to_ldm_state_dict(folder: str | Path) -> dict[str, torch.Tens
     return {key: tensor.contiguous() for key, tensor in state.items()}
 
 
+# SDXL's original (SGM) checkpoints keep the two text encoders under conditioner.embedders: CLIP-L in
+# transformers' layout, OpenCLIP bigG in open_clip's (fused q/k/v, resblocks, a transposed projection).
+SDXL_TEXT_ENCODER_PREFIX = "conditioner.embedders.0.transformer."
+SDXL_TEXT_ENCODER_2_PREFIX = "conditioner.embedders.1.model."
+OPEN_CLIP_NAMES = [  # (diffusers, open_clip) inside an encoder layer
+    ("layer_norm1", "ln_1"),
+    ("layer_norm2", "ln_2"),
+    ("mlp.fc1", "mlp.c_fc"),
+    ("mlp.fc2", "mlp.c_proj"),
+    ("self_attn.out_proj", "attn.out_proj"),
+]
+
+
+def _with_text_model(key: str) -> str:
+    # transformers >= 5.6 saves CLIP text models without the "text_model." level the LDM keys keep
+    return key if key.startswith(("text_model.", "text_projection.")) else "text_model." + key
+
+
+def open_clip_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A diffusers CLIPTextModelWithProjection state dict in open_clip's key layout (SDXL's second encoder)."""
+    state = {_with_text_model(key): tensor for key, tensor in state.items()}
+    result: dict[str, torch.Tensor] = {
+        "positional_embedding": state.pop("text_model.embeddings.position_embedding.weight"),
+        "token_embedding.weight": state.pop("text_model.embeddings.token_embedding.weight"),
+        "ln_final.weight": state.pop("text_model.final_layer_norm.weight"),
+        "ln_final.bias": state.pop("text_model.final_layer_norm.bias"),
+        "text_projection": state.pop("text_projection.weight").T.contiguous(),
+    }
+    state.pop("text_model.embeddings.position_ids", None)
+    layers = sorted({int(key.split(".")[3]) for key in state if key.startswith("text_model.encoder.layers.")})
+    for layer in layers:
+        source = f"text_model.encoder.layers.{layer}."
+        target = f"transformer.resblocks.{layer}."
+        for kind in ("weight", "bias"):
+            result[target + f"attn.in_proj_{kind}"] = torch.cat(
+                [state.pop(source + f"self_attn.{name}_proj.{kind}") for name in ("q", "k", "v")]
+            )
+            for diffusers_name, open_clip_name in OPEN_CLIP_NAMES:
+                result[target + f"{open_clip_name}.{kind}"] = state.pop(source + f"{diffusers_name}.{kind}")
+    if state:
+        raise ValueError(f"Unexpected text encoder keys: {sorted(state)[:5]}")
+    return result
+
+
+def convert_sdxl_folder_to_sgm_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
+    """Read a diffusers SDXL folder and return one state dict in the original SGM layout."""
+    folder = Path(folder)
+    unet_config = json.loads((folder / "unet" / "config.json").read_text())
+    vae_config = json.loads((folder / "vae" / "config.json").read_text())
+    has_up_attentions = any("CrossAttn" in t for t in unet_config["up_block_types"])
+    state: dict[str, torch.Tensor] = {}
+    for key, tensor in load_file(folder / "unet" / "diffusion_pytorch_model.safetensors").items():
+        state[UNET_PREFIX + unet_key_to_ldm(key, unet_config["layers_per_block"], has_up_attentions)] = tensor
+    num_vae_blocks = len(vae_config["down_block_types"])
+    for key, tensor in load_file(folder / "vae" / "diffusion_pytorch_model.safetensors").items():
+        ldm = vae_key_to_ldm(key, num_vae_blocks)
+        if ".mid.attn_1." in ldm and ldm.endswith(".weight") and tensor.ndim == 2:
+            tensor = tensor[:, :, None, None]
+        state[VAE_PREFIX + ldm] = tensor
+    for key, tensor in load_file(folder / "text_encoder" / "model.safetensors").items():
+        state[SDXL_TEXT_ENCODER_PREFIX + _with_text_model(key)] = tensor
+    second = open_clip_state_dict(load_file(folder / "text_encoder_2" / "model.safetensors"))
+    state.update({SDXL_TEXT_ENCODER_2_PREFIX + key: tensor for key, tensor in second.items()})
+    return {key: tensor.contiguous() for key, tensor in state.items()}
+
+
 def convert_folder_to_single_file(folder: str | Path, output: str | Path) -> Path:
+    """SD 1.x/2.x folders in the LDM layout, SDXL folders (two text encoders) in the SGM layout."""
     output = Path(output)
-    state = convert_folder_to_ldm_state_dict(folder)
+    index = json.loads((Path(folder) / "model_index.json").read_text())
+    if index.get("_class_name", "").startswith("StableDiffusionXL"):
+        state = convert_sdxl_folder_to_sgm_state_dict(folder)
+    else:
+        state = convert_folder_to_ldm_state_dict(folder)
     if output.suffix == ".ckpt":
         torch.save({"state_dict": state}, output)
     else:

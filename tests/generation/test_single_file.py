@@ -74,3 +74,25 @@ async def test_the_service_switches_models_on_request_and_reports_load_time(chec
         assert renderer.loaded.source.name == single.name  # one model kept loaded at a time
     finally:
         await service.close()
+
+
+def test_an_sdxl_checkpoint_in_the_original_layout_renders_like_its_folder(tiny_dirs, tmp_path):
+    """SDXL single files load through from_single_file with the folder as config: identical pixels."""
+    from generation.renderer import Renderer
+
+    checkpoint = convert_folder_to_single_file(tiny_dirs["sdxl"], tmp_path / "tiny-sdxl.safetensors")
+    with safe_open(str(checkpoint), "pt") as file:
+        keys = set(file.keys())
+    assert "model.diffusion_model.label_emb.0.0.weight" in keys  # SDXL's add_embedding
+    assert "conditioner.embedders.0.transformer.text_model.embeddings.position_embedding.weight" in keys
+    assert "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight" in keys  # open_clip layout
+    assert "conditioner.embedders.1.model.text_projection" in keys
+    folder = Renderer(ModelSource("folder", str(tiny_dirs["sdxl"])), device="cpu", cpu_threads=1)
+    single = Renderer(ModelSource("single", str(checkpoint), config=str(tiny_dirs["sdxl"])), device="cpu",
+                      cpu_threads=1)
+    assert single.model_info("single").family.key == "sdxl"
+    request = fast_request(seed=5, sampler="Euler")
+    from_folder = folder.render(request.replace(model="folder")).images[0].image
+    from_file = single.render(request.replace(model="single")).images[0].image
+    assert type(single.loaded.txt2img).__name__ == "StableDiffusionXLPipeline"
+    assert np.array_equal(np.asarray(from_folder), np.asarray(from_file))

@@ -18,11 +18,11 @@ from generation.local_tokenizers import clip_tokenizer, t5_tokenizer
 FAMILIES = ("sdxl", "sd3", "flux")
 
 
-def _clip_config():
+def _clip_config(hidden_size: int = 32):
     from transformers import CLIPTextConfig
 
     return CLIPTextConfig(
-        bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32, intermediate_size=37, layer_norm_eps=1e-5,
+        bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=hidden_size, intermediate_size=37, layer_norm_eps=1e-5,
         num_attention_heads=4, num_hidden_layers=2, vocab_size=600, hidden_act="gelu", projection_dim=32,
         max_position_embeddings=77,
     )
@@ -68,8 +68,10 @@ def sdxl_pipeline():
     torch.manual_seed(0)
     vae = _vae(4, scaling_factor=0.13025)
     torch.manual_seed(0)
-    text_encoder = CLIPTextModel(_clip_config())
-    text_encoder_2 = CLIPTextModelWithProjection(_clip_config())
+    # Two widths (24 + 40 = the UNet's 64), as in the real SDXL (768 + 1280): diffusers' single-file loader
+    # tells the two encoders apart by width.
+    text_encoder = CLIPTextModel(_clip_config(24))
+    text_encoder_2 = CLIPTextModelWithProjection(_clip_config(40))
     return StableDiffusionXLPipeline(
         vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=clip_tokenizer(),
         tokenizer_2=clip_tokenizer(), unet=unet, scheduler=scheduler,

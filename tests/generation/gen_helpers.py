@@ -7,7 +7,15 @@ import time
 
 import PIL.Image
 
-from generation.request import GenerationRequest, Progress, RenderCancelled, RenderedImage, RenderResult
+from generation.request import (
+    BatchPlace,
+    GenerationRequest,
+    Progress,
+    RenderCancelled,
+    RenderedImage,
+    RenderError,
+    RenderResult,
+)
 
 # Small, fast requests: 4 steps at the model's native size.
 FAST = dict(num_inference_steps=4, width=64, height=64)
@@ -89,5 +97,57 @@ class FakeRenderer:
             image = PIL.Image.new("RGB", (request.width, request.height))
             images = [RenderedImage(image, seed) for seed in request.image_seeds()]
             return RenderResult(request, images, time.perf_counter() - started, load_s)
+        finally:
+            self.finished.set()
+
+
+class BatchingFakeRenderer(FakeRenderer):
+    """A FakeRenderer that renders batches (`render_batch`), as the real renderer does for the service.
+
+    Records the prompts of every call that completed (`calls`) and of every attempt (`attempts`); a call
+    holding more than `oom_above` images raises a retryable out-of-memory error, as a GPU would.
+    """
+
+    def __init__(self, *args, oom_above: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.oom_above = oom_above
+        self.calls: list[list[str]] = []
+        self.attempts: list[list[str]] = []
+
+    def render_batch(self, requests, *, on_progress=None, is_cancelled=None, images_per_call=None, place=None):
+        self.threads.add(threading.current_thread().name)
+        prompts = [request.prompt for request in requests]
+        self.attempts.append(prompts)
+        images = sum(request.count for request in requests)
+        per_call = min(images, images_per_call or images)
+        if self.oom_above is not None and per_call > self.oom_above:
+            raise RenderError(f"Ran out of GPU memory rendering {images} image(s) at 64x64.", retryable=True)
+        self.events.append(f"batch {', '.join(prompts)}")
+        self.finished.clear()
+        self.started.set()
+        try:
+            load_s = self.load(requests[0].model)
+            if self.gate is not None:
+                self._wait_for_gate(is_cancelled)
+            started = time.perf_counter()
+            for step in range(1, self.steps + 1):
+                if is_cancelled is not None and is_cancelled():
+                    raise RenderCancelled()
+                time.sleep(self.seconds / self.steps)
+                if on_progress is not None:
+                    for index in range(len(requests)):
+                        on_progress(index, Progress(step, self.steps, None))
+            self.calls.append(prompts)
+            self.rendered.extend(prompts)
+            results, row = [], 0
+            for request in requests:
+                rendered = []
+                for seed in request.image_seeds():
+                    where = place or BatchPlace(per_call, row % per_call)
+                    rendered.append(RenderedImage(PIL.Image.new("RGB", (request.width, request.height)), seed,
+                                                  place=where))
+                    row += 1
+                results.append(RenderResult(request, rendered, time.perf_counter() - started, load_s))
+            return results
         finally:
             self.finished.set()

@@ -45,11 +45,12 @@ def build_service(settings: Settings, idle_wait: IdleWait | None) -> GenerationS
     from generation import Renderer
 
     renderer = Renderer(settings.model, device=settings.device, dtype=settings.dtype,
-                        extra_models=tuple(settings.extra_models), cpu_threads=settings.cpu_threads)
+                        extra_models=tuple(settings.extra_models), cpu_threads=settings.cpu_threads,
+                        compile_denoiser=settings.torch_compile)
     limits = Limits(min_size=settings.min_size, max_size=settings.max_size, max_pixels=settings.max_pixels,
                     max_steps=settings.max_steps, max_count=settings.max_count, models=tuple(settings.model_names))
     return GenerationService(renderer, limits, per_owner_cap=settings.queue_per_user, total_cap=settings.queue_total,
-                             idle_wait=idle_wait)
+                             idle_wait=idle_wait, batch_images=settings.batch_images)
 
 
 ServiceFactory = Callable[[Settings, "IdleWait | None"], GenerationService]

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     device: str = "auto"
     dtype: str = "auto"
     cpu_threads: int | None = None
+    # Images one pipeline call may render together (compatible requests share it): a number, or auto
+    # (CPU: a quick probe per model; CUDA: grow while images/s improves, halve on out-of-memory).
+    batch_images: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
+    # CUDA only: torch.compile the UNet/transformer (regional, warmed at load; batch sizes bucketed).
+    torch_compile: bool = False
     data_dir: Path = Path("data")
     database_url: str | None = None
 

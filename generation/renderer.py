@@ -30,6 +30,7 @@ import PIL.Image
 import torch
 
 from .batching import IMPROVEMENT, PROBE_SIZES, batch_key, bucket
+from .editing import render_edit
 from .families import Family, ModelInfo, read_model_info
 from .latents import LatentPreview
 from .loras import LoraLibrary, adapter_name
@@ -345,6 +346,8 @@ class Renderer:
             return None
         if not info.family.tested or not _per_image_noise(request.sampler, info.family):
             return None
+        if request.edit_mode is not None:  # generation.editing: each image in a call of its own
+            return None
         return batch_key(request)
 
     def render(
@@ -540,6 +543,9 @@ class Renderer:
             **self._text_arguments(lead, rows),
         )
         scheduler = make_scheduler(lead.sampler, model.scheduler_config, seed=rows[0].seed, table=family.samplers)
+        if lead.edit_mode is not None and call[0].init_image is not None:  # zoom, pan, region, blend: one image
+            image, output = render_edit(model, lead, call[0].init_image, common, scheduler)
+            return [(image, _all_images(output)[1][0], BatchPlace())]
         if lead.init_image is None:
             pipe = model.txt2img
             if family.tested:  # our own seeded noise, so variations and devices agree
@@ -742,6 +748,8 @@ def _open_init_image(request: GenerationRequest) -> PIL.Image.Image:
     except Exception:
         raise RenderError("The init image could not be read; use a PNG or JPEG image.") from None
     size = _prepared_size(request)
+    if request.edit_mode is not None:  # an edit's source keeps its size: generation.editing places it
+        return image
     return image if image.size == size else image.resize(size, PIL.Image.Resampling.LANCZOS)
 
 

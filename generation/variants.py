@@ -58,4 +58,8 @@ def upscale_request(
         count=1,
         variation_seed=None,
         variation_strength=0.0,
+        edit_mode=None,  # the upscaled picture is the whole image: nothing left to outpaint
+        edit_factor=None,
+        edit_direction=None,
+        edit_region=None,
     )

@@ -19,6 +19,8 @@ class ImageInput:
     variation_seed: int | None = None
     variation_strength: float = 0.0
     nsfw: str | None = None  # what flagged it as not safe for work ("safety_checker", "classifier")
+    batch_size: int = 1  # images in the pipeline call that rendered it (0008)
+    batch_index: int = 0  # its position in that call
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class ImageRecord:
     path: str  # relative to the data directory
     sha256: str
     nsfw: str | None = None  # what flagged it as not safe for work; None = nothing did
+    batch_size: int = 1  # images in the pipeline call that rendered it: a re-render pads to this (0008)
+    batch_index: int = 0  # its position in that call
 
     @classmethod
     def from_row(cls, row: Image) -> ImageRecord:
@@ -45,6 +49,8 @@ class ImageRecord:
             path=row.path,
             sha256=row.sha256,
             nsfw=row.nsfw,
+            batch_size=row.batch_size,
+            batch_index=row.batch_index,
         )
 
 
@@ -71,6 +77,10 @@ class GenerationRecord:
     sampler: str | None
     count: int | None
     strength: float | None
+    edit_mode: str | None
+    edit_factor: float | None
+    edit_direction: str | None
+    edit_region: str | None
     variation_seed: int | None
     variation_strength: float | None
     model: str | None

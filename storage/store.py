@@ -293,6 +293,7 @@ def _describe_all(
             index=image.index, seed=image.seed, variation_seed=image.variation_seed,
             variation_strength=image.variation_strength, width=width, height=height,
             path=files.image_path(record.id, image.index), sha256=files.sha256_hex(image.png), nsfw=image.nsfw,
+            batch_size=image.batch_size, batch_index=image.batch_index,
         )
         described.append((new, image.png))
     return described

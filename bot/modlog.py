@@ -29,7 +29,11 @@ def link(guild_id: int | None, channel_id: int | None, message_id: int | None = 
 
 async def post(client: discord.Client, store: Store, guild_id: int | None, kind: str, text: str) -> None:
     """Write one entry in the server's mod-log channel, if it set one and the bot is in the server."""
-    if guild_id is None or client.get_guild(guild_id) is None:
+    if guild_id is None:
+        return
+    if not client.is_ready():
+        await client.wait_until_ready()  # recovery runs before the gateway's guild list has arrived
+    if client.get_guild(guild_id) is None:
         return
     try:
         config = await store.guild_config(guild_id)

@@ -339,15 +339,21 @@ class JobRunner:
         is_nsfw = getattr(channel, "is_nsfw", None)
         return bool(is_nsfw()) if callable(is_nsfw) else False
 
-    def bot_in_guild(self, guild_id: int | None) -> bool:
-        return guild_id is not None and self.bot.get_guild(guild_id) is not None
+    async def bot_in_guild(self, guild_id: int | None) -> bool:
+        """Whether the bot is a member of that server (False in DMs and where only a member's own install
+        reaches). Waits for the gateway's guild list first: recovery runs before it has arrived."""
+        if guild_id is None:
+            return False
+        if not self.bot.is_ready():
+            await self.bot.wait_until_ready()
+        return self.bot.get_guild(guild_id) is not None
 
     async def screen(self, record: GenerationRecord, guild_id: int | None, channel_id: int | None) -> Screening:
         """What the content policy says about posting `record` in that channel."""
         flagged_by = frozenset(image.nsfw for image in record.images if image.nsfw)
         settings = getattr(self.bot, "settings", None)
         policy: str = settings.nsfw_policy if settings is not None else "block"
-        if flagged_by and self.bot_in_guild(guild_id):
+        if flagged_by and await self.bot_in_guild(guild_id):
             assert guild_id is not None
             policy = (await self.store.guild_config(guild_id)).nsfw_policy or policy
         age_restricted = self.age_restricted(channel_id)
@@ -368,7 +374,7 @@ class JobRunner:
                 told = True
             except discord.HTTPException as error:
                 log.info("job #%s: could not tell the owner through the reply (%s)", record.id, error)
-        if not told and self.bot_in_guild(record.guild_id):
+        if not told and await self.bot_in_guild(record.guild_id):
             try:
                 channel = self.bot.get_partial_messageable(record.channel_id or 0, guild_id=record.guild_id)
                 await channel.send(f"<@{record.owner_id}> {public} /history lists it.",
@@ -430,7 +436,7 @@ class JobRunner:
                 return
             except discord.HTTPException as error:
                 log.info("job #%s: the reply is unusable (%s); telling the channel", record.id, error)
-        if not self.bot_in_guild(record.guild_id):
+        if not await self.bot_in_guild(record.guild_id):
             log.info("job #%s: no reply and no channel to tell of the failure; it is in /history", record.id)
             return
         try:
@@ -509,7 +515,7 @@ class JobRunner:
         for attempt in range(len(self.retry_delays_s) + 1):
             if reply is not None and not reply.usable():
                 reply = None  # too old to edit: post a normal channel message instead
-            if reply is None and not self.bot_in_guild(record.guild_id):
+            if reply is None and not await self.bot_in_guild(record.guild_id):
                 return None, InteractionOnly(
                     "the interaction expired and the bot cannot post in this channel (a DM or a server "
                     f"that did not add it); /show id:{record.id} posts it"), None

@@ -119,6 +119,8 @@ async def test_an_admin_sets_every_setting_each_change_is_logged_and_a_restart_k
     # The server default applies to /imagine (under the member's own defaults and typed options).
     made = await world.alice.slash(world.channel, "imagine", prompt="a blue circle", seed=1)
     assert (await world.store.get(1)).num_inference_steps == 6 and not made.ephemeral
+    mine = await world.alice.slash(world.channel, "settings")
+    assert "Steps (`steps`): 6 (server default)" in mine.response.embeds[0].description
     await world.alice.slash(world.channel, "settings", steps=5)
     await world.alice.slash(world.channel, "imagine", prompt="a blue circle", seed=1)
     await world.alice.slash(world.channel, "imagine", prompt="a blue circle --steps 4", seed=1)

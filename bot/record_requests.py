@@ -10,6 +10,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from generation import PARAMETERS, GenerationRequest
+from generation.request import BatchPlace
 
 if TYPE_CHECKING:
     from storage import GenerationRecord, ImageRecord
@@ -44,6 +45,12 @@ def request_for_image(record: GenerationRecord, image: ImageRecord,
         variation_seed=image.variation_seed,
         variation_strength=image.variation_strength or 0.0,
     )
+
+
+def place_of(image: ImageRecord) -> BatchPlace:
+    """Where the image sat in the pipeline call that rendered it. `service.submit(request_for_image(...),
+    place=place_of(image))` renders it again in that place: the stored pixels, bit-exact on the same device type."""
+    return BatchPlace(image.batch_size, image.batch_index)
 
 
 def format_value(value: Any) -> str:

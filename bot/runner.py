@@ -291,7 +291,8 @@ class JobRunner:
         png = await self.store.read_image(image)  # the same file, metadata and all
         return await self.store.mark_done(record.id, [ImageInput(
             index=0, png=png, seed=image.seed, variation_seed=image.variation_seed,
-            variation_strength=image.variation_strength, nsfw=image.nsfw)], 0.0)
+            variation_strength=image.variation_strength, nsfw=image.nsfw,
+            batch_size=image.batch_size, batch_index=image.batch_index)], 0.0)
 
     async def _render(self, record: GenerationRecord, request: GenerationRequest, reservation: Reservation | None,
                       status: StatusMessage) -> GenerationRecord:
@@ -305,7 +306,8 @@ class JobRunner:
         pngs = await asyncio.to_thread(lambda: [self.service.png(result.request, rendered) for rendered in result.images])
         images = [
             ImageInput(index=index, png=png, seed=rendered.seed, variation_seed=rendered.variation_seed,
-                       variation_strength=rendered.variation_strength, nsfw=flag)
+                       variation_strength=rendered.variation_strength, nsfw=flag,
+                       batch_size=rendered.place.size, batch_index=rendered.place.index)
             for index, (rendered, png, flag) in enumerate(zip(result.images, pngs, flags))
         ]
         return await self.store.mark_done(record.id, images, result.duration_s)

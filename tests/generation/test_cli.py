@@ -12,6 +12,7 @@ import PIL.Image
 import pytest
 
 from generation.__main__ import main
+from generation.batching import BATCH_TOLERANCE_MAX, BATCH_TOLERANCE_MEAN
 from generation.metadata import a1111_parameters
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,8 +27,10 @@ def test_count_2_writes_numbered_files_and_prints_reproducible_seeds(tmp_path, c
     assert lines == [f"{tmp_path / 'out-1.png'} seed=7", f"{tmp_path / 'out-2.png'} seed=8"]
 
     assert main([PROMPT, "--seed", "8", "-o", str(tmp_path / "again.png"), *common]) == 0
-    second = np.asarray(PIL.Image.open(tmp_path / "out-2.png"))
-    assert np.array_equal(second, np.asarray(PIL.Image.open(tmp_path / "again.png")))
+    # the two images shared one pipeline call (generation.batching): alone, the second differs by rounding only
+    second = np.asarray(PIL.Image.open(tmp_path / "out-2.png"), dtype=np.int16)
+    difference = np.abs(second - np.asarray(PIL.Image.open(tmp_path / "again.png"), dtype=np.int16))
+    assert difference.max() <= BATCH_TOLERANCE_MAX and difference.mean() <= BATCH_TOLERANCE_MEAN
 
 
 def test_inline_flags_and_errors(tmp_path, capsys, tinyshapes_dir):

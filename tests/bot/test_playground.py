@@ -206,7 +206,18 @@ def _text(message: Any) -> str:
     for embed in message.embeds:
         parts += [embed.title or "", embed.description or ""]
         parts += [f"{field.name} {field.value}" for field in embed.fields]
+    parts += _text_displays(message.components)  # a gallery result's text (Components V2)
     return "\n".join(parts)
+
+
+def _text_displays(components: Any) -> list[str]:
+    found = []
+    for component in components or []:
+        component = component if isinstance(component, dict) else getattr(component, "to_dict", lambda: {})()
+        if component.get("type") == 10:
+            found.append(component.get("content", ""))
+        found += _text_displays(component.get("components"))
+    return found
 
 
 async def test_the_page_is_republished_when_the_bot_changes_something(playground):
@@ -376,3 +387,22 @@ def test_ctrl_c_during_a_render_stops_once_and_cleanly(tmp_path, caplog):
         assert run_until_signalled(work) == "stopped"
     assert renderer.ended == 1 and renderer.rendered == []  # the render stopped at its next step
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], caplog.text
+
+
+async def test_the_url_is_the_last_line_before_requests(tmp_path, capsys, caplog):
+    settings = playground_settings(tmp_path)
+    service, renderer = gated_service(settings)
+    ready, urls, stop = asyncio.Event(), [], asyncio.Event()
+    caplog.set_level("INFO")
+    playground = asyncio.create_task(run_playground(settings, ready=ready, urls=urls, stop=stop, service=service))
+    waiter = asyncio.create_task(ready.wait())
+    await asyncio.wait({playground, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    assert ready.is_set(), playground.exception() if playground.done() else "not ready"
+    records_at_ready = len(caplog.records)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == f"imagine-bot playground: {urls[0]}"
+    await asyncio.sleep(0)  # one loop turn: nothing else is printed or logged while nobody asks
+    assert capsys.readouterr().out == "" and len(caplog.records) == records_at_ready
+    stop.set()
+    await playground
+    assert capsys.readouterr().out == ""

@@ -1,22 +1,18 @@
-"""Storage fixtures. Every test runs on a real SQLite file; set IMAGINE_TEST_POSTGRES_URL
-(e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/postgres) to run each one on PostgreSQL
-too, in a fresh database per test."""
+"""Storage fixtures. Every test runs on a real SQLite file and on PostgreSQL, in a fresh database per test:
+the server IMAGINE_TEST_POSTGRES_URL names (e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/postgres), else
+a throwaway one the session starts from the machine's binaries (tests/postgres_server.py; skipped with the
+reason where none can start)."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from storage import Store
 
-POSTGRES_URL = os.environ.get("IMAGINE_TEST_POSTGRES_URL")
-BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
+BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture
@@ -30,17 +26,10 @@ async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[str | No
     if request.param == "sqlite":
         yield None
         return
-    assert POSTGRES_URL is not None
-    name = f"imagine_test_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as connection:
-            await connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-        async with admin.connect() as connection:
-            await connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await admin.dispose()
+    from postgres_server import fresh_database
+
+    async with fresh_database(request.getfixturevalue("postgres_url")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import math
 import os
 import re
 import socket
+import threading
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -134,11 +135,21 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     host = re.sub(r"^\w+://", "", endpoint).split("/")[0]
     host, _, port = host.partition(":")
-    try:
-        socket.create_connection((host, int(port or 443)), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+    done, reached = threading.Event(), threading.Event()
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, int(port or 443)), timeout=timeout).close()
+            reached.set()
+        except (OSError, ValueError):
+            pass
+        finally:
+            done.set()
+
+    # In a daemon thread: the timeout above does not cover a slow DNS lookup.
+    threading.Thread(target=connect, daemon=True, name="hub-probe").start()
+    done.wait(timeout + 0.5)
+    return reached.is_set()
 
 
 def check_source(source: ModelSource, *, probe_network: bool = False) -> str:

@@ -89,3 +89,19 @@ def test_renderer_defaults_layer_the_spec_over_the_family(tiny_dirs):
     renderer = Renderer(spec, device="cpu")
     assert renderer.defaults("lightning") == {"num_inference_steps": 4, "guidance_scale": 1.5, "sampler": "DPM++ 2M Karras"}
     assert renderer.defaults("tinyshapes") == {"num_inference_steps": 20, "guidance_scale": 5.0, "sampler": "DPM++ 2M"}
+
+
+def test_the_hub_probe_gives_up_quickly(monkeypatch):
+    import socket
+    import time
+
+    from generation import models
+
+    def slow_lookup(*args, **kwargs):  # a DNS lookup that hangs: the socket timeout does not cover it
+        time.sleep(5)
+        raise OSError("no network")
+
+    monkeypatch.setattr(socket, "create_connection", slow_lookup)
+    started = time.monotonic()
+    assert models.hub_reachable(timeout=0.2) is False
+    assert time.monotonic() - started < 2

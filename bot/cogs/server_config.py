@@ -76,6 +76,9 @@ class ConfigGroup(app_commands.Group):
         self.cog = cog
 
     async def interaction_check(self, interaction: Interaction) -> bool:  # type: ignore[override]
+        if interaction.type is discord.InteractionType.autocomplete:
+            # Model names are no secret, and an autocomplete cannot be answered with a message.
+            return True
         if interaction.guild_id is None or interaction.client.get_guild(interaction.guild_id) is None:
             await interaction.response.send_message(
                 "/config works in a server that added imagine-bot (not in DMs or from a user install).",

@@ -211,6 +211,8 @@ async def test_only_allowed_models_may_be_used(world) -> None:
     await world.store.update_guild_config(world.guild.id, allowed_models=["some-other-model"])
     refused = await world.alice.slash(world.channel, "imagine", prompt="a red circle", steps=4)
     assert refused.ephemeral and "some-other-model" in refused.response.content
+    choices = await admin.autocomplete(world.channel, "config models", "allow", "TINY")
+    assert [choice["value"] for choice in choices] == ["tinyshapes"]
     unknown = await admin.slash(world.channel, "config models", allow="nonexistent")
     assert "Unknown model" in unknown.response.content
     await configure(world, admin, "models", everything=True)

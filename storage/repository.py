@@ -67,6 +67,21 @@ class InvalidTransition(Exception):
         self.wanted = wanted  # a status value, or "delivered"
 
 
+class LeaseLost(InvalidTransition):
+    """A worker of the shared queue tried to finish a job it no longer holds (its lease expired and another
+    worker took the job, or it was cancelled): another worker finishes it, or nobody should."""
+
+    def __init__(self, generation_id: int, current: str, wanted: str, holder: str | None) -> None:
+        super().__init__(generation_id, current, wanted)
+        self.holder = holder
+
+
+def _check_lease(row: Generation, worker_id: str | None, wanted: GenerationStatus) -> None:
+    """With `worker_id` (a shared-queue worker): the row must be running under that worker's lease."""
+    if worker_id is not None and (row.status is not S.RUNNING or row.lease_owner != worker_id):
+        raise LeaseLost(row.id, row.status.value, wanted.value, row.lease_owner)
+
+
 # ---- users ---------------------------------------------------------------------------------
 
 
@@ -234,21 +249,27 @@ async def mark_running(session: AsyncSession, generation_id: int) -> Generation:
     return row
 
 
-async def check_can_finish(session: AsyncSession, generation_id: int) -> Generation:
+async def check_can_finish(session: AsyncSession, generation_id: int, worker_id: str | None = None) -> Generation:
     """Raise now if mark_done would be refused (so no PNG gets encoded for nothing)."""
     row = await get_generation(session, generation_id)
     if row is None:
         raise GenerationNotFound(generation_id)
+    _check_lease(row, worker_id, S.DONE)
     if S.DONE not in LEGAL_TRANSITIONS[row.status]:
         raise InvalidTransition(row.id, row.status, S.DONE.value)
     return row
 
 
 async def mark_done(
-    session: AsyncSession, generation_id: int, images: Sequence[ImageRecord], duration_s: float
+    session: AsyncSession, generation_id: int, images: Sequence[ImageRecord], duration_s: float,
+    worker_id: str | None = None,
 ) -> Generation:
-    """Record the images (their files are written by the caller) and mark the generation done."""
+    """Record the images (their files are written by the caller) and mark the generation done.
+
+    `worker_id`: a shared-queue worker finishes only a job it holds the lease of (LeaseLost otherwise)."""
     row = await _require(session, generation_id)
+    _check_lease(row, worker_id, S.DONE)
+    row.lease_expires_at = None
     _transition(row, S.DONE, f" ({len(images)} image(s), {duration_s:.2f}s)")
     now = utcnow()
     row.finished_at = now
@@ -261,8 +282,11 @@ async def mark_done(
     return row
 
 
-async def mark_failed(session: AsyncSession, generation_id: int, reason: str) -> Generation:
+async def mark_failed(session: AsyncSession, generation_id: int, reason: str, worker_id: str | None = None,
+                      ) -> Generation:
     row = await _require(session, generation_id)
+    _check_lease(row, worker_id, S.FAILED)
+    row.lease_expires_at = None
     _transition(row, S.FAILED, f": {reason}")
     row.failure_reason = reason
     row.finished_at = utcnow()
@@ -369,7 +393,7 @@ async def soft_delete(session: AsyncSession, generation_id: int) -> list[str]:
 
 
 async def recover(
-    session: AsyncSession, max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    session: AsyncSession, max_attempts: int = DEFAULT_MAX_ATTEMPTS, *, requeue_running: bool = True
 ) -> tuple[list[Generation], list[Generation], list[Generation]]:
     """After a restart: (to_render, to_deliver, failed_now).
 
@@ -377,13 +401,15 @@ async def recover(
     it is queued again, unless it has already been started `max_attempts` times, then it fails.
     """
     live = Generation.deleted_at.is_(None)
+    # With the shared queue (`requeue_running=False`) running jobs belong to live workers: claims.expire_leases
+    # takes back only those whose lease ran out.
     interrupted = (
         await session.scalars(
             with_images(select(Generation).where(Generation.status == S.RUNNING.value, live))
             .order_by(Generation.id)
             .with_for_update()
         )
-    ).all()
+    ).all() if requeue_running else []
     failed_now: list[Generation] = []
     for row in interrupted:
         if row.attempts < max_attempts:

@@ -10,11 +10,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from . import files, queries, repository
+from . import claims, files, queries, repository
 from .engine import WRITE_OPTION, create_engine, default_url, is_sqlite, make_sessionmaker, migrate
-from .models import GenerationKind, GuildConfig
+from .models import Generation, GenerationKind, GenerationStatus, GuildConfig
 from .records import GenerationRecord, GuildConfigRecord, ImageInput, ImageRecord, Lineage, Recovery, Stats
 
 log = logging.getLogger(__name__)
@@ -131,20 +132,22 @@ class Store:
             return GenerationRecord.from_row(await repository.mark_running(session, generation_id))
 
     async def mark_done(
-        self, generation_id: int, images: Sequence[ImageInput], duration_s: float
+        self, generation_id: int, images: Sequence[ImageInput], duration_s: float, *, worker_id: str | None = None
     ) -> GenerationRecord:
         """Write each image's PNG (as given: the caller writes its metadata), then record it done.
 
         Refused with InvalidTransition if the generation already finished: nothing is
-        overwritten and no file is written.
+        overwritten and no file is written. `worker_id` (a shared-queue worker): refused with LeaseLost
+        unless that worker still holds the job's lease, so exactly one worker finishes a job.
         """
         async with self._reading() as session:
-            current = GenerationRecord.from_row(await repository.check_can_finish(session, generation_id))
+            current = GenerationRecord.from_row(await repository.check_can_finish(session, generation_id, worker_id))
         encoded = await asyncio.to_thread(_describe_all, current, images)
         written: list[str] = []
         try:
             async with self._writing() as session:
-                row = await repository.mark_done(session, generation_id, [new for new, _ in encoded], duration_s)
+                row = await repository.mark_done(session, generation_id, [new for new, _ in encoded], duration_s,
+                                                 worker_id)
                 for new, data in encoded:
                     await asyncio.to_thread(files.write_atomic, self.data_dir, new.path, data)
                     written.append(new.path)
@@ -154,9 +157,10 @@ class Store:
             raise
         return record
 
-    async def mark_failed(self, generation_id: int, reason: str) -> GenerationRecord:
+    async def mark_failed(self, generation_id: int, reason: str, *, worker_id: str | None = None,
+                          ) -> GenerationRecord:
         async with self._writing() as session:
-            return GenerationRecord.from_row(await repository.mark_failed(session, generation_id, reason))
+            return GenerationRecord.from_row(await repository.mark_failed(session, generation_id, reason, worker_id))
 
     async def mark_cancelled(self, generation_id: int, reason: str | None = None) -> GenerationRecord:
         async with self._writing() as session:
@@ -191,6 +195,96 @@ class Store:
         log.info("recovery: %d to render, %d to deliver, %d failed",
                  len(recovery.to_render), len(recovery.to_deliver), len(recovery.failed))
         return recovery
+
+    # ---- the shared queue (PostgreSQL; see claims.py) -----------------------------------------
+
+    @property
+    def shared(self) -> bool:
+        """Whether this database can be the shared queue of several render workers (PostgreSQL)."""
+        return self.engine.dialect.name == "postgresql"
+
+    def _require_shared(self) -> None:
+        if not self.shared:
+            raise RuntimeError("the shared queue needs PostgreSQL (DATABASE_URL=postgresql+asyncpg://...)")
+
+    async def claim(self, worker_id: str, *, models: Sequence[str], max_size: int, loaded_model: str | None,
+                    lease_s: float, limit: int = 1, max_attempts: int = repository.DEFAULT_MAX_ATTEMPTS,
+                    ) -> tuple[list[GenerationRecord], list[GenerationRecord]]:
+        """Claim up to `limit` jobs in fair order: (claimed, failed because their lease expired too often)."""
+        self._require_shared()
+        async with self._writing() as session:
+            claimed, failed = await claims.claim(session, worker_id, models=models, max_size=max_size,
+                                                 loaded_model=loaded_model, lease_s=lease_s, limit=limit,
+                                                 max_attempts=max_attempts)
+            return ([GenerationRecord.from_row(row) for row in claimed],
+                    [GenerationRecord.from_row(row) for row in failed])
+
+    async def renew_leases(self, worker_id: str, generation_ids: Sequence[int], lease_s: float) -> set[int]:
+        """Extend the worker's leases; returns the ids it still holds (stop rendering the others)."""
+        self._require_shared()
+        async with self._writing() as session:
+            return await claims.renew(session, worker_id, generation_ids, lease_s)
+
+    async def expire_leases(self, max_attempts: int = repository.DEFAULT_MAX_ATTEMPTS,
+                            ) -> tuple[list[GenerationRecord], list[GenerationRecord]]:
+        """Jobs whose worker stopped renewing: (queued again, failed now)."""
+        self._require_shared()
+        async with self._writing() as session:
+            requeued, failed = await claims.expire_leases(session, max_attempts)
+            return ([GenerationRecord.from_row(row) for row in requeued],
+                    [GenerationRecord.from_row(row) for row in failed])
+
+    async def recover_shared(self, max_attempts: int = repository.DEFAULT_MAX_ATTEMPTS) -> Recovery:
+        """The gateway's start-up with the shared queue: jobs with an expired lease are queued again (or fail);
+        `to_render` is every queued or running job (workers render them: the gateway follows them),
+        `to_deliver` every done job never posted."""
+        self._require_shared()
+        async with self._writing() as session:
+            _, failed = await claims.expire_leases(session, max_attempts)
+            open_rows = (await session.scalars(
+                repository.with_images(select(Generation).where(
+                    Generation.status.in_([GenerationStatus.QUEUED.value, GenerationStatus.RUNNING.value]),
+                    Generation.deleted_at.is_(None))).order_by(Generation.id))).all()
+            _, to_deliver, _ = await repository.recover(session, max_attempts, requeue_running=False)
+            recovery = Recovery(to_render=[GenerationRecord.from_row(row) for row in open_rows],
+                                to_deliver=[GenerationRecord.from_row(row) for row in to_deliver],
+                                failed=[GenerationRecord.from_row(row) for row in failed])
+        log.info("shared recovery: %d queued or rendering, %d to deliver, %d failed",
+                 len(recovery.to_render), len(recovery.to_deliver), len(recovery.failed))
+        return recovery
+
+    async def register_worker(self, worker_id: str, *, host: str, models: Sequence[str], max_size: int) -> None:
+        self._require_shared()
+        async with self._writing() as session:
+            await claims.register_worker(session, worker_id, host=host, models=models, max_size=max_size)
+
+    async def worker_heartbeat(self, worker_id: str, *, loaded_model: str | None, current_jobs: Sequence[int],
+                               jobs_done: int = 0, images_done: int = 0, render_s: float = 0.0,
+                               stopped: bool = False) -> None:
+        async with self._writing() as session:
+            await claims.worker_heartbeat(session, worker_id, loaded_model=loaded_model, current_jobs=current_jobs,
+                                          jobs_done=jobs_done, images_done=images_done, render_s=render_s,
+                                          stopped=stopped)
+
+    async def workers(self) -> list[claims.WorkerRecord]:
+        async with self._reading() as session:
+            return [claims.WorkerRecord.from_row(row) for row in await claims.list_workers(session)]
+
+    async def shared_queue(self) -> list[claims.QueuedJob]:
+        """Every queued and rendering job, rendering first, then in the order workers will claim them."""
+        async with self._reading() as session:
+            return await claims.shared_queue(session)
+
+    async def database_now(self) -> datetime:
+        async with self._reading() as session:
+            return await claims.db_now(session)
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """PostgreSQL NOTIFY (payloads stay small: ids and step counts); nothing on SQLite."""
+        if not self.shared:
+            return
+        async with self._sessions() as session, session.begin():
+            await session.execute(select(func.pg_notify(channel, payload)))
 
     async def delete_generation(self, generation_id: int) -> None:
         """Soft-delete the row (kept for lineage), remove its image files."""

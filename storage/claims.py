@@ -1,0 +1,232 @@
+"""The shared queue: render workers on several machines claim jobs from PostgreSQL (session-level functions).
+
+A claim takes the next queued job in the fair order of the in-process service (round-robin across owners:
+the owner whose latest job was claimed longest ago goes first, then that owner's oldest job), preferring the
+model the worker has loaded, in one transaction: `pg_advisory_xact_lock` makes claims take turns (so the
+round-robin counter in `owner_turns` is exact), `SELECT … FOR UPDATE SKIP LOCKED` passes over rows another
+transaction holds (a cancel in flight). The claim is a lease (`lease_owner`, `lease_expires_at` on the row,
+measured on the database's clock) that heartbeats renew; an expired lease puts the job back in the queue with
+its attempt counted, or fails it after `max_attempts` starts, as `recover()` does for the one-process bot.
+Finishing checks the lease (`repository.mark_done(..., worker_id=)`): exactly one worker finishes a job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .models import Generation, GenerationKind, GenerationStatus, OwnerTurn, Worker
+from .repository import S, _transition, interrupted_reason, with_images
+
+log = logging.getLogger(__name__)
+
+# Any fixed number (another than the migration lock's): claims take turns on it.
+CLAIM_LOCK_KEY = 0x1A61_7E_C1A
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    id: str
+    host: str
+    models: list[str]
+    max_size: int
+    loaded_model: str | None
+    current_jobs: list[int]
+    jobs_done: int
+    images_done: int
+    render_s: float
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Worker) -> WorkerRecord:
+        return cls(id=row.id, host=row.host, models=list(row.models or []), max_size=row.max_size,
+                   loaded_model=row.loaded_model, current_jobs=list(row.current_jobs or []),
+                   jobs_done=row.jobs_done, images_done=row.images_done, render_s=row.render_s,
+                   started_at=row.started_at, heartbeat_at=row.heartbeat_at, stopped_at=row.stopped_at)
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images_done / self.render_s if self.render_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    """A queued or running job of the shared queue as /queue shows it (no parameters but its size of work)."""
+
+    id: int
+    owner_id: int
+    status: GenerationStatus
+    images: int
+    steps: int
+    lease_owner: str | None
+    started_at: datetime | None
+
+
+def is_postgresql(session: AsyncSession) -> bool:
+    return session.bind is not None and session.bind.dialect.name == "postgresql"
+
+
+async def db_now(session: AsyncSession) -> datetime:
+    """The database's clock (every machine's leases are measured on it, whatever their own clocks say)."""
+    now = await session.scalar(select(func.now()))
+    assert isinstance(now, datetime)
+    return now
+
+
+async def expire_leases(session: AsyncSession, max_attempts: int) -> tuple[list[Generation], list[Generation]]:
+    """Running jobs whose lease ran out (their worker died or lost the database): (queued again, failed now)."""
+    now = await db_now(session)
+    expired = (await session.scalars(
+        with_images(select(Generation).where(Generation.status == S.RUNNING.value,
+                                             Generation.lease_owner.is_not(None),
+                                             Generation.lease_expires_at < now))
+        .order_by(Generation.id).with_for_update(skip_locked=True, of=Generation))).all()
+    requeued, failed = [], []
+    for row in expired:
+        if row.attempts < max_attempts:
+            _transition(row, S.QUEUED, f" (lease of {row.lease_owner} expired after {row.attempts} attempt(s))")
+            row.started_at = None
+            requeued.append(row)
+        else:
+            reason = interrupted_reason(row.attempts)
+            _transition(row, S.FAILED, f": {reason} (lease of {row.lease_owner} expired)")
+            row.failure_reason = reason
+            row.finished_at = now
+            failed.append(row)
+        row.lease_expires_at = None
+    await session.flush()
+    return requeued, failed
+
+
+async def claim(session: AsyncSession, worker_id: str, *, models: Sequence[str], max_size: int,
+                loaded_model: str | None, lease_s: float, limit: int = 1,
+                max_attempts: int = 2) -> tuple[list[Generation], list[Generation]]:
+    """Claim up to `limit` jobs for `worker_id` in fair order: (claimed, failed by expired leases on the way).
+
+    Only jobs this worker can render: its models, sides up to `max_size`, no init image still to download,
+    no picks (those copy a file: the gateway does them). Each claimed job is running, its attempt counted.
+    """
+    await session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
+    _, failed = await expire_leases(session, max_attempts)
+    now = await db_now(session)
+    claimed: list[Generation] = []
+    for _ in range(limit):
+        turn = func.coalesce(OwnerTurn.last_claim, -1)
+        preferred = case((Generation.model == loaded_model, 0), else_=1) if loaded_model else None
+        order: list[Any] = [turn] + ([preferred] if preferred is not None else []) + [Generation.id]
+        statement = (
+            select(Generation)
+            .outerjoin(OwnerTurn, OwnerTurn.owner_id == Generation.owner_id)
+            .where(Generation.status == S.QUEUED.value, Generation.deleted_at.is_(None),
+                   Generation.init_image_url.is_(None), Generation.kind != GenerationKind.PICK.value,
+                   Generation.model.in_(list(models)),
+                   func.coalesce(Generation.width, 0) <= max_size, func.coalesce(Generation.height, 0) <= max_size)
+            .order_by(*order).limit(1)
+            .with_for_update(skip_locked=True, of=Generation)
+        )
+        row = await session.scalar(with_images(statement))
+        if row is None:
+            break
+        row.attempts += 1
+        _transition(row, S.RUNNING, f" (attempt {row.attempts}, worker {worker_id})")
+        row.started_at = now
+        row.lease_owner = worker_id
+        row.lease_expires_at = now + timedelta(seconds=lease_s)
+        number = (await session.scalar(select(func.coalesce(func.max(OwnerTurn.last_claim), 0)))) or 0
+        turn_row = await session.get(OwnerTurn, row.owner_id)
+        if turn_row is None:
+            session.add(OwnerTurn(owner_id=row.owner_id, last_claim=number + 1))
+        else:
+            turn_row.last_claim = number + 1
+        await session.flush()
+        claimed.append(row)
+    return claimed, failed
+
+
+async def renew(session: AsyncSession, worker_id: str, generation_ids: Sequence[int], lease_s: float) -> set[int]:
+    """Extend this worker's leases; returns the ids it still holds (the others were cancelled, or expired and
+    taken by another worker: stop rendering them)."""
+    if not generation_ids:
+        return set()
+    now = await db_now(session)
+    result = await session.execute(
+        update(Generation)
+        .where(Generation.id.in_(list(generation_ids)), Generation.lease_owner == worker_id,
+               Generation.status == S.RUNNING.value)
+        .values(lease_expires_at=now + timedelta(seconds=lease_s))
+        .returning(Generation.id)
+        .execution_options(synchronize_session=False))
+    return {int(generation_id) for generation_id in result.scalars()}
+
+
+# ---- workers -------------------------------------------------------------------------------
+
+
+async def register_worker(session: AsyncSession, worker_id: str, *, host: str, models: Sequence[str],
+                          max_size: int) -> Worker:
+    now = await db_now(session)
+    row = await session.get(Worker, worker_id, with_for_update=True)
+    if row is None:
+        row = Worker(id=worker_id, jobs_done=0, images_done=0, render_s=0.0)
+        session.add(row)
+    row.host, row.models, row.max_size = host, list(models), max_size
+    row.loaded_model, row.current_jobs = None, []
+    row.started_at = row.heartbeat_at = now
+    row.stopped_at = None
+    await session.flush()
+    return row
+
+
+async def worker_heartbeat(session: AsyncSession, worker_id: str, *, loaded_model: str | None,
+                           current_jobs: Sequence[int], jobs_done: int = 0, images_done: int = 0,
+                           render_s: float = 0.0, stopped: bool = False) -> None:
+    """Record what the worker renders now; add the work it finished since the last heartbeat."""
+    now = await db_now(session)
+    await session.execute(
+        update(Worker).where(Worker.id == worker_id).values(
+            loaded_model=loaded_model, current_jobs=list(current_jobs), heartbeat_at=now,
+            jobs_done=Worker.jobs_done + jobs_done, images_done=Worker.images_done + images_done,
+            render_s=Worker.render_s + render_s, stopped_at=now if stopped else None))
+
+
+async def list_workers(session: AsyncSession) -> list[Worker]:
+    return list((await session.scalars(select(Worker).order_by(Worker.id))).all())
+
+
+async def shared_queue(session: AsyncSession) -> list[QueuedJob]:
+    """Every queued and running job: running ones first, then queued ones in the order claims take them
+    (round-robin across owners, as `claim` does; model preferences aside)."""
+    rows = (await session.execute(
+        select(Generation.id, Generation.owner_id, Generation.status, Generation.count.label("images"),
+               Generation.num_inference_steps, Generation.lease_owner, Generation.started_at,
+               func.coalesce(OwnerTurn.last_claim, -1).label("turn"))
+        .outerjoin(OwnerTurn, OwnerTurn.owner_id == Generation.owner_id)
+        .where(Generation.status.in_([S.QUEUED.value, S.RUNNING.value]), Generation.deleted_at.is_(None))
+        .order_by(Generation.id))).all()
+    running = [row for row in rows if row.status is S.RUNNING]
+    queues: dict[int, list[Any]] = {}
+    turns: dict[int, int] = {}
+    for row in rows:
+        if row.status is S.QUEUED:
+            queues.setdefault(row.owner_id, []).append(row)
+            turns[row.owner_id] = row.turn
+    ordered = list(running)
+    number = max([0, *turns.values()])
+    while queues:
+        owner = min(queues, key=lambda name: (turns[name], queues[name][0].id))
+        ordered.append(queues[owner].pop(0))
+        if not queues[owner]:
+            del queues[owner]
+        number += 1
+        turns[owner] = number
+    return [QueuedJob(id=row.id, owner_id=row.owner_id, status=row.status, images=row.images or 1,
+                      steps=row.num_inference_steps or 1, lease_owner=row.lease_owner, started_at=row.started_at)
+            for row in ordered]

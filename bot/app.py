@@ -33,6 +33,7 @@ EXTENSIONS = (
     "bot.cogs.member_defaults",
     "bot.cogs.queue",
     "bot.cogs.server_config",
+    "bot.cogs.edit_commands",
 )
 
 

@@ -59,6 +59,7 @@ class WorkOrder:
     with_defaults: bool = False  # lay server and member defaults under `fields` (/imagine)
     aspect_ratio: str | None = None  # "16:9": sets width and height unless both are typed
     attachment: discord.Attachment | None = None  # an init image still to download
+    more_attachments: tuple[discord.Attachment, ...] = ()  # /blend: the further sources, downloaded by the job
     parent: GenerationRecord | None = None
     source_index: int | None = None  # a pick (U1–U4): the parent's image on its own
 
@@ -184,7 +185,8 @@ class Intake:
                         channel_id=interaction.channel_id, kind=order.kind,
                         parent_id=order.parent.id if order.parent else None,
                         params=request_to_params(draft.request), init_image=draft.request.init_image,
-                        init_image_url=order.attachment.url if order.attachment is not None else None,
+                        init_image_url="\n".join(attachment.url for attachment in (order.attachment, *order.more_attachments)
+                                                  if attachment is not None) or None,
                         source_index=order.source_index, interaction_token=interaction.token if first else None,
                         interaction_expires_at=interaction.created_at + TOKEN_LIFETIME if first else None))
             except BaseException:
@@ -260,9 +262,10 @@ class Intake:
         raw_prompt = str(fields.get("prompt", ""))  # with its --flags, which are checked for banned words too
         prompt, flags = parse_prompt_flags(raw_prompt, base_size=base_size)
         fields.update(flags, prompt=prompt)
-        if order.attachment is not None:
-            check_attachment(order.attachment)
-        elif order.with_defaults and "strength" in typed and fields.get("init_image") is None:
+        for attachment in (order.attachment, *order.more_attachments):
+            if attachment is not None:
+                check_attachment(attachment)
+        if order.attachment is None and order.with_defaults and "strength" in typed and fields.get("init_image") is None:
             raise RequestError("strength only applies with an init_image; attach one or leave strength out.")
         request = self.bot.service.prepare(GenerationRequest(**fields))
         if config is not None:

@@ -17,11 +17,12 @@ import discord
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from generation import PARAMETERS
+from generation import PARAMETERS, GenerationRequest
+from generation.editing import describe_edit
 from storage import GenerationKind
 
 if TYPE_CHECKING:
-    from generation import GenerationRequest, Progress, QueueEntry
+    from generation import Progress, QueueEntry
     from storage import GenerationRecord
 
 # Room for the multipart envelope and the embed JSON that share the upload request.
@@ -36,6 +37,11 @@ KIND_LABELS = {
     GenerationKind.UPSCALE: "Upscaled 2×",
     GenerationKind.EDIT: "Edited",
     GenerationKind.PICK: "Picked",
+    GenerationKind.ZOOM: "Zoomed out",
+    GenerationKind.SQUARE: "Made square",
+    GenerationKind.PAN: "Panned",
+    GenerationKind.REGION: "Region varied",
+    GenerationKind.BLEND: "Blended",
 }
 
 
@@ -166,8 +172,14 @@ def _mib(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MiB"
 
 
+def display_prompt(record: GenerationRecord) -> str:
+    """The prompt as a title ("Blend" for a /blend without one)."""
+    return record.prompt if record.prompt.strip() else "Blend"
+
+
 def result_embed(record: GenerationRecord, *, image: EncodedImage | None = None) -> discord.Embed:
-    title = record.prompt if len(record.prompt) <= MAX_PROMPT_IN_TITLE else record.prompt[:MAX_PROMPT_IN_TITLE - 1] + "…"
+    prompt = display_prompt(record)
+    title = prompt if len(prompt) <= MAX_PROMPT_IN_TITLE else prompt[:MAX_PROMPT_IN_TITLE - 1] + "…"
     embed = discord.Embed(title=title, colour=EMBED_COLOUR)
     seeds = _seeds(record)
     embed.add_field(name="Seed" if len(seeds) <= 1 else "Seeds", value=_seeds_text(seeds), inline=True)
@@ -184,7 +196,10 @@ def result_embed(record: GenerationRecord, *, image: EncodedImage | None = None)
         label = "seed" if len(variation_seeds) == 1 else "seeds"
         embed.add_field(name="Variation", inline=True,
                         value=f"{label} {_seeds_text(variation_seeds)}, strength {record.variation_strength:g}")
-    if record.has_init_image:
+    edit = edit_label(record)
+    if edit is not None:
+        embed.add_field(name="Edit", value=edit, inline=True)
+    elif record.has_init_image:
         embed.add_field(name="Init image", value=f"strength {record.strength:g}", inline=True)
     footer = f"#{record.id} · {KIND_LABELS[record.kind]} · {record.model}"
     if record.parent_id is not None:
@@ -198,10 +213,55 @@ def result_embed(record: GenerationRecord, *, image: EncodedImage | None = None)
     return embed
 
 
+def edit_label(record: GenerationRecord) -> str | None:
+    """"zoom out 2×", "pan right", "region centre", "blend" — or None for a generation that is no edit."""
+    if not record.edit_mode:
+        return None
+    return describe_edit(GenerationRequest("-", edit_mode=record.edit_mode, edit_factor=record.edit_factor,
+                                           edit_direction=record.edit_direction, edit_region=record.edit_region))
+
+
+def result_text(embed: discord.Embed) -> tuple[str, str]:
+    """The gallery layout's text, from the same embed the classic layout posts: (heading and fields, footer).
+
+    Fields read `**Seed:** 7 · **Size:** 64×64 …` (inline ones on one line), the footer is Discord's small
+    text (`-# #12 · Imagined · tinyshapes`), so both layouts say the same things.
+    """
+    lines = [f"### {discord.utils.escape_markdown(embed.title or '')}"]
+    inline: list[str] = []
+    for field in embed.fields:
+        text = f"**{field.name}:** {field.value}"
+        if field.inline:
+            inline.append(text)
+            continue
+        if inline:
+            lines.append(" · ".join(inline))
+            inline = []
+        lines.append(text)
+    if inline:
+        lines.append(" · ".join(inline))
+    return "\n".join(lines), f"-# {embed.footer.text or ''}"
+
+
 def footer_generation_id(embed: discord.Embed) -> int | None:
     """The generation a result embed shows (its footer starts with "#<id> ·"), if it is one of ours."""
     match = re.match(r"#([0-9]+) ·", embed.footer.text or "")
     return int(match.group(1)) if match else None
+
+
+def message_generation_ids(message: discord.Message) -> set[int]:
+    """The generations a posted result shows: from its embed footer (classic) or footer text (gallery)."""
+    found = {footer_generation_id(embed) for embed in message.embeds}
+    stack: list[object] = list(message.components)
+    while stack:
+        component = stack.pop()
+        content = getattr(component, "content", None)
+        if isinstance(content, str):
+            match = re.match(r"-# #([0-9]+) ·", content)
+            if match:
+                found.add(int(match.group(1)))
+        stack.extend(getattr(component, "children", None) or [])
+    return {generation_id for generation_id in found if generation_id is not None}
 
 
 def encode_result(record: GenerationRecord, image_bytes: list[bytes], *, size_limit: int) -> EncodedImage:

@@ -49,7 +49,8 @@ class JobProblem(Exception):
     """A job cannot go on for a reason the user can act on; `str()` is shown to them privately."""
 
 
-NSFW_SOURCES = {"safety_checker": "the model's own safety checker", "classifier": "the NSFW classifier"}
+NSFW_SOURCES = {"safety_checker": "the model's own safety checker", "classifier": "the NSFW classifier",
+                "unchecked": "nothing (made in an age-restricted channel, where results are not classified)"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +67,9 @@ class Screening:
         if "safety_checker" in self.flagged_by:
             return (f"the model's own safety checker flagged generation #{generation_id} as not safe for work, "
                     "so it came out blank and was not posted")
+        if self.flagged_by == {"unchecked"}:
+            return (f"generation #{generation_id} was made in an age-restricted channel, where results are not "
+                    "checked for NSFW content, and the content policy here holds unchecked images back")
         return (f"generation #{generation_id} was flagged as not safe for work by "
                 f"{' and '.join(NSFW_SOURCES.get(source, source) for source in sorted(self.flagged_by))}; "
                 "the content policy here holds such images back outside age-restricted channels")
@@ -317,13 +321,16 @@ class JobRunner:
     async def _nsfw_flags(self, record: GenerationRecord, rendered: list[Any]) -> list[str | None]:
         """Per image: "safety_checker" (the model's own checker), "classifier" (NSFW_CLASSIFIER) or None.
 
-        The classifier runs only on results bound for a channel that is not age-restricted.
+        The classifier runs only on results bound for a channel that is not age-restricted; there its
+        images are marked "unchecked", so a /show elsewhere treats them by the policy of that place.
         """
         flags: list[str | None] = ["safety_checker" if getattr(image, "nsfw", False) else None for image in rendered]
         classifier = getattr(self.bot, "nsfw_classifier", None)
         unchecked = [index for index, flag in enumerate(flags) if flag is None]
-        if classifier is None or not unchecked or self.age_restricted(record.channel_id):
+        if classifier is None or not unchecked:
             return flags
+        if self.age_restricted(record.channel_id):
+            return [flag or "unchecked" for flag in flags]
         try:
             verdicts = await asyncio.to_thread(classifier.flags, [rendered[index].image for index in unchecked])
         except Exception:
@@ -485,7 +492,7 @@ class JobRunner:
             if message is not None:
                 await self._quietly(self.store.record_delivery(record.id, message.channel.id, message.id),
                                     "record the delivery", record.id)
-                if screening.flagged_by:
+                if screening.flagged_by - {"unchecked"} or screening.action != "post":
                     await self._log_nsfw(record, screening, message)
                 return message
             if isinstance(last_error, InteractionOnly):

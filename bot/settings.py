@@ -82,3 +82,9 @@ class Settings(BaseSettings):
     @property
     def model_names(self) -> list[str]:
         return [self.model, *[m for m in self.extra_models if m != self.model]]
+    # /describe for models other than the shipped one: a transformers image-to-text model id or folder.
+    describe_model: str | None = None
+    # How results look: "gallery" (Components V2: a container with a media gallery and the buttons) or
+    # "embed" (the classic embed with the picture, for clients that need it).
+    result_layout: Literal["gallery", "embed"] = "embed"
+

@@ -21,6 +21,7 @@ from bot.errors import UserFacingError, report_unexpected, send_ephemeral
 from bot.intake import Refused, WorkOrder
 from bot.record_requests import imagine_command_line, request_for_image, request_from_record
 from generation import GenerationRequest, RequestError, reroll_request, upscale_request, variation_request
+from generation.editing import CELL_NAMES, ZOOM_RANGE, edit_request
 from storage import GenerationKind, GenerationStatus
 
 if TYPE_CHECKING:
@@ -322,14 +323,236 @@ class CancelButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["d
             await send_ephemeral(interaction, f"Job #{self.record.id} has already finished rendering.")
 
 
+# ----------------------------------------------------------------------------- edits of one image
+
+ZOOM_BUTTONS = (20, 15)  # Zoom Out 2× and 1.5× (tenths, for the custom id)
+PAN_ARROWS = {"left": "⬅️", "right": "➡️", "up": "⬆️", "down": "⬇️"}
+EDIT_KINDS = {"zoom": GenerationKind.ZOOM, "square": GenerationKind.SQUARE, "pan": GenerationKind.PAN,
+              "region": GenerationKind.REGION}
+
+
+async def submit_edit(interaction: Interaction, record: GenerationRecord, index: int, mode: str, *,
+                      factor: float | None = None, direction: str | None = None, region: str | None = None,
+                      prompt: str | None = None) -> None:
+    """Zoom, square, pan or region: a child generation that inpaints part of a larger (or the same) canvas."""
+    image = record.images[_image_index(record, index)]
+    png = await interaction.client.store.read_image(image)
+    source = request_for_image(record, image)
+    request = edit_request(source, png, image.seed, mode, interaction.client.service.limits, factor=factor,
+                           direction=direction, region=region, prompt=prompt)
+    await submit_child(interaction, record, EDIT_KINDS[mode], request)
+
+
+class ZoomOutButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
+                    template=r"gen:zoom:(?P<generation_id>[0-9]+):(?P<index>[0-9]):(?P<tenths>[0-9]+)"):
+    """Zoom Out 2× / 1.5×: a larger canvas around the image, its new border inpainted (same prompt and seed)."""
+
+    open_to_everyone = True
+
+    def __init__(self, generation_id: int, index: int, tenths: int, row: int | None = None) -> None:
+        super().__init__(_button(f"Zoom Out {tenths / 10:g}×", f"gen:zoom:{generation_id}:{index}:{tenths}",
+                                 emoji="🔎", row=row))
+        self.generation_id = generation_id
+        self.index = index
+        self.tenths = tenths
+
+    async def act(self, interaction: Interaction) -> None:
+        await submit_edit(interaction, self.record, self.index, "zoom", factor=self.tenths / 10)
+
+
+class CustomZoomModal(discord.ui.Modal):
+    """Custom Zoom: a factor from 1.0 to 2.0 and the prompt for the whole new picture."""
+
+    def __init__(self, record: GenerationRecord, index: int) -> None:
+        super().__init__(title=f"Custom Zoom of #{record.id}", timeout=900)
+        self.record = record
+        self.index = index
+        self.prompt: discord.ui.TextInput[CustomZoomModal] = discord.ui.TextInput(
+            style=discord.TextStyle.paragraph, default=record.prompt[:1000], max_length=1000, custom_id="prompt")
+        self.factor: discord.ui.TextInput[CustomZoomModal] = discord.ui.TextInput(
+            default="1.5", max_length=4, custom_id="factor")
+        self.add_item(discord.ui.Label(text="Prompt", component=self.prompt))
+        self.add_item(discord.ui.Label(text="Zoom factor", description=f"From {ZOOM_RANGE[0]:g} to {ZOOM_RANGE[1]:g}",
+                                       component=self.factor))
+
+    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
+        try:
+            try:
+                factor = float(self.factor.value.strip().rstrip("×x"))
+            except ValueError:
+                raise UserFacingError(f"The zoom factor must be a number from {ZOOM_RANGE[0]:g} to "
+                                      f"{ZOOM_RANGE[1]:g}, got {self.factor.value!r}.") from None
+            await submit_edit(interaction, self.record, self.index, "zoom", factor=factor, prompt=self.prompt.value)
+        except (UserFacingError, RequestError) as error:
+            await send_ephemeral(interaction, str(error))
+        except Exception as error:
+            await report_unexpected(interaction, error, job_id=self.record.id, action="custom zoom")
+
+
+class CustomZoomButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
+                       template=r"gen:czoom:(?P<generation_id>[0-9]+):(?P<index>[0-9])"):
+    open_to_everyone = True
+
+    def __init__(self, generation_id: int, index: int, row: int | None = None) -> None:
+        super().__init__(_button("Custom Zoom", f"gen:czoom:{generation_id}:{index}", emoji="🔎", row=row))
+        self.generation_id = generation_id
+        self.index = index
+
+    async def act(self, interaction: Interaction) -> None:
+        await interaction.response.send_modal(CustomZoomModal(self.record, self.index))
+
+
+class MakeSquareButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
+                       template=r"gen:square:(?P<generation_id>[0-9]+):(?P<index>[0-9])"):
+    """Make Square: extend the shorter side to the longer one, inpainting the new bands."""
+
+    open_to_everyone = True
+
+    def __init__(self, generation_id: int, index: int, row: int | None = None) -> None:
+        super().__init__(_button("Make Square", f"gen:square:{generation_id}:{index}", emoji="🔲", row=row))
+        self.generation_id = generation_id
+        self.index = index
+
+    async def act(self, interaction: Interaction) -> None:
+        await submit_edit(interaction, self.record, self.index, "square")
+
+
+class PanButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
+                template=r"gen:pan:(?P<generation_id>[0-9]+):(?P<index>[0-9]):(?P<direction>left|right|up|down)"):
+    """Pan: extend one side by half the image and inpaint the new strip."""
+
+    open_to_everyone = True
+
+    def __init__(self, generation_id: int, index: int, direction: str, row: int | None = None) -> None:
+        button = discord.ui.Button["discord.ui.View"](
+            custom_id=f"gen:pan:{generation_id}:{index}:{direction}", emoji=PAN_ARROWS[direction],
+            style=discord.ButtonStyle.secondary, row=row)
+        super().__init__(button)
+        self.generation_id = generation_id
+        self.index = index
+        self.direction = direction
+
+    async def act(self, interaction: Interaction) -> None:
+        await submit_edit(interaction, self.record, self.index, "pan", direction=self.direction)
+
+
+class VaryRegionModal(discord.ui.Modal):
+    """Vary (Region): cells of a 3×3 grid over the image, and an optional new prompt for them."""
+
+    def __init__(self, record: GenerationRecord, index: int) -> None:
+        super().__init__(title=f"Vary (Region) of #{record.id}", timeout=900)
+        self.record = record
+        self.index = index
+        self.cells: discord.ui.Select[VaryRegionModal] = discord.ui.Select(
+            custom_id="cells", min_values=1, max_values=len(CELL_NAMES),
+            options=[discord.SelectOption(label=name.capitalize(), value=str(cell))
+                     for cell, name in enumerate(CELL_NAMES)])
+        self.prompt: discord.ui.TextInput[VaryRegionModal] = discord.ui.TextInput(
+            style=discord.TextStyle.paragraph, required=False, max_length=1000, custom_id="prompt",
+            placeholder=record.prompt[:100])
+        self.add_item(discord.ui.Label(text="Region", description="Cells of a 3×3 grid over the image",
+                                       component=self.cells))
+        self.add_item(discord.ui.Label(text="Prompt for the region", description="Empty: the same prompt",
+                                       component=self.prompt))
+
+    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
+        try:
+            await submit_edit(interaction, self.record, self.index, "region", region="+".join(self.cells.values),
+                              prompt=self.prompt.value or None)
+        except (UserFacingError, RequestError) as error:
+            await send_ephemeral(interaction, str(error))
+        except Exception as error:
+            await report_unexpected(interaction, error, job_id=self.record.id, action="vary region")
+
+
+class VaryRegionButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
+                       template=r"gen:region:(?P<generation_id>[0-9]+):(?P<index>[0-9])"):
+    open_to_everyone = True
+
+    def __init__(self, generation_id: int, index: int, row: int | None = None) -> None:
+        super().__init__(_button("Vary (Region)", f"gen:region:{generation_id}:{index}", emoji="🖌️", row=row))
+        self.generation_id = generation_id
+        self.index = index
+
+    async def act(self, interaction: Interaction) -> None:
+        await interaction.response.send_modal(VaryRegionModal(self.record, self.index))
+
+
+# ----------------------------------------------------------------------------- /describe
+
+DESCRIBE_LINE = re.compile(r"^\*\*([1-4])\.\*\* (.+)$", re.MULTILINE)
+
+
+def describe_text(prompts: list[str]) -> str:
+    """The /describe message: numbered prompts, which its buttons read back (so they survive restarts)."""
+    lines = [f"**{number}.** {discord.utils.escape_markdown(prompt)}" for number, prompt in enumerate(prompts, 1)]
+    return "🔍 Prompts for this image — press a number to /imagine it:\n" + "\n".join(lines)
+
+
+def described_prompts(text: str) -> dict[int, str]:
+    return {int(number): _unescape(prompt) for number, prompt in DESCRIBE_LINE.findall(text or "")}
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+class DescribeButton(discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
+                     template=r"describe:(?P<owner_id>[0-9]+):(?P<number>[1-4])"):
+    """1–4 under a /describe answer: /imagine that prompt. Anyone may, unless SHARE_RESULTS is off."""
+
+    def __init__(self, owner_id: int, number: int) -> None:
+        super().__init__(_button(str(number), f"describe:{owner_id}:{number}", emoji="🎨",
+                                 style=discord.ButtonStyle.primary))
+        self.owner_id = owner_id
+        self.number = number
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any],
+                             match: re.Match[str]) -> DescribeButton:
+        return cls(int(match["owner_id"]), int(match["number"]))
+
+    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
+        if interaction.user.id != self.owner_id and not interaction.client.settings.share_results:
+            await send_ephemeral(interaction, f"Not yours: only <@{self.owner_id}> can use these prompts. "
+                                              "Use /describe to get your own.")
+            return False
+        return True
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        try:
+            message = interaction.message
+            prompt = described_prompts(message.content if message is not None else "").get(self.number)
+            if prompt is None:
+                raise UserFacingError("That prompt is no longer on this message; run /describe again.")
+            order = WorkOrder(GenerationKind.IMAGINE, {"prompt": prompt}, with_defaults=True)
+            outcome = await interaction.client.intake.submit(interaction, order)
+            if isinstance(outcome, Refused):
+                await send_ephemeral(interaction, outcome.message)
+        except (UserFacingError, RequestError) as error:
+            await send_ephemeral(interaction, str(error))
+        except Exception as error:
+            await report_unexpected(interaction, error, job_id=None, action="describe")
+
+
+def describe_view(owner_id: int, count: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for number in range(1, count + 1):
+        view.add_item(DescribeButton(owner_id, number))
+    return view
+
+
 DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     RerollButton, VariationButton, VaryButton, PickButton, UpscaleTwiceButton,
     EditButton, InfoButton, DeleteButton, CancelButton,
+    ZoomOutButton, CustomZoomButton, MakeSquareButton, PanButton, VaryRegionButton, DescribeButton,
 )
 
 
 def result_view(record: GenerationRecord) -> discord.ui.View:
-    """U1–U4 and V1–V4 under a grid, Vary/Upscale 2× under a single image; then Reroll, Edit, Info, Delete.
+    """U1–U4 and V1–V4 under a grid; under a single image Vary (Subtle/Strong/Region) and Upscale 2×, Zoom
+    Out 2×/1.5×, Custom Zoom, Make Square (not square yet), Pan ⬅️➡️⬆️⬇️; then Reroll, Edit, Info, Delete.
+    At most 4 rows of 4 buttons: within Discord's 5 × 5.
 
     Variations exist for text-to-image only, so results made from an init image (Upscale 2× ones
     included) get no V / Vary buttons rather than buttons that can only refuse.
@@ -342,15 +565,48 @@ def result_view(record: GenerationRecord) -> discord.ui.View:
             view.add_item(PickButton(record.id, index, row=0))
         for index in range(count if variations else 0):
             view.add_item(VariationButton(record.id, index, row=1))
-    else:
+    elif count == 1:
         if variations:
             view.add_item(VaryButton(record.id, 0, "subtle", row=0))
             view.add_item(VaryButton(record.id, 0, "strong", row=0))
+        view.add_item(VaryRegionButton(record.id, 0, row=0))
         view.add_item(UpscaleTwiceButton(record.id, 0, row=0))
-    view.add_item(RerollButton(record.id, row=2))
-    view.add_item(EditButton(record.id, row=2))
-    view.add_item(InfoButton(record.id, row=2))
-    view.add_item(DeleteButton(record.id, row=2))
+        for tenths in ZOOM_BUTTONS:
+            view.add_item(ZoomOutButton(record.id, 0, tenths, row=1))
+        view.add_item(CustomZoomButton(record.id, 0, row=1))
+        first = record.images[0]
+        if first.width != first.height:
+            view.add_item(MakeSquareButton(record.id, 0, row=1))
+        for direction in PAN_ARROWS:
+            view.add_item(PanButton(record.id, 0, direction, row=2))
+    view.add_item(RerollButton(record.id, row=3))
+    view.add_item(EditButton(record.id, row=3))
+    view.add_item(InfoButton(record.id, row=3))
+    view.add_item(DeleteButton(record.id, row=3))
+    return view
+
+
+def result_layout(record: GenerationRecord, result: presentation.ResultMessage, *, spoiler: bool = False,
+                  ) -> discord.ui.LayoutView:
+    """The gallery layout (Components V2): one container with the prompt and settings, the picture in a media
+    gallery (alt text = the prompt; a spoiler where the content policy asks), the buttons and the footer."""
+    text, footer = presentation.result_text(result.embed)
+    container: discord.ui.Container[discord.ui.LayoutView] = discord.ui.Container(
+        accent_colour=presentation.EMBED_COLOUR)
+    if result.content:
+        container.add_item(discord.ui.TextDisplay(result.content))
+    container.add_item(discord.ui.TextDisplay(text))
+    alt = presentation.display_prompt(record)[:1024]
+    container.add_item(discord.ui.MediaGallery(
+        discord.MediaGalleryItem(f"attachment://{result.image.filename}", description=alt, spoiler=spoiler)))
+    rows: dict[int, list[discord.ui.Item[Any]]] = {}
+    for item in result_view(record).children:
+        rows.setdefault(item.row or 0, []).append(item)
+    for items in rows.values():
+        container.add_item(discord.ui.ActionRow(*items))
+    container.add_item(discord.ui.TextDisplay(footer))
+    view = discord.ui.LayoutView(timeout=None)
+    view.add_item(container)
     return view
 
 

@@ -18,7 +18,7 @@ from discord.ext import commands
 
 from bot import presentation
 from bot.runner import spoilered
-from bot.views import result_view
+from bot.views import result_layout, result_view
 from storage import CorruptImage, GenerationKind, GenerationStatus
 
 if TYPE_CHECKING:
@@ -255,7 +255,11 @@ class History(commands.Cog):
         result = presentation.result_message(record, encoded)
         if screening.action == "spoiler":
             result = spoilered(result)
-        await interaction.followup.send(embed=result.embed, files=result.files(), view=result_view(record))
+        if self.bot.settings.result_layout == "gallery":
+            await interaction.followup.send(files=result.files(), view=result_layout(
+                record, result, spoiler=screening.action == "spoiler"))
+        else:
+            await interaction.followup.send(embed=result.embed, files=result.files(), view=result_view(record))
 
     def not_ready_reason(self, record: GenerationRecord) -> str | None:
         """Why a generation has no image to show yet, or None when it has."""

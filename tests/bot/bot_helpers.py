@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 from PIL import Image
@@ -20,26 +21,82 @@ def image_of(data: bytes) -> Image.Image:
     return image
 
 
+def _walk(components: Any) -> Any:
+    """Every component of a message, nested ones too (Components V2 containers hold action rows)."""
+    for component in components or []:
+        yield component
+        yield from _walk(component.get("components"))
+
+
+def _texts(message: Any) -> list[str]:
+    return [component["content"] for component in _walk(message.components) if component.get("type") == 10]
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def result_title(message: Any) -> str:
+    """A result's heading (the prompt) in either layout: the embed's title, or the gallery's `### ` line."""
+    if message.embeds:
+        return message.embeds[0].title
+    for text in _texts(message):
+        if text.startswith("### "):
+            return _unescape(text.splitlines()[0][4:])
+    raise AssertionError(f"message has no result heading: {message!r}")
+
+
+def result_footer(message: Any) -> str:
+    """`#12 · Imagined · tinyshapes …` in either layout."""
+    if message.embeds:
+        return message.embeds[0].footer.text
+    for text in _texts(message):
+        if text.startswith("-# "):
+            return text[3:]
+    raise AssertionError(f"message has no result footer: {message!r}")
+
+
+def gallery_items(message: Any) -> list[dict[str, Any]]:
+    """The media gallery items of a Components V2 result (empty for the classic embed)."""
+    return [item for component in _walk(message.components) if component.get("type") == 12
+            for item in component.get("items", [])]
+
+
 def embed_field(message: Any, name: str) -> str:
-    assert message.embeds, f"message has no embed: {message!r}"
-    for field in message.embeds[0].fields:
-        if field.name == name:
-            return field.value
-    raise AssertionError(f"embed has no field {name!r}: {[f.name for f in message.embeds[0].fields]}")
+    """A result's field (Seed, Size, Negative prompt…) in either layout: embed fields, or `**Name:** value`."""
+    if message.embeds:
+        for field in message.embeds[0].fields:
+            if field.name == name:
+                return field.value
+        raise AssertionError(f"embed has no field {name!r}: {[f.name for f in message.embeds[0].fields]}")
+    found = {}
+    for text in _texts(message):
+        for piece in re.split(r" · |\n", text):
+            match = re.match(r"\*\*(.+?):\*\* (.*)$", piece)
+            if match:
+                found[match.group(1)] = match.group(2)
+    assert name in found, f"message has no field {name!r}: {list(found)} ({message!r})"
+    return found[name]
 
 
 def button_labels(message: Any) -> list[str]:
-    labels = []
-    for row in message.components:
-        for component in row.get("components", []):
-            if component.get("label"):
-                labels.append(component["label"])
-    return labels
+    return [component["label"] for component in _walk(message.components)
+            if component.get("type") == 2 and component.get("label")]
 
 
 def custom_ids(message: Any) -> list[str]:
-    return [component["custom_id"] for row in message.components for component in row.get("components", [])
-            if component.get("custom_id")]
+    return [component["custom_id"] for component in _walk(message.components)
+            if component.get("type") == 2 and component.get("custom_id")]
+
+
+def is_spoiler(message: Any) -> bool:
+    """Whether a result's picture is shown blurred: its gallery item is a spoiler, or (classic layout) the
+    embed carries no copy of the image and the file is a `SPOILER_` one."""
+    items = gallery_items(message)
+    if items:
+        return all(item.get("spoiler") for item in items)
+    return bool(message.embeds) and not message.embeds[0].image and all(
+        attachment.filename.startswith("SPOILER_") for attachment in message.attachments)
 
 
 def png_of(image: Image.Image) -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from bot_helpers import attachment_bytes, button_labels, embed_field, image_of
+from bot_helpers import attachment_bytes, button_labels, embed_field, image_of, result_title
 
 from storage import GenerationKind
 
@@ -23,7 +23,7 @@ async def test_reroll_renders_the_same_request_with_a_new_seed_as_a_child(world)
     new_message = rerolled.response
     assert new_message is not None and not new_message.ephemeral and new_message.id != message.id
     assert embed_field(new_message, "Seed") != "42"
-    assert new_message.embeds[0].title == "a red circle"
+    assert result_title(new_message) == "a red circle"
     assert embed_field(new_message, "Negative prompt") == "blue"
     child = await world.store.get_by_message(new_message.id)
     parent = await world.store.get_by_message(message.id)
@@ -73,7 +73,7 @@ async def test_edit_modal_rerenders_with_the_new_prompt(world):
     submitted = await world.alice.submit_modal(
         shown, {"prompt": "a blue square", "negative_prompt": "red", "keep_seed": True})
     edited = submitted.response
-    assert edited.embeds[0].title == "a blue square"
+    assert result_title(edited) == "a blue square"
     assert embed_field(edited, "Seed") == "9"
     assert embed_field(edited, "Negative prompt") == "red"
     assert "a blue square" in image_of(await attachment_bytes(edited)).info["parameters"]
@@ -201,7 +201,7 @@ async def test_edit_modal_takes_inline_flags_like_imagine(world):
     message = await _imagine(world, seed=9)
     shown = await world.alice.click(message, label="Edit")
     edited = (await world.alice.submit_modal(shown, {"prompt": "a blue square --steps 5 --seed 123"})).response
-    assert edited.embeds[0].title == "a blue square"
+    assert result_title(edited) == "a blue square"
     assert embed_field(edited, "Steps") == "5" and embed_field(edited, "Seed") == "123"
 
     shown = await world.alice.click(message, label="Edit")

@@ -265,3 +265,23 @@ async def test_from_a_user_install_the_servers_policy_does_not_apply_and_results
     assert record.guild_id == world.guild.id and record.message_id == result.response.id
     config = await world.alice.slash(world.channel, "history")
     assert "#1" in config.response.embeds[0].description
+
+
+async def test_a_result_made_in_an_age_restricted_channel_is_unchecked_elsewhere(world) -> None:
+    classifier = world.bot.nsfw_classifier = RedFlagger()
+    logs = mod_log(world)
+    await set_policy(world, "block", logs)
+    adult = world.guild.create_text_channel("after-dark")
+    age_restrict(world, adult)
+    posted = await world.alice.slash(adult, "imagine", prompt=BLUE, steps=4, seed=3)
+    assert posted.response.attachments and classifier.seen == 0
+    assert [image.nsfw for image in (await world.store.get(1)).images] == ["unchecked"]
+    assert not [m for m in logs.history() if m.content.startswith("🔞")]  # nothing was caught
+    # Shown again in a normal channel it is treated like a flagged image there: it was never checked.
+    refused = await world.alice.slash(world.channel, "show", id=1)
+    assert refused.ephemeral and "not checked" in refused.response.content
+    again = await world.alice.slash(adult, "show", id=1)
+    assert again.response.attachments and not again.response.attachments[0].filename.startswith("SPOILER_")
+    await set_policy(world, "spoiler", logs)
+    spoiler = await world.alice.slash(world.channel, "show", id=1)
+    assert spoiler.response.attachments[0].filename.startswith("SPOILER_")

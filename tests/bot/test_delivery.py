@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from bot_helpers import attachment_bytes, embed_field, image_of, png_of
+from bot_helpers import attachment_bytes, embed_field, image_of, png_of, result_footer, result_title
 from PIL import Image
 
 from bot.app import build_service
@@ -147,7 +147,7 @@ async def test_a_result_over_the_upload_limit_is_shrunk_and_the_full_png_kept(wo
     limit = 25 * 1024 * 1024  # the interaction's attachment_size_limit in SimCord
     assert attachment.filename.endswith(".jpg") and len(data) <= limit
     assert image_of(data).size[0] > 1000  # still a big picture, not a thumbnail
-    assert "JPEG" in message.embeds[0].footer.text
+    assert "JPEG" in result_footer(message)
     record = await world.store.get_by_message(message.id)
     stored = await world.store.read_image(record.images[0])
     assert len(stored) > 30 * 1024 * 1024 and stored.startswith(b"\x89PNG")
@@ -167,7 +167,7 @@ async def test_a_result_rendered_but_never_posted_is_posted_after_a_restart(worl
 
     posted = world.channel.last_message
     assert posted.attachments and world.alice.mention in posted.content
-    assert posted.embeds[0].title == "a blue square" and f"#{record.id}" in posted.embeds[0].footer.text
+    assert result_title(posted) == "a blue square" and f"#{record.id}" in result_footer(posted)
     assert (await world.store.get(record.id)).message_id == posted.id
 
 

@@ -11,7 +11,7 @@ import re
 import discord
 import pytest
 import simcord
-from bot_helpers import attachment_bytes, button_labels, embed_field, image_of, png_of
+from bot_helpers import attachment_bytes, button_labels, embed_field, image_of, png_of, result_footer, result_title
 from PIL import Image
 
 from storage import GenerationKind, GenerationStatus, ImageInput
@@ -156,9 +156,9 @@ async def test_show_reposts_a_generation_whose_buttons_work(world):
     assert message is not None and not message.ephemeral, "/show posts in the channel for everyone"
     assert message.id != made.response.id
     assert await attachment_bytes(message) == original_png
-    assert message.embeds[0].title == "a blue square"
+    assert result_title(message) == "a blue square"
     assert embed_field(message, "Seed") == "11"
-    assert message.embeds[0].footer.text.startswith(f"#{original.id} ")
+    assert result_footer(message).startswith(f"#{original.id} ")
     assert "Reroll" in button_labels(message)
 
     rerolled = await world.alice.click(message, label="Reroll")
@@ -185,7 +185,7 @@ async def test_show_is_private_to_the_owner_and_moderators(world):
 
     carol = moderator(world)
     shown = await carol.slash(world.channel, "show", id=record.id)
-    assert not shown.response.ephemeral and shown.response.embeds[0].title == "alice's portrait"
+    assert not shown.response.ephemeral and result_title(shown.response) == "alice's portrait"
     assert image_of(await attachment_bytes(shown.response)).getpixel((0, 0)) == (255, 0, 0)
 
     missing = await world.alice.slash(world.channel, "show", id=record.id + 1000)

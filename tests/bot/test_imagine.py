@@ -10,7 +10,7 @@ import discord
 import numpy as np
 import pytest
 import simcord
-from bot_helpers import attachment_bytes, button_labels, embed_field, image_of
+from bot_helpers import attachment_bytes, button_labels, embed_field, image_of, result_title
 
 from generation import GenerationRequest
 from storage import GenerationKind, GenerationStatus
@@ -37,7 +37,7 @@ async def test_imagine_defers_then_posts_a_png_with_its_parameters(world):
     assert embed_field(message, "Seed") == "42"
     assert embed_field(message, "Steps") == "4"
     assert embed_field(message, "Time").endswith(" s")
-    assert message.embeds[0].title == "a red circle on a blue background"
+    assert result_title(message) == "a red circle on a blue background"
     assert {"Reroll", "Edit", "Info", "Delete", "Vary (Subtle)", "Vary (Strong)", "Upscale 2×"} <= set(
         button_labels(message))
 
@@ -102,7 +102,7 @@ async def test_inline_flags_set_the_request(world):
     assert embed_field(message, "Seed") == "99"
     assert embed_field(message, "Steps") == "5"
     assert embed_field(message, "Negative prompt") == "red"
-    assert message.embeds[0].title == "a blue circle"
+    assert result_title(message) == "a blue circle"
 
 
 @pytest.mark.parametrize(
@@ -289,9 +289,9 @@ async def test_permutations_make_one_generation_each_with_its_own_message(world)
     result = await world.alice.slash(world.channel, "imagine", prompt="a {red, blue} circle", seed=5, steps=4)
     records = sorted(await world.store.history(world.alice.id), key=lambda record: record.id)
     assert [record.prompt for record in records] == ["a red circle", "a blue circle"]
-    assert result.response.embeds[0].title == "a red circle" and result.response.attachments
+    assert result_title(result.response) == "a red circle" and result.response.attachments
     (second,) = result.followups
-    assert second.embeds[0].title == "a blue circle" and second.attachments and not second.ephemeral
+    assert result_title(second) == "a blue circle" and second.attachments and not second.ephemeral
 
 
 @pytest.mark.bot(queue_per_user=3)

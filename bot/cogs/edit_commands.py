@@ -1,0 +1,94 @@
+"""/blend and /describe: images in, a mixed grid or four prompts out.
+
+/blend records the job first (its 2–5 attachments are downloaded by the job, as /imagine's init image
+is) and goes through the bot's one entry point like every other generation. /describe renders nothing:
+it reads one attachment and answers with four prompts and buttons that /imagine them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+from PIL import Image
+
+from bot.errors import report_unexpected, send_ephemeral
+from bot.intake import Refused, WorkOrder, check_attachment
+from bot.views import describe_text, describe_view
+from generation import RequestError
+from generation.describe import Captioner, describe
+from generation.editing import BLEND_STRENGTH
+from storage import GenerationKind
+
+if TYPE_CHECKING:
+    from bot.app import ImagineBot
+
+Interaction = discord.Interaction["ImagineBot"]
+BLEND_GRID = 4
+
+
+class EditCommands(commands.Cog):
+    def __init__(self, bot: ImagineBot) -> None:
+        self.bot = bot
+        model = bot.settings.describe_model
+        self.captioner = Captioner(model, device="cpu") if model else None
+
+    @app_commands.command(name="blend", description="Mix 2–5 pictures into a grid of new ones")
+    @app_commands.describe(image1="A picture to mix", image2="Another picture", image3="Optional",
+                           image4="Optional", image5="Optional",
+                           prompt="What the mix should show (optional; inline --flags work)",
+                           strength="How far to move away from the mix (0.1–1, default 0.5)")
+    async def blend(self, interaction: Interaction, image1: discord.Attachment, image2: discord.Attachment,
+                    image3: discord.Attachment | None = None, image4: discord.Attachment | None = None,
+                    image5: discord.Attachment | None = None, prompt: str | None = None,
+                    strength: app_commands.Range[float, 0.1, 1.0] | None = None) -> None:
+        more = tuple(image for image in (image2, image3, image4, image5) if image is not None)
+        fields = {"prompt": prompt or "", "edit_mode": "blend",
+                  "strength": BLEND_STRENGTH if strength is None else strength,
+                  "count": min(BLEND_GRID, self.bot.service.limits.max_count)}
+        order = WorkOrder(GenerationKind.BLEND, fields, with_defaults=True, attachment=image1, more_attachments=more)
+        outcome = await self.bot.intake.submit(interaction, order)
+        if isinstance(outcome, Refused):
+            await send_ephemeral(interaction, outcome.message)
+
+    @app_commands.command(name="describe", description="Four prompts that would draw this picture")
+    @app_commands.describe(image="The picture to describe (PNG, JPEG or WebP)")
+    async def describe(self, interaction: Interaction, image: discord.Attachment) -> None:
+        model = self.bot.settings.default_model
+        try:
+            check_attachment(image)
+            if model != "tinyshapes" and self.captioner is None:
+                raise RequestError(f"/describe needs a captioning model for {model}; the operator sets DESCRIBE_MODEL.")
+        except RequestError as error:
+            await send_ephemeral(interaction, str(error))
+            return
+        await interaction.response.defer(thinking=True)
+        try:
+            data = await image.read()
+            prompts = await asyncio.to_thread(self._describe, data, model)
+        except (RequestError, OSError, discord.HTTPException) as error:
+            message = str(error) if isinstance(error, RequestError) else "The picture could not be read; attach a PNG, JPEG or WebP."
+            await interaction.followup.send(f"⚠️ {message}", ephemeral=True)
+            await interaction.delete_original_response()
+            return
+        except Exception as error:
+            await report_unexpected(interaction, error, job_id=None, action="describe")
+            return
+        await interaction.edit_original_response(content=describe_text(prompts),
+                                                 view=describe_view(interaction.user.id, len(prompts)))
+
+    def _describe(self, data: bytes, model: str) -> list[str]:
+        try:
+            with Image.open(io.BytesIO(data)) as opened:
+                picture = opened.convert("RGB")
+        except Exception:
+            raise RequestError("The picture could not be read; attach a PNG, JPEG or WebP.") from None
+        return describe(picture, model, self.captioner)
+
+
+async def setup(bot: ImagineBot) -> None:
+    await bot.add_cog(EditCommands(bot))

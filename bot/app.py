@@ -43,11 +43,16 @@ class Closeable(Protocol):
 
 def build_service(settings: Settings, idle_wait: IdleWait | None) -> GenerationService:
     """The GenerationService that Settings describe (not started)."""
-    from generation import Renderer
+    from generation import ModelSource, Renderer, load_model_specs
 
-    renderer = Renderer(settings.model, device=settings.device, dtype=settings.dtype,
-                        extra_models=tuple(settings.extra_models), cpu_threads=settings.cpu_threads,
-                        compile_denoiser=settings.torch_compile)
+    models: list[str | ModelSource]
+    if settings.models_file is not None:
+        models = list(load_model_specs(settings.models_file).values())  # ModelConfigError names the problem
+    else:
+        models = list(settings.model_names)
+    renderer = Renderer(models[0], device=settings.device, dtype=settings.dtype, extra_models=tuple(models[1:]),
+                        cpu_threads=settings.cpu_threads, compile_denoiser=settings.torch_compile,
+                        offload=settings.offload, lora_dir=settings.lora_dir)
     limits = Limits(min_size=settings.min_size, max_size=settings.max_size, max_pixels=settings.max_pixels,
                     max_steps=settings.max_steps, max_count=settings.max_count, models=tuple(settings.model_names))
     return GenerationService(renderer, limits, per_owner_cap=settings.queue_per_user, total_cap=settings.queue_total,

@@ -109,18 +109,24 @@ class Draft:
     reservation: Reservation | None = field(default=None)
 
 
-def server_defaults(bot: ImagineBot) -> dict[str, Any]:
-    """What /imagine uses when neither the command nor the member's defaults give a value."""
+def server_defaults(bot: ImagineBot, model: str | None = None) -> dict[str, Any]:
+    """What /imagine uses when neither the command nor the member's defaults give a value.
+
+    The model's own defaults (its family's, or its MODELS_FILE entry's), then the operator's DEFAULT_*
+    settings where set (they apply to every model).
+    """
     settings = bot.settings
+    model = model or settings.default_model
+    operator = {"num_inference_steps": settings.default_steps, "guidance_scale": settings.default_guidance,
+                "sampler": settings.default_sampler}
     return {
         "negative_prompt": "",
         "width": settings.default_width,
         "height": settings.default_height,
-        "num_inference_steps": settings.default_steps,
-        "guidance_scale": settings.default_guidance,
-        "sampler": settings.default_sampler,
         "count": 1,
-        "model": settings.model,
+        "model": model,
+        **bot.service.model_defaults(model),
+        **{key: value for key, value in operator.items() if value is not None},
     }
 
 
@@ -244,7 +250,9 @@ class Intake:
             return Draft(order, GenerationRequest(**order.fields))
         fields: dict[str, Any] = {}
         if order.with_defaults:
-            fields.update({key: value for key, value in server_defaults(self.bot).items() if value is not None})
+            # The model first: its own defaults go under everything else.
+            model = order.fields.get("model") or (config.defaults.get("model") if config is not None else None)
+            fields.update({key: value for key, value in server_defaults(self.bot, model).items() if value is not None})
             if config is not None:
                 fields.update({key: value for key, value in config.defaults.items()
                                if key in policy.SERVER_DEFAULT_FIELDS and value is not None})
@@ -252,7 +260,7 @@ class Intake:
             fields.update({key: value for key, value in member.items()
                            if key in MEMBER_DEFAULT_FIELDS and value is not None})
         typed = {key: value for key, value in order.fields.items() if value is not None}
-        model = typed.get("model", fields.get("model", self.bot.settings.model))
+        model = typed.get("model", fields.get("model", self.bot.settings.default_model))
         base_size = self.bot.settings.default_width or self.bot.service.native_size(model)
         if order.aspect_ratio is not None and not ("width" in typed and "height" in typed):
             ratio_w, ratio_h = (int(part) for part in order.aspect_ratio.split(":"))

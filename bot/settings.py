@@ -22,6 +22,16 @@ def _split_list(value: object) -> object:
     return value
 
 
+def _models_file_names(path: Path) -> tuple[str, ...]:
+    """The model names a models file lists, in order (the file is read once; it is checked in full when loaded)."""
+    import tomllib
+
+    try:
+        return tuple(tomllib.loads(path.read_text()).get("models", {})) or ("tinyshapes",)
+    except (OSError, tomllib.TOMLDecodeError):
+        return ("tinyshapes",)  # build_service reports the problem with the file's name and line
+
+
 class Settings(BaseSettings):
     # An empty value in .env means "not set" (None), as the comments in .env.example say.
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
@@ -30,6 +40,9 @@ class Settings(BaseSettings):
     discord_token: SecretStr | None = None
     model: str = "tinyshapes"
     extra_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    models_file: Path | None = None
+    lora_dir: Path | None = None
+    offload: Literal["none", "model", "sequential"] = "none"
     device: str = "auto"
     dtype: str = "auto"
     cpu_threads: int | None = None
@@ -40,12 +53,21 @@ class Settings(BaseSettings):
     torch_compile: bool = False
     data_dir: Path = Path("data")
     database_url: str | None = None
+    # Several render workers (PostgreSQL only): see bot/shared_queue.py and README "Deployment".
+    shared_queue: bool = False
+    local_worker: bool = True
+    worker_id: str | None = None
+    worker_jobs: int = 1
+    lease_s: float = 30.0
+    queue_poll_s: float = 5.0
+    image_store: str | None = None
 
     default_width: int | None = None
     default_height: int | None = None
-    default_steps: int = 20
-    default_guidance: float = 5.0
-    default_sampler: str = "DPM++ 2M"
+    # None: each model's own default (its family's, or what MODELS_FILE sets for it).
+    default_steps: int | None = None
+    default_guidance: float | None = None
+    default_sampler: str | None = None
     min_size: int = 32
     max_size: int = 1024
     max_pixels: int = 1024 * 1024
@@ -68,6 +90,12 @@ class Settings(BaseSettings):
         default_factory=lambda: ["nsfw", "porn", "hentai", "sexy"])
     nsfw_classifier_threshold: float = 0.5
 
+    # /describe for models other than the shipped one: a transformers image-to-text model id or folder.
+    describe_model: str | None = None
+    # How results look: "gallery" (Components V2: a container with a media gallery and the buttons) or
+    # "embed" (the classic embed with the picture, for clients that need it).
+    result_layout: Literal["gallery", "embed"] = "embed"
+
     playground_port: int = 8765
     playground_settle_s: float = 60.0
 
@@ -81,10 +109,11 @@ class Settings(BaseSettings):
 
     @property
     def model_names(self) -> list[str]:
+        """The models members may pick, the default first: MODELS_FILE's, else MODEL and EXTRA_MODELS."""
+        if self.models_file is not None:
+            return list(_models_file_names(self.models_file))
         return [self.model, *[m for m in self.extra_models if m != self.model]]
-    # /describe for models other than the shipped one: a transformers image-to-text model id or folder.
-    describe_model: str | None = None
-    # How results look: "gallery" (Components V2: a container with a media gallery and the buttons) or
-    # "embed" (the classic embed with the picture, for clients that need it).
-    result_layout: Literal["gallery", "embed"] = "embed"
 
+    @property
+    def default_model(self) -> str:
+        return self.model_names[0]

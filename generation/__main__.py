@@ -67,12 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model-config", help="diffusers folder with the configs of a single-file checkpoint")
     parser.add_argument(
-        "--models-file", default=os.environ.get("MODELS_FILE") or None,
-        help="TOML file of configured models (default: $MODELS_FILE)",
+        "--models-file", default=None,
+        help="TOML file of configured models (the bot's MODELS_FILE)",
     )
     parser.add_argument(
-        "--lora-dir", default=os.environ.get("LORA_DIR") or None,
-        help="folder of LoRA .safetensors files for <lora:name:0.8> in the prompt (default: $LORA_DIR)",
+        "--lora-dir", default=None,
+        help="folder of LoRA .safetensors files for <lora:name:0.8> in the prompt (the bot's LORA_DIR)",
     )
     parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
     parser.add_argument("--dtype", default="auto", help="auto (fp16 on CUDA, bf16 for SD3/Flux), float32, float16, bfloat16")

@@ -7,7 +7,6 @@ Nothing here imports torch or diffusers.
 from __future__ import annotations
 
 import math
-import os
 import re
 import socket
 import threading
@@ -117,7 +116,10 @@ def looks_like_hub_id(path: str) -> bool:
 
 
 def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    """HF_HUB_OFFLINE, as huggingface_hub read it (the library owns that setting)."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
 
 
 def hub_cached(repo_id: str) -> bool:
@@ -132,7 +134,9 @@ def hub_cached(repo_id: str) -> bool:
 
 def hub_reachable(timeout: float = 3.0) -> bool:
     """One short TCP connection to the hub: huggingface_hub would otherwise retry for minutes."""
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    from huggingface_hub import constants
+
+    endpoint = constants.ENDPOINT
     host = re.sub(r"^\w+://", "", endpoint).split("/")[0]
     host, _, port = host.partition(":")
     done, reached = threading.Event(), threading.Event()

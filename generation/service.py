@@ -27,9 +27,11 @@ from typing import Any, Awaitable, Callable, Protocol, TypeVar, cast
 
 from .batching import BatchLimit, batch_key
 from .jobs import Job, QueueEntry, QueueSnapshot
+from .metadata import rendered_png
 from .prompts import encoded_text
 from .request import (
     BatchPlace,
+    RenderedImage,
     SEED_RANGE,
     GenerationRequest,
     Limits,
@@ -77,6 +79,9 @@ class RendererLike(Protocol):
     # job): render_batch(requests, *, on_progress(i, Progress), is_cancelled, images_per_call, place)
     # -> list[RenderResult]; batch_key(request) -> Hashable | None (None: never shares a call);
     # probe_batch_images(model) -> {images per call: images/s} (BATCH_IMAGES=auto on a CPU).
+
+    # Optional: {LoRA name: A1111 short hash} of the LoRAs a prompt asks for (the PNG's `Lora hashes`).
+    def lora_hashes(self, prompt: str) -> dict[str, str]: ...
 
 
 def _identity(awaitable: Awaitable[Any]) -> Awaitable[Any]:
@@ -199,6 +204,16 @@ class GenerationService:
 
     # -- requests --
 
+    def model_defaults(self, model: str) -> dict[str, Any]:
+        """Request fields for `model` when nobody sets them (its family's, or its ModelSpec's)."""
+        defaults = getattr(self.renderer, "defaults", None)
+        return dict(defaults(model)) if defaults is not None else {}
+
+    def model_label(self, model: str) -> str:
+        """How to show a model to users (a ModelSpec's display name, else its name)."""
+        source = getattr(self.renderer, "source", None)
+        return str(source(model).label) if source is not None else model
+
     def native_size(self, model: str = "tinyshapes") -> int:
         """The model's native image side in pixels (the base size for --ar); RequestError if unusable."""
         check_model(model, self.limits)
@@ -208,6 +223,8 @@ class GenerationService:
         """(tokenizer, native size) of a configured model; cached by the renderer after start()."""
         try:
             return self.renderer.tokenizer(model), self.renderer.native_size(model)
+        except RequestError:
+            raise  # the renderer already names what is wrong (a missing path, an unsupported pipeline)
         except Exception:  # configured, but its files are missing or unreadable: an operator problem
             log.exception("model %s: could not read its tokenizer or config", model)
             raise RequestError(f"Model {model!r} is not available right now; try another model.") from None
@@ -270,6 +287,11 @@ class GenerationService:
             self._reserved[owner] = left
         else:
             self._reserved.pop(owner, None)
+
+    def png(self, request: GenerationRequest, rendered: RenderedImage) -> bytes:
+        """The PNG file of one rendered image, with its A1111 parameters (LoRA hashes included)."""
+        lora_hashes = getattr(self.renderer, "lora_hashes", None)
+        return rendered_png(request, rendered, lora_hashes(request.prompt) if lora_hashes is not None else None)
 
     def submit(self, request: GenerationRequest, *, owner: str, key: str | None = None,
                reservation: Reservation | None = None, enforce_caps: bool = True,

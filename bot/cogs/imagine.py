@@ -40,15 +40,17 @@ def option_annotation(parameter: Parameter, limits: Limits) -> Any:
     return base
 
 
-def option_choices(parameter: Parameter, model_names: list[str]) -> list[app_commands.Choice[str]] | None:
-    names = {"sampler": list(SAMPLERS), "model": model_names}.get(parameter.field)
-    if names is None:
-        return None
-    return [app_commands.Choice(name=name, value=name) for name in names[:MAX_CHOICES]]
+def option_choices(parameter: Parameter, models: dict[str, str]) -> list[app_commands.Choice[str]] | None:
+    """Choices for the sampler (the A1111 names) and the model ({name: display name})."""
+    if parameter.field == "sampler":
+        return [app_commands.Choice(name=name, value=name) for name in SAMPLERS[:MAX_CHOICES]]
+    if parameter.field == "model":
+        return [app_commands.Choice(name=label, value=name) for name, label in list(models.items())[:MAX_CHOICES]]
+    return None
 
 
 def build_command(name: str, description: str, parameters: tuple[Parameter, ...], limits: Limits,
-                  model_names: list[str], callback: Callback, *, required: tuple[str, ...] = (),
+                  models: dict[str, str], callback: Callback, *, required: tuple[str, ...] = (),
                   extra: tuple[inspect.Parameter, ...] = (), extra_descriptions: dict[str, str] | None = None,
                   extra_choices: dict[str, list[app_commands.Choice[str]]] | None = None,
                   ) -> app_commands.Command[Any, ..., None]:
@@ -68,7 +70,7 @@ def build_command(name: str, description: str, parameters: tuple[Parameter, ...]
             annotation=annotation if is_required else Optional[annotation],
             default=inspect.Parameter.empty if is_required else None))
         descriptions[parameter.option] = parameter.description
-        found = option_choices(parameter, model_names)
+        found = option_choices(parameter, models)
         if found is not None:
             choices[parameter.option] = found
     signature.extend(extra)
@@ -81,6 +83,11 @@ def build_command(name: str, description: str, parameters: tuple[Parameter, ...]
     if choices:
         command = app_commands.choices(**choices)(command)
     return app_commands.Command(name=name, description=description, callback=command)
+
+
+def model_choices(bot: ImagineBot) -> dict[str, str]:
+    """{model name: what members see}: display names from MODELS_FILE where it gives them."""
+    return {name: bot.service.model_label(name) for name in bot.settings.model_names}
 
 
 IMAGINE_PARAMETERS = tuple(parameter for parameter in PARAMETERS if parameter.command_option)
@@ -100,7 +107,7 @@ class Imagine(commands.Cog):
                               default=None),
         )
         self.command = build_command(
-            "imagine", "Create images from a text prompt", IMAGINE_PARAMETERS, limits, settings.model_names,
+            "imagine", "Create images from a text prompt", IMAGINE_PARAMETERS, limits, model_choices(bot),
             self.imagine, required=("prompt",), extra=extra,
             extra_descriptions={"aspect_ratio": "Shape of the image (ignored when width and height are given)",
                                 "init_image": "Start from this picture (PNG, JPEG or WebP)"},

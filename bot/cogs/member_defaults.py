@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 import discord
 from discord.ext import commands
 
-from bot.cogs.imagine import ASPECT_RATIOS, build_command
+from bot.cogs.imagine import ASPECT_RATIOS, build_command, model_choices
 from bot.intake import server_defaults
 from generation import PARAMETERS, SAMPLERS, GenerationRequest, RequestError, size_for_aspect_ratio
 
@@ -65,7 +65,7 @@ class MemberDefaults(commands.Cog):
         reset = inspect.Parameter("reset", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=False)
         self.command = build_command(
             "settings", "Show or change your defaults for /imagine", DEFAULTABLE, bot.service.limits,
-            bot.settings.model_names, self.settings_command, extra=(reset,),
+            model_choices(bot), self.settings_command, extra=(reset,),
             extra_descriptions={"reset": "Clear all your defaults (options given together with reset are then saved)"})
 
     async def cog_load(self) -> None:
@@ -156,7 +156,7 @@ class DefaultsView(discord.ui.View):
     async def pick_shape(self, interaction: Interaction, select: discord.ui.Select[DefaultsView]) -> None:
         ratio_w, ratio_h = (int(part) for part in select.values[0].split(":"))
         bot = self.cog.bot
-        base = bot.settings.default_width or bot.service.native_size(bot.settings.model)
+        base = bot.settings.default_width or bot.service.native_size(bot.settings.default_model)
         width, height = size_for_aspect_ratio(ratio_w, ratio_h, base)
         await self.apply(interaction, {"width": width, "height": height})
 

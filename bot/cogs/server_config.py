@@ -21,7 +21,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import modlog, policy
-from bot.cogs.imagine import build_command
+from bot.cogs.imagine import build_command, model_choices
 from bot.cogs.member_defaults import VALIDATION_PROMPT, format_value
 from bot.intake import server_defaults
 from generation import PARAMETERS, GenerationRequest, RequestError
@@ -229,7 +229,7 @@ class ServerConfig(commands.Cog):
         reset = inspect.Parameter("reset", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=False)
         defaults = build_command(
             "defaults", "Server defaults for /imagine (inside the bot operator's limits)", SERVER_DEFAULTABLE,
-            bot.service.limits, bot.settings.model_names, self.defaults_command, extra=(reset,),
+            bot.service.limits, model_choices(bot), self.defaults_command, extra=(reset,),
             extra_descriptions={"reset": "Clear every server default (options given with it are then saved)"})
         self.group.add_command(defaults)
 

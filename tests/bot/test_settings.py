@@ -44,7 +44,8 @@ def test_no_module_reads_the_environment_behind_settings_back():
     for package in ("bot", "generation", "storage"):
         for path in (ROOT / package).rglob("*.py"):
             text = path.read_text()
-            if re.search(r"os\.environ|os\.getenv", text):
+            # Reading configuration (writing HF_HUB_OFFLINE for the hub libraries is no reading).
+            if re.search(r"os\.getenv|os\.environ\.get|os\.environ\[[^]]+\](?!\s*=)|in os\.environ", text):
                 offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
 

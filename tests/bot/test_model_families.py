@@ -1,0 +1,73 @@
+"""Every first-class family in the real bot: tiny random-weight SDXL, SD3 and Flux folders (written offline
+by tests/generation/tiny_pipelines.py), listed in a MODELS_FILE beside the shipped model."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from bot_helpers import attachment_bytes, image_of
+
+from bot.settings import Settings
+
+FAMILIES = ("sdxl", "sd3", "flux")
+TINY_PIPELINES = Path(__file__).resolve().parents[1] / "generation" / "tiny_pipelines.py"
+
+
+@pytest.fixture(scope="module")
+def models_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    spec = importlib.util.spec_from_file_location("tiny_pipelines", TINY_PIPELINES)
+    assert spec is not None and spec.loader is not None
+    tiny = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tiny)
+    root = tmp_path_factory.mktemp("families")
+    lines = ["[models.tinyshapes]", ""]
+    for family in FAMILIES:
+        folder = tiny.write_tiny_pipeline(family, root / family)
+        lines += [f"[models.{family}]", f'display_name = "tiny {family}"', f'path = "{folder}"', "size = 64",
+                  "steps = 4", ""]
+    path = root / "models.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+@pytest.fixture
+def bot_settings(tmp_path: Path, models_file: Path) -> Settings:
+    return Settings(_env_file=None, data_dir=tmp_path / "data", device="cpu", dtype="float32", cpu_threads=1,
+                    models_file=models_file, log_level="DEBUG")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.simcord(settle_timeout=120.0)
+async def test_each_family_renders_and_every_button_works(world, family: str) -> None:
+    alice = world.alice
+    grid = (await alice.slash(world.channel, "imagine", prompt="a red circle", model=family, count=2, seed=3)).response
+    parent = await world.store.get_by_message(grid.id)
+    assert parent.model == family and len(parent.images) == 2 and grid.attachments
+    assert f"tiny {family}" in grid.embeds[0].footer.text or family in grid.embeds[0].footer.text
+
+    again = (await alice.slash(world.channel, "imagine", prompt="a red circle", model=family, count=2, seed=3)).response
+    assert await attachment_bytes(again) == await attachment_bytes(grid)  # same seed, same pixels
+
+    for label in ("Reroll", "V1"):
+        child = (await alice.click(grid, label=label)).response
+        assert child.attachments, label
+        assert (await world.store.get_by_message(child.id)).model == family
+    picked = (await alice.click(grid, label="U1")).response
+    bigger = (await alice.click(picked, label="Upscale 2×")).response
+    assert image_of(await attachment_bytes(bigger)).size == (128, 128)
+
+    shown = await alice.click(grid, label="Edit")
+    edited = (await alice.submit_modal(shown, {"prompt": "a blue square", "negative_prompt": "", "keep_seed": True}))
+    assert edited.response.attachments and edited.response.embeds[0].title == "a blue square"
+    info = (await alice.click(grid, label="Info")).response
+    assert info.ephemeral and f"**Model:** {family}" in info.embeds[0].description
+
+
+async def test_a_sampler_or_lora_the_family_cannot_use_is_refused_privately(world) -> None:
+    refused = await world.alice.slash(world.channel, "imagine", prompt="a red circle", model="flux", sampler="DDIM")
+    assert refused.response.ephemeral and "Euler" in refused.response.content
+    no_lora = await world.alice.slash(world.channel, "imagine", prompt="a red circle <lora:nosuch:0.8>", model="sdxl")
+    assert no_lora.response.ephemeral and "nosuch" in no_lora.response.content
+    assert await world.store.history(world.alice.id) == []

@@ -46,6 +46,11 @@ class GenerationKind(str, Enum):
     UPSCALE = "upscale"
     EDIT = "edit"
     PICK = "pick"  # U1–U4: one image of a grid on its own (copied, not rendered again)
+    ZOOM = "zoom"  # Zoom Out 1.5×/2×, Custom Zoom (0006)
+    SQUARE = "square"  # Make Square
+    PAN = "pan"  # Pan ⬅️➡️⬆️⬇️
+    REGION = "region"  # Vary (Region)
+    BLEND = "blend"  # /blend
 
 
 def _enum_column(enum: type[Enum]) -> SQLEnum:
@@ -65,6 +70,10 @@ PARAM_FIELDS: tuple[str, ...] = (
     "seed",
     "sampler",
     "count",
+    "edit_mode",
+    "edit_factor",
+    "edit_direction",
+    "edit_region",
     "strength",
     "variation_seed",
     "variation_strength",
@@ -158,6 +167,11 @@ class Generation(Base):
     init_image_sha256: Mapped[str | None] = mapped_column(String(64))
     # A Discord attachment still to download as the init image: the row exists before that slow step (0003).
     init_image_url: Mapped[str | None] = mapped_column(Text)
+    # A masked edit or blend (0006): canvas and mask are derived from these and the init image.
+    edit_mode: Mapped[str | None] = mapped_column(String(16))
+    edit_factor: Mapped[float | None] = mapped_column(Float)
+    edit_direction: Mapped[str | None] = mapped_column(String(8))
+    edit_region: Mapped[str | None] = mapped_column(String(32))
 
     # The interaction that asked for it, so a restart can still edit its message while the token lives;
     # cleared once the job is finished and posted (0003). A secret: never logged.
@@ -218,6 +232,10 @@ class Image(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     # Flagged as not safe for work, and by what ("safety_checker", "classifier"); null = not flagged (0004).
     nsfw: Mapped[str | None] = mapped_column(String(32))
+    # Its place in the pipeline call that rendered it (0008): images in the call, and its position there.
+    # A re-render is bit-exact (same device type) in the same place; storage keeps the numbers only.
+    batch_size: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    batch_index: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     generation: Mapped[Generation] = relationship(back_populates="images")
 

@@ -12,6 +12,7 @@ import re
 import signal
 import threading
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,13 @@ class GatedRenderer:
     def allow(self, steps: int = 1) -> None:
         for _ in range(steps):
             self._permits.release()
+
+    def render_batch(self, requests: list[Any], *, on_progress: Any = None, is_cancelled: Any = None,
+                     **_: Any) -> list[RenderResult]:
+        """The service's batch entry point (it batches when the wrapped renderer can): one job at a time."""
+        return [self.render(request, is_cancelled=is_cancelled,
+                            on_progress=None if on_progress is None else partial(on_progress, index))
+                for index, request in enumerate(requests)]
 
     def render(self, request: Any, *, on_progress: Any = None, is_cancelled: Any = None) -> RenderResult:
         self.started.set()

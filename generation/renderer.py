@@ -292,8 +292,8 @@ class Renderer:
         log.info("loaded model %s (%s) from %s on %s/%s%s in %.2fs", source.name, family.title, source.path,
                  self.device, str(dtype).removeprefix("torch."),
                  f", offload={self.offload}" if self.offload != "none" else "", load_s)
-        if self.compile_denoiser:
-            self.warm_up(source.name)
+        if self.compile_denoiser:  # compile now, not in the first user's render; larger buckets on first use
+            self.warm_up(source.name, batch_sizes=(1, 2, 4))
         return load_s
 
     def _speed_up(self, pipe: Any, family: Family) -> None:

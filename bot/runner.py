@@ -23,8 +23,9 @@ from bot.errors import apology
 from bot.policy import nsfw_decision
 from bot.record_requests import request_from_record
 from bot.reply import DEFAULT_UPLOAD_LIMIT, Reply
-from bot.views import result_view, status_view
+from bot.views import result_layout, result_view, status_view
 from generation import GenerationRequest, JobCancelled, JobFailed, RequestError
+from generation.editing import blend_strip_png
 from generation.service import IdleWait
 from storage import CorruptImage, GenerationKind, ImageInput
 
@@ -239,7 +240,11 @@ class JobRunner:
                    attachment_url: str | None = None) -> None:
         status = StatusMessage(reply, self.spawn, self.status_clock, self.status_interval_s)
         try:
-            if attachment is not None or attachment_url is not None:
+            if record.kind is GenerationKind.BLEND and (attachment is not None or attachment_url is not None):
+                init_image = await self._download_blend(record, request)
+                await self.store.attach_init_image(record.id, init_image)
+                request = request.replace(init_image=init_image)
+            elif attachment is not None or attachment_url is not None:
                 init_image = await self._download_init_image(attachment, attachment_url)
                 await self.store.attach_init_image(record.id, init_image)
                 request = request.replace(init_image=init_image)
@@ -283,6 +288,12 @@ class JobRunner:
                              "attach it again.") from None
         await asyncio.to_thread(check_init_image, data)
         return data
+
+    async def _download_blend(self, record: GenerationRecord, request: GenerationRequest) -> bytes:
+        """/blend: each source (the URLs recorded one a line), checked, then side by side as one init image."""
+        sources = [await self._download_init_image(None, url) for url in (record.init_image_url or "").split("\n")]
+        assert request.width is not None and request.height is not None
+        return await asyncio.to_thread(blend_strip_png, sources, request.width, request.height)
 
     async def _copy_picked_image(self, record: GenerationRecord) -> GenerationRecord:
         """A pick (U1–U4): the parent's image, stored again as this generation's only image."""
@@ -535,15 +546,14 @@ class JobRunner:
             result = presentation.result_message(record, encoded[limit], mention_owner=reply is None)
             if spoiler:
                 result = spoilered(result)
-            view = result_view(record)
+            fields = self._result_fields(record, result, spoiler=spoiler)
             try:
                 message: discord.Message
                 if reply is not None:
                     # Editing the original response is idempotent: a restart may repeat it safely.
-                    message = await reply.edit(content=result.content, embed=result.embed, attachments=result.files(),
-                                               view=view)
+                    message = await reply.edit(**fields, attachments=result.files())
                 else:
-                    message = await self._post_in_channel(record, result, view)
+                    message = await self._post_in_channel(record, result, fields)
             except (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
                 last_error = error
                 if reply is not None and _reply_gone(error):
@@ -560,8 +570,16 @@ class JobRunner:
             return message, None, reply
         return None, last_error, reply
 
+    def _result_fields(self, record: GenerationRecord, result: presentation.ResultMessage, *,
+                       spoiler: bool) -> dict[str, Any]:
+        """content, embed and view of a result message in the layout RESULT_LAYOUT asks for."""
+        settings = getattr(self.bot, "settings", None)
+        if settings is not None and settings.result_layout == "gallery":
+            return {"content": None, "embed": None, "view": result_layout(record, result, spoiler=spoiler)}
+        return {"content": result.content, "embed": result.embed, "view": result_view(record)}
+
     async def _post_in_channel(self, record: GenerationRecord, result: presentation.ResultMessage,
-                               view: discord.ui.View) -> discord.Message:
+                               fields: dict[str, Any]) -> discord.Message:
         """A channel message, at most once: the intent is recorded first, and a restart that finds it
         looks for the post in the channel before posting again; the nonce covers a retry within minutes."""
         channel = self.bot.get_partial_messageable(record.channel_id or 0, guild_id=record.guild_id)
@@ -572,16 +590,15 @@ class JobRunner:
                 return earlier
         else:
             record = await self.store.record_delivery_started(record.id)
-        return await channel.send(content=result.content, embed=result.embed, files=result.files(), view=view,
-                                  nonce=delivery_nonce(record.id))
+        return await channel.send(**fields, files=result.files(), nonce=delivery_nonce(record.id))
 
     async def _find_earlier_post(self, channel: discord.PartialMessageable, generation_id: int,
                                  ) -> discord.Message | None:
         bot_user = self.bot.user
         try:
             async for message in channel.history(limit=RECENT_MESSAGES):
-                if bot_user is not None and message.author.id == bot_user.id and any(
-                        presentation.footer_generation_id(embed) == generation_id for embed in message.embeds):
+                if bot_user is not None and message.author.id == bot_user.id and (
+                        generation_id in presentation.message_generation_ids(message)):
                     return message
         except discord.HTTPException as error:
             log.info("job #%s: could not read the channel for an earlier post (%s)", generation_id, error)

@@ -262,13 +262,14 @@ class Intake:
         typed = {key: value for key, value in order.fields.items() if value is not None}
         model = typed.get("model", fields.get("model", self.bot.settings.default_model))
         base_size = self.bot.settings.default_width or self.bot.service.native_size(model)
+        multiple = self.bot.service.size_multiple(model)
         if order.aspect_ratio is not None and not ("width" in typed and "height" in typed):
             ratio_w, ratio_h = (int(part) for part in order.aspect_ratio.split(":"))
             side = typed.get("width") or typed.get("height") or base_size
-            typed["width"], typed["height"] = size_for_aspect_ratio(ratio_w, ratio_h, side)
+            typed["width"], typed["height"] = size_for_aspect_ratio(ratio_w, ratio_h, side, multiple)
         fields.update(typed)
         raw_prompt = str(fields.get("prompt", ""))  # with its --flags, which are checked for banned words too
-        prompt, flags = parse_prompt_flags(raw_prompt, base_size=base_size)
+        prompt, flags = parse_prompt_flags(raw_prompt, base_size=base_size, multiple=multiple)
         fields.update(flags, prompt=prompt)
         for attachment in (order.attachment, *order.more_attachments):
             if attachment is not None:

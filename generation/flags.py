@@ -73,15 +73,16 @@ def _unquote(value: str) -> str:
     return value
 
 
-def size_for_aspect_ratio(ratio_w: int, ratio_h: int, base_size: int) -> tuple[int, int]:
-    """A width and height in ratio W:H with about the area of a base_size square, in multiples of 8."""
+def size_for_aspect_ratio(ratio_w: int, ratio_h: int, base_size: int, multiple: int = 8) -> tuple[int, int]:
+    """A width and height in ratio W:H with about the area of a base_size square, in multiples of
+    `multiple` (8 for SD and SDXL; 16 for SD3 and Flux, whose latents are packed)."""
     area = base_size * base_size
     width = math.sqrt(area * ratio_w / ratio_h)
     height = area / width
-    return max(8, round(width / 8) * 8), max(8, round(height / 8) * 8)
+    return max(multiple, round(width / multiple) * multiple), max(multiple, round(height / multiple) * multiple)
 
 
-def parse_prompt_flags(text: str, *, base_size: int = 64) -> tuple[str, dict[str, Any]]:
+def parse_prompt_flags(text: str, *, base_size: int = 64, multiple: int = 8) -> tuple[str, dict[str, Any]]:
     """Split inline flags off a prompt.
 
     Returns the prompt without flags and the request fields they set, e.g.
@@ -119,7 +120,7 @@ def parse_prompt_flags(text: str, *, base_size: int = 64) -> tuple[str, dict[str
         if flag == ASPECT_RATIO_FLAG:
             if len(words) > 1:
                 raise RequestError(f"{flag} takes one value, got {value!r} (e.g. {_example(flag)}).")
-            fields["width"], fields["height"] = size_for_aspect_ratio(*_aspect_ratio(value), base_size)
+            fields["width"], fields["height"] = size_for_aspect_ratio(*_aspect_ratio(value), base_size, multiple)
             continue
         parameter = FLAG_PARAMETERS[flag]
         if parameter.kind in ("int", "float") and len(words) > 1:

@@ -209,6 +209,19 @@ class GenerationService:
         defaults = getattr(self.renderer, "defaults", None)
         return dict(defaults(model)) if defaults is not None else {}
 
+    def size_multiple(self, model: str) -> int:
+        """What width and height of `model` must be multiples of (8, or 16 for SD3 and Flux)."""
+        model_info = getattr(self.renderer, "model_info", None)
+        try:
+            return int(model_info(model).family.size_multiple) if model_info is not None else 8
+        except RequestError:
+            return 8  # an unusable model: prepare() reports it with its reason
+
+    def lora_names(self) -> list[str]:
+        """The LoRAs members may pick (the renderer's LORA_DIR), for the /imagine lora option."""
+        names = getattr(self.renderer, "lora_names", None)
+        return list(names()) if names is not None else []
+
     def model_label(self, model: str) -> str:
         """How to show a model to users (a ModelSpec's display name, else its name)."""
         source = getattr(self.renderer, "source", None)

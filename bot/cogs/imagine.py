@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from bot.app import ImagineBot
 
 ASPECT_RATIOS = ("1:1", "4:3", "3:4", "3:2", "2:3", "16:9", "9:16")
+DEFAULT_LORA_WEIGHT = 0.8
 # Discord accepts at most 25 choices per option.
 MAX_CHOICES = 25
 Interaction = discord.Interaction["ImagineBot"]
@@ -101,17 +102,26 @@ class Imagine(commands.Cog):
         self.bot = bot
         settings = bot.settings
         limits = bot.service.limits
-        extra = (
-            inspect.Parameter("aspect_ratio", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str], default=None),
-            inspect.Parameter("init_image", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[discord.Attachment],
-                              default=None),
-        )
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        extra = [
+            inspect.Parameter("aspect_ratio", keyword, annotation=Optional[str], default=None),
+            inspect.Parameter("init_image", keyword, annotation=Optional[discord.Attachment], default=None),
+        ]
+        choices = {"aspect_ratio": [app_commands.Choice(name=ratio, value=ratio) for ratio in ASPECT_RATIOS]}
+        loras = bot.service.lora_names()[:MAX_CHOICES]
+        if loras:  # the same as <lora:name:weight> in the prompt, picked from LORA_DIR
+            extra += [inspect.Parameter("lora", keyword, annotation=Optional[str], default=None),
+                      inspect.Parameter("lora_weight", keyword, annotation=Optional[app_commands.Range[float, 0.0, 2.0]],
+                                        default=None)]
+            choices["lora"] = [app_commands.Choice(name=name, value=name) for name in loras]
         self.command = build_command(
             "imagine", "Create images from a text prompt", IMAGINE_PARAMETERS, limits, model_choices(bot),
-            self.imagine, required=("prompt",), extra=extra,
+            self.imagine, required=("prompt",), extra=tuple(extra),
             extra_descriptions={"aspect_ratio": "Shape of the image (ignored when width and height are given)",
-                                "init_image": "Start from this picture (PNG, JPEG or WebP)"},
-            extra_choices={"aspect_ratio": [app_commands.Choice(name=ratio, value=ratio) for ratio in ASPECT_RATIOS]})
+                                "init_image": "Start from this picture (PNG, JPEG or WebP)",
+                                "lora": "A LoRA to apply (same as <lora:name:0.8> in the prompt)",
+                                "lora_weight": "How strongly the LoRA applies (default 0.8)"},
+            extra_choices=choices)
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.command)
@@ -120,8 +130,11 @@ class Imagine(commands.Cog):
         self.bot.tree.remove_command(self.command.name)
 
     async def imagine(self, interaction: Interaction, *, aspect_ratio: str | None = None,
-                      init_image: discord.Attachment | None = None, **options: Any) -> None:
+                      init_image: discord.Attachment | None = None, lora: str | None = None,
+                      lora_weight: float | None = None, **options: Any) -> None:
         fields = {OPTION_FIELDS[option]: value for option, value in options.items() if value is not None}
+        if lora is not None:
+            fields["prompt"] = f"{fields['prompt']} <lora:{lora}:{DEFAULT_LORA_WEIGHT if lora_weight is None else lora_weight:g}>"
         order = WorkOrder(GenerationKind.IMAGINE, fields, with_defaults=True, aspect_ratio=aspect_ratio,
                           attachment=init_image)
         outcome = await self.bot.intake.submit(interaction, order)

@@ -4,6 +4,7 @@ by tests/generation/tiny_pipelines.py), listed in a MODELS_FILE beside the shipp
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,15 +13,23 @@ from bot_helpers import attachment_bytes, image_of
 from bot.settings import Settings
 
 FAMILIES = ("sdxl", "sd3", "flux")
-TINY_PIPELINES = Path(__file__).resolve().parents[1] / "generation" / "tiny_pipelines.py"
+GENERATION_TESTS = Path(__file__).resolve().parents[1] / "generation"
+
+
+def _load(name: str):
+    """A helper module of tests/generation (it imports that folder's other helpers)."""
+    if str(GENERATION_TESTS) not in sys.path:
+        sys.path.append(str(GENERATION_TESTS))
+    spec = importlib.util.spec_from_file_location(name, GENERATION_TESTS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
 def models_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    spec = importlib.util.spec_from_file_location("tiny_pipelines", TINY_PIPELINES)
-    assert spec is not None and spec.loader is not None
-    tiny = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tiny)
+    tiny = _load("tiny_pipelines")
     root = tmp_path_factory.mktemp("families")
     lines = ["[models.tinyshapes]", ""]
     for family in FAMILIES:
@@ -32,10 +41,17 @@ def models_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def lora_dir(models_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("loras")
+    _load("test_loras_and_weights").make_lora(models_file.parent / "sdxl", folder, "tiny-style", "unet")
+    return folder
+
+
 @pytest.fixture
-def bot_settings(tmp_path: Path, models_file: Path) -> Settings:
+def bot_settings(tmp_path: Path, models_file: Path, lora_dir: Path) -> Settings:
     return Settings(_env_file=None, data_dir=tmp_path / "data", device="cpu", dtype="float32", cpu_threads=1,
-                    models_file=models_file, log_level="DEBUG")
+                    models_file=models_file, lora_dir=lora_dir, log_level="DEBUG")
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -71,3 +87,14 @@ async def test_a_sampler_or_lora_the_family_cannot_use_is_refused_privately(worl
     no_lora = await world.alice.slash(world.channel, "imagine", prompt="a red circle <lora:nosuch:0.8>", model="sdxl")
     assert no_lora.response.ephemeral and "nosuch" in no_lora.response.content
     assert await world.store.history(world.alice.id) == []
+
+
+async def test_the_lora_option_applies_a_lora_and_records_it(world) -> None:
+    plain = (await world.alice.slash(world.channel, "imagine", prompt="a red circle", model="sdxl", seed=5)).response
+    styled = (await world.alice.slash(world.channel, "imagine", prompt="a red circle", model="sdxl", seed=5,
+                                      lora="tiny-style")).response
+    record = await world.store.get_by_message(styled.id)
+    assert record.prompt == "a red circle <lora:tiny-style:0.8>"
+    png = await attachment_bytes(styled)
+    assert png != await attachment_bytes(plain)
+    assert "Lora hashes: \"tiny-style: " in image_of(png).info["parameters"]

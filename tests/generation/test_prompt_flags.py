@@ -7,7 +7,7 @@ import re
 import pytest
 
 from generation import GenerationRequest, RequestError, apply_prompt_flags, expand_prompt, parse_prompt_flags
-from generation.flags import FLAGS
+from generation.flags import FLAGS, size_for_aspect_ratio
 
 
 def test_every_flag():
@@ -115,3 +115,8 @@ def test_broken_permutations_are_refused(text: str, message: str) -> None:
 
 def test_tile_is_a_switch_and_the_words_after_it_stay_in_the_prompt() -> None:
     assert parse_prompt_flags("a pattern --tile of circles --seed 2") == ("a pattern of circles", {"tiling": True, "seed": 2})
+
+
+def test_ar_keeps_sizes_to_the_models_multiple() -> None:
+    assert size_for_aspect_ratio(16, 9, 1024, 16) == (1360, 768)
+    assert parse_prompt_flags("a cat --ar 16:9", base_size=1024, multiple=16)[1] == {"width": 1360, "height": 768}

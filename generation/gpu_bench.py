@@ -167,7 +167,10 @@ async def bench_model(name: str, build: Any, size: int, steps: int, args: argpar
         batch = service.batch_limit.limit(name, size, size)
         config = renderer.loaded.scheduler_config if renderer.loaded is not None else pipe.scheduler.config
         plain(pipe, config, jobs[:1], 1)
-        plain(pipe, config, jobs[:batch], batch)
+        try:
+            plain(pipe, config, jobs[:batch], batch)
+        except torch.OutOfMemoryError:
+            free_memory()
         sides: dict[str, list[float]] = {"plain_1": [], f"plain_{batch}": [], "service": []}
         for _ in range(args.rounds):
             for side in sides:
@@ -176,7 +179,12 @@ async def bench_model(name: str, build: Any, size: int, steps: int, args: argpar
                     count = await through_service(service, jobs)
                     synchronize()
                 else:
-                    count = plain(pipe, config, jobs, 1 if side == "plain_1" else batch)
+                    try:
+                        count = plain(pipe, config, jobs, 1 if side == "plain_1" else batch)
+                    except torch.OutOfMemoryError:  # plain diffusers has no split-and-retry
+                        free_memory()
+                        print(f"{name}: {side} ran out of GPU memory", flush=True)
+                        count = 0
                 sides[side].append(count / (time.perf_counter() - began))
     finally:
         await service.close()

@@ -308,6 +308,8 @@ class Renderer:
         vae = getattr(pipe, "vae", None)
         if vae is not None:
             vae.to(memory_format=torch.channels_last)
+            if hasattr(vae, "enable_slicing"):  # a batch decodes image by image: its peak stays one image's
+                vae.enable_slicing()
         if self.compile_denoiser and denoiser is not None:
             if getattr(denoiser, "_repeated_blocks", None):
                 denoiser.compile_repeated_blocks(fullgraph=True, dynamic=False)

@@ -108,19 +108,19 @@ class Imagine(commands.Cog):
             inspect.Parameter("init_image", keyword, annotation=Optional[discord.Attachment], default=None),
         ]
         choices = {"aspect_ratio": [app_commands.Choice(name=ratio, value=ratio) for ratio in ASPECT_RATIOS]}
+        descriptions = {"aspect_ratio": "Shape of the image (ignored when width and height are given)",
+                        "init_image": "Start from this picture (PNG, JPEG or WebP)"}
         loras = bot.service.lora_names()[:MAX_CHOICES]
         if loras:  # the same as <lora:name:weight> in the prompt, picked from LORA_DIR
             extra += [inspect.Parameter("lora", keyword, annotation=Optional[str], default=None),
                       inspect.Parameter("lora_weight", keyword, annotation=Optional[app_commands.Range[float, 0.0, 2.0]],
                                         default=None)]
             choices["lora"] = [app_commands.Choice(name=name, value=name) for name in loras]
+            descriptions["lora"] = "A LoRA to apply (same as <lora:name:0.8> in the prompt)"
+            descriptions["lora_weight"] = "How strongly the LoRA applies (default 0.8)"
         self.command = build_command(
             "imagine", "Create images from a text prompt", IMAGINE_PARAMETERS, limits, model_choices(bot),
-            self.imagine, required=("prompt",), extra=tuple(extra),
-            extra_descriptions={"aspect_ratio": "Shape of the image (ignored when width and height are given)",
-                                "init_image": "Start from this picture (PNG, JPEG or WebP)",
-                                "lora": "A LoRA to apply (same as <lora:name:0.8> in the prompt)",
-                                "lora_weight": "How strongly the LoRA applies (default 0.8)"},
+            self.imagine, required=("prompt",), extra=tuple(extra), extra_descriptions=descriptions,
             extra_choices=choices)
 
     async def cog_load(self) -> None:

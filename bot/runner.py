@@ -125,23 +125,34 @@ class StatusMessage:
         self._in_flight: asyncio.Task[Any] | None = None
         self._closed = False
 
-    async def show(self, **fields: Any) -> None:
-        """Edit now (the first "queued" line)."""
-        await self._edit(fields)
+    async def show(self, stage: str = "queued", **fields: Any) -> None:
+        """Edit now (the first "queued" line); later offers wait for it, so they land after it."""
+        self._stage = stage
+        self._in_flight = self._spawn(self._edit(fields))
+        await self._in_flight
 
     def offer(self, stage: str, **fields: Any) -> bool:
-        """Edit soon if the rate limit allows (or `stage` is new); False if this update was dropped."""
+        """Edit soon if the rate limit allows (or `stage` is new); False if this update was dropped.
+
+        A new stage is never dropped: it waits for an edit in flight, so the lines land in order.
+        """
         if self._closed or self.reply is None:
             return False
-        if self._in_flight is not None and not self._in_flight.done():
-            return False
         new_stage = stage != self._stage
+        in_flight = self._in_flight if self._in_flight is not None and not self._in_flight.done() else None
+        if in_flight is not None and not new_stage:
+            return False
         if not new_stage and self._clock() - self._last_edit < self._interval_s:
             return False
         self._stage = stage
         self._last_edit = self._clock()
-        self._in_flight = self._spawn(self._edit(fields))
+        self._in_flight = self._spawn(self._edit_after(in_flight, fields))
         return True
+
+    async def _edit_after(self, previous: asyncio.Task[Any] | None, fields: dict[str, Any]) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        await self._edit(fields)
 
     async def finish(self, **fields: Any) -> None:
         """Stop progress edits (letting one in flight land first); show `fields` last when given."""
@@ -182,6 +193,8 @@ class JobRunner:
         # (SimCord declares both external; a held queue is then no hung bot).
         self.queue_wait = queue_wait or _identity
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Status lines of jobs still waiting in the queue, kept up to date as the queue moves.
+        self._waiting: dict[str, tuple[StatusMessage, GenerationRequest]] = {}
 
     # ------------------------------------------------------------------ entry points
 
@@ -271,6 +284,8 @@ class JobRunner:
         finally:
             if reservation is not None:
                 reservation.release()  # a no-op once submit() used it
+            if self._waiting.pop(str(record.id), None) is not None:  # left the queue without starting
+                self._refresh_positions()
         await status.finish()
         await self.deliver(done, reply)
 
@@ -315,6 +330,7 @@ class JobRunner:
                                   enforce_caps=False, before_start=lambda: self._mark_running(record.id))
         entry = self.service.snapshot().entry(job.key)
         await status.show(content=presentation.queued_status(request, entry), view=status_view(record.id))
+        self._waiting[job.key] = (status, request)
         self._follow_progress(job, record, request, status)
         result = await self.queue_wait(job.result())
         flags = await self._nsfw_flags(record, result.images)
@@ -413,6 +429,16 @@ class JobRunner:
 
     async def _mark_running(self, generation_id: int) -> None:
         await self.store.mark_running(generation_id)
+        self._waiting.pop(str(generation_id), None)
+        self._refresh_positions()
+
+    def _refresh_positions(self) -> None:
+        """The queue moved (a job started or left it): each waiting job's line shows its new place."""
+        snapshot = self.service.snapshot()
+        for key, (status, request) in list(self._waiting.items()):
+            entry = snapshot.entry(key)
+            if entry is not None and entry.position > 0:
+                status.offer(f"queued {entry.position}", content=presentation.queued_status(request, entry))
 
     def _follow_progress(self, job: Job, record: GenerationRecord, request: GenerationRequest,
                          status: StatusMessage) -> None:

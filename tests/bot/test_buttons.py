@@ -159,6 +159,7 @@ async def test_cancel_stops_a_queued_job_and_says_so(world):
     assert refused.response.ephemeral and "Not yours" in refused.response.content
     cancelled = await world.alice.click(first.response, label="Cancel")
     assert cancelled.response.ephemeral and "Cancelled job #1" in cancelled.response.content
+    assert "Queued — position 1" in second.response.content  # the line follows the queue as it moves
 
     world.factory.release_queue()
     await world.env.settle()

@@ -49,6 +49,9 @@ from .request import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# Bound at import: a harness (SimCord) may swap time.monotonic inside the caller's code, and the
+# dispatcher and snapshot() must read one clock.
+_monotonic = time.monotonic
 # Used for ETAs until the first render has been timed: seconds per image per denoising step.
 DEFAULT_SECONDS_PER_STEP = 0.1
 NOT_STARTED = "The job could not be started because of an internal error."
@@ -373,7 +376,7 @@ class GenerationService:
         entries: list[QueueEntry] = []
         eta = 0.0
         if self._running:
-            elapsed = time.monotonic() - self._running_since
+            elapsed = _monotonic() - self._running_since
             eta = max(self._batch_seconds(self._running) - elapsed, 0.0)
             entries.extend(QueueEntry(job.key, job.owner, 0, round(eta, 1)) for job in self._running if not job.done)
         for position, batch in enumerate(self._plan(), start=1):
@@ -535,7 +538,7 @@ class GenerationService:
 
     async def _run_batch(self, batch: list[Job]) -> None:
         self._running = list(batch)
-        self._running_since = time.monotonic()
+        self._running_since = _monotonic()
         live: list[Job] = []
         for job in batch:
             job._started(self._running_since)

@@ -132,9 +132,6 @@ class GenerationService:
         # Seconds per image per denoising step, per number of images in a call: ETAs at each batch size.
         self._speed: dict[int, deque[float]] = {}
         self._timing_window = timing_window
-        renderer_class = type(renderer)
-        self._batches = callable(getattr(renderer_class, "render_batch", None))
-        self._own_key = callable(getattr(renderer_class, "batch_key", None))
         device = getattr(getattr(renderer, "device", None), "type", "cpu")
         # BATCH_IMAGES: a number, or auto (CPU: probe once per model; CUDA: grow while images/s improves).
         self.batch_limit = BatchLimit(batch_images, grows=device == "cuda")
@@ -387,11 +384,17 @@ class GenerationService:
 
     # -- batches --
 
+    @property
+    def _batches(self) -> bool:
+        """Whether the renderer renders batches: `render_batch` on its class (a wrapper that only forwards
+        attributes, as the bot tests use, is asked job by job so its own render() is the one called)."""
+        return callable(getattr(type(self.renderer), "render_batch", None))
+
     def _batch_key(self, request: GenerationRequest) -> Hashable | None:
         """What a pipeline call needs equal (generation.batching), as the renderer's family allows it."""
         if not self._batches:
             return None
-        if self._own_key:
+        if callable(getattr(type(self.renderer), "batch_key", None)):
             return cast("Hashable | None", cast(Any, self.renderer).batch_key(request))
         return batch_key(request)
 

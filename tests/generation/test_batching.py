@@ -291,3 +291,25 @@ async def test_auto_on_a_cpu_probes_once_when_images_could_share_a_call(renderer
     assert not service.batch_limit.needs_probe("tinyshapes")
     assert service.batch_limit.limit("tinyshapes", 64, 64) >= 1
     await service.close()
+
+
+async def test_a_wrapper_set_after_construction_is_asked_job_by_job():
+    # The bot tests wrap the built service's renderer (service.renderer = Wrapper(...)) and override render().
+    class Wrapper:
+        def __init__(self, renderer):
+            self._renderer = renderer
+            self.seen = []
+
+        def __getattr__(self, name):
+            return getattr(self._renderer, name)
+
+        def render(self, request, **kwargs):
+            self.seen.append(request.prompt)
+            return self._renderer.render(request, **kwargs)
+
+    service = await started(BatchingFakeRenderer(), batch_images=8)
+    wrapper = service.renderer = Wrapper(service.renderer)
+    jobs = [submit(service, name, owner=name) for name in ("alice", "bob")]
+    await asyncio.gather(*(job.result() for job in jobs))
+    assert wrapper.seen == ["alice", "bob"]
+    await service.close()

@@ -184,7 +184,7 @@ def test_a_configured_model_whose_files_are_missing_is_reported(tmp_path, tinysh
     # The bot asks for the native size (the base of --ar) before it builds the request.
     with pytest.raises(RequestError) as error:
         service.native_size(missing)
-    assert str(error.value) == f"Model {missing!r} is not available right now; try another model."
+    assert str(error.value) == f"Model {missing!r}: no such file or folder: {missing}"  # the reason, never "right now"
     with pytest.raises(RequestError) as error:
         service.native_size("sdxl")
     assert str(error.value) == f"Unknown model 'sdxl'. Available models: tinyshapes, {missing}."

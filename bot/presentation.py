@@ -331,6 +331,9 @@ def info_embed(record: GenerationRecord, request: GenerationRequest, command_lin
     if variation_seeds:
         label = "Variation seed" if len(variation_seeds) == 1 else "Variation seeds"
         rows.append((label, f"{_seeds_text(variation_seeds)} (strength {request.variation_strength:g})"))
+    edit = edit_label(record)
+    if edit is not None:
+        rows.append(("Edit", edit))
     rows.append(("Kind", KIND_LABELS[record.kind] + (f" from #{record.parent_id}" if record.parent_id else "")))
     rows.append(("Status", record.status.value))
     if record.duration_s is not None:
@@ -338,7 +341,10 @@ def info_embed(record: GenerationRecord, request: GenerationRequest, command_lin
     embed.description = "\n".join(f"**{name}:** {discord.utils.escape_markdown(value)}" for name, value in rows)
     # A code block wraps in the embed (a long inline line would scroll the whole channel sideways).
     embed.add_field(name="Reproduce", value=f"```\n{_wrap(command_line, 60)[:1000]}\n```", inline=False)
-    if variation_seeds:
+    if edit is not None:
+        embed.set_footer(text="An edit has no /imagine option: the line above renders its prompt on a blank canvas; "
+                              "the record (and the PNG) keep what re-makes the edit.")
+    elif variation_seeds:
         embed.set_footer(text="Variation seeds have no /imagine option: the line above renders the base image; "
                               "use the V / Vary buttons for variations.")
     return embed

@@ -1,11 +1,12 @@
 """Prove the offline playground works in a real browser, and keep the picture.
 
-    python -m bot.screenshot [--out docs/playground.png] [--url URL]
+    python -m bot.screenshot [--out docs/playground.png] [--url URL] [--click "Zoom Out 2×" ...]
 
 Starts the playground in-process (unless --url points at one already running), drives Debian's
 headless chromium over the Chrome DevTools Protocol like a person would — type "/imagine", pick the
 command, fill prompt and seed, press Enter — waits for the bot's reply to show a rendered image and
-saves a screenshot. Exit code 1 with a one-line reason on failure; chromium is always killed.
+saves a screenshot; with --click, it then presses those buttons of the newest result, one after the other,
+waiting for each new result. Exit code 1 with a one-line reason on failure; chromium is always killed.
 Only aiohttp (already installed with discord.py) is used to talk to the browser.
 """
 
@@ -33,16 +34,18 @@ SEED = 7
 CHROMIUM = "/usr/bin/chromium"
 IMAGE_TIMEOUT_S = 120.0
 
-# The bot's result counts once one of its images (attachment or embed image) has decoded: the page
+# The bot's result counts once one of its images (attachment, embed or media gallery image) has decoded: the page
 # swaps a blob: URL in only after the asset loaded, and naturalWidth is 0 until the image decoded.
 # A result has a Reroll button (a status line's progress preview is an image too, without one).
 # An ephemeral bot reply without an image is the bot refusing or failing: stop waiting at once.
 BOT_IMAGE_JS = """(() => {
+  const skip = window.imagineSeenResults || [];
   for (const msg of document.querySelectorAll('#channel-message-list .channel-message')) {
+    if (skip.includes(msg.dataset.messageId)) continue;
     if (!msg.querySelector('.message-app-badge, .message-interaction-header')) continue;
     const labels = [...msg.querySelectorAll('.component-button .button-label')].map(b => b.textContent);
     if (!msg.querySelector('.message-ephemeral-note') && !labels.includes('Reroll')) continue;
-    for (const img of msg.querySelectorAll('img.attachment-image, .embed-media img')) {
+    for (const img of msg.querySelectorAll('img.attachment-image, .embed-media img, img.gallery-image')) {
       if (img.src.startsWith('blob:') && img.complete && img.naturalWidth > 0) {
         msg.scrollIntoView({block: 'end'});
         return {id: msg.dataset.messageId, width: img.naturalWidth, height: img.naturalHeight};
@@ -274,6 +277,26 @@ async def run_imagine(cdp: CDP, url: str) -> dict:
     return found
 
 
+async def click_result_button(cdp: CDP, message_id: str, label: str) -> dict:
+    """Press the button labelled `label` on that result and wait for the new result it makes."""
+    pressed = await cdp.js(f"""(() => {{
+      window.imagineSeenResults = [...(window.imagineSeenResults || []), {json.dumps(message_id)}];
+      const msg = document.querySelector('[data-message-id="' + {json.dumps(message_id)} + '"]');
+      const button = msg && [...msg.querySelectorAll('.component-button')].find(
+        b => b.textContent.trim().endsWith({json.dumps(label)}));
+      if (!button) return false;
+      button.scrollIntoView({{block: 'center'}});
+      button.click();
+      return true;
+    }})()""")
+    if not pressed:
+        raise Failure(f"no {label!r} button on the result")
+    found = await cdp.wait_for(BOT_IMAGE_JS, f"the result of {label!r}", timeout=IMAGE_TIMEOUT_S)
+    if "error" in found:
+        raise Failure(f"{label!r} answered without an image: {' '.join(found['error'].split())[:300]}")
+    return found
+
+
 async def start_playground(data_dir: Path, **changes: Any) -> tuple[asyncio.Task, str]:
     """Run the playground in this process (data in `data_dir`, a free port); returns its task and URL."""
     from bot.__main__ import default_cpu_threads
@@ -385,11 +408,13 @@ async def playground(tmp: Path, url: str | None, **changes: Any) -> AsyncIterato
         await stop(None)
 
 
-async def prove(out: Path, url: str | None) -> None:
+async def prove(out: Path, url: str | None, clicks: tuple[str, ...] = ()) -> None:
     with tempfile.TemporaryDirectory(prefix="imagine-shot-") as tmp:
         async with playground(Path(tmp), url) as (url, stop), browser(Path(tmp)) as chromium:
             cdp = await chromium.tab()
-            await run_imagine(cdp, url)
+            found = await run_imagine(cdp, url)
+            for label in clicks:
+                found = await click_result_button(cdp, found["id"], label)
             await chromium.screenshot(cdp, out)
             await stop(cdp)
 
@@ -398,12 +423,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot.screenshot", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("docs/playground.png"), help="PNG to write")
     parser.add_argument("--url", help="an already running playground's URL (with its #secret)")
+    parser.add_argument("--click", action="append", default=[], metavar="LABEL",
+                        help="then press this button of the newest result (repeatable), e.g. 'Zoom Out 2×'")
     args = parser.parse_args(argv)
     from bot.__main__ import configure_logging
 
     configure_logging("WARNING")
     try:
-        asyncio.run(prove(args.out, args.url))
+        asyncio.run(prove(args.out, args.url, tuple(args.click)))
     except Failure as exc:
         print(f"screenshot failed: {exc}", file=sys.stderr)
         return 1

@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     describe_model: str | None = None
     # How results look: "gallery" (Components V2: a container with a media gallery and the buttons) or
     # "embed" (the classic embed with the picture, for clients that need it).
-    result_layout: Literal["gallery", "embed"] = "embed"
+    result_layout: Literal["gallery", "embed"] = "gallery"
 
     playground_port: int = 8765
     playground_settle_s: float = 60.0

@@ -34,7 +34,7 @@ WAIT_S = 240.0
 MESSAGES_JS = """(() => [...document.querySelectorAll('#channel-message-list .channel-message')].map(msg => ({
   id: msg.dataset.messageId,
   text: msg.innerText,
-  images: [...msg.querySelectorAll('img.attachment-image, .embed-media img')]
+  images: [...msg.querySelectorAll('img.attachment-image, .embed-media img, img.gallery-image')]
     .filter(img => img.src.startsWith('blob:') && img.complete && img.naturalWidth > 0).length,
   buttons: [...msg.querySelectorAll('.component-button .button-label')].map(b => b.textContent),
 })))()"""

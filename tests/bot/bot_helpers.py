@@ -24,6 +24,8 @@ def image_of(data: bytes) -> Image.Image:
 def _walk(components: Any) -> Any:
     """Every component of a message, nested ones too (Components V2 containers hold action rows)."""
     for component in components or []:
+        if not isinstance(component, dict):  # discord.py's component objects (a channel message's)
+            component = component.to_dict()
         yield component
         yield from _walk(component.get("components"))
 
@@ -104,3 +106,8 @@ def png_of(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def message_text(message: Any) -> str:
+    """All the text a member reads on a message: its content and, in the gallery layout, its text displays."""
+    return "\n".join([message.content or "", *_texts(message)])

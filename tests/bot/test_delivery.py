@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from bot_helpers import attachment_bytes, embed_field, image_of, png_of, result_footer, result_title
+from bot_helpers import attachment_bytes, embed_field, image_of, message_text, png_of, result_footer, result_title
 from PIL import Image
 
 from bot.app import build_service
@@ -95,7 +95,7 @@ async def test_a_result_ready_after_the_token_expired_is_posted_in_the_channel(w
 
     posted = world.channel.last_message
     assert posted.id != status.id and posted.attachments
-    assert world.alice.mention in posted.content  # a normal message, so the owner is pinged
+    assert world.alice.mention in message_text(posted)  # a normal message, so the owner is pinged
     assert embed_field(posted, "Seed") == "12"
     record = await world.store.get_by_message(posted.id)
     assert record is not None and record.seed == 12 and record.delivery_failure is None
@@ -166,7 +166,7 @@ async def test_a_result_rendered_but_never_posted_is_posted_after_a_restart(worl
     await world.restart()
 
     posted = world.channel.last_message
-    assert posted.attachments and world.alice.mention in posted.content
+    assert posted.attachments and world.alice.mention in message_text(posted)
     assert result_title(posted) == "a blue square" and f"#{record.id}" in result_footer(posted)
     assert (await world.store.get(record.id)).message_id == posted.id
 

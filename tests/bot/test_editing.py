@@ -53,6 +53,8 @@ async def test_zoom_out_2x_doubles_the_canvas_and_keeps_the_centre(world):
     assert (child.edit_mode, child.edit_factor, child.seed) == ("zoom", 2.0, parent.seed)
     assert "Edit: zoom, Edit factor: 2.0" in shown.info["parameters"]
     assert np.array_equal(await _rendered_again(world, child), after)  # bit-exact from the record
+    info = (await world.alice.click(zoomed, label="Info")).response
+    assert info.ephemeral and "**Edit:** zoom out 2×" in info.embeds[0].description
 
 
 async def test_pan_right_extends_the_width_by_half_and_keeps_the_left(world):

@@ -8,8 +8,9 @@ palette). This measure shares nothing with it:
   separates the two clusters of distances); the largest 8-connected region, holes filled, is the shape.
 - shape: boundary geometry. The convex hull of the region's pixel squares is simplified with
   Ramer-Douglas-Peucker at a tolerance of ``TOLERANCE`` x sqrt(area), and its corners counted:
-  3 = triangle, 4 = square, 6 or more = circle. Five corners (a blunt corner) is settled by the
-  circularity 4 pi A / P^2 of the hull (circle 1, square 0.79, triangle 0.6).
+  3 = triangle, 4 = square (if its sides are about equal; a 4-gon with a short side is a triangle with
+  a cut-off apex), 6 or more = circle. Five corners (a blunt corner) is settled by the circularity
+  4 pi A / P^2 of the hull (circle 1, square 0.79, triangle 0.6).
 
 So a square whose corners are rounded off by more than a few percent of its size reads as a circle,
 and a triangle with a blunt apex as a square or circle: the measure checks corners, which the
@@ -31,6 +32,7 @@ from . import data
 
 TOLERANCE = 0.09  # RDP tolerance, as a fraction of sqrt(shape area)
 MERGE = 0.2  # hull edges shorter than this fraction of sqrt(area) are one (blunt) corner
+SQUARE_SIDES = 0.5  # a 4-corner shape is a square when its shortest side is at least this x its longest
 
 
 @dataclass(frozen=True)
@@ -198,10 +200,13 @@ def read_shape(image: Image.Image) -> ContourReading:
     polygon = simplify_closed(hull, TOLERANCE * np.sqrt(area), MERGE * np.sqrt(area))
     count = len(polygon)
     circularity = 4 * np.pi * area / perimeter**2
+    edges = np.hypot(*(np.roll(polygon, -1, axis=0) - polygon).T)
     if count <= 3:
         shape = "triangle"
     elif count == 4:
-        shape = "square"
+        # Four corners with one side much shorter than the longest: a triangle with its apex cut off
+        # (a trapezoid), not a square, whose sides are all about equal.
+        shape = "square" if edges.min() >= SQUARE_SIDES * edges.max() else "triangle"
     elif count >= 6:
         shape = "circle"
     else:

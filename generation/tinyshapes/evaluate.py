@@ -181,21 +181,28 @@ def upscale(pipe, images, prompts, seeds, strength: float = UPSCALE_STRENGTH, fa
     return outs
 
 
-def upscale_check(pipe, per_aspect: dict, cases, strength: float = UPSCALE_STRENGTH) -> dict[str, dict[str, float]]:
-    """Upscale the seed-0 renders of one prompt per colour x shape (24) at every aspect; reads with both
+def upscale_check(pipe, cases, strength: float = UPSCALE_STRENGTH, ratios=data.ASPECT_RATIOS,
+                  per_aspect: dict | None = None) -> dict[str, dict[str, float]]:
+    """Upscale the seed-0 renders of 24 prompts (every colour x shape) at every aspect; reads with both
     measures and the outline blur of the result, of a plain Lanczos resize, and of the 1x render."""
     picks = [i for i in range(0, len(cases), len(cases) // 24)][:24]
+    sub_cases = [cases[i] for i in picks]
+    prompts = [data.full_caption(c, s, b) for c, s, b, _ in sub_cases]
+    seeds = [seed for *_, seed in sub_cases]
     results = {}
-    for ratio, images in per_aspect.items():
-        sub_cases = [cases[i] for i in picks]
-        sub_images = [images[i] for i in picks]
-        prompts = [data.full_caption(c, s, b) for c, s, b, _ in sub_cases]
-        outs = upscale(pipe, sub_images, prompts, [seed for *_, seed in sub_cases], strength)
+    for ratio in ratios:
+        if per_aspect and ratio in per_aspect:
+            sub_images = [per_aspect[ratio][i] for i in picks]
+        else:
+            w, h = data.BUCKETS[ratio]
+            sub_images = render(pipe, prompts, seeds, width=w, height=h)
+        outs = upscale(pipe, sub_images, prompts, seeds, strength)
         row = score(outs, sub_cases)
         row["edge 1x"] = float(np.nanmean([edge_width(im) for im in sub_images]))
         row["edge resize"] = float(np.nanmean([edge_width(im.resize((im.width * 2, im.height * 2), Image.Resampling.LANCZOS)) for im in sub_images]))
         row["edge upscaled"] = float(np.nanmean([edge_width(im) for im in outs]))
         results[ratio] = row
+        print(f"upscale {ratio}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()), flush=True)
     return results
 
 
@@ -216,6 +223,8 @@ def main(argv=None):
     parser.add_argument("--aspects", default=",".join(data.ASPECT_RATIOS), help="comma-separated, e.g. 1:1,16:9")
     parser.add_argument("--grid", type=Path, help="save default-settings renders of every aspect as a grid PNG")
     parser.add_argument("--quick", action="store_true", help="per-aspect accuracy at guidance 5 only")
+    parser.add_argument("--extras-only", action="store_true", help="skip the per-aspect table: guidance 1, "
+                        "negative prompt, seeds, img2img and upscale only (to run next to --quick)")
     parser.add_argument("--upscale-strength", type=float, default=UPSCALE_STRENGTH)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
@@ -226,7 +235,7 @@ def main(argv=None):
     seeds = [seed for *_, seed in cases]
 
     per_aspect, accuracy, rows = {}, {}, []
-    for ratio in args.aspects.split(","):
+    for ratio in [] if args.extras_only else args.aspects.split(","):
         w, h = data.BUCKETS[ratio]
         started = time.perf_counter()
         images = render(pipe, prompts, seeds, width=w, height=h)
@@ -235,11 +244,12 @@ def main(argv=None):
               + ", ".join(f"{k} {v:.1%}" for k, v in accuracy[ratio].items()), flush=True)
         picks = grid_columns(cases, args.seeds)
         rows.append((f"{ratio}\n{w}x{h}", [images[i] for i in picks], [cases[i] for i in picks]))
-    if args.grid:
+    if args.grid and rows:
         save_grid(rows, args.grid)
-    print()
-    print_table(f"{len(cases)} renders per aspect ratio, DPM++ 2M, {STEPS} steps, guidance {GUIDANCE:g} "
-                "(shape = template overlap, corners = corner count)", accuracy)
+    if accuracy:
+        print()
+        print_table(f"{len(cases)} renders per aspect ratio, DPM++ 2M, {STEPS} steps, guidance {GUIDANCE:g} "
+                    "(shape = template overlap, corners = corner count)", accuracy)
     if len(accuracy) > 1:
         mean = {k: float(np.mean([row[k] for row in accuracy.values()])) for k in next(iter(accuracy.values()))}
         print(f"{'all':>12}  " + "  ".join(f"{v:>13.1%}" for v in mean.values()))
@@ -271,7 +281,8 @@ def main(argv=None):
 
     print()
     print_table(f"Upscale 2x (Lanczos + img2img strength {args.upscale_strength:g}) of 24 renders per aspect; "
-                "edge = outline blur in px", upscale_check(pipe, per_aspect, cases, args.upscale_strength))
+                "edge = outline blur in px",
+                upscale_check(pipe, cases, args.upscale_strength, args.aspects.split(","), per_aspect))
 
 
 if __name__ == "__main__":

@@ -355,6 +355,7 @@ def main(argv=None):
     parser.add_argument("--decoder-minutes", type=float, default=20)
     parser.add_argument("--unet-minutes", type=float, default=83)
     parser.add_argument("--lr", type=float, default=1e-3, help="UNet + text encoder peak learning rate")
+    parser.add_argument("--ema-decay", type=float, default=0.998, help="EMA of the exported UNet + text encoder")
     parser.add_argument("--batch", type=int, default=48, help="images per UNet batch at 64x64 area")
     parser.add_argument("--per-bucket", type=int, default=6000, help="cached training images per bucket")
     parser.add_argument("--no-upscale-bucket", action="store_true", help="no 128x128 low-noise bucket")
@@ -388,7 +389,7 @@ def main(argv=None):
         tune_decoder(args.work, args.seed, args.decoder_minutes, lr=args.decoder_lr, l1=args.decoder_l1,
                      buckets=buckets if args.finetune_from is not None else None)
     if "unet" in stages:
-        train_unet(args.work, args.seed, args.unet_minutes, args.target, buckets, lr=args.lr,
+        train_unet(args.work, args.seed, args.unet_minutes, args.target, buckets, lr=args.lr, ema_decay=args.ema_decay,
                    init_from=args.finetune_from, warmup=0.02 if args.finetune_from is None else 0.01)
 
 

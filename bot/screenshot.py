@@ -281,7 +281,8 @@ async def click_result_button(cdp: CDP, message_id: str, label: str) -> dict:
     """Press the button labelled `label` on that result and wait for the new result it makes."""
     pressed = await cdp.js(f"""(() => {{
       window.imagineSeenResults = [...(window.imagineSeenResults || []), {json.dumps(message_id)}];
-      const msg = document.querySelector('[data-message-id="' + {json.dumps(message_id)} + '"]');
+      const msg = document.querySelector('#channel-message-list .channel-message[data-message-id="' +
+                                         {json.dumps(message_id)} + '"]');
       const button = msg && [...msg.querySelectorAll('.component-button')].find(
         b => b.textContent.trim().endsWith({json.dumps(label)}));
       if (!button) return false;
@@ -290,7 +291,9 @@ async def click_result_button(cdp: CDP, message_id: str, label: str) -> dict:
       return true;
     }})()""")
     if not pressed:
-        raise Failure(f"no {label!r} button on the result")
+        labels = await cdp.js("""[...document.querySelectorAll('#channel-message-list .component-button')]
+            .map(b => b.textContent.trim()).join(' | ')""")
+        raise Failure(f"no {label!r} button on the result (buttons: {str(labels)[:300]})")
     found = await cdp.wait_for(BOT_IMAGE_JS, f"the result of {label!r}", timeout=IMAGE_TIMEOUT_S)
     if "error" in found:
         raise Failure(f"{label!r} answered without an image: {' '.join(found['error'].split())[:300]}")

@@ -338,8 +338,9 @@ async def submit_edit(interaction: Interaction, record: GenerationRecord, index:
     image = record.images[_image_index(record, index)]
     png = await interaction.client.store.read_image(image)
     source = request_for_image(record, image)
-    request = edit_request(source, png, image.seed, mode, interaction.client.service.limits, factor=factor,
-                           direction=direction, region=region, prompt=prompt)
+    service = interaction.client.service
+    request = edit_request(source, png, image.seed, mode, service.limits, factor=factor, direction=direction,
+                           region=region, prompt=prompt, multiple=service.size_multiple(source.model))
     await submit_child(interaction, record, EDIT_KINDS[mode], request)
 
 

@@ -115,24 +115,26 @@ def _extension(mode: str, factor: float | None, direction: str | None, width: in
     return 1.0, 1.0, 0.5, 0.5
 
 
-def _ceil8(value: float) -> int:
-    return max(8, math.ceil(round(value, 6) / 8) * 8)
+def _ceil(value: float, multiple: int) -> int:
+    return max(multiple, math.ceil(round(value, 6) / multiple) * multiple)
 
 
-def _floor8(value: float) -> int:
-    return max(8, int(value) // 8 * 8)
+def _floor(value: float, multiple: int) -> int:
+    return max(multiple, int(value) // multiple * multiple)
 
 
 def canvas_size(mode: str, source_size: tuple[int, int], limits: Limits, *, factor: float | None = None,
-                direction: str | None = None) -> tuple[int, int]:
-    """The edit's width and height: the extended canvas (multiples of 8), shrunk to fit the limits."""
+                direction: str | None = None, multiple: int = 8) -> tuple[int, int]:
+    """The edit's width and height: the extended canvas (multiples of `multiple`: 8, or 16 for SD3 and
+    Flux), shrunk to fit the limits."""
     width, height = source_size
     fx, fy, _, _ = _extension(mode, factor, direction, width, height)
-    w, h = _ceil8(width * fx), _ceil8(height * fy)
+    w, h = _ceil(width * fx, multiple), _ceil(height * fy, multiple)
     scale = min(1.0, limits.max_size / w, limits.max_size / h, math.sqrt(limits.max_pixels / (w * h)))
     if scale < 1.0:
-        w, h = _floor8(w * scale), _floor8(h * scale)
-    return max(w, limits.min_size), max(h, limits.min_size)
+        w, h = _floor(w * scale, multiple), _floor(h * scale, multiple)
+    low = _ceil(limits.min_size, multiple)
+    return max(w, low), max(h, low)
 
 
 def _cell_box(cell: int, width: int, height: int) -> tuple[int, int, int, int]:
@@ -314,7 +316,7 @@ def blend_start(txt2img: Any, strip: PIL.Image.Image, width: int, height: int) -
 
 def edit_request(request: GenerationRequest, image: bytes, image_seed: int, mode: str, limits: Limits, *,
                  factor: float | None = None, direction: str | None = None, region: str | None = None,
-                 prompt: str | None = None) -> GenerationRequest:
+                 prompt: str | None = None, multiple: int = 8) -> GenerationRequest:
     """The child request that edits one image (PNG bytes) of `request`: its canvas size, the recorded edit
     parameters, the image as init image. Zoom, square and pan keep the prompt and the image's seed (the
     same noise, a larger picture); a region gets a new seed (prepare() picks it) and may get a new prompt."""
@@ -325,7 +327,7 @@ def edit_request(request: GenerationRequest, image: bytes, image_seed: int, mode
     changes: dict[str, Any] = dict(init_image=image, count=1, variation_seed=None, variation_strength=0.0,
                                    edit_mode=mode, edit_factor=None, edit_direction=None, edit_region=None)
     if mode == "region":
-        changes.update(width=source_size[0] // 8 * 8 or 8, height=source_size[1] // 8 * 8 or 8, seed=None,
+        changes.update(width=_floor(source_size[0], multiple), height=_floor(source_size[1], multiple), seed=None,
                        strength=REGION_STRENGTH, edit_region=region_text(parse_region(region)))
     else:
         if mode == "zoom":
@@ -338,7 +340,7 @@ def edit_request(request: GenerationRequest, image: bytes, image_seed: int, mode
             changes["edit_direction"] = direction
         if mode == "square" and source_size[0] == source_size[1]:
             raise RequestError("This image is already square.")
-        width, height = canvas_size(mode, source_size, limits, factor=factor, direction=direction)
+        width, height = canvas_size(mode, source_size, limits, factor=factor, direction=direction, multiple=multiple)
         if (width, height) == source_size and mode == "zoom" and factor == 1.0:
             raise RequestError("A zoom of 1.0 changes nothing; choose a factor above 1.")
         changes.update(width=width, height=height, seed=image_seed, strength=OUTPAINT_STRENGTH)

@@ -24,6 +24,11 @@ def test_canvas_sizes_are_multiples_of_8(mode, options, size):
     assert canvas_size(mode, (64, 64), Limits(), **options) == size
 
 
+def test_sd3_and_flux_canvases_are_multiples_of_16():
+    assert canvas_size("zoom", (64, 64), Limits(), factor=1.3, multiple=16) == (96, 96)
+    assert canvas_size("pan", (80, 48), Limits(), direction="down", multiple=16) == (80, 80)
+
+
 def test_a_canvas_too_large_for_the_limits_is_shrunk_and_the_source_with_it():
     limits = Limits(max_size=1024, max_pixels=1024 * 1024)
     assert canvas_size("zoom", (768, 768), limits, factor=2.0) == (1024, 1024)

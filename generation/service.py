@@ -349,7 +349,8 @@ class GenerationService:
         if job in self._running:
             job._cancel_requested.set()
             log.info("job %s (owner %s): cancel requested while running", key, job.owner)
-            if any(other is not job and not other._cancel_requested.is_set() for other in self._running):
+            if any(other is not job and not other.done and not other._cancel_requested.is_set()
+                   for other in self._running):
                 # The batch goes on for the others, in the shape their records will name; this job's
                 # images are dropped when it ends. Alone (or last), the render stops at its next step.
                 del self._jobs[key]

@@ -109,7 +109,8 @@ class ImagineBot(commands.Bot):
         if self._injected_store is not None:
             self.store = self._injected_store
         else:
-            self.store = await Store.open(self.settings.resolved_database_url, self.settings.data_dir)
+            self.store = await Store.open(self.settings.resolved_database_url, self.settings.data_dir,
+                                          image_store=self.settings.image_store)
             self._owned.append(self.store)
         if self._injected_service is not None:
             self.service = self._injected_service
@@ -119,6 +120,10 @@ class ImagineBot(commands.Bot):
             await self.service.start()
         self.nsfw_classifier = build_classifier(self.settings)
         self.runner = JobRunner(self, self.store, self.service, queue_wait=self.idle_wait)
+        if self.settings.shared_queue:  # render workers elsewhere: service and runner follow the database
+            from bot import shared_queue
+
+            await shared_queue.attach(self)
         self.intake = Intake(self)
         self.tree.on_error = on_app_command_error  # type: ignore[method-assign]
         for extension in EXTENSIONS:
@@ -142,7 +147,10 @@ class ImagineBot(commands.Bot):
 
         Their replies are edited while the stored interaction token lives, else they go to the channel.
         """
-        recovery = await self.store.recover(self.settings.max_render_attempts)
+        if self.settings.shared_queue:  # rendering jobs belong to live workers; only expired leases return
+            recovery = await self.store.recover_shared(self.settings.max_render_attempts)
+        else:
+            recovery = await self.store.recover(self.settings.max_render_attempts)
         for record in recovery.failed:
             self.runner.spawn(self.runner.report_recovered_failure(record), name=f"report job #{record.id}")
         for record in recovery.to_render:

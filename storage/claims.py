@@ -75,8 +75,9 @@ def is_postgresql(session: AsyncSession) -> bool:
 
 
 async def db_now(session: AsyncSession) -> datetime:
-    """The database's clock (every machine's leases are measured on it, whatever their own clocks say)."""
-    now = await session.scalar(select(func.now()))
+    """The database's clock (every machine's leases are measured on it, whatever their own clocks say); the
+    moment of the call, not the transaction's start, so claims taken in turn are stamped in turn."""
+    now = await session.scalar(select(func.clock_timestamp()))
     assert isinstance(now, datetime)
     return now
 

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from . import claims, files, queries, repository
+from .images import ImageStore, LocalImageStore, open_image_store
 from .engine import WRITE_OPTION, create_engine, default_url, is_sqlite, make_sessionmaker, migrate
 from .models import Generation, GenerationKind, GenerationStatus, GuildConfig
 from .records import GenerationRecord, GuildConfigRecord, ImageInput, ImageRecord, Lineage, Recovery, Stats
@@ -22,20 +23,25 @@ log = logging.getLogger(__name__)
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], data_dir: Path) -> None:
+    def __init__(self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], data_dir: Path,
+                 images: ImageStore | None = None) -> None:
         self.engine = engine
         self.data_dir = Path(data_dir)
+        # Where image files live (IMAGE_STORE): the data directory unless given.
+        self.images = images or LocalImageStore(self.data_dir)
         self._sessions = sessions
         # SQLite has one writer at a time: queueing writers here (instead of on busy_timeout)
         # keeps them fair and fast; BEGIN IMMEDIATE still guards against other processes.
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
-    async def open(cls, url: str | None = None, data_dir: Path | str = Path("data")) -> Store:
+    async def open(cls, url: str | None = None, data_dir: Path | str = Path("data"),
+                   image_store: str | None = None) -> Store:
         """Connect, apply migrations up to head, and return a ready Store.
 
         `url` defaults to the SQLite file `<data_dir>/imagine.db`; any SQLAlchemy async URL
-        (e.g. postgresql+asyncpg://...) works the same.
+        (e.g. postgresql+asyncpg://...) works the same. `image_store` is where image files go (see
+        images.py: None = the data directory, or a folder, or an fsspec URL such as s3://bucket/prefix).
         """
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -48,7 +54,7 @@ class Store:
             raise
         log.info("store open: %s (%s), data in %s", engine.url.render_as_string(hide_password=True),
                  "sqlite" if is_sqlite(url) else engine.dialect.name, data_dir)
-        return cls(engine, make_sessionmaker(engine), data_dir)
+        return cls(engine, make_sessionmaker(engine), data_dir, open_image_store(image_store, data_dir))
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -104,26 +110,26 @@ class Store:
                 )
                 if init_image is not None:
                     path = files.init_image_path(row.id, init_image)
-                    await asyncio.to_thread(files.write_atomic, self.data_dir, path, init_image)
+                    await asyncio.to_thread(self.images.write, path, init_image)
                     written.append(path)
                     row.init_image_path = path
                     row.init_image_sha256 = files.sha256_hex(init_image)
                 record = GenerationRecord.from_row(row, with_images=False)
         except BaseException:
-            await asyncio.to_thread(files.remove_files, self.data_dir, written)
+            await asyncio.to_thread(self.images.remove, written)
             raise
         return record
 
     async def attach_init_image(self, generation_id: int, init_image: bytes) -> GenerationRecord:
         """Store the downloaded init image of a generation created with `init_image_url`."""
         path = files.init_image_path(generation_id, init_image)
-        await asyncio.to_thread(files.write_atomic, self.data_dir, path, init_image)
+        await asyncio.to_thread(self.images.write, path, init_image)
         try:
             async with self._writing() as session:
                 row = await repository.attach_init_image(session, generation_id, path, files.sha256_hex(init_image))
                 return GenerationRecord.from_row(row)
         except BaseException:
-            await asyncio.to_thread(files.remove_files, self.data_dir, [path])
+            await asyncio.to_thread(self.images.remove, [path])
             raise
 
     async def mark_running(self, generation_id: int) -> GenerationRecord:
@@ -149,11 +155,11 @@ class Store:
                 row = await repository.mark_done(session, generation_id, [new for new, _ in encoded], duration_s,
                                                  worker_id)
                 for new, data in encoded:
-                    await asyncio.to_thread(files.write_atomic, self.data_dir, new.path, data)
+                    await asyncio.to_thread(self.images.write, new.path, data)
                     written.append(new.path)
                 record = GenerationRecord.from_row(row)
         except BaseException:
-            await asyncio.to_thread(files.remove_files, self.data_dir, written)
+            await asyncio.to_thread(self.images.remove, written)
             raise
         return record
 
@@ -275,6 +281,16 @@ class Store:
         async with self._reading() as session:
             return await claims.shared_queue(session)
 
+    async def cancel_and_notify(self, generation_id: int, channel: str, reason: str | None = None,
+                                ) -> GenerationRecord:
+        """Cancel a queued or running job and NOTIFY `channel` with its id in the same transaction: whoever
+        renders it hears of it the moment the row says so."""
+        async with self._writing() as session:
+            row = await repository.mark_cancelled(session, generation_id, reason)
+            if self.shared:
+                await session.execute(select(func.pg_notify(channel, str(generation_id))))
+            return GenerationRecord.from_row(row)
+
     async def database_now(self) -> datetime:
         async with self._reading() as session:
             return await claims.db_now(session)
@@ -292,7 +308,7 @@ class Store:
             paths = await repository.soft_delete(session, generation_id)
         # Files go after the commit: a crash in between leaves orphan files, never a record
         # pointing at files that are gone.
-        await asyncio.to_thread(files.remove_files, self.data_dir, paths)
+        await asyncio.to_thread(self.images.remove, paths)
 
     # ---- reads -----------------------------------------------------------------------------
 
@@ -363,7 +379,7 @@ class Store:
 
     async def read_image(self, image: ImageRecord) -> bytes:
         """The PNG bytes, checked against the recorded sha256 (CorruptImage if they differ)."""
-        return await asyncio.to_thread(files.read_checked, self.data_dir, image.path, image.sha256)
+        return await asyncio.to_thread(self.images.read_checked, image.path, image.sha256)
 
     async def read_init_image(self, generation_id: int) -> bytes | None:
         async with self._reading() as session:
@@ -373,7 +389,7 @@ class Store:
             path, digest = row.init_image_path, row.init_image_sha256
         if path is None or digest is None:
             return None
-        return await asyncio.to_thread(files.read_checked, self.data_dir, path, digest)
+        return await asyncio.to_thread(self.images.read_checked, path, digest)
 
 
 def _describe_all(

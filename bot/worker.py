@@ -1,0 +1,63 @@
+"""`python -m bot.worker`: one render worker of the shared queue (one process per GPU).
+
+It reads the same settings as the bot (.env / environment): DATABASE_URL (PostgreSQL, the shared queue),
+IMAGE_STORE (where images go; every machine must see the same one), MODEL / EXTRA_MODELS (what it can
+render), DEVICE, LEASE_S, WORKER_ID, WORKER_JOBS. It needs no Discord token and opens no Discord
+connection: it claims jobs, renders them, stores the images and marks them done; the gateway posts them.
+SIGINT / SIGTERM stop it: a job in flight is dropped and its lease expires, so another worker renders it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from bot.__main__ import configure_logging
+from bot.app import build_service
+from bot.settings import Settings
+from bot.shared_queue import RenderWorker
+from storage import Store
+
+log = logging.getLogger("bot.worker")
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> int:
+    store = await Store.open(settings.resolved_database_url, settings.data_dir, image_store=settings.image_store)
+    try:
+        if not store.shared:
+            print("bot.worker needs the shared queue on PostgreSQL: set DATABASE_URL=postgresql+asyncpg://...",
+                  file=sys.stderr)
+            return 2
+        service = build_service(settings, None)
+        await service.start()
+        worker = RenderWorker(store, service, settings)
+        try:
+            await worker.start()
+            print(f"worker {worker.worker_id} ready", flush=True)
+            await stop.wait()
+        finally:
+            await worker.close()
+            await service.close()
+    finally:
+        await store.close()
+    return 0
+
+
+def main() -> int:
+    settings = Settings()
+    configure_logging(settings.log_level)
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        return await run_worker(settings, stop)
+
+    return asyncio.run(run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

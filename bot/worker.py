@@ -32,7 +32,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> int:
             return 2
         service = build_service(settings, None)
         await service.start()
+        # Load the default model now: the first claimed job should not pay for it (and it is "loaded").
+        load_s = await service.load_model(settings.model)
+        log.info("loaded %s in %.1fs", settings.model, load_s)
         worker = RenderWorker(store, service, settings)
+        worker.loaded_model = settings.model
         try:
             await worker.start()
             print(f"worker {worker.worker_id} ready", flush=True)

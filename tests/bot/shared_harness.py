@@ -9,7 +9,7 @@ Gateway phases (the SimCord world has the same ids in every process, as Discord 
 - `burst`: 20 /imagine from alice (8), bob (7) and carol (5), in that order; prints `ACK <prompt>` per
   acknowledged command and `BURST IN` after the last; with DIE_AFTER_ACKS it SIGKILLs itself at that ACK;
 - `small`: six /imagine (alice, bob, carol twice each); `small-doomed`: the same, bob's first one "doomed";
-- `cancel`: one slow /imagine by alice; once it is rendering, alice clicks Cancel;
+- `cancel`: one slow /imagine by alice; once its progress arrives (it is rendering), alice clicks Cancel;
 - `recover`: no commands: start-up recovery only.
 Every phase then waits (on NOTIFY imagine_done and the rows, bounded) until every job is final and every done one
 posted, and prints `MESSAGE <generation id>` per result message in the channel.
@@ -174,6 +174,7 @@ async def run_gateway(phase: str, events: Path, die_after: int | None) -> None:
     # Woken right after the bot's own listener has handled a notification (its follower is runnable then,
     # so settling waits for whatever the bot does about it).
     done = asyncio.Event()
+    rendering = asyncio.Event()  # a progress notification came: some job is past its first step
     service: Any = bot.service
     handle = service._listener.callback
 
@@ -181,6 +182,8 @@ async def run_gateway(phase: str, events: Path, die_after: int | None) -> None:
         handle(channel, payload)
         if channel in (signals.DONE, signals.PROGRESS):
             done.set()
+        if channel == signals.PROGRESS:
+            rendering.set()
 
     service._listener.callback = spy
     if phase in ("burst", "small", "small-doomed"):
@@ -192,7 +195,8 @@ async def run_gateway(phase: str, events: Path, die_after: int | None) -> None:
         print("BURST IN", flush=True)
     elif phase == "cancel":
         result = await members["alice"].slash(channel, "imagine", prompt="a slow square", seed=7)
-        await _until(env, done, store, lambda records: any(r.status is GenerationStatus.RUNNING for r in records))
+        await asyncio.wait_for(rendering.wait(), HANG_GUARD_S)  # the worker holds step 2 until the cancel
+        await env.settle(timeout=SETTLE_S)
         clicked = await members["alice"].click(result.response, label="Cancel")
         print(f"CLICKED {clicked.response.content}", flush=True)
     await _until(env, done, store, _all_final_and_posted)

@@ -402,21 +402,9 @@ class JobRunner:
         await self._quietly(self.store.record_delivery_failure(record.id, f"held back: {reason}"),
                             "record the hold", record.id)
         public = f"🔞 Job #{record.id}: the result was held back by the content policy."
-        told = False
-        if reply is not None and reply.usable():
-            try:
-                await reply.edit(content=public, embed=None, attachments=[], view=None)
-                await reply.send_private(f"🔞 {reason[0].upper()}{reason[1:]}. It is kept in your /history.")
-                told = True
-            except discord.HTTPException as error:
-                log.info("job #%s: could not tell the owner through the reply (%s)", record.id, error)
-        if not told and await self.bot_in_guild(record.guild_id):
-            try:
-                channel = self.bot.get_partial_messageable(record.channel_id or 0, guild_id=record.guild_id)
-                await channel.send(f"<@{record.owner_id}> {public} /history lists it.",
-                                   allowed_mentions=discord.AllowedMentions(users=True))
-            except discord.HTTPException as error:
-                log.info("job #%s: the hold could not be shown (%s); it is in /history", record.id, error)
+        await self._tell_owner(record, reply, public,
+                               private=f"🔞 {reason[0].upper()}{reason[1:]}. It is kept in your /history.",
+                               in_channel=f"{public} /history lists it.")
 
     async def _log_nsfw(self, record: GenerationRecord, screening: Screening, message: discord.Message | None) -> None:
         sources = " and ".join(NSFW_SOURCES.get(source, source) for source in sorted(screening.flagged_by))
@@ -474,23 +462,29 @@ class JobRunner:
     async def _show_failure(self, record: GenerationRecord, request: GenerationRequest, reason: str,
                             reply: Reply | None) -> None:
         """The public line says only that the job failed; the reason goes privately to its owner."""
-        public = f"{presentation.status_header(request)}\n⚠️ Job #{record.id} failed."
+        await self._tell_owner(record, reply, f"{presentation.status_header(request)}\n⚠️ Job #{record.id} failed.",
+                               private=f"⚠️ Job #{record.id} failed: {reason}",
+                               in_channel=f"⚠️ Job #{record.id} failed: {reason}")
+
+    async def _tell_owner(self, record: GenerationRecord, reply: Reply | None, public: str, *, private: str,
+                          in_channel: str) -> None:
+        """`public` on the reply and `private` to the owner while the reply lives; else `in_channel`,
+        mentioning the owner, where the bot is in the server. What cannot be shown stays in /history."""
         if reply is not None and reply.usable():
             try:
-                await reply.edit(content=public, attachments=[], view=None)
-                await reply.send_private(f"⚠️ Job #{record.id} failed: {reason}")
+                await reply.edit(content=public, embed=None, attachments=[], view=None)
+                await reply.send_private(private)
                 return
             except discord.HTTPException as error:
                 log.info("job #%s: the reply is unusable (%s); telling the channel", record.id, error)
         if not await self.bot_in_guild(record.guild_id):
-            log.info("job #%s: no reply and no channel to tell of the failure; it is in /history", record.id)
+            log.info("job #%s: no reply and no channel to tell the owner; it is in /history", record.id)
             return
         try:
             channel = self.bot.get_partial_messageable(record.channel_id or 0, guild_id=record.guild_id)
-            await channel.send(f"<@{record.owner_id}> ⚠️ Job #{record.id} failed: {reason}",
-                               allowed_mentions=discord.AllowedMentions(users=True))
+            await channel.send(f"<@{record.owner_id}> {in_channel}", allowed_mentions=discord.AllowedMentions(users=True))
         except discord.HTTPException as error:
-            log.info("job #%s: the failure could not be shown (%s); it is in /history", record.id, error)
+            log.info("job #%s: the owner could not be told (%s); it is in /history", record.id, error)
 
     async def _quietly(self, step: Awaitable[Any], what: str, generation_id: int) -> None:
         """Await a bookkeeping step whose failure must not hide the outcome the user is about to see."""

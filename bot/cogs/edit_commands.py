@@ -58,7 +58,7 @@ class EditCommands(commands.Cog):
     @app_commands.command(name="describe", description="Four prompts that would draw this picture")
     @app_commands.describe(image="The picture to describe (PNG, JPEG or WebP)")
     async def describe(self, interaction: Interaction, image: discord.Attachment) -> None:
-        model = self.bot.settings.model
+        model = self.bot.settings.default_model
         try:
             check_attachment(image)
             if model != "tinyshapes" and self.captioner is None:

@@ -1,7 +1,9 @@
 """The bot object: what it owns, how it starts, how it stops.
 
 `create_bot` is the public factory (used by `python -m bot`, the playground and the tests). Dependencies
-are built from Settings in `setup_hook` unless injected; the bot closes only what it opened.
+are built from Settings in `setup_hook` unless injected; the bot closes only what it opened. This is where
+the render queue is chosen, once: in-process (`LocalQueue`) or shared on PostgreSQL (`SharedQueue`, with a
+`RenderWorker` in this process when LOCAL_WORKER=true). Everything else sees the `RenderQueue` interface.
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ from discord.ext import commands
 
 from bot.errors import on_app_command_error
 from bot.intake import Intake
-from bot.nsfw import ImageClassifier, build_classifier
 from bot.runner import JobRunner
+from bot.services import Services
 from bot.settings import Settings
 from bot.views import DYNAMIC_ITEMS
 from generation import GenerationRequest, GenerationService, Limits
-from generation.service import IdleWait
+from generation.queue import PLAIN, RenderQueue, Waiter
+from generation.queue.classifier import build_classifier
+from generation.queue.finish import Finisher
+from generation.queue.local import LocalQueue
+from generation.queue.worker import WorkerConfig
 from storage import Store
 
 log = logging.getLogger(__name__)
@@ -41,8 +47,8 @@ class Closeable(Protocol):
     async def close(self) -> None: ...
 
 
-def build_service(settings: Settings, idle_wait: IdleWait | None) -> GenerationService:
-    """The GenerationService that Settings describe (not started)."""
+def build_service(settings: Settings, waiter: Waiter = PLAIN) -> GenerationService:
+    """The in-process scheduler that Settings describe (not started)."""
     from generation import ModelSource, Renderer, load_model_specs
 
     models: list[str | ModelSource]
@@ -56,10 +62,23 @@ def build_service(settings: Settings, idle_wait: IdleWait | None) -> GenerationS
     limits = Limits(min_size=settings.min_size, max_size=settings.max_size, max_pixels=settings.max_pixels,
                     max_steps=settings.max_steps, max_count=settings.max_count, models=tuple(settings.model_names))
     return GenerationService(renderer, limits, per_owner_cap=settings.queue_per_user, total_cap=settings.queue_total,
-                             idle_wait=idle_wait, batch_images=settings.batch_images)
+                             waiter=waiter, batch_images=settings.batch_images)
 
 
-ServiceFactory = Callable[[Settings, "IdleWait | None"], GenerationService]
+def worker_config(settings: Settings) -> WorkerConfig:
+    """What a render worker of the shared queue claims, and how it holds it."""
+    return WorkerConfig(models=tuple(settings.model_names), max_size=settings.max_size, lease_s=settings.lease_s,
+                        poll_s=settings.queue_poll_s, jobs=settings.worker_jobs,
+                        max_attempts=settings.max_render_attempts, worker_id=settings.worker_id)
+
+
+def build_finisher(settings: Settings, scheduler: GenerationService) -> Finisher:
+    classifier = build_classifier(settings.nsfw_classifier, settings.nsfw_classifier_labels,
+                                  settings.nsfw_classifier_threshold)
+    return Finisher(scheduler.renderer, classifier)
+
+
+ServiceFactory = Callable[[Settings, Waiter], GenerationService]
 
 
 class GuildGateTree(app_commands.CommandTree["ImagineBot"]):
@@ -76,20 +95,19 @@ class GuildGateTree(app_commands.CommandTree["ImagineBot"]):
 
 
 class ImagineBot(commands.Bot):
-    """A commands.Bot with the store, the generation service, the intake and the job runner attached.
+    """A commands.Bot with its services (store, render queue, ...), the intake and the job runner attached.
 
-    `store`, `service`, `runner` and `intake` exist once setup_hook has run (injected ones at once).
-    `nsfw_classifier` is the optional NSFW_CLASSIFIER (None = only the model's own safety checker).
+    `services`, `store`, `queue`, `runner` and `intake` exist once setup_hook has run.
     """
 
+    services: Services
     store: Store
-    service: GenerationService
+    queue: RenderQueue
     runner: JobRunner
     intake: Intake
-    nsfw_classifier: ImageClassifier | None
 
     def __init__(self, settings: Settings, *, store: Store | None = None, service: GenerationService | None = None,
-                 idle_wait: IdleWait | None = None, service_factory: ServiceFactory | None = None) -> None:
+                 waiter: Waiter = PLAIN, service_factory: ServiceFactory | None = None) -> None:
         # Slash commands and components only: no privileged intents, no message content.
         # Every command may be used from a server install or a member's own install, in servers, DMs and
         # group DMs, unless it says otherwise (/config: servers that added the bot only).
@@ -101,7 +119,7 @@ class ImagineBot(commands.Bot):
         self.settings = settings
         self._injected_store = store
         self._injected_service = service
-        self.idle_wait = idle_wait
+        self.waiter = waiter
         self.service_factory = service_factory or build_service
         self._owned: list[Closeable] = []  # what setup_hook opened, closed in reverse order
 
@@ -113,18 +131,16 @@ class ImagineBot(commands.Bot):
                                           image_store=self.settings.image_store)
             self._owned.append(self.store)
         if self._injected_service is not None:
-            self.service = self._injected_service
+            scheduler = self._injected_service
         else:
-            self.service = self.service_factory(self.settings, self.idle_wait)
-            self._owned.append(self.service)
-            await self.service.start()
-        self.nsfw_classifier = build_classifier(self.settings)
-        self.runner = JobRunner(self, self.store, self.service, queue_wait=self.idle_wait)
-        if self.settings.shared_queue:  # render workers elsewhere: service and runner follow the database
-            from bot import shared_queue
-
-            await shared_queue.attach(self)
-        self.intake = Intake(self)
+            scheduler = self.service_factory(self.settings, self.waiter)
+            self._owned.append(scheduler)
+            await scheduler.start()
+        finisher = build_finisher(self.settings, scheduler)
+        self.queue = await self._open_queue(scheduler, finisher)
+        self.services = Services(self.store, self.queue, self.settings, finisher, self.waiter)
+        self.runner = JobRunner(self, self.services)
+        self.intake = Intake(self, self.services, self.runner)
         self.tree.on_error = on_app_command_error  # type: ignore[method-assign]
         for extension in EXTENSIONS:
             await self.load_extension(extension)
@@ -133,11 +149,28 @@ class ImagineBot(commands.Bot):
         self._warm_up()
         await self.recover()
 
+    async def _open_queue(self, scheduler: GenerationService, finisher: Finisher) -> RenderQueue:
+        """The render queue Settings choose: in this process, or shared on PostgreSQL (SHARED_QUEUE)."""
+        if not self.settings.shared_queue:
+            return LocalQueue(scheduler, self.store, finisher, waiter=self.waiter)
+        from generation.queue.shared import SharedQueue
+        from generation.queue.worker import RenderWorker
+
+        shared = SharedQueue(scheduler, self.store, poll_s=self.settings.queue_poll_s,
+                             max_attempts=self.settings.max_render_attempts, waiter=self.waiter)
+        await shared.start()
+        self._owned.append(shared)
+        if self.settings.local_worker:  # this process renders too, as one worker of the shared queue
+            worker = RenderWorker(self.store, scheduler, finisher, worker_config(self.settings), waiter=self.waiter)
+            await worker.start()
+            self._owned.append(worker)
+        return shared
+
     def _warm_up(self) -> None:
         """Read every model's tokenizer and config now, so /imagine's validation (before its defer) is fast."""
         for model in self.settings.model_names:
             try:
-                self.service.prepare(GenerationRequest(prompt="warm up", model=model))
+                self.queue.prepare(GenerationRequest(prompt="warm up", model=model))
             except Exception:
                 log.exception("warm-up validation of model %s failed; its first /imagine may be slow to answer",
                               model)
@@ -186,15 +219,15 @@ class ImagineBot(commands.Bot):
 
 
 def create_bot(settings: Settings | None = None, *, store: Store | None = None,
-               service: GenerationService | None = None, idle_wait: IdleWait | None = None,
+               service: GenerationService | None = None, waiter: Waiter = PLAIN,
                service_factory: ServiceFactory | None = None) -> ImagineBot:
     """Build the bot. Nothing is opened until it logs in (setup_hook).
 
-    `store` / `service` are used as given (already open and started; the caller closes them) instead of
-    the ones setup_hook would build from `settings`. `service_factory(settings, idle_wait)` changes how
-    setup_hook builds the service it owns (tests: a fake renderer). `idle_wait` wraps the waits on the
-    render queue (its wait for work, the runner's wait for a result): SimCord tests and the playground
-    declare them external waits.
+    `store` / `service` (the in-process scheduler) are used as given (already open and started; the caller
+    closes them) instead of the ones setup_hook would build from `settings`. `service_factory(settings,
+    waiter)` changes how setup_hook builds the scheduler it owns (tests: a fake renderer). `waiter` carries
+    the render queue's waits on outside work (for work, for a result, for a notification): SimCord tests
+    and the playground declare them external waits (`generation.queue.CallbackWaiter`).
     """
     return ImagineBot(settings if settings is not None else Settings(), store=store, service=service,
-                      idle_wait=idle_wait, service_factory=service_factory)
+                      waiter=waiter, service_factory=service_factory)

@@ -31,13 +31,14 @@ import discord
 
 from bot import modlog, policy
 from bot.reply import TOKEN_LIFETIME, Reply
-from bot.record_requests import request_to_params
+from generation.queue.records import request_to_params
 from generation import (PARAMETERS, GenerationRequest, RequestError, expand_prompt, parse_prompt_flags,
                         size_for_aspect_ratio)
 from storage import GenerationKind, GuildConfigRecord
 
 if TYPE_CHECKING:
-    from bot.app import ImagineBot
+    from bot.runner import JobRunner
+    from bot.services import Services
     from generation import Reservation
     from storage import GenerationRecord
 
@@ -109,13 +110,13 @@ class Draft:
     reservation: Reservation | None = field(default=None)
 
 
-def server_defaults(bot: ImagineBot, model: str | None = None) -> dict[str, Any]:
+def server_defaults(services: Services, model: str | None = None) -> dict[str, Any]:
     """What /imagine uses when neither the command nor the member's defaults give a value.
 
     The model's own defaults (its family's, or its MODELS_FILE entry's), then the operator's DEFAULT_*
     settings where set (they apply to every model).
     """
-    settings = bot.settings
+    settings = services.settings
     model = model or settings.default_model
     operator = {"num_inference_steps": settings.default_steps, "guidance_scale": settings.default_guidance,
                 "sampler": settings.default_sampler}
@@ -125,7 +126,7 @@ def server_defaults(bot: ImagineBot, model: str | None = None) -> dict[str, Any]
         "height": settings.default_height,
         "count": 1,
         "model": model,
-        **bot.service.model_defaults(model),
+        **services.queue.model_defaults(model),
         **{key: value for key, value in operator.items() if value is not None},
     }
 
@@ -145,8 +146,13 @@ def check_attachment(attachment: discord.Attachment) -> None:
 
 
 class Intake:
-    def __init__(self, bot: ImagineBot) -> None:
-        self.bot = bot
+    def __init__(self, client: discord.Client, services: Services, runner: JobRunner) -> None:
+        self.bot = client
+        self.services = services
+        self.store = services.store
+        self.queue = services.queue
+        self.settings = services.settings
+        self.runner = runner
         # One member's submissions are drafted and recorded one at a time, so two quick commands cannot
         # both pass a daily quota that has room for one.
         self._member_locks: dict[int, asyncio.Lock] = {}
@@ -155,7 +161,7 @@ class Intake:
         """The server's /config where the bot is installed in that server; None in DMs and user installs."""
         if guild_id is None or self.bot.get_guild(guild_id) is None:
             return None
-        return await self.bot.store.guild_config(guild_id)
+        return await self.store.guild_config(guild_id)
 
     async def submit(self, interaction: discord.Interaction[Any], order: WorkOrder) -> Outcome:
         """Validate, record, acknowledge and queue `order`; nothing is recorded when it is refused.
@@ -175,8 +181,8 @@ class Intake:
                     if draft.reservation is not None:
                         draft.reservation.release()
                 if isinstance(error, PolicyRefusal) and error.log is not None:
-                    self.bot.runner.spawn(
-                        modlog.post(self.bot, self.bot.store, place.guild_id, "refusal",
+                    self.runner.spawn(
+                        modlog.post(self.bot, self.store, place.guild_id, "refusal",
                                     f"<@{interaction.user.id}>: {error.log} in "
                                     f"{modlog.link(place.guild_id, place.channel_id)}"),
                         name="mod log")
@@ -186,7 +192,7 @@ class Intake:
                 for index, draft in enumerate(drafts):
                     # Only the first job may edit the reply after a restart: the token names that message.
                     first = index == 0
-                    records.append(await self.bot.store.create_generation(
+                    records.append(await self.store.create_generation(
                         owner_id=interaction.user.id, guild_id=interaction.guild_id,
                         channel_id=interaction.channel_id, kind=order.kind,
                         parent_id=order.parent.id if order.parent else None,
@@ -201,7 +207,7 @@ class Intake:
                         draft.reservation.release()
                 for record, draft in zip(records, drafts):
                     # Recorded but not started: queued rows that a restart would render.
-                    self.bot.runner.start(record, draft.request, draft.reservation, None, order.attachment)
+                    self.runner.start(record, draft.request, draft.reservation, None, order.attachment)
                 raise
         try:
             await interaction.response.defer(thinking=True)
@@ -211,7 +217,7 @@ class Intake:
                         records[0].id, error)
         replies = [Reply.from_interaction(interaction)] + await self.more_replies(interaction, records[1:])
         for record, draft, reply in zip(records, drafts, replies):
-            self.bot.runner.start(record, draft.request, draft.reservation, reply, order.attachment)
+            self.runner.start(record, draft.request, draft.reservation, reply, order.attachment)
         return Accepted(records[0])
 
     def expand(self, order: WorkOrder) -> list[WorkOrder]:
@@ -252,17 +258,17 @@ class Intake:
         if order.with_defaults:
             # The model first: its own defaults go under everything else.
             model = order.fields.get("model") or (config.defaults.get("model") if config is not None else None)
-            fields.update({key: value for key, value in server_defaults(self.bot, model).items() if value is not None})
+            fields.update({key: value for key, value in server_defaults(self.services, model).items() if value is not None})
             if config is not None:
                 fields.update({key: value for key, value in config.defaults.items()
                                if key in policy.SERVER_DEFAULT_FIELDS and value is not None})
-            member = await self.bot.store.member_defaults(owner_id)
+            member = await self.store.member_defaults(owner_id)
             fields.update({key: value for key, value in member.items()
                            if key in MEMBER_DEFAULT_FIELDS and value is not None})
         typed = {key: value for key, value in order.fields.items() if value is not None}
-        model = typed.get("model", fields.get("model", self.bot.settings.default_model))
-        base_size = self.bot.settings.default_width or self.bot.service.native_size(model)
-        multiple = self.bot.service.size_multiple(model)
+        model = typed.get("model", fields.get("model", self.settings.default_model))
+        base_size = self.settings.default_width or self.queue.native_size(model)
+        multiple = self.queue.size_multiple(model)
         if order.aspect_ratio is not None and not ("width" in typed and "height" in typed):
             ratio_w, ratio_h = (int(part) for part in order.aspect_ratio.split(":"))
             side = typed.get("width") or typed.get("height") or base_size
@@ -276,11 +282,11 @@ class Intake:
                 check_attachment(attachment)
         if order.attachment is None and order.with_defaults and "strength" in typed and fields.get("init_image") is None:
             raise RequestError("strength only applies with an init_image; attach one or leave strength out.")
-        request = self.bot.service.prepare(GenerationRequest(**fields))
+        request = self.queue.prepare(GenerationRequest(**fields))
         if config is not None:
             await self.check_server_rules(config, owner_id, place, request, raw_prompt)
         cap = config.queue_cap if config is not None and config.queue_cap else None
-        return Draft(order, request, self.bot.service.reserve(str(owner_id), cap))
+        return Draft(order, request, self.queue.reserve(str(owner_id), cap))
 
     async def check_server_rules(self, config: GuildConfigRecord, owner_id: int, place: Place,
                                  request: GenerationRequest, raw_prompt: str) -> None:
@@ -297,7 +303,7 @@ class Intake:
                 log=f"prompt refused (banned word “{found}”): “{discord.utils.escape_markdown(raw_prompt[:300])}”")
         if config.daily_quota:
             start, reset = policy.quota_window(discord.utils.utcnow())
-            used = await self.bot.store.images_made_since(owner_id, place.guild_id, start)
+            used = await self.store.images_made_since(owner_id, place.guild_id, start)
             if used + request.count > config.daily_quota:
                 left = max(config.daily_quota - used, 0)
                 asked = f"; this request asks for {request.count}" if request.count > 1 and left else ""

@@ -81,6 +81,7 @@ async def open_world(settings: Settings, *, service: Any = None, settle_timeout:
     An injected `service` (tests) must not be started yet; `World.close()` closes it either way.
     """
     from bot.app import build_service, create_bot
+    from generation.queue import CallbackWaiter
 
     closers: list[Callable[[], Awaitable[Any]]] = []
     env_ref: dict[str, simcord.Env] = {}
@@ -90,11 +91,11 @@ async def open_world(settings: Settings, *, service: Any = None, settle_timeout:
         return env_ref["env"].external_wait(awaitable, reason="render queue")
 
     if service is None:
-        service = build_service(settings, None)  # no idle_wait: the queue is not bot-owned work here
+        service = build_service(settings)  # a plain waiter: the queue is not bot-owned work here
     await service.start()
     closers.append(service.close)
     try:
-        bot = create_bot(settings, service=service, idle_wait=queue_wait)
+        bot = create_bot(settings, service=service, waiter=CallbackWaiter(queue_wait))
         env = simcord.Env(bot, settle_timeout=settle_timeout, check_errors=False)
         env_ref["env"] = env
         await env.start()

@@ -21,17 +21,17 @@ from PIL import Image
 from bot import modlog, presentation
 from bot.errors import apology
 from bot.policy import nsfw_decision
-from bot.record_requests import request_from_record
 from bot.reply import DEFAULT_UPLOAD_LIMIT, Reply
 from bot.views import result_layout, result_view, status_view
 from generation import GenerationRequest, JobCancelled, JobFailed, RequestError
 from generation.editing import blend_strip_png
-from generation.service import IdleWait
-from storage import CorruptImage, GenerationKind, ImageInput
+from generation.queue.records import request_from_record
+from storage import CorruptImage, GenerationKind, GenerationStatus, ImageInput
 
 if TYPE_CHECKING:
-    from generation import GenerationService, Job, Progress, Reservation
-    from storage import GenerationRecord, Store
+    from bot.services import Services
+    from generation import Progress, QueueEntry, Reservation
+    from storage import GenerationRecord
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +82,6 @@ def spoilered(result: presentation.ResultMessage) -> presentation.ResultMessage:
     embed.set_image(url=None)
     image = dataclasses.replace(result.image, filename=f"SPOILER_{result.image.filename}")
     return dataclasses.replace(result, embed=embed, image=image)
-
-
-def _identity(awaitable: Awaitable[Any]) -> Awaitable[Any]:
-    return awaitable
 
 
 def _retryable(error: Exception) -> bool:
@@ -178,20 +174,18 @@ class StatusMessage:
 class JobRunner:
     """Runs recorded generations for the bot: render (or copy), follow progress, store, post."""
 
-    def __init__(self, bot: discord.Client, store: Store, service: GenerationService, *,
+    def __init__(self, bot: discord.Client, services: Services, *,
                  retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S,
-                 status_clock: Callable[[], float] | None = None,
-                 queue_wait: IdleWait | None = None) -> None:
+                 status_clock: Callable[[], float] | None = None) -> None:
         self.bot = bot
-        self.store = store
-        self.service = service
+        self.services = services
+        self.store = services.store
+        self.queue = services.queue
+        self.settings = services.settings
         self.retry_delays_s = retry_delays_s
         # What status-edit throttling measures time with (None = the event loop's clock), and how often.
         self.status_clock = status_clock
         self.status_interval_s = STATUS_EDIT_INTERVAL_S
-        # Wraps the wait for a job's result: a wait on the render queue, like the service's idle wait
-        # (SimCord declares both external; a held queue is then no hung bot).
-        self.queue_wait = queue_wait or _identity
         self._tasks: set[asyncio.Task[Any]] = set()
         # Status lines of jobs still waiting in the queue, kept up to date as the queue moves.
         self._waiting: dict[str, tuple[StatusMessage, GenerationRequest]] = {}
@@ -208,7 +202,7 @@ class JobRunner:
         reply = Reply.from_record(self.bot, record)
         try:
             init_image = await self.store.read_init_image(record.id) if record.init_image_url is None else None
-            request = self.service.prepare(request_from_record(record, init_image))
+            request = self.queue.prepare(request_from_record(record, init_image))
         except (RequestError, CorruptImage) as error:
             # Left queued it would fail the same way at every start; failed, it shows in /history with why.
             reason = f"could not be queued again after a restart: {error}"
@@ -326,48 +320,11 @@ class JobRunner:
 
     async def _render(self, record: GenerationRecord, request: GenerationRequest, reservation: Reservation | None,
                       status: StatusMessage) -> GenerationRecord:
-        job = self.service.submit(request, owner=str(record.owner_id), key=str(record.id), reservation=reservation,
-                                  enforce_caps=False, before_start=lambda: self._mark_running(record.id))
-        entry = self.service.snapshot().entry(job.key)
-        await status.show(content=presentation.queued_status(request, entry), view=status_view(record.id))
-        self._waiting[job.key] = (status, request)
-        self._follow_progress(job, record, request, status)
-        result = await self.queue_wait(job.result())
-        flags = await self._nsfw_flags(record, result.images)
-        pngs = await asyncio.to_thread(lambda: [self.service.png(result.request, rendered) for rendered in result.images])
-        images = [
-            ImageInput(index=index, png=png, seed=rendered.seed, variation_seed=rendered.variation_seed,
-                       variation_strength=rendered.variation_strength, nsfw=flag,
-                       batch_size=rendered.place.size, batch_index=rendered.place.index)
-            for index, (rendered, png, flag) in enumerate(zip(result.images, pngs, flags))
-        ]
-        return await self.store.mark_done(record.id, images, result.duration_s)
+        watcher = _StatusWatcher(self, record, request, status)
+        return await self.queue.render(record, request, reservation, watcher,
+                                       classify=not self.age_restricted(record.channel_id))
 
     # ------------------------------------------------------------------ content policy
-
-    async def _nsfw_flags(self, record: GenerationRecord, rendered: list[Any]) -> list[str | None]:
-        """Per image: "safety_checker" (the model's own checker), "classifier" (NSFW_CLASSIFIER) or None.
-
-        The classifier runs only on results bound for a channel that is not age-restricted; there its
-        images are marked "unchecked", so a /show elsewhere treats them by the policy of that place.
-        """
-        flags: list[str | None] = ["safety_checker" if getattr(image, "nsfw", False) else None for image in rendered]
-        classifier = getattr(self.bot, "nsfw_classifier", None)
-        unchecked = [index for index, flag in enumerate(flags) if flag is None]
-        if classifier is None or not unchecked:
-            return flags
-        if self.age_restricted(record.channel_id):
-            return [flag or "unchecked" for flag in flags]
-        try:
-            verdicts = await asyncio.to_thread(classifier.flags, [rendered[index].image for index in unchecked])
-        except Exception:
-            # A broken classifier must not lose the render; the result is then treated as flagged.
-            log.exception("job #%s: the NSFW classifier failed; holding the result as flagged", record.id)
-            verdicts = [True] * len(unchecked)
-        for index, flagged in zip(unchecked, verdicts):
-            if flagged:
-                flags[index] = "classifier"
-        return flags
 
     def age_restricted(self, channel_id: int | None) -> bool:
         """Whether the channel is age-restricted (Discord's NSFW channel setting; a thread follows its parent)."""
@@ -387,8 +344,7 @@ class JobRunner:
     async def screen(self, record: GenerationRecord, guild_id: int | None, channel_id: int | None) -> Screening:
         """What the content policy says about posting `record` in that channel."""
         flagged_by = frozenset(image.nsfw for image in record.images if image.nsfw)
-        settings = getattr(self.bot, "settings", None)
-        policy: str = settings.nsfw_policy if settings is not None else "block"
+        policy: str = self.settings.nsfw_policy
         if flagged_by and await self.bot_in_guild(guild_id):
             assert guild_id is not None
             policy = (await self.store.guild_config(guild_id)).nsfw_policy or policy
@@ -415,47 +371,19 @@ class JobRunner:
                           f"generation #{record.id} of <@{record.owner_id}> flagged by {sources}: {outcome} "
                           f"(policy {screening.policy}) — {where}")
 
-    async def _mark_running(self, generation_id: int) -> None:
-        await self.store.mark_running(generation_id)
-        self._waiting.pop(str(generation_id), None)
-        self._refresh_positions()
-
     def _refresh_positions(self) -> None:
         """The queue moved (a job started or left it): each waiting job's line shows its new place."""
-        snapshot = self.service.snapshot()
+        snapshot = self.queue.snapshot()
         for key, (status, request) in list(self._waiting.items()):
             entry = snapshot.entry(key)
             if entry is not None and entry.position > 0:
                 status.offer(f"queued {entry.position}", content=presentation.queued_status(request, entry))
 
-    def _follow_progress(self, job: Job, record: GenerationRecord, request: GenerationRequest,
-                         status: StatusMessage) -> None:
-        unsent_preview: list[Progress] = []  # the newest preview not shown yet (edits may be dropped)
-        # Progress arrives through call_soon_threadsafe from the render thread, i.e. in that thread's
-        # context; the work it starts belongs in this task's context (context variables of the client).
-        context = contextvars.copy_context()
-
-        def on_progress(progress: Progress) -> None:
-            try:
-                context.run(show_progress, progress)
-            except Exception:
-                # Raised here it would reach only the event loop's handler, without the job id.
-                log.exception("job #%s: showing progress failed", record.id)
-
-        def show_progress(progress: Progress) -> None:
-            if progress.preview is not None:
-                unsent_preview[:] = [progress]
-            fields: dict[str, Any] = {"content": presentation.rendering_status(request, progress)}
-            if unsent_preview:
-                fields["attachments"] = [presentation.preview_file(unsent_preview[0])]
-            if status.offer("rendering", **fields) and unsent_preview:
-                unsent_preview.clear()
-
-        job.add_progress_listener(on_progress)
-
     async def _fail(self, record: GenerationRecord, request: GenerationRequest, reason: str,
                     status: StatusMessage) -> None:
-        await self._quietly(self.store.mark_failed(record.id, reason), "record the failure", record.id)
+        current = await self.store.get(record.id, include_deleted=True)
+        if current is None or current.status is not GenerationStatus.FAILED:  # a worker may have recorded it
+            await self._quietly(self.store.mark_failed(record.id, reason), "record the failure", record.id)
         await status.finish()
         await self._show_failure(record, request, reason, status.reply)
 
@@ -593,8 +521,7 @@ class JobRunner:
     def _result_fields(self, record: GenerationRecord, result: presentation.ResultMessage, *,
                        spoiler: bool) -> dict[str, Any]:
         """content, embed and view of a result message in the layout RESULT_LAYOUT asks for."""
-        settings = getattr(self.bot, "settings", None)
-        if settings is not None and settings.result_layout == "gallery":
+        if self.settings.result_layout == "gallery":
             return {"content": None, "embed": None, "view": result_layout(record, result, spoiler=spoiler)}
         return {"content": result.content, "embed": result.embed, "view": result_view(record)}
 
@@ -645,3 +572,44 @@ def check_init_image(data: bytes) -> None:
         raise JobProblem(
             "init_image is not a readable picture: the file is damaged or is not really a PNG, JPEG or WebP. "
             "Attach another one.") from None
+
+
+class _StatusWatcher:
+    """A job's status line, following the render queue: queued (and its place), rendering, progress."""
+
+    def __init__(self, runner: JobRunner, record: GenerationRecord, request: GenerationRequest,
+                 status: StatusMessage) -> None:
+        self.runner = runner
+        self.record = record
+        self.request = request
+        self.status = status
+        self.key = str(record.id)
+        self._unsent_preview: list[Progress] = []  # the newest preview not shown yet (edits may be dropped)
+        # Progress arrives through call_soon_threadsafe from the render thread, i.e. in that thread's
+        # context; the work it starts belongs in this task's context (context variables of the client).
+        self._context = contextvars.copy_context()
+
+    async def queued(self, entry: QueueEntry | None) -> None:
+        await self.status.show(content=presentation.queued_status(self.request, entry),
+                               view=status_view(self.record.id))
+        self.runner._waiting[self.key] = (self.status, self.request)
+
+    def started(self) -> None:
+        self.runner._waiting.pop(self.key, None)
+        self.runner._refresh_positions()
+
+    def progress(self, progress: Progress) -> None:
+        try:
+            self._context.run(self._show_progress, progress)
+        except Exception:
+            # Raised here it would reach only the event loop's handler, without the job id.
+            log.exception("job #%s: showing progress failed", self.record.id)
+
+    def _show_progress(self, progress: Progress) -> None:
+        if progress.preview is not None:
+            self._unsent_preview[:] = [progress]
+        fields: dict[str, Any] = {"content": presentation.rendering_status(self.request, progress)}
+        if self._unsent_preview:
+            fields["attachments"] = [presentation.preview_file(self._unsent_preview[0])]
+        if self.status.offer("rendering", **fields) and self._unsent_preview:
+            self._unsent_preview.clear()

@@ -19,7 +19,8 @@ import discord
 from bot import modlog, presentation
 from bot.errors import UserFacingError, report_unexpected, send_ephemeral
 from bot.intake import Refused, WorkOrder
-from bot.record_requests import imagine_command_line, request_for_image, request_from_record
+from bot.record_requests import imagine_command_line
+from generation.queue.records import request_for_image, request_from_record
 from generation import GenerationRequest, RequestError, reroll_request, upscale_request, variation_request
 from generation.editing import CELL_NAMES, ZOOM_RANGE, edit_request
 from storage import GenerationKind, GenerationStatus
@@ -170,7 +171,7 @@ class VaryButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["dis
         image = self.record.images[_image_index(self.record, self.index)]
         source = await _source_request(interaction.client.store, self.record)
         # A grid, as V1–V4 give (Midjourney's Vary does the same): up to 4 images, within the operator's limit.
-        count = min(VARY_GRID, interaction.client.service.limits.max_count)
+        count = min(VARY_GRID, interaction.client.queue.limits.max_count)
         request = variation_request(source, image.seed, strong=self.how == "strong", count=count)
         await submit_child(interaction, self.record, GenerationKind.VARIATION, request)
 
@@ -317,7 +318,7 @@ class CancelButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["d
         if self.record.status not in (GenerationStatus.QUEUED, GenerationStatus.RUNNING):
             await send_ephemeral(interaction, f"Job #{self.record.id} is already {self.record.status.value}.")
             return
-        if interaction.client.service.cancel(str(self.record.id)):
+        if interaction.client.queue.cancel(str(self.record.id)):
             await send_ephemeral(interaction, f"Cancelled job #{self.record.id}.")
         else:
             await send_ephemeral(interaction, f"Job #{self.record.id} has already finished rendering.")
@@ -338,9 +339,9 @@ async def submit_edit(interaction: Interaction, record: GenerationRecord, index:
     image = record.images[_image_index(record, index)]
     png = await interaction.client.store.read_image(image)
     source = request_for_image(record, image)
-    service = interaction.client.service
-    request = edit_request(source, png, image.seed, mode, service.limits, factor=factor, direction=direction,
-                           region=region, prompt=prompt, multiple=service.size_multiple(source.model))
+    queue = interaction.client.queue
+    request = edit_request(source, png, image.seed, mode, queue.limits, factor=factor, direction=direction,
+                           region=region, prompt=prompt, multiple=queue.size_multiple(source.model))
     await submit_child(interaction, record, EDIT_KINDS[mode], request)
 
 

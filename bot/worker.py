@@ -4,6 +4,7 @@ It reads the same settings as the bot (.env / environment): DATABASE_URL (Postgr
 IMAGE_STORE (where images go; every machine must see the same one), MODEL / EXTRA_MODELS (what it can
 render), DEVICE, LEASE_S, WORKER_ID, WORKER_JOBS. It needs no Discord token and opens no Discord
 connection: it claims jobs, renders them, stores the images and marks them done; the gateway posts them.
+The worker itself is `generation.queue.worker.RenderWorker`; this module only wires it from Settings.
 SIGINT / SIGTERM stop it: a job in flight is dropped and its lease expires, so another worker renders it.
 """
 
@@ -15,9 +16,9 @@ import signal
 import sys
 
 from bot.__main__ import configure_logging
-from bot.app import build_service
+from bot.app import build_finisher, build_service, worker_config
 from bot.settings import Settings
-from bot.shared_queue import RenderWorker
+from generation.queue.worker import RenderWorker
 from storage import Store
 
 log = logging.getLogger("bot.worker")
@@ -30,12 +31,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> int:
             print("bot.worker needs the shared queue on PostgreSQL: set DATABASE_URL=postgresql+asyncpg://...",
                   file=sys.stderr)
             return 2
-        service = build_service(settings, None)
+        service = build_service(settings)
         await service.start()
         # Load the default model now: the first claimed job should not pay for it (and it is "loaded").
         load_s = await service.load_model(settings.model)
         log.info("loaded %s in %.1fs", settings.model, load_s)
-        worker = RenderWorker(store, service, settings)
+        worker = RenderWorker(store, service, build_finisher(settings, service), worker_config(settings))
         worker.loaded_model = settings.model
         try:
             await worker.start()

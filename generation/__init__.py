@@ -24,7 +24,8 @@ from .request import (
     RequestError,
 )
 from .samplers import SAMPLERS
-from .service import GenerationService, Reservation
+from .queue.admission import Reservation
+from .queue.inprocess import GenerationService
 from .variants import reroll_request, upscale_request, variation_request
 
 __all__ = [

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -38,27 +38,24 @@ def driver_dsn(url: str) -> str:
 class Listener:
     """One dedicated connection that LISTENs on `channels` and calls `callback(channel, payload)`.
 
-    If the connection drops it reconnects (every `retry_s`); `on_reconnect` is called then, since
-    notifications sent meanwhile are lost and the receiver should look at the database.
+    The owner keeps it alive: `await connection_lost()`, then `await reconnect()` (every `retry_s` until
+    it succeeds; `on_reconnect` is called then, since notifications sent meanwhile are lost and the
+    receiver should look at the database). The owner decides how that wait is awaited (a harness tells
+    an idle wait from a hung one), so nothing here knows of harnesses.
     """
 
     def __init__(self, url: str, channels: Sequence[str], callback: Callback, *,
-                 on_reconnect: Callable[[], None] | None = None, retry_s: float = 2.0,
-                 idle_wait: Callable[[Awaitable[Any]], Awaitable[Any]] | None = None) -> None:
+                 on_reconnect: Callable[[], None] | None = None, retry_s: float = 2.0) -> None:
         self.dsn = driver_dsn(url)
         self.channels = tuple(channels)
         self.callback = callback
         self.on_reconnect = on_reconnect
         self.retry_s = retry_s
-        # Wraps the wait for a lost connection (SimCord: an external wait, so a harness sees no hung bot).
-        self.idle_wait = idle_wait or (lambda awaitable: awaitable)
         self._connection: Any = None
         self._lost = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self._connect()
-        self._task = asyncio.get_running_loop().create_task(self._keep_alive(), name="pg-listener")
 
     async def _connect(self) -> None:
         import asyncpg
@@ -76,25 +73,23 @@ class Listener:
         except Exception:
             log.exception("notification %s %r: handler failed", channel, payload)
 
-    async def _keep_alive(self) -> None:
+    async def connection_lost(self) -> None:
+        """Returns once the LISTEN connection has dropped."""
+        await self._lost.wait()
+
+    async def reconnect(self) -> None:
+        log.warning("LISTEN connection lost; reconnecting")
         while True:
-            await self.idle_wait(self._lost.wait())
-            log.warning("LISTEN connection lost; reconnecting")
-            while True:
-                try:
-                    await self._connect()
-                    break
-                except Exception as error:
-                    log.warning("LISTEN reconnect failed (%s); retrying in %.1fs", error, self.retry_s)
-                    await asyncio.sleep(self.retry_s)
-            if self.on_reconnect is not None:
-                self.on_reconnect()
+            try:
+                await self._connect()
+                break
+            except Exception as error:
+                log.warning("LISTEN reconnect failed (%s); retrying in %.1fs", error, self.retry_s)
+                await asyncio.sleep(self.retry_s)
+        if self.on_reconnect is not None:
+            self.on_reconnect()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
         if self._connection is not None:
             try:
                 await self._connection.close(timeout=5)

@@ -49,7 +49,7 @@ class EditCommands(commands.Cog):
         more = tuple(image for image in (image2, image3, image4, image5) if image is not None)
         fields = {"prompt": prompt or "", "edit_mode": "blend",
                   "strength": BLEND_STRENGTH if strength is None else strength,
-                  "count": min(BLEND_GRID, self.bot.service.limits.max_count)}
+                  "count": min(BLEND_GRID, self.bot.queue.limits.max_count)}
         order = WorkOrder(GenerationKind.BLEND, fields, with_defaults=True, attachment=image1, more_attachments=more)
         outcome = await self.bot.intake.submit(interaction, order)
         if isinstance(outcome, Refused):

@@ -267,7 +267,7 @@ class History(commands.Cog):
         if status is GenerationStatus.DONE:
             return None
         if status in (GenerationStatus.QUEUED, GenerationStatus.RUNNING):
-            entry = self.bot.service.snapshot().entry(str(record.id))
+            entry = self.bot.queue.snapshot().entry(str(record.id))
             if entry is None:
                 where = "is waiting to be rendered"
             elif entry.position == 0:

@@ -88,7 +88,7 @@ def build_command(name: str, description: str, parameters: tuple[Parameter, ...]
 
 def model_choices(bot: ImagineBot) -> dict[str, str]:
     """{model name: what members see}: display names from MODELS_FILE where it gives them."""
-    return {name: bot.service.model_label(name) for name in bot.settings.model_names}
+    return {name: bot.queue.model_label(name) for name in bot.settings.model_names}
 
 
 IMAGINE_PARAMETERS = tuple(parameter for parameter in PARAMETERS if parameter.command_option)
@@ -101,7 +101,7 @@ class Imagine(commands.Cog):
     def __init__(self, bot: ImagineBot) -> None:
         self.bot = bot
         settings = bot.settings
-        limits = bot.service.limits
+        limits = bot.queue.limits
         keyword = inspect.Parameter.KEYWORD_ONLY
         extra = [
             inspect.Parameter("aspect_ratio", keyword, annotation=Optional[str], default=None),
@@ -110,7 +110,7 @@ class Imagine(commands.Cog):
         choices = {"aspect_ratio": [app_commands.Choice(name=ratio, value=ratio) for ratio in ASPECT_RATIOS]}
         descriptions = {"aspect_ratio": "Shape of the image (ignored when width and height are given)",
                         "init_image": "Start from this picture (PNG, JPEG or WebP)"}
-        loras = bot.service.lora_names()[:MAX_CHOICES]
+        loras = bot.queue.lora_names()[:MAX_CHOICES]
         if loras:  # the same as <lora:name:weight> in the prompt, picked from LORA_DIR
             extra += [inspect.Parameter("lora", keyword, annotation=Optional[str], default=None),
                       inspect.Parameter("lora_weight", keyword, annotation=Optional[app_commands.Range[float, 0.0, 2.0]],

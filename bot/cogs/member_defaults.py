@@ -64,7 +64,7 @@ class MemberDefaults(commands.Cog):
         self.bot = bot
         reset = inspect.Parameter("reset", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=False)
         self.command = build_command(
-            "settings", "Show or change your defaults for /imagine", DEFAULTABLE, bot.service.limits,
+            "settings", "Show or change your defaults for /imagine", DEFAULTABLE, bot.queue.limits,
             model_choices(bot), self.settings_command, extra=(reset,),
             extra_descriptions={"reset": "Clear all your defaults (options given together with reset are then saved)"})
 
@@ -79,7 +79,7 @@ class MemberDefaults(commands.Cog):
         changes = {by_option[option]: value for option, value in options.items() if value is not None}
         store = self.bot.store
         user_id = interaction.user.id
-        defaults = server_defaults(self.bot)
+        defaults = server_defaults(self.bot.services)
         config = await self.bot.intake.guild_config(interaction.guild_id)
         if config is not None:  # this server's /config defaults sit between the bot's and the member's
             defaults.update({key: value for key, value in config.defaults.items() if key in defaults})
@@ -109,7 +109,7 @@ class MemberDefaults(commands.Cog):
         """
         current = {} if reset else await self.bot.store.member_defaults(user_id)
         merged = {k: v for k, v in {**current, **changes}.items() if k in DEFAULT_FIELDS and v is not None}
-        problem = self.validate(merged, server_defaults(self.bot))
+        problem = self.validate(merged, server_defaults(self.bot.services))
         if problem is not None:
             return problem, current
         # None clears a stored default; one call, so a reset with new values is a single update.
@@ -121,7 +121,7 @@ class MemberDefaults(commands.Cog):
         # Built like /imagine builds its request: server defaults (with the bot's model) under the values.
         probe = {**{k: v for k, v in defaults.items() if v is not None}, **values}
         try:
-            self.bot.service.prepare(GenerationRequest(prompt=VALIDATION_PROMPT, **probe))
+            self.bot.queue.prepare(GenerationRequest(prompt=VALIDATION_PROMPT, **probe))
         except RequestError as error:
             return str(error)
         return None
@@ -156,7 +156,7 @@ class DefaultsView(discord.ui.View):
     async def pick_shape(self, interaction: Interaction, select: discord.ui.Select[DefaultsView]) -> None:
         ratio_w, ratio_h = (int(part) for part in select.values[0].split(":"))
         bot = self.cog.bot
-        base = bot.settings.default_width or bot.service.native_size(bot.settings.default_model)
+        base = bot.settings.default_width or bot.queue.native_size(bot.settings.default_model)
         width, height = size_for_aspect_ratio(ratio_w, ratio_h, base)
         await self.apply(interaction, {"width": width, "height": height})
 
@@ -172,7 +172,7 @@ class DefaultsView(discord.ui.View):
         problem, saved = await self.cog.change(interaction.user.id, changes, reset=reset)
         title = f"{problem} Nothing was saved." if problem else "Saved. Your /imagine defaults"
         await interaction.response.edit_message(
-            embed=settings_embed(saved, server_defaults(self.cog.bot), title=title[:256]),
+            embed=settings_embed(saved, server_defaults(self.cog.bot.services), title=title[:256]),
             view=DefaultsView(self.cog, saved))
 
 

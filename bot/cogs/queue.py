@@ -10,7 +10,8 @@ from discord.ext import commands
 
 if TYPE_CHECKING:
     from bot.app import ImagineBot
-    from generation import GenerationService, QueueEntry
+    from generation import QueueEntry
+    from generation.queue import RenderQueue
 
 PROMPT_PREVIEW_CHARS = 60
 
@@ -40,12 +41,12 @@ class Queue(commands.Cog):
         self.bot = bot
 
     @property
-    def service(self) -> GenerationService:
-        return self.bot.service
+    def render_queue(self) -> RenderQueue:
+        return self.bot.queue
 
     @app_commands.command(name="queue", description="Your jobs in the render queue, with positions and ETA")
     async def queue(self, interaction: discord.Interaction[ImagineBot]) -> None:
-        snapshot = self.service.snapshot()
+        snapshot = self.render_queue.snapshot()
         mine = snapshot.for_owner(str(interaction.user.id))
         waiting = sum(1 for entry in snapshot.entries if entry.position > 0)
         rendering = len(snapshot.entries) - waiting
@@ -69,10 +70,10 @@ class Queue(commands.Cog):
             where = f"🎨 rendering now, done in about {format_duration(entry.eta_s)}"
         else:
             where = f"⏳ {ordinal(entry.position)} in line, done in about {format_duration(entry.eta_s)}"
-        job = self.service.get(entry.key)
+        queued_prompt = self.render_queue.prompt(entry.key)
         prompt = ""
-        if job is not None:
-            text = " ".join(job.request.prompt.split())
+        if queued_prompt is not None:
+            text = " ".join(queued_prompt.split())
             if len(text) > PROMPT_PREVIEW_CHARS:
                 text = text[: PROMPT_PREVIEW_CHARS - 1] + "…"
             prompt = f" — {discord.utils.escape_markdown(text)}"

@@ -156,7 +156,7 @@ class ConfigGroup(app_commands.Group):
     async def limits(self, interaction: Interaction, queue_cap: app_commands.Range[int, 0, 1000] | None = None,
                      daily_quota: app_commands.Range[int, 0, MAX_QUOTA] | None = None) -> None:
         changes: dict[str, Any] = {}
-        operator_cap = self.cog.bot.service.per_owner_cap
+        operator_cap = self.cog.bot.queue.per_owner_cap
         if queue_cap is not None:
             if queue_cap > operator_cap:
                 await interaction.response.send_message(
@@ -229,7 +229,7 @@ class ServerConfig(commands.Cog):
         reset = inspect.Parameter("reset", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=False)
         defaults = build_command(
             "defaults", "Server defaults for /imagine (inside the bot operator's limits)", SERVER_DEFAULTABLE,
-            bot.service.limits, model_choices(bot), self.defaults_command, extra=(reset,),
+            bot.queue.limits, model_choices(bot), self.defaults_command, extra=(reset,),
             extra_descriptions={"reset": "Clear every server default (options given with it are then saved)"})
         self.group.add_command(defaults)
 
@@ -244,7 +244,7 @@ class ServerConfig(commands.Cog):
         return await self.bot.store.guild_config(interaction.guild_id)
 
     async def reply(self, interaction: Interaction, config: GuildConfigRecord, title: str) -> None:
-        embed = config_embed(config, server_defaults(self.bot), self.bot.settings.nsfw_policy, title=title)
+        embed = config_embed(config, server_defaults(self.bot.services), self.bot.settings.nsfw_policy, title=title)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     async def save(self, interaction: Interaction, change: str, **values: Any) -> None:
@@ -276,9 +276,9 @@ class ServerConfig(commands.Cog):
 
     def validate(self, values: dict[str, Any]) -> str | None:
         """The generation service's complaint about these defaults, or None if /imagine would accept them."""
-        probe = {**{key: value for key, value in server_defaults(self.bot).items() if value is not None}, **values}
+        probe = {**{key: value for key, value in server_defaults(self.bot.services).items() if value is not None}, **values}
         try:
-            self.bot.service.prepare(GenerationRequest(prompt=VALIDATION_PROMPT, **probe))
+            self.bot.queue.prepare(GenerationRequest(prompt=VALIDATION_PROMPT, **probe))
         except RequestError as error:
             return str(error)
         return None

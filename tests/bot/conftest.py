@@ -3,7 +3,7 @@
 `world` gives a running environment with a guild, a #imagine channel and two members (alice, bob).
 `world.restart()` swaps in a fresh bot built the same way (same data folder), like a process restart.
 Tests that need a different bot pass Settings fields, or `service=` a service factory
-`(settings, idle_wait) -> GenerationService-like` (a fake renderer, a slow queue), through
+`(settings, waiter) -> GenerationService-like` (a fake renderer, a slow queue), through
 `@pytest.mark.bot(...)`, e.g. `@pytest.mark.bot(default_steps=8, service=huge_noise_service)`.
 """
 
@@ -21,6 +21,7 @@ import simcord
 
 from bot.app import ImagineBot, create_bot
 from bot.settings import Settings
+from generation.queue import CallbackWaiter
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -67,7 +68,7 @@ class BotFactory:
             self.queue_gate.set()
 
     def __call__(self) -> ImagineBot:
-        bot = create_bot(self.settings, idle_wait=self.idle_wait, service_factory=self.service_factory)
+        bot = create_bot(self.settings, waiter=CallbackWaiter(self.idle_wait), service_factory=self.service_factory)
         self.bots.append(bot)
         return bot
 

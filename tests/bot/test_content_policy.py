@@ -21,7 +21,7 @@ import pytest
 from bot_helpers import attachment_bytes, image_of, is_spoiler
 
 from bot.app import build_service
-from bot.nsfw import TransformersClassifier, build_classifier
+from generation.queue.classifier import TransformersClassifier, build_classifier
 from bot.settings import Settings
 from generation import RenderResult
 
@@ -55,16 +55,19 @@ class SafetyCheckedRenderer:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._renderer, name)
 
-    def render(self, request: Any, **kwargs: Any) -> RenderResult:
-        result = self._renderer.render(request, **kwargs)
-        if "red" not in request.prompt:
+    def render_batch(self, requests: list[Any], **options: Any) -> list[RenderResult]:
+        return [self.checked(result) for result in self._renderer.render_batch(requests, **options)]
+
+    @staticmethod
+    def checked(result: RenderResult) -> RenderResult:
+        if "red" not in result.request.prompt:
             return result
         images = [dataclasses.replace(image, image=image.image.point(lambda _: 0), nsfw=True) for image in result.images]
         return dataclasses.replace(result, images=images)
 
 
-def safety_checked_service(settings: Any, idle_wait: Any) -> Any:
-    service = build_service(settings, idle_wait)
+def safety_checked_service(settings: Any, waiter: Any) -> Any:
+    service = build_service(settings, waiter)
     service.renderer = SafetyCheckedRenderer(service.renderer)
     return service
 
@@ -114,14 +117,18 @@ def test_a_local_transformers_classifier_flags_by_its_labels_and_threshold(tiny_
     assert TransformersClassifier(str(tiny_classifier), ["NSFW"], 0.5).flags(images) == [True, True]
     assert TransformersClassifier(str(tiny_classifier), ["normal"], 0.5).flags(images) == [False, False]
     assert TransformersClassifier(str(tiny_classifier), ["nsfw"], 0.99).flags(images) == [False, False]
-    assert build_classifier(Settings(_env_file=None)) is None
-    built = build_classifier(Settings(_env_file=None, nsfw_classifier=str(tiny_classifier),
-                                      nsfw_classifier_labels="porn, nsfw"))
+    def from_settings(settings: Settings) -> object:
+        return build_classifier(settings.nsfw_classifier, settings.nsfw_classifier_labels,
+                                settings.nsfw_classifier_threshold)
+
+    assert from_settings(Settings(_env_file=None)) is None
+    built = from_settings(Settings(_env_file=None, nsfw_classifier=str(tiny_classifier),
+                                   nsfw_classifier_labels="porn, nsfw"))
     assert isinstance(built, TransformersClassifier) and built.labels == {"porn", "nsfw"}
 
 
 async def test_the_local_classifier_runs_on_results_in_the_bot(world, tiny_classifier: Path) -> None:
-    world.bot.nsfw_classifier = TransformersClassifier(str(tiny_classifier), ["nsfw"], 0.5)
+    world.bot.services.finisher.classifier = TransformersClassifier(str(tiny_classifier), ["nsfw"], 0.5)
     await set_policy(world, "spoiler")
     result = await world.alice.slash(world.channel, "imagine", prompt=BLUE, steps=4, seed=3)
     assert result.response.attachments[0].filename.startswith("SPOILER_")
@@ -132,7 +139,7 @@ async def test_the_local_classifier_runs_on_results_in_the_bot(world, tiny_class
 
 
 async def test_spoiler_policy_posts_flagged_images_as_spoilers_and_others_as_usual(world) -> None:
-    world.bot.nsfw_classifier = RedFlagger()
+    world.bot.services.finisher.classifier = RedFlagger()
     logs = mod_log(world)
     await set_policy(world, "spoiler", logs)
     flagged = await world.alice.slash(world.channel, "imagine", prompt=RED, steps=4, seed=3)
@@ -151,7 +158,7 @@ async def test_spoiler_policy_posts_flagged_images_as_spoilers_and_others_as_usu
 
 
 async def test_block_policy_holds_the_image_back_keeps_it_flagged_and_tells_the_owner(world) -> None:
-    world.bot.nsfw_classifier = RedFlagger()
+    world.bot.services.finisher.classifier = RedFlagger()
     logs = mod_log(world)
     await set_policy(world, "block", logs)
     held = await world.alice.slash(world.channel, "imagine", prompt=RED, steps=4, seed=3)
@@ -175,14 +182,14 @@ async def test_block_policy_holds_the_image_back_keeps_it_flagged_and_tells_the_
 
 
 async def test_a_server_without_a_policy_gets_the_operators_default(world) -> None:
-    world.bot.nsfw_classifier = RedFlagger()
+    world.bot.services.finisher.classifier = RedFlagger()
     assert world.bot.settings.nsfw_policy == "block"
     held = await world.alice.slash(world.channel, "imagine", prompt=RED, steps=4, seed=3)
     assert "held back" in held.response.content and not held.response.attachments
 
 
 async def test_allow_policy_posts_flagged_images_as_they_are(world) -> None:
-    world.bot.nsfw_classifier = RedFlagger()
+    world.bot.services.finisher.classifier = RedFlagger()
     await set_policy(world, "allow")
     posted = await world.alice.slash(world.channel, "imagine", prompt=RED, steps=4, seed=3)
     assert not posted.response.attachments[0].filename.startswith("SPOILER_")
@@ -190,7 +197,7 @@ async def test_allow_policy_posts_flagged_images_as_they_are(world) -> None:
 
 
 async def test_age_restricted_channels_post_as_usual_without_classifying(world) -> None:
-    classifier = world.bot.nsfw_classifier = RedFlagger()
+    classifier = world.bot.services.finisher.classifier = RedFlagger()
     await set_policy(world, "block")
     adult = world.guild.create_text_channel("after-dark")
     age_restrict(world, adult)
@@ -268,7 +275,7 @@ async def test_from_a_user_install_the_servers_policy_does_not_apply_and_results
 
 
 async def test_a_result_made_in_an_age_restricted_channel_is_unchecked_elsewhere(world) -> None:
-    classifier = world.bot.nsfw_classifier = RedFlagger()
+    classifier = world.bot.services.finisher.classifier = RedFlagger()
     logs = mod_log(world)
     await set_policy(world, "block", logs)
     adult = world.guild.create_text_channel("after-dark")

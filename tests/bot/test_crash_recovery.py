@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot.record_requests import request_from_record
+from generation.queue.records import request_from_record
 from storage import GenerationStatus, Store
 
 HARNESS = Path(__file__).with_name("crash_harness.py")

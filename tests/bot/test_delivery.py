@@ -50,10 +50,10 @@ def late_results(first_bot_delay_s: float):
     """Service factory: the first bot built gets late results; bots built after a restart do not."""
     built = []
 
-    def factory(settings: Any, idle_wait: Any) -> Any:
+    def factory(settings: Any, waiter: Any) -> Any:
         delay = first_bot_delay_s if not built else 0.0
         built.append(delay)
-        return LateResults(build_service(settings, idle_wait), delay)
+        return LateResults(build_service(settings, waiter), delay)
 
     return factory
 
@@ -69,13 +69,16 @@ class HugeNoiseRenderer:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._renderer, name)
 
-    def render(self, request: Any, *, on_progress: Any = None, is_cancelled: Any = None) -> RenderResult:
+    def render_batch(self, requests: list[Any], **options: Any) -> list[RenderResult]:
+        return [self.render(request) for request in requests]
+
+    def render(self, request: Any) -> RenderResult:
         pixels = np.random.default_rng(request.seed).integers(0, 256, (self.SIDE, self.SIDE, 3), dtype=np.uint8)
         return RenderResult(request, [RenderedImage(Image.fromarray(pixels), request.seed)], 0.5)
 
 
-def huge_noise_service(settings: Any, idle_wait: Any) -> Any:
-    service = build_service(settings, idle_wait)
+def huge_noise_service(settings: Any, waiter: Any) -> Any:
+    service = build_service(settings, waiter)
     service.renderer = HugeNoiseRenderer(service.renderer)
     return service
 

@@ -10,7 +10,7 @@ import pytest
 from bot_helpers import attachment_bytes, button_labels, custom_ids, image_of, result_title
 from PIL import Image, ImageDraw
 
-from bot.record_requests import request_from_record
+from generation.queue.records import request_from_record
 from generation.tinyshapes import measure
 from storage import GenerationKind
 

@@ -44,7 +44,7 @@ async def test_imagine_defers_then_posts_a_png_with_its_parameters(world):
     record = await world.store.get_by_message(message.id)
     assert record is not None and record.status is GenerationStatus.DONE
     assert record.kind is GenerationKind.IMAGINE and record.seed == 42 and record.owner_id == world.alice.id
-    native = world.bot.service.native_size("tinyshapes")
+    native = world.bot.queue.native_size("tinyshapes")
     assert embed_field(message, "Size") == f"{native}×{native}" == f"{record.width}×{record.height}"
 
 
@@ -161,7 +161,7 @@ async def test_the_job_is_recorded_before_the_user_sees_thinking(world, monkeypa
 
 
 async def test_each_accepted_command_is_validated_once(world, monkeypatch):
-    service = world.bot.service
+    service = world.bot.queue.scheduler
     calls: list[str] = []
     original_prepare = service.prepare
 
@@ -191,14 +191,14 @@ class _BrokenRenderer:
     def __getattr__(self, name):
         return getattr(self._renderer, name)
 
-    def render(self, request, *, on_progress=None, is_cancelled=None):
+    def render_batch(self, requests, **options):
         raise RuntimeError("the GPU caught fire")
 
 
-def _broken_service(settings, idle_wait):
+def _broken_service(settings, waiter):
     from bot.app import build_service
 
-    service = build_service(settings, idle_wait)
+    service = build_service(settings, waiter)
     service.renderer = _BrokenRenderer(service.renderer)
     return service
 

@@ -22,7 +22,7 @@ async def queue_jobs(world, jobs: list[tuple[object, str, int]]) -> list[int]:
         records.append(await world.store.create_generation(
             owner_id=owner.id, guild_id=world.guild.id, channel_id=world.channel.id,
             kind=GenerationKind.IMAGINE, parent_id=None, params={"prompt": prompt}))
-    service = world.bot.service
+    service = world.bot.queue.scheduler  # type: ignore[attr-defined]  # the in-process queue's
     first_started = asyncio.Event()
 
     async def mark_started() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot.record_requests import place_of, request_for_image
+from generation.queue.records import place_of, request_for_image
 from generation.request import BatchPlace
 
 
@@ -31,7 +31,7 @@ async def test_a_re_render_from_the_record_equals_the_stored_png(world):
     places = [place_of(image) for record in records for image in record.images]
     assert places == [BatchPlace(3, 0), BatchPlace(3, 1), BatchPlace(3, 2)]
 
-    service = world.bot.service
+    service = world.bot.queue.scheduler  # type: ignore[attr-defined]  # the in-process queue's
     for record in records:
         for image in record.images:
             request = service.prepare(request_for_image(record, image))

@@ -153,7 +153,7 @@ async def test_a_banned_word_is_refused_privately_before_anything_is_queued(worl
         assert refused.ephemeral and not refused.deferred, options
         assert "does not allow" in refused.response.content and "cat" not in refused.response.content.lower()
     assert await world.store.count_history(world.alice.id) == 0
-    assert world.bot.service.snapshot().entries == []
+    assert world.bot.queue.snapshot().entries == []
     refusals = [line for line in log_lines(logs) if line.startswith("⛔")]
     assert len(refusals) == 4 and all(f"<@{world.alice.id}>" in line and "banned word" in line for line in refusals)
     assert f"https://discord.com/channels/{world.guild.id}/{world.channel.id}" in refusals[0]

@@ -1,4 +1,6 @@
-"""The render queue: the only way the rest of the program renders.
+"""The in-process scheduler: validates, queues and renders jobs fairly on one worker thread.
+
+`LocalQueue` puts it behind the RenderQueue interface; a shared-queue worker renders with it too.
 
 One worker thread (a single-thread executor owned by the service) owns the pipeline, because
 diffusers schedulers are not thread-safe; the event loop only queues, dispatches and relays
@@ -23,20 +25,22 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from collections.abc import Hashable
-from typing import Any, Awaitable, Callable, Protocol, TypeVar, cast
+from typing import Any, Awaitable, Callable, TypeVar
 
-from .batching import BatchLimit, batch_key
-from .jobs import Job, QueueEntry, QueueSnapshot
-from .metadata import rendered_png
-from .prompts import encoded_text
-from .request import (
+from ..batching import BatchLimit
+from ..jobs import Job, QueueEntry, QueueSnapshot
+from ..metadata import rendered_png
+from ..prompts import encoded_text
+from .admission import Admission, Reservation
+from .renderer import RendererLike
+from .waiter import PLAIN, Waiter
+from ..request import (
     BatchPlace,
     RenderedImage,
     SEED_RANGE,
     GenerationRequest,
     Limits,
     Progress,
-    QueueFull,
     RenderCancelled,
     RenderError,
     RenderResult,
@@ -57,44 +61,6 @@ DEFAULT_SECONDS_PER_STEP = 0.1
 NOT_STARTED = "The job could not be started because of an internal error."
 
 
-class RendererLike(Protocol):
-    """What the service needs from a renderer (generation.renderer.Renderer, or a fake in tests)."""
-
-    def render(
-        self,
-        request: GenerationRequest,
-        *,
-        on_progress: Callable[[Progress], None] | None = None,
-        is_cancelled: Callable[[], bool] | None = None,
-    ) -> RenderResult: ...
-
-    def native_size(self, model: str) -> int: ...
-
-    def tokenizer(self, model: str) -> Any: ...  # None: no prompt-length check
-
-    def load(self, model: str) -> float: ...
-
-    # Optional: RequestError when the model's family cannot render the request (a sampler it lacks, a
-    # negative prompt it cannot take, a size it cannot draw). Called by prepare(), before queueing.
-    def check_request(self, request: GenerationRequest) -> None: ...
-
-    # Optional, defined on the renderer's class (a wrapper that only forwards attributes renders job by
-    # job): render_batch(requests, *, on_progress(i, Progress), is_cancelled, images_per_call, place)
-    # -> list[RenderResult]; batch_key(request) -> Hashable | None (None: never shares a call);
-    # probe_batch_images(model) -> {images per call: images/s} (BATCH_IMAGES=auto on a CPU).
-
-    # Optional: {LoRA name: A1111 short hash} of the LoRAs a prompt asks for (the PNG's `Lora hashes`).
-    def lora_hashes(self, prompt: str) -> dict[str, str]: ...
-
-
-def _identity(awaitable: Awaitable[Any]) -> Awaitable[Any]:
-    return awaitable
-
-
-# Wraps a wait on the render queue (SimCord: env.external_wait), so harnesses tell idle from hung.
-IdleWait = Callable[[Awaitable[Any]], Awaitable[Any]]
-
-
 class GenerationService:
     """Validate, queue and render requests fairly on one worker thread."""
 
@@ -105,19 +71,18 @@ class GenerationService:
         *,
         per_owner_cap: int = 5,
         total_cap: int = 50,
-        idle_wait: IdleWait | None = None,
+        waiter: Waiter = PLAIN,
         max_attempts: int = 2,
         timing_window: int = 20,
         batch_images: int | str = 1,
     ):
         self.renderer = renderer
         self.limits = limits
-        self.per_owner_cap = per_owner_cap
-        self.total_cap = total_cap
+        self.admission = Admission(per_owner_cap, total_cap, owned=self._owned, total=lambda: len(self._jobs),
+                                   soonest_done=self._soonest_done)
         self.max_attempts = max_attempts  # tries per job for transient errors (GPU out of memory)
-        # Wraps the dispatcher's wait for new work (SimCord: env.external_wait) so test harnesses
-        # can tell an idle queue from a hung one.
-        self._idle_wait = idle_wait or _identity
+        # The dispatcher's wait for new work goes through it, so test harnesses tell idle from hung.
+        self.waiter = waiter
         self._jobs: dict[str, Job] = {}  # queued and running jobs
         self._queues: dict[str, deque[Job]] = {}  # owner -> their queued jobs, oldest first
         # Round-robin bookkeeping: the dispatch number of each owner's latest job. The owner served
@@ -127,14 +92,12 @@ class GenerationService:
         self._submitted = 0  # submission counter: ties go to the oldest queued job
         self._running: list[Job] = []  # the batch rendering now (cancelled jobs stay until it ends)
         self._running_since = 0.0
-        self._reserved: dict[str, int] = {}  # owner -> reservations not yet submitted
         self._timings: deque[float] = deque(maxlen=timing_window)  # seconds per recent batch
         # Seconds per image per denoising step, per number of images in a call: ETAs at each batch size.
         self._speed: dict[int, deque[float]] = {}
         self._timing_window = timing_window
-        device = getattr(getattr(renderer, "device", None), "type", "cpu")
         # BATCH_IMAGES: a number, or auto (CPU: probe once per model; CUDA: grow while images/s improves).
-        self.batch_limit = BatchLimit(batch_images, grows=device == "cuda")
+        self.batch_limit = BatchLimit(batch_images, grows=renderer.device.type == "cuda")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._wakeup: asyncio.Event | None = None
@@ -206,26 +169,22 @@ class GenerationService:
 
     def model_defaults(self, model: str) -> dict[str, Any]:
         """Request fields for `model` when nobody sets them (its family's, or its ModelSpec's)."""
-        defaults = getattr(self.renderer, "defaults", None)
-        return dict(defaults(model)) if defaults is not None else {}
+        return dict(self.renderer.defaults(model))
 
     def size_multiple(self, model: str) -> int:
         """What width and height of `model` must be multiples of (8, or 16 for SD3 and Flux)."""
-        model_info = getattr(self.renderer, "model_info", None)
         try:
-            return int(model_info(model).family.size_multiple) if model_info is not None else 8
+            return int(self.renderer.model_info(model).family.size_multiple)
         except RequestError:
             return 8  # an unusable model: prepare() reports it with its reason
 
     def lora_names(self) -> list[str]:
         """The LoRAs members may pick (the renderer's LORA_DIR), for the /imagine lora option."""
-        names = getattr(self.renderer, "lora_names", None)
-        return list(names()) if names is not None else []
+        return list(self.renderer.lora_names())
 
     def model_label(self, model: str) -> str:
         """How to show a model to users (a ModelSpec's display name, else its name)."""
-        source = getattr(self.renderer, "source", None)
-        return str(source(model).label) if source is not None else model
+        return str(self.renderer.source(model).label)
 
     def native_size(self, model: str = "tinyshapes") -> int:
         """The model's native image side in pixels (the base size for --ar); RequestError if unusable."""
@@ -248,9 +207,7 @@ class GenerationService:
         The chosen seeds are part of the returned request, so every image can be rendered again.
         """
         validate_request(request, self.limits)
-        check_request = getattr(self.renderer, "check_request", None)
-        if check_request is not None:  # the model's family rules, with a message naming what is allowed
-            check_request(request)
+        self.renderer.check_request(request)  # the model's family rules, naming what is allowed
         tokenizer, native = self._model_files(request.model)
         if tokenizer is not None:
             check_prompt_length("prompt", encoded_text(request.prompt), tokenizer)
@@ -268,43 +225,32 @@ class GenerationService:
         validate_request(prepared, self.limits)  # the filled-in size must fit the limits too
         return prepared
 
+    @property
+    def per_owner_cap(self) -> int:
+        return self.admission.per_owner_cap
+
+    @property
+    def total_cap(self) -> int:
+        return self.admission.total_cap
+
     def reserve(self, owner: str, cap: int | None = None) -> Reservation:
         """Hold room in the queue for one job of `owner`, or raise QueueFull saying when room is expected.
 
         Synchronous, so the caps hold however many commands arrive at once: take a reservation before
-        recording the job, then `submit(..., reservation=…)` it (or `release()` it). `cap` lowers the
-        per-owner cap for this call (a server's own limit); it never raises it.
+        recording the job, then `submit(..., reservation=…)` it (or `release()` it).
         """
-        self._check_room(owner, cap)
-        self._reserved[owner] = self._reserved.get(owner, 0) + 1
-        return Reservation(self, owner)
+        return self.admission.reserve(owner, cap)
 
-    def _check_room(self, owner: str, cap: int | None = None) -> None:
-        owned = sum(1 for job in self._jobs.values() if job.owner == owner) + self._reserved.get(owner, 0)
-        limit = self.per_owner_cap if cap is None else min(cap, self.per_owner_cap)
-        if owned >= limit:
-            soonest = min((entry.eta_s for entry in self.snapshot().for_owner(owner)), default=None)
-            raise QueueFull(
-                f"You already have {owned} renders queued or running (the limit is {limit}); "
-                f"{_room_expected(soonest, 'your next one should finish')}"
-            )
-        if len(self._jobs) + sum(self._reserved.values()) >= self.total_cap:
-            soonest = min((entry.eta_s for entry in self.snapshot().entries), default=None)
-            raise QueueFull(
-                f"The render queue is full ({self.total_cap} jobs); {_room_expected(soonest, 'room is expected')}"
-            )
+    def _owned(self, owner: str) -> int:
+        return sum(1 for job in self._jobs.values() if job.owner == owner)
 
-    def _release(self, owner: str) -> None:
-        left = self._reserved.get(owner, 0) - 1
-        if left > 0:
-            self._reserved[owner] = left
-        else:
-            self._reserved.pop(owner, None)
+    def _soonest_done(self, owner: str | None) -> float | None:
+        entries = self.snapshot().entries if owner is None else self.snapshot().for_owner(owner)
+        return min((entry.eta_s for entry in entries), default=None)
 
     def png(self, request: GenerationRequest, rendered: RenderedImage) -> bytes:
         """The PNG file of one rendered image, with its A1111 parameters (LoRA hashes included)."""
-        lora_hashes = getattr(self.renderer, "lora_hashes", None)
-        return rendered_png(request, rendered, lora_hashes(request.prompt) if lora_hashes is not None else None)
+        return rendered_png(request, rendered, self.renderer.lora_hashes(request.prompt))
 
     def submit(self, request: GenerationRequest, *, owner: str, key: str | None = None,
                reservation: Reservation | None = None, enforce_caps: bool = True,
@@ -326,11 +272,11 @@ class GenerationService:
         if key in self._jobs:
             raise ValueError(f"A job with key {key!r} is already queued or running")
         if reservation is not None:
-            if not reservation.belongs_to(self, owner):
+            if not reservation.belongs_to(self.admission, owner):
                 raise ValueError(f"this reservation holds room for {reservation.owner!r}, not for {owner!r}")
             reservation.consume()
         elif enforce_caps:
-            self._check_room(owner)
+            self.admission.check_room(owner)
         job = Job(key, owner, request, self._running_loop(), before_start)
         job.place = place
         job.batch_key = None if place is not None else self._batch_key(request)
@@ -385,19 +331,9 @@ class GenerationService:
 
     # -- batches --
 
-    @property
-    def _batches(self) -> bool:
-        """Whether the renderer renders batches: `render_batch` on its class (a wrapper that only forwards
-        attributes, as the bot tests use, is asked job by job so its own render() is the one called)."""
-        return callable(getattr(type(self.renderer), "render_batch", None))
-
     def _batch_key(self, request: GenerationRequest) -> Hashable | None:
         """What a pipeline call needs equal (generation.batching), as the renderer's family allows it."""
-        if not self._batches:
-            return None
-        if callable(getattr(type(self.renderer), "batch_key", None)):
-            return cast("Hashable | None", cast(Any, self.renderer).batch_key(request))
-        return batch_key(request)
+        return self.renderer.batch_key(request)
 
     def _plan(self) -> list[list[Job]]:
         """The batches queued jobs will render in if nothing else is submitted."""
@@ -489,7 +425,7 @@ class GenerationService:
                     wakeup = self._wakeup
                     assert wakeup is not None  # set by start(), like the dispatcher running this
                     wakeup.clear()
-                    await self._idle_wait(wakeup.wait())
+                    await self.waiter.idle(wakeup.wait())
                     continue
                 await self._probe_if_needed()
                 if not self._queues or self._closing:
@@ -521,7 +457,7 @@ class GenerationService:
     async def _probe_if_needed(self) -> None:
         """BATCH_IMAGES=auto on a CPU: measure images/s per batch size once per model, the first time
         more than one image could share a call (a few seconds for tinyshapes)."""
-        if not self.batch_limit.auto or self.batch_limit.grows or not self._batches:
+        if not self.batch_limit.auto or self.batch_limit.grows:
             return
         lead = self._fair_order(self._queues, self._last_served, self._dispatched)[0]
         model = lead.request.model
@@ -530,14 +466,11 @@ class GenerationService:
         waiting = [job for queue in self._queues.values() for job in queue]
         if lead.request.count == 1 and not any(job is not lead and job.batch_key == lead.batch_key for job in waiting):
             return
-        probe = getattr(type(self.renderer), "probe_batch_images", None)
         rates: dict[int, float] = {1: 1.0}
-        if probe is not None:
-            try:
-                rates = await self._running_loop().run_in_executor(
-                    self._worker(), cast(Any, self.renderer).probe_batch_images, model)
-            except Exception:
-                log.exception("probing batch sizes of %s failed; rendering one image per call", model)
+        try:
+            rates = await self._running_loop().run_in_executor(self._worker(), self.renderer.probe_batch_images, model)
+        except Exception:
+            log.exception("probing batch sizes of %s failed; rendering one image per call", model)
         self.batch_limit.set_probed(model, rates)
 
     async def _run_batch(self, batch: list[Job]) -> None:
@@ -640,7 +573,7 @@ class GenerationService:
             return (f"splitting the batch of {images} images in two",
                     [(jobs[:half], 1, images_per_call), (jobs[half:], 1, images_per_call)])
         per_call = images_per_call or jobs[0].request.count
-        if per_call > 1 and self._batches:
+        if per_call > 1:
             return f"retrying {per_call // 2} image(s) per call", [(jobs, 1, per_call // 2)]
         if attempt < self.max_attempts:
             return f"retrying (attempt {attempt + 1} of {self.max_attempts})", [(jobs, attempt + 1, images_per_call)]
@@ -649,13 +582,9 @@ class GenerationService:
     def _render_call(self, requests: list[GenerationRequest], relay: Callable[[int, Progress], None],
                      is_cancelled: Callable[[], bool], images_per_call: int | None,
                      place: BatchPlace | None) -> list[RenderResult]:
-        """On the worker thread: one batch through the renderer (job by job for a renderer without batches)."""
-        if self._batches:
-            results = cast(Any, self.renderer).render_batch(
-                requests, on_progress=relay, is_cancelled=is_cancelled, images_per_call=images_per_call, place=place)
-            return cast(list[RenderResult], results)
-        assert len(requests) == 1, "a renderer without render_batch renders one job at a time"
-        return [self.renderer.render(requests[0], on_progress=partial(relay, 0), is_cancelled=is_cancelled)]
+        """On the worker thread: one batch through the renderer."""
+        return self.renderer.render_batch(requests, on_progress=relay, is_cancelled=is_cancelled,
+                                          images_per_call=images_per_call, place=place)
 
     def _record_speed(self, jobs: list[Job], results: list[RenderResult], seconds: float,
                       images_per_call: int | None) -> None:
@@ -675,7 +604,7 @@ class GenerationService:
 
     def _images_per_call(self, jobs: list[Job], images: int) -> int:
         """A batch's images go in one call, except where the family renders each image alone."""
-        if self._batches and jobs and jobs[0].batch_key is None:
+        if jobs and jobs[0].batch_key is None:
             return 1
         return images
 
@@ -692,35 +621,6 @@ class GenerationService:
         images = sum(job.request.count for job in batch)
         steps = max((_steps(job.request) for job in batch), default=1)
         return self._seconds_per_image_step(self._images_per_call(batch, images)) * images * steps
-
-
-class Reservation:
-    """Room in the queue held for one job of one owner, from the cap check until submit()."""
-
-    def __init__(self, service: GenerationService, owner: str) -> None:
-        self._service = service
-        self.owner = owner
-        self._held = True
-
-    def belongs_to(self, service: GenerationService, owner: str) -> bool:
-        return self._service is service and self.owner == owner
-
-    def consume(self) -> None:
-        if not self._held:
-            raise RuntimeError("this reservation was already used or released")
-        self._held = False
-        self._service._release(self.owner)
-
-    def release(self) -> None:
-        """Give the room back (the job was not submitted after all); harmless when already used."""
-        if self._held:
-            self.consume()
-
-
-def _room_expected(eta_s: float | None, what: str) -> str:
-    if eta_s is None:
-        return "try again in a moment."
-    return f"{what} in about {max(round(eta_s), 1)} s."
 
 
 def _steps(request: GenerationRequest) -> int:

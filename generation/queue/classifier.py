@@ -2,8 +2,8 @@
 by hub id or local folder, run on results that are going to a channel that is not age-restricted.
 
 An image is flagged when the scores of the labels named in NSFW_CLASSIFIER_LABELS add up to at least
-NSFW_CLASSIFIER_THRESHOLD. The model loads on first use, in the caller's thread (the runner calls
-`flags` through `asyncio.to_thread`). Tests swap `bot.nsfw_classifier` for any object with `flags`.
+NSFW_CLASSIFIER_THRESHOLD. The model loads on first use, in the caller's thread (the finish step calls
+`flags` through `asyncio.to_thread`). Tests swap `Finisher.classifier` for any object with `flags`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from PIL import Image
-
-    from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +57,8 @@ class TransformersClassifier:
         return verdicts
 
 
-def build_classifier(settings: Settings) -> ImageClassifier | None:
-    """The classifier NSFW_CLASSIFIER names, or None when it is empty."""
-    if not settings.nsfw_classifier:
+def build_classifier(model: str | None, labels: Sequence[str], threshold: float) -> ImageClassifier | None:
+    """The classifier NSFW_CLASSIFIER names (`model`), or None when it is empty."""
+    if not model:
         return None
-    return TransformersClassifier(settings.nsfw_classifier, settings.nsfw_classifier_labels,
-                                  settings.nsfw_classifier_threshold)
+    return TransformersClassifier(model, labels, threshold)

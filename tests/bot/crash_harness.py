@@ -31,6 +31,7 @@ import discord  # noqa: E402
 import simcord  # noqa: E402
 
 from bot.app import build_service, create_bot  # noqa: E402
+from generation.queue import CallbackWaiter  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 
 BURST = [
@@ -59,23 +60,34 @@ class CrashingRenderer:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._renderer, name)
 
-    def render(self, request: Any, *, on_progress: Any = None, is_cancelled: Any = None) -> Any:
-        kill_at = None
-        if "triangle" in request.prompt:
-            kill_at = 1
-        elif request.prompt == "a green circle" and self._phase == "burst":
-            kill_at = 2
+    def render_batch(self, requests: list[Any], *, on_progress: Any = None, is_cancelled: Any = None,
+                     **options: Any) -> Any:
+        """The production batch path; the process dies at the kill step of a doomed job in the call."""
+        kill_at: list[int | None] = []
+        for request in requests:
+            if "triangle" in request.prompt:
+                kill_at.append(1)
+            elif request.prompt == "a green circle" and self._phase == "burst":
+                kill_at.append(2)
+            else:
+                kill_at.append(None)
+        with self._log_path.open("a") as log:
+            log.write(f"batch {' | '.join(request.prompt for request in requests)}\n")
 
-        def progress(event: Any) -> None:
-            if kill_at is not None and event.step >= kill_at:
+        def progress(index: int, event: Any) -> None:
+            at = kill_at[index]
+            if at is not None and event.step >= at:
+                with self._log_path.open("a") as log:
+                    log.write(f"killed in a batch of {len(requests)}\n")
                 die()
             if on_progress is not None:
-                on_progress(event)
+                on_progress(index, event)
 
-        result = self._renderer.render(request, on_progress=progress, is_cancelled=is_cancelled)
+        results = self._renderer.render_batch(requests, on_progress=progress, is_cancelled=is_cancelled, **options)
         with self._log_path.open("a") as log:
-            log.write(f"rendered seed={request.seed} prompt={request.prompt}\n")
-        return result
+            for request in requests:
+                log.write(f"rendered seed={request.seed} prompt={request.prompt}\n")
+        return results
 
 
 async def main(data_dir: Path, phase: str, log_path: Path) -> None:
@@ -100,10 +112,10 @@ async def main(data_dir: Path, phase: str, log_path: Path) -> None:
 
     # The render service belongs to this host process, as in the playground: renders are outside work
     # for SimCord (so start-up recovery that renders does not count against its settle window).
-    service = build_service(settings, held_until_burst_is_in)
+    service = build_service(settings, CallbackWaiter(held_until_burst_is_in))
     service.renderer = CrashingRenderer(service.renderer, phase, log_path)
     await service.start()
-    bot = create_bot(settings, service=service, idle_wait=result_wait)
+    bot = create_bot(settings, service=service, waiter=CallbackWaiter(result_wait))
     env = simcord.Env(bot, settle_timeout=120.0)
     env_holder.append(env)
     original_defer = discord.InteractionResponse.defer

@@ -23,6 +23,7 @@ at step 2 of a "slow" prompt it waits (bounded) until that job's row is cancelle
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
@@ -37,9 +38,10 @@ import simcord  # noqa: E402
 
 from bot import presentation  # noqa: E402
 from bot.__main__ import configure_logging  # noqa: E402
-from bot.app import build_service, create_bot  # noqa: E402
+from bot.app import build_finisher, build_service, create_bot, worker_config  # noqa: E402
 from bot.settings import Settings  # noqa: E402
-from bot.shared_queue import RenderWorker  # noqa: E402
+from generation.queue import CallbackWaiter  # noqa: E402
+from generation.queue.worker import RenderWorker  # noqa: E402
 from storage import GenerationStatus, Store, signals  # noqa: E402
 
 HANG_GUARD_S = 300.0
@@ -72,29 +74,39 @@ class HarnessRenderer:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._renderer, name)
 
-    def render(self, request: Any, *, on_progress: Any = None, is_cancelled: Any = None) -> Any:
-        prompt = request.prompt
-        doomed = "doomed" in prompt and _first_time(self._events.with_name(f"marker-{prompt.replace(' ', '_')}"))
-        slow = "slow" in prompt
+    def render_batch(self, requests: list[Any], *, on_progress: Any = None, is_cancelled: Any = None,
+                     **options: Any) -> Any:
+        """The production batch path, with the harness's events around it: BATCH (the jobs sharing the
+        call), STEP, a kill at step 2 of a doomed job, FINISH or STOPPED."""
+        prompts = [request.prompt for request in requests]
+        doomed = ["doomed" in prompt and _first_time(self._events.with_name(f"marker-{prompt.replace(' ', '_')}"))
+                  for prompt in prompts]
+        slow = ["slow" in prompt for prompt in prompts]
+        append(self._events, f"BATCH {self._worker_id} {'|'.join(prompts)}")
 
-        def progress(event: Any) -> None:
-            if slow:
+        def progress(index: int, event: Any) -> None:
+            prompt = prompts[index]
+            if slow[index]:
                 append(self._events, f"STEP {self._worker_id} {prompt} {event.step}")
-            if doomed and event.step >= 2:
+            if doomed[index] and event.step >= 2:
+                append(self._events, f"KILL {self._worker_id} {'|'.join(prompts)}")
                 die()
-            if slow and event.step == 2:
+            if slow[index] and event.step == 2:
                 asyncio.run(_wait_until_cancelled(self._url, prompt))
             if on_progress is not None:
-                on_progress(event)
+                on_progress(index, event)
 
         try:
-            result = self._renderer.render(request, on_progress=progress, is_cancelled=is_cancelled)
+            results = self._renderer.render_batch(requests, on_progress=progress, is_cancelled=is_cancelled,
+                                                  **options)
         except Exception as error:
             if type(error).__name__ == "RenderCancelled":
-                append(self._events, f"STOPPED {self._worker_id} {prompt}")
+                for prompt in prompts:
+                    append(self._events, f"STOPPED {self._worker_id} {prompt}")
             raise
-        append(self._events, f"FINISH {self._worker_id} {prompt}")
-        return result
+        for prompt in prompts:
+            append(self._events, f"FINISH {self._worker_id} {prompt}")
+        return results
 
 
 def _first_time(marker: Path) -> bool:
@@ -123,10 +135,11 @@ async def _wait_until_cancelled(url: str, prompt: str) -> None:
 async def run_worker(events: Path, worker_id: str) -> None:
     settings = Settings(_env_file=None)
     store = await Store.open(settings.resolved_database_url, settings.data_dir, image_store=settings.image_store)
-    service = build_service(settings, None)
+    service = build_service(settings)
     service.renderer = HarnessRenderer(service.renderer, events, worker_id, settings.resolved_database_url)
     await service.start()
-    worker = RenderWorker(store, service, settings, worker_id=worker_id)
+    config = dataclasses.replace(worker_config(settings), worker_id=worker_id)
+    worker = RenderWorker(store, service, build_finisher(settings, service), config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -149,7 +162,7 @@ async def run_gateway(phase: str, events: Path, die_after: int | None) -> None:
     async def external(awaitable: Any) -> Any:
         return await env_holder[0].external_wait(awaitable, reason="shared queue")
 
-    bot = create_bot(settings, idle_wait=external)
+    bot = create_bot(settings, waiter=CallbackWaiter(external))
     env = simcord.Env(bot, settle_timeout=120.0)
     env_holder.append(env)
     acks = [0]
@@ -175,7 +188,7 @@ async def run_gateway(phase: str, events: Path, die_after: int | None) -> None:
     # so settling waits for whatever the bot does about it).
     done = asyncio.Event()
     rendering = asyncio.Event()  # a progress notification came: some job is past its first step
-    service: Any = bot.service
+    service: Any = bot.queue
     handle = service._listener.callback
 
     def spy(channel: str, payload: str) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from generation.queue.records import request_from_record
+from generation.queue.records import place_of, request_for_image
 from storage import GenerationStatus, Store
 
 HARNESS = Path(__file__).with_name("crash_harness.py")
@@ -56,8 +56,12 @@ async def test_kill_9_at_any_moment_loses_nothing_and_renders_nothing_twice(tmp_
         assert sorted(acknowledged) == sorted(records)
 
         # Nothing was rendered to the end twice; the triangle never finished.
-        finished = Counter(line.split(" prompt=", 1)[1] for line in render_log.read_text().splitlines())
+        lines = render_log.read_text().splitlines()
+        finished = Counter(line.split(" prompt=", 1)[1] for line in lines if line.startswith("rendered "))
         assert finished == Counter({prompt: 1 for prompt in acknowledged if "triangle" not in prompt})
+        # The renders went through the production batch path, and a kill landed in a call of 2+ jobs.
+        kills = [int(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("killed in a batch of ")]
+        assert kills and max(kills) >= 2, lines
 
         # The job that brought the renderer down twice failed, with a reason its owner was shown.
         triangle = records["a black triangle"]
@@ -74,8 +78,9 @@ async def test_kill_9_at_any_moment_loses_nothing_and_renders_nothing_twice(tmp_
 
         # The job killed mid-render was rendered again to the same pixels as a fresh render.
         interrupted = records["a green circle"]
-        stored = Image.open(io.BytesIO(await store.read_image(interrupted.images[0])))
-        fresh = _render_fresh(request_from_record(interrupted))
+        image = interrupted.images[0]
+        stored = Image.open(io.BytesIO(await store.read_image(image)))
+        fresh = _render_fresh(request_for_image(interrupted, image), place_of(image))
         assert np.array_equal(np.asarray(stored.convert("RGB")), np.asarray(fresh.convert("RGB")))
     finally:
         await store.close()
@@ -90,8 +95,9 @@ async def _all(store: Store) -> list:
     return found
 
 
-def _render_fresh(request) -> Image.Image:
+def _render_fresh(request, place) -> Image.Image:
+    """The image rendered again alone, in the place of the call it was recorded in."""
     from generation import Renderer
 
     renderer = Renderer("tinyshapes", device="cpu", dtype="float32", cpu_threads=1)
-    return renderer.render(request).images[0].image
+    return renderer.render_batch([request], place=place)[0].images[0].image

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from functools import partial
+from types import SimpleNamespace
+from typing import Any
 
 import PIL.Image
+
+from generation.batching import batch_key
 
 from generation.request import (
     BatchPlace,
@@ -53,8 +58,41 @@ class FakeRenderer:
         self.started = threading.Event()  # a render has begun
         self.finished = threading.Event()  # the latest render returned or raised
 
+    # The rest of the renderer protocol (generation.queue.RendererLike), as a plain CPU renderer answers.
+    device = SimpleNamespace(type="cpu")
+
     def native_size(self, model: str) -> int:
         return 64
+
+    def batch_key(self, request: GenerationRequest):
+        return batch_key(request)
+
+    def probe_batch_images(self, model: str) -> dict[int, float]:
+        return {1: 1.0}
+
+    def check_request(self, request: GenerationRequest) -> None:
+        pass
+
+    def defaults(self, model: str) -> dict[str, Any]:
+        return {}
+
+    def model_info(self, model: str) -> Any:
+        return SimpleNamespace(family=SimpleNamespace(size_multiple=8))
+
+    def source(self, model: str) -> Any:
+        return SimpleNamespace(label=model)
+
+    def lora_names(self) -> list[str]:
+        return []
+
+    def lora_hashes(self, prompt: str) -> dict[str, str]:
+        return {}
+
+    def render_batch(self, requests, *, on_progress=None, is_cancelled=None, images_per_call=None, place=None):
+        """Job by job through render() (BatchingFakeRenderer renders a batch in one call)."""
+        return [self.render(request, is_cancelled=is_cancelled,
+                            on_progress=None if on_progress is None else partial(on_progress, index))
+                for index, request in enumerate(requests)]
 
     def tokenizer(self, model: str):
         return None

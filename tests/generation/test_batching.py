@@ -17,7 +17,7 @@ from gen_helpers import HANG_GUARD_S, BatchingFakeRenderer, FakeRenderer, fast_r
 from generation import GenerationService, JobCancelled, JobFailed, Limits
 from generation.batching import BATCH_TOLERANCE_MAX, BATCH_TOLERANCE_MEAN, BatchLimit, batch_key, parse_batch_images
 from generation.request import BatchPlace
-from generation.service import DEFAULT_SECONDS_PER_STEP
+from generation.queue.inprocess import DEFAULT_SECONDS_PER_STEP
 
 
 async def started(renderer, limits: Limits = Limits(), **options) -> GenerationService:
@@ -273,12 +273,16 @@ async def test_positions_and_etas_follow_the_batches():
     await service.close()
 
 
-async def test_a_renderer_without_batches_renders_job_by_job():
-    renderer = FakeRenderer()  # like the bot tests' wrappers: render() only
+async def test_a_family_that_cannot_share_a_call_renders_job_by_job():
+    class Unbatchable(BatchingFakeRenderer):
+        def batch_key(self, request):
+            return None  # as the real renderer answers for families that draw their own noise
+
+    renderer = Unbatchable()
     service = await started(renderer, batch_images=8)
     jobs = [submit(service, name, owner=name) for name in ("alice", "bob")]
     await asyncio.gather(*(job.result() for job in jobs))
-    assert renderer.rendered == ["alice", "bob"]
+    assert renderer.calls == [["alice"], ["bob"]]
     await service.close()
 
 
@@ -293,8 +297,9 @@ async def test_auto_on_a_cpu_probes_once_when_images_could_share_a_call(renderer
     await service.close()
 
 
-async def test_a_wrapper_set_after_construction_is_asked_job_by_job():
-    # The bot tests wrap the built service's renderer (service.renderer = Wrapper(...)) and override render().
+async def test_a_wrapper_set_after_construction_renders_batches_too():
+    # The bot tests wrap the built service's renderer (service.renderer = Wrapper(...)): the queue asks
+    # every renderer for batches, so a wrapper is called exactly as the production renderer is.
     class Wrapper:
         def __init__(self, renderer):
             self._renderer = renderer
@@ -303,13 +308,13 @@ async def test_a_wrapper_set_after_construction_is_asked_job_by_job():
         def __getattr__(self, name):
             return getattr(self._renderer, name)
 
-        def render(self, request, **kwargs):
-            self.seen.append(request.prompt)
-            return self._renderer.render(request, **kwargs)
+        def render_batch(self, requests, **options):
+            self.seen.append([request.prompt for request in requests])
+            return self._renderer.render_batch(requests, **options)
 
     service = await started(BatchingFakeRenderer(), batch_images=8)
     wrapper = service.renderer = Wrapper(service.renderer)
     jobs = [submit(service, name, owner=name) for name in ("alice", "bob")]
     await asyncio.gather(*(job.result() for job in jobs))
-    assert wrapper.seen == ["alice", "bob"]
+    assert wrapper.seen == [["alice", "bob"]]
     await service.close()

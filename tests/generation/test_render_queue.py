@@ -16,6 +16,8 @@ import threading
 import pytest
 from gen_helpers import HANG_GUARD_S, FakeRenderer, fast_request
 
+from generation.queue import CallbackWaiter
+
 from generation import (
     GenerationRequest,
     GenerationService,
@@ -399,7 +401,7 @@ async def test_jobs_switch_models_on_the_one_worker_thread():
 # -- idle wait, close, dispatcher cancelled from outside --
 
 
-async def test_idle_wait_wraps_the_dispatchers_wait_for_work():
+async def test_the_waiter_wraps_the_dispatchers_wait_for_work():
     reasons = []
     idle = asyncio.Event()
 
@@ -410,7 +412,7 @@ async def test_idle_wait_wraps_the_dispatchers_wait_for_work():
         reasons.append("woken")
         return result
 
-    service = await started(FakeRenderer(), idle_wait=idle_wait)
+    service = await started(FakeRenderer(), waiter=CallbackWaiter(idle_wait))
     await idle.wait()
     assert reasons == ["idle"]
     idle.clear()
@@ -461,7 +463,7 @@ async def test_a_dispatcher_cancelled_while_idle_refuses_new_work():
         idle.set()
         return awaitable
 
-    service = await started(FakeRenderer(), idle_wait=idle_wait)
+    service = await started(FakeRenderer(), waiter=CallbackWaiter(idle_wait))
     await idle.wait()
     dispatcher = dispatcher_task()
     dispatcher.cancel()

@@ -18,6 +18,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import on_app_command_error
+from bot.host import Host
 from bot.intake import Intake
 from bot.runner import JobRunner
 from bot.services import Services
@@ -94,7 +95,7 @@ class GuildGateTree(app_commands.CommandTree["ImagineBot"]):
         return True
 
 
-class ImagineBot(commands.Bot):
+class ImagineBot(Host):
     """A commands.Bot with its services (store, render queue, ...), the intake and the job runner attached.
 
     `services`, `store`, `queue`, `runner` and `intake` exist once setup_hook has run.

@@ -22,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import discord
 
@@ -37,7 +37,7 @@ from generation import (PARAMETERS, GenerationRequest, RequestError, expand_prom
 from storage import GenerationKind, GuildConfigRecord
 
 if TYPE_CHECKING:
-    from bot.runner import JobRunner
+    from bot.reply import Reply
     from bot.services import Services
     from generation import Reservation
     from storage import GenerationRecord
@@ -145,8 +145,17 @@ def check_attachment(attachment: discord.Attachment) -> None:
             f"init_image is {attachment.size / 1048576:.1f} MiB; the limit is {MAX_INIT_IMAGE_BYTES // 1048576} MiB.")
 
 
+class JobStarter(Protocol):
+    """What intake needs of the job runner: carry a recorded job on, run a side task."""
+
+    def start(self, record: GenerationRecord, request: GenerationRequest, reservation: Reservation | None,
+              reply: Reply | None, attachment: discord.Attachment | None = None) -> None: ...
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any], *, name: str | None = None) -> asyncio.Task[Any]: ...
+
+
 class Intake:
-    def __init__(self, client: discord.Client, services: Services, runner: JobRunner) -> None:
+    def __init__(self, client: discord.Client, services: Services, runner: JobStarter) -> None:
         self.bot = client
         self.services = services
         self.store = services.store

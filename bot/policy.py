@@ -7,6 +7,7 @@ the runner applies the NSFW policy. Nothing here does I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -81,3 +82,29 @@ def nsfw_decision(*, flagged_by: set[str], age_restricted: bool, policy: str) ->
     if not flagged_by or age_restricted or policy == "allow":
         return "post"
     return "spoiler" if policy == "spoiler" else "hold"
+
+
+NSFW_SOURCES = {"safety_checker": "the model's own safety checker", "classifier": "the NSFW classifier",
+                "unchecked": "nothing (made in an age-restricted channel, where results are not classified)"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Screening:
+    """What the content policy makes of a finished result in one place: "post", "spoiler" or "hold"."""
+
+    action: str
+    flagged_by: frozenset[str] = frozenset()
+    policy: str = "block"
+    age_restricted: bool = False
+
+    def reason(self, generation_id: int) -> str:
+        """Why a held result was not posted (for its owner and /history)."""
+        if "safety_checker" in self.flagged_by:
+            return (f"the model's own safety checker flagged generation #{generation_id} as not safe for work, "
+                    "so it came out blank and was not posted")
+        if self.flagged_by == {"unchecked"}:
+            return (f"generation #{generation_id} was made in an age-restricted channel, where results are not "
+                    "checked for NSFW content, and the content policy here holds unchecked images back")
+        return (f"generation #{generation_id} was flagged as not safe for work by "
+                f"{' and '.join(NSFW_SOURCES.get(source, source) for source in sorted(self.flagged_by))}; "
+                "the content policy here holds such images back outside age-restricted channels")

@@ -20,7 +20,7 @@ from PIL import Image
 
 from bot import modlog, presentation
 from bot.errors import apology
-from bot.policy import nsfw_decision
+from bot.policy import NSFW_SOURCES, Screening, nsfw_decision
 from bot.reply import DEFAULT_UPLOAD_LIMIT, Reply
 from bot.views import result_layout, result_view, status_view
 from generation import GenerationRequest, JobCancelled, JobFailed, RequestError
@@ -48,32 +48,6 @@ INIT_IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
 
 class JobProblem(Exception):
     """A job cannot go on for a reason the user can act on; `str()` is shown to them privately."""
-
-
-NSFW_SOURCES = {"safety_checker": "the model's own safety checker", "classifier": "the NSFW classifier",
-                "unchecked": "nothing (made in an age-restricted channel, where results are not classified)"}
-
-
-@dataclasses.dataclass(frozen=True)
-class Screening:
-    """What the content policy makes of a finished result in one place: "post", "spoiler" or "hold"."""
-
-    action: str
-    flagged_by: frozenset[str] = frozenset()
-    policy: str = "block"
-    age_restricted: bool = False
-
-    def reason(self, generation_id: int) -> str:
-        """Why a held result was not posted (for its owner and /history)."""
-        if "safety_checker" in self.flagged_by:
-            return (f"the model's own safety checker flagged generation #{generation_id} as not safe for work, "
-                    "so it came out blank and was not posted")
-        if self.flagged_by == {"unchecked"}:
-            return (f"generation #{generation_id} was made in an age-restricted channel, where results are not "
-                    "checked for NSFW content, and the content policy here holds unchecked images back")
-        return (f"generation #{generation_id} was flagged as not safe for work by "
-                f"{' and '.join(NSFW_SOURCES.get(source, source) for source in sorted(self.flagged_by))}; "
-                "the content policy here holds such images back outside age-restricted channels")
 
 
 def spoilered(result: presentation.ResultMessage) -> presentation.ResultMessage:

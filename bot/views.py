@@ -26,12 +26,12 @@ from generation.editing import CELL_NAMES, ZOOM_RANGE, edit_request
 from storage import GenerationKind, GenerationStatus
 
 if TYPE_CHECKING:
-    from bot.app import ImagineBot
+    from bot.host import Host
     from storage import GenerationRecord, Store
 
 log = logging.getLogger(__name__)
 VARY_GRID = 4
-Interaction = discord.Interaction["ImagineBot"]
+Interaction = discord.Interaction["Host"]
 
 
 async def submit_child(interaction: Interaction, parent: GenerationRecord, kind: GenerationKind,
@@ -70,7 +70,7 @@ class GenerationButton:
         return cls(**{name: int(value) if value.isdigit() else value for name, value in match.groupdict().items()})
 
     # The three discord.py overrides take Interaction[Any]: DynamicItem declares them generic in the
-    # client type, so a narrower Interaction["ImagineBot"] would not be a compatible override.
+    # client type, so a narrower Interaction["Host"] would not be a compatible override.
     async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
         # discord.py turns an exception here into a silent refusal, so report it ourselves.
         try:

@@ -25,14 +25,14 @@ from generation.editing import BLEND_STRENGTH
 from storage import GenerationKind
 
 if TYPE_CHECKING:
-    from bot.app import ImagineBot
+    from bot.host import Host
 
-Interaction = discord.Interaction["ImagineBot"]
+Interaction = discord.Interaction["Host"]
 BLEND_GRID = 4
 
 
 class EditCommands(commands.Cog):
-    def __init__(self, bot: ImagineBot) -> None:
+    def __init__(self, bot: Host) -> None:
         self.bot = bot
         model = bot.settings.describe_model
         self.captioner = Captioner(model, device="cpu") if model else None
@@ -90,5 +90,5 @@ class EditCommands(commands.Cog):
         return describe(picture, model, self.captioner)
 
 
-async def setup(bot: ImagineBot) -> None:
+async def setup(bot: Host) -> None:
     await bot.add_cog(EditCommands(bot))

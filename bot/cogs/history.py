@@ -22,10 +22,10 @@ from bot.views import result_layout, result_view
 from storage import CorruptImage, GenerationKind, GenerationStatus
 
 if TYPE_CHECKING:
-    from bot.app import ImagineBot
+    from bot.host import Host
     from storage import GenerationRecord, Store
 
-Interaction = discord.Interaction["ImagineBot"]
+Interaction = discord.Interaction["Host"]
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class HistoryPager(discord.ui.View):
 class History(commands.Cog):
     """Browse past generations and bring one back."""
 
-    def __init__(self, bot: ImagineBot) -> None:
+    def __init__(self, bot: Host) -> None:
         self.bot = bot
 
     @property
@@ -281,5 +281,5 @@ class History(commands.Cog):
         return f"Generation #{record.id} was cancelled before it finished, so there is no image to show."
 
 
-async def setup(bot: ImagineBot) -> None:
+async def setup(bot: Host) -> None:
     await bot.add_cog(History(bot))

@@ -21,13 +21,13 @@ from generation import PARAMETERS, SAMPLERS, Limits, Parameter
 from storage import GenerationKind
 
 if TYPE_CHECKING:
-    from bot.app import ImagineBot
+    from bot.host import Host
 
 ASPECT_RATIOS = ("1:1", "4:3", "3:4", "3:2", "2:3", "16:9", "9:16")
 DEFAULT_LORA_WEIGHT = 0.8
 # Discord accepts at most 25 choices per option.
 MAX_CHOICES = 25
-Interaction = discord.Interaction["ImagineBot"]
+Interaction = discord.Interaction["Host"]
 Callback = Callable[..., Coroutine[Any, Any, None]]
 
 
@@ -86,7 +86,7 @@ def build_command(name: str, description: str, parameters: tuple[Parameter, ...]
     return app_commands.Command(name=name, description=description, callback=command)
 
 
-def model_choices(bot: ImagineBot) -> dict[str, str]:
+def model_choices(bot: Host) -> dict[str, str]:
     """{model name: what members see}: display names from MODELS_FILE where it gives them."""
     return {name: bot.queue.model_label(name) for name in bot.settings.model_names}
 
@@ -98,7 +98,7 @@ OPTION_FIELDS = {parameter.option: parameter.field for parameter in IMAGINE_PARA
 class Imagine(commands.Cog):
     """The /imagine command."""
 
-    def __init__(self, bot: ImagineBot) -> None:
+    def __init__(self, bot: Host) -> None:
         self.bot = bot
         settings = bot.settings
         limits = bot.queue.limits
@@ -142,5 +142,5 @@ class Imagine(commands.Cog):
             await send_ephemeral(interaction, outcome.message)
 
 
-async def setup(bot: ImagineBot) -> None:
+async def setup(bot: Host) -> None:
     await bot.add_cog(Imagine(bot))

@@ -20,7 +20,7 @@ from bot.intake import server_defaults
 from generation import PARAMETERS, SAMPLERS, GenerationRequest, RequestError, size_for_aspect_ratio
 
 if TYPE_CHECKING:
-    from bot.app import ImagineBot
+    from bot.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 VALIDATION_PROMPT = "settings check"
 DEFAULTABLE = tuple(parameter for parameter in PARAMETERS if parameter.member_default)
 DEFAULT_FIELDS = tuple(parameter.field for parameter in DEFAULTABLE)
-Interaction = discord.Interaction["ImagineBot"]
+Interaction = discord.Interaction["Host"]
 
 
 def format_value(field: str, value: Any) -> str:
@@ -60,7 +60,7 @@ def settings_embed(mine: dict[str, Any], defaults: dict[str, Any], *, title: str
 class MemberDefaults(commands.Cog):
     """/settings: per-member defaults for /imagine."""
 
-    def __init__(self, bot: ImagineBot) -> None:
+    def __init__(self, bot: Host) -> None:
         self.bot = bot
         reset = inspect.Parameter("reset", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=False)
         self.command = build_command(
@@ -176,5 +176,5 @@ class DefaultsView(discord.ui.View):
             view=DefaultsView(self.cog, saved))
 
 
-async def setup(bot: ImagineBot) -> None:
+async def setup(bot: Host) -> None:
     await bot.add_cog(MemberDefaults(bot))

@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 if TYPE_CHECKING:
-    from bot.app import ImagineBot
+    from bot.host import Host
     from generation import QueueEntry
     from generation.queue import RenderQueue
 
@@ -37,7 +37,7 @@ def job_label(key: str) -> str:
 class Queue(commands.Cog):
     """The render queue as a member sees it."""
 
-    def __init__(self, bot: ImagineBot) -> None:
+    def __init__(self, bot: Host) -> None:
         self.bot = bot
 
     @property
@@ -45,7 +45,7 @@ class Queue(commands.Cog):
         return self.bot.queue
 
     @app_commands.command(name="queue", description="Your jobs in the render queue, with positions and ETA")
-    async def queue(self, interaction: discord.Interaction[ImagineBot]) -> None:
+    async def queue(self, interaction: discord.Interaction[Host]) -> None:
         snapshot = self.render_queue.snapshot()
         mine = snapshot.for_owner(str(interaction.user.id))
         waiting = sum(1 for entry in snapshot.entries if entry.position > 0)
@@ -80,5 +80,5 @@ class Queue(commands.Cog):
         return f"**{job_label(entry.key)}** · {where}{prompt}"
 
 
-async def setup(bot: ImagineBot) -> None:
+async def setup(bot: Host) -> None:
     await bot.add_cog(Queue(bot))

@@ -28,10 +28,10 @@ from generation import PARAMETERS, GenerationRequest, RequestError
 from storage import GuildConfigRecord
 
 if TYPE_CHECKING:
-    from bot.app import ImagineBot
+    from bot.host import Host
 
 log = logging.getLogger(__name__)
-Interaction = discord.Interaction["ImagineBot"]
+Interaction = discord.Interaction["Host"]
 
 SERVER_DEFAULTABLE = tuple(parameter for parameter in PARAMETERS if parameter.field in policy.SERVER_DEFAULT_FIELDS)
 MAX_QUOTA = 100_000
@@ -223,7 +223,7 @@ class ConfigGroup(app_commands.Group):
 class ServerConfig(commands.Cog):
     """/config: per-server administration."""
 
-    def __init__(self, bot: ImagineBot) -> None:
+    def __init__(self, bot: Host) -> None:
         self.bot = bot
         self.group = ConfigGroup(self)
         reset = inspect.Parameter("reset", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=False)
@@ -284,5 +284,5 @@ class ServerConfig(commands.Cog):
         return None
 
 
-async def setup(bot: ImagineBot) -> None:
+async def setup(bot: Host) -> None:
     await bot.add_cog(ServerConfig(bot))

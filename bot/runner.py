@@ -7,40 +7,34 @@ One JobRunner per bot. `Intake.submit` records a job and calls `start`; recovery
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import dataclasses
 import io
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import discord
 from PIL import Image
 
-from bot import modlog, presentation
+from bot import presentation
+from bot.delivery import RETRY_DELAYS_S, Delivery
 from bot.errors import apology
-from bot.policy import NSFW_SOURCES, Screening, nsfw_decision
-from bot.reply import DEFAULT_UPLOAD_LIMIT, Reply
-from bot.views import result_layout, result_view, status_view
+from bot.moderation import Moderation, quietly
+from bot.reply import Reply
+from bot.status import STATUS_EDIT_INTERVAL_S, StatusMessage, StatusWatcher
 from generation import GenerationRequest, JobCancelled, JobFailed, RequestError
 from generation.editing import blend_strip_png
 from generation.queue.records import request_from_record
 from storage import CorruptImage, GenerationKind, GenerationStatus, ImageInput
 
 if TYPE_CHECKING:
+    from bot.policy import Screening
     from bot.services import Services
-    from generation import Progress, QueueEntry, Reservation
+    from generation import Reservation
     from storage import GenerationRecord
 
 log = logging.getLogger(__name__)
 
-# At most one status edit per this many seconds (Discord rate-limits webhook edits to ~5 per 5 s).
-STATUS_EDIT_INTERVAL_S = 1.0
-# Upload retries after a 5xx / 429: the waits between attempts (3 tries in all).
-RETRY_DELAYS_S = (0.5, 1.5)
-# How far back recovery looks in a channel for a result it may have posted just before dying.
-RECENT_MESSAGES = 50
 # Decoding is checked in full before rendering; this bounds the memory that takes (a phone photo fits).
 MAX_INIT_IMAGE_PIXELS = 4096 * 4096
 INIT_IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
@@ -48,101 +42,6 @@ INIT_IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
 
 class JobProblem(Exception):
     """A job cannot go on for a reason the user can act on; `str()` is shown to them privately."""
-
-
-def spoilered(result: presentation.ResultMessage) -> presentation.ResultMessage:
-    """The same message with its image as a spoiler (`SPOILER_` file name) and no unblurred embed copy."""
-    embed = result.embed.copy()
-    embed.set_image(url=None)
-    image = dataclasses.replace(result.image, filename=f"SPOILER_{result.image.filename}")
-    return dataclasses.replace(result, embed=embed, image=image)
-
-
-def _retryable(error: Exception) -> bool:
-    """Worth another upload attempt: Discord's 5xx / 429, or the connection itself failing."""
-    if isinstance(error, discord.HTTPException):
-        return error.status >= 500 or error.status == 429
-    return isinstance(error, (aiohttp.ClientError, asyncio.TimeoutError, OSError))
-
-
-def _reply_gone(error: Exception) -> bool:
-    """A 4xx on the interaction's webhook (but for rate limits): no use trying that reply again."""
-    return isinstance(error, discord.HTTPException) and 400 <= error.status < 500 and error.status != 429
-
-
-def delivery_nonce(generation_id: int) -> str:
-    """Discord drops a second message with the same nonce sent within a few minutes (enforce_nonce)."""
-    return f"imagine-{generation_id}"
-
-
-class StatusMessage:
-    """The reply's thinking message, used as a live status line until the result replaces it.
-
-    Progress edits are throttled without timers: an offer is sent only when the last edit is at least
-    STATUS_EDIT_INTERVAL_S old on `clock` (the event loop's by default) and none is in flight; otherwise
-    it is dropped, since a newer step follows soon and the result replaces the line anyway. The first
-    offer of a new stage (queued → rendering) always goes out. `finish()` stops them.
-    """
-
-    def __init__(self, reply: Reply | None, spawn: Callable[..., asyncio.Task[Any]],
-                 clock: Callable[[], float] | None = None, interval_s: float = STATUS_EDIT_INTERVAL_S) -> None:
-        self.reply = reply
-        self._spawn = spawn
-        self._clock = clock or asyncio.get_running_loop().time
-        self._interval_s = interval_s
-        self._last_edit = float("-inf")
-        self._stage: str | None = None
-        self._in_flight: asyncio.Task[Any] | None = None
-        self._closed = False
-
-    async def show(self, stage: str = "queued", **fields: Any) -> None:
-        """Edit now (the first "queued" line); later offers wait for it, so they land after it."""
-        self._stage = stage
-        self._in_flight = self._spawn(self._edit(fields))
-        await self._in_flight
-
-    def offer(self, stage: str, **fields: Any) -> bool:
-        """Edit soon if the rate limit allows (or `stage` is new); False if this update was dropped.
-
-        A new stage is never dropped: it waits for an edit in flight, so the lines land in order.
-        """
-        if self._closed or self.reply is None:
-            return False
-        new_stage = stage != self._stage
-        in_flight = self._in_flight if self._in_flight is not None and not self._in_flight.done() else None
-        if in_flight is not None and not new_stage:
-            return False
-        if not new_stage and self._clock() - self._last_edit < self._interval_s:
-            return False
-        self._stage = stage
-        self._last_edit = self._clock()
-        self._in_flight = self._spawn(self._edit_after(in_flight, fields))
-        return True
-
-    async def _edit_after(self, previous: asyncio.Task[Any] | None, fields: dict[str, Any]) -> None:
-        if previous is not None:
-            await asyncio.gather(previous, return_exceptions=True)
-        await self._edit(fields)
-
-    async def finish(self, **fields: Any) -> None:
-        """Stop progress edits (letting one in flight land first); show `fields` last when given."""
-        self._closed = True
-        if self._in_flight is not None:
-            await asyncio.gather(self._in_flight, return_exceptions=True)
-        if fields:
-            await self._edit(fields)
-
-    async def _edit(self, fields: dict[str, Any]) -> None:
-        reply = self.reply
-        if reply is None or not reply.usable():
-            return
-        self._last_edit = self._clock()
-        try:
-            await reply.edit(**fields)
-        except Exception as error:
-            # A status line is worth no retry, and must never stop the job: the next edit or the result
-            # supersedes it.
-            log.info("status edit failed (%r); carrying on", error)
 
 
 class JobRunner:
@@ -156,7 +55,8 @@ class JobRunner:
         self.store = services.store
         self.queue = services.queue
         self.settings = services.settings
-        self.retry_delays_s = retry_delays_s
+        self.moderation = Moderation(bot, services)
+        self.delivery = Delivery(bot, services, self.moderation, retry_delays_s=retry_delays_s)
         # What status-edit throttling measures time with (None = the event loop's clock), and how often.
         self.status_clock = status_clock
         self.status_interval_s = STATUS_EDIT_INTERVAL_S
@@ -188,13 +88,17 @@ class JobRunner:
                    name=f"job #{record.id}")
 
     async def deliver_recovered(self, record: GenerationRecord) -> None:
-        await self.deliver(record, Reply.from_record(self.bot, record))
+        await self.delivery.deliver(record, Reply.from_record(self.bot, record))
+
+    async def screen(self, record: GenerationRecord, guild_id: int | None, channel_id: int | None) -> Screening:
+        """What the content policy says about posting `record` in that channel (/show asks too)."""
+        return await self.moderation.screen(record, guild_id, channel_id)
 
     async def report_recovered_failure(self, record: GenerationRecord) -> None:
         """A job that failed during recovery (it stopped the renderer too often): tell its owner."""
         reason = record.failure_reason or "it was interrupted"
         await self._show_failure(record, request_from_record(record), reason, Reply.from_record(self.bot, record))
-        await self._quietly(self.store.clear_interaction(record.id), "forget the interaction", record.id)
+        await quietly(self.store.clear_interaction(record.id), "forget the interaction", record.id)
 
     # ------------------------------------------------------------------ background work
 
@@ -237,7 +141,7 @@ class JobRunner:
             await self._fail(record, request, str(problem), status)
             return
         except JobCancelled:
-            await self._quietly(self.store.mark_cancelled(record.id), "record the cancellation", record.id)
+            await quietly(self.store.mark_cancelled(record.id), "record the cancellation", record.id)
             await status.finish(content=f"{presentation.status_header(request)}\n✖ Cancelled.", view=None)
             return
         except JobFailed as error:
@@ -245,7 +149,7 @@ class JobRunner:
             return
         except Exception as error:
             log.exception("job #%s failed unexpectedly", record.id)
-            await self._quietly(self.store.mark_failed(record.id, f"internal error: {type(error).__name__}"),
+            await quietly(self.store.mark_failed(record.id, f"internal error: {type(error).__name__}"),
                                 "record the failure", record.id)
             await status.finish(content=apology(record.id), view=None)
             return
@@ -255,7 +159,7 @@ class JobRunner:
             if self._waiting.pop(str(record.id), None) is not None:  # left the queue without starting
                 self._refresh_positions()
         await status.finish()
-        await self.deliver(done, reply)
+        await self.delivery.deliver(done, reply)
 
     async def _download_init_image(self, attachment: discord.Attachment | None, url: str | None) -> bytes:
         """The init image's bytes, once they have decoded as a picture (JobProblem if not)."""
@@ -294,56 +198,9 @@ class JobRunner:
 
     async def _render(self, record: GenerationRecord, request: GenerationRequest, reservation: Reservation | None,
                       status: StatusMessage) -> GenerationRecord:
-        watcher = _StatusWatcher(self, record, request, status)
+        watcher = StatusWatcher(record, request, status, self._waiting, self._refresh_positions)
         return await self.queue.render(record, request, reservation, watcher,
-                                       classify=not self.age_restricted(record.channel_id))
-
-    # ------------------------------------------------------------------ content policy
-
-    def age_restricted(self, channel_id: int | None) -> bool:
-        """Whether the channel is age-restricted (Discord's NSFW channel setting; a thread follows its parent)."""
-        channel = self.bot.get_channel(channel_id) if channel_id is not None else None
-        is_nsfw = getattr(channel, "is_nsfw", None)
-        return bool(is_nsfw()) if callable(is_nsfw) else False
-
-    async def bot_in_guild(self, guild_id: int | None) -> bool:
-        """Whether the bot is a member of that server (False in DMs and where only a member's own install
-        reaches). Waits for the gateway's guild list first: recovery runs before it has arrived."""
-        if guild_id is None:
-            return False
-        if not self.bot.is_ready():
-            await self.bot.wait_until_ready()
-        return self.bot.get_guild(guild_id) is not None
-
-    async def screen(self, record: GenerationRecord, guild_id: int | None, channel_id: int | None) -> Screening:
-        """What the content policy says about posting `record` in that channel."""
-        flagged_by = frozenset(image.nsfw for image in record.images if image.nsfw)
-        policy: str = self.settings.nsfw_policy
-        if flagged_by and await self.bot_in_guild(guild_id):
-            assert guild_id is not None
-            policy = (await self.store.guild_config(guild_id)).nsfw_policy or policy
-        age_restricted = self.age_restricted(channel_id)
-        action = nsfw_decision(flagged_by=set(flagged_by), age_restricted=age_restricted, policy=policy)
-        return Screening(action, flagged_by, policy, age_restricted)
-
-    async def _hold(self, record: GenerationRecord, screening: Screening, reply: Reply | None) -> None:
-        """Keep a flagged result out of the channel: in /history (flagged), its owner told privately."""
-        reason = screening.reason(record.id)
-        await self._quietly(self.store.record_delivery_failure(record.id, f"held back: {reason}"),
-                            "record the hold", record.id)
-        public = f"🔞 Job #{record.id}: the result was held back by the content policy."
-        await self._tell_owner(record, reply, public,
-                               private=f"🔞 {reason[0].upper()}{reason[1:]}. It is kept in your /history.",
-                               in_channel=f"{public} /history lists it.")
-
-    async def _log_nsfw(self, record: GenerationRecord, screening: Screening, message: discord.Message | None) -> None:
-        sources = " and ".join(NSFW_SOURCES.get(source, source) for source in sorted(screening.flagged_by))
-        outcome = {"hold": "held back", "spoiler": "posted as a spoiler", "post": "posted"}[screening.action]
-        where = (modlog.link(record.guild_id, message.channel.id, message.id) if message is not None
-                 else modlog.link(record.guild_id, record.channel_id))
-        await modlog.post(self.bot, self.store, record.guild_id, "nsfw",
-                          f"generation #{record.id} of <@{record.owner_id}> flagged by {sources}: {outcome} "
-                          f"(policy {screening.policy}) — {where}")
+                                       classify=not self.moderation.age_restricted(record.channel_id))
 
     def _refresh_positions(self) -> None:
         """The queue moved (a job started or left it): each waiting job's line shows its new place."""
@@ -357,178 +214,16 @@ class JobRunner:
                     status: StatusMessage) -> None:
         current = await self.store.get(record.id, include_deleted=True)
         if current is None or current.status is not GenerationStatus.FAILED:  # a worker may have recorded it
-            await self._quietly(self.store.mark_failed(record.id, reason), "record the failure", record.id)
+            await quietly(self.store.mark_failed(record.id, reason), "record the failure", record.id)
         await status.finish()
         await self._show_failure(record, request, reason, status.reply)
 
     async def _show_failure(self, record: GenerationRecord, request: GenerationRequest, reason: str,
                             reply: Reply | None) -> None:
         """The public line says only that the job failed; the reason goes privately to its owner."""
-        await self._tell_owner(record, reply, f"{presentation.status_header(request)}\n⚠️ Job #{record.id} failed.",
+        await self.moderation.tell_owner(record, reply, f"{presentation.status_header(request)}\n⚠️ Job #{record.id} failed.",
                                private=f"⚠️ Job #{record.id} failed: {reason}",
                                in_channel=f"⚠️ Job #{record.id} failed: {reason}")
-
-    async def _tell_owner(self, record: GenerationRecord, reply: Reply | None, public: str, *, private: str,
-                          in_channel: str) -> None:
-        """`public` on the reply and `private` to the owner while the reply lives; else `in_channel`,
-        mentioning the owner, where the bot is in the server. What cannot be shown stays in /history."""
-        if reply is not None and reply.usable():
-            try:
-                await reply.edit(content=public, embed=None, attachments=[], view=None)
-                await reply.send_private(private)
-                return
-            except discord.HTTPException as error:
-                log.info("job #%s: the reply is unusable (%s); telling the channel", record.id, error)
-        if not await self.bot_in_guild(record.guild_id):
-            log.info("job #%s: no reply and no channel to tell the owner; it is in /history", record.id)
-            return
-        try:
-            channel = self.bot.get_partial_messageable(record.channel_id or 0, guild_id=record.guild_id)
-            await channel.send(f"<@{record.owner_id}> {in_channel}", allowed_mentions=discord.AllowedMentions(users=True))
-        except discord.HTTPException as error:
-            log.info("job #%s: the owner could not be told (%s); it is in /history", record.id, error)
-
-    async def _quietly(self, step: Awaitable[Any], what: str, generation_id: int) -> None:
-        """Await a bookkeeping step whose failure must not hide the outcome the user is about to see."""
-        try:
-            await step
-        except Exception:
-            log.exception("could not %s of job #%s", what, generation_id)
-
-    # ------------------------------------------------------------------ delivery
-
-    def _channel_upload_limit(self, guild_id: int | None) -> int:
-        guild = self.bot.get_guild(guild_id) if guild_id is not None else None
-        return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
-
-    async def deliver(self, record: GenerationRecord, reply: Reply | None) -> discord.Message | None:
-        """Post a finished generation once; retries 5xx/429 with backoff; records the message or the failure.
-
-        Never raises (but for cancellation): whatever goes wrong is logged with the job id, kept in the
-        record as its delivery failure (so /history shows why), and told to the user while the token lives.
-        """
-        screening = await self.screen(record, record.guild_id, record.channel_id)
-        if screening.action == "hold":
-            await self._hold(record, screening, reply)
-            await self._log_nsfw(record, screening, None)
-            return None
-        try:
-            image_bytes = [await self.store.read_image(image) for image in record.images]
-            message, last_error, reply = await self._post(record, reply, image_bytes,
-                                                          spoiler=screening.action == "spoiler")
-        except CorruptImage as error:
-            reason = f"stored image unreadable: {error}"
-        except Exception as error:
-            log.exception("job #%s: posting the result failed unexpectedly", record.id)
-            reason = f"internal error while posting: {type(error).__name__}"
-        else:
-            if message is not None:
-                await self._quietly(self.store.record_delivery(record.id, message.channel.id, message.id),
-                                    "record the delivery", record.id)
-                if screening.flagged_by - {"unchecked"} or screening.action != "post":
-                    await self._log_nsfw(record, screening, message)
-                return message
-            if isinstance(last_error, InteractionOnly):
-                reason = str(last_error)
-            else:
-                reason = f"Discord refused the upload: {last_error}"
-            log.error("job #%s: %s", record.id, reason)
-        await self._quietly(self.store.record_delivery_failure(record.id, reason), "record the delivery failure",
-                            record.id)
-        if reply is not None and reply.usable():
-            # The upload failed, a short text reply may not: tell the user where the result is.
-            try:
-                await reply.send_private(
-                    f"⚠️ Generation #{record.id} is done but could not be posted here ({reason}). "
-                    f"It is kept in your history: /show id:{record.id}")
-            except discord.HTTPException:
-                pass
-        return None
-
-    async def _post(self, record: GenerationRecord, reply: Reply | None, image_bytes: list[bytes], *,
-                    spoiler: bool = False) -> tuple[discord.Message | None, Exception | None, Reply | None]:
-        """Upload attempts: (the message, None, …) or (None, the last error, the reply still in use).
-
-        Where the bot is not in the server (a user install) or in DMs, only the interaction can carry
-        the result: there is no channel fallback.
-        """
-        encoded: dict[int, presentation.EncodedImage] = {}
-        last_error: Exception | None = None
-        for attempt in range(len(self.retry_delays_s) + 1):
-            if reply is not None and not reply.usable():
-                reply = None  # too old to edit: post a normal channel message instead
-            if reply is None and not await self.bot_in_guild(record.guild_id):
-                return None, InteractionOnly(
-                    "the interaction expired and the bot cannot post in this channel (a DM or a server "
-                    f"that did not add it); /show id:{record.id} posts it"), None
-            limit = reply.filesize_limit if reply is not None else self._channel_upload_limit(record.guild_id)
-            if limit not in encoded:
-                encoded[limit] = await asyncio.to_thread(
-                    presentation.encode_result, record, image_bytes, size_limit=limit)
-            result = presentation.result_message(record, encoded[limit], mention_owner=reply is None)
-            if spoiler:
-                result = spoilered(result)
-            fields = self._result_fields(record, result, spoiler=spoiler)
-            try:
-                message: discord.Message
-                if reply is not None:
-                    # Editing the original response is idempotent: a restart may repeat it safely.
-                    message = await reply.edit(**fields, attachments=result.files())
-                else:
-                    message = await self._post_in_channel(record, result, fields)
-            except (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
-                last_error = error
-                if reply is not None and _reply_gone(error):
-                    # The token expired, or is unknown to Discord, or the status message was deleted:
-                    # the channel still works.
-                    log.info("job #%s: original response unusable (%s); posting in the channel", record.id, error)
-                    reply = None
-                    continue
-                if not _retryable(error) or attempt == len(self.retry_delays_s):
-                    break
-                log.warning("job #%s: upload failed (%r), retrying", record.id, error)
-                await asyncio.sleep(self.retry_delays_s[attempt])
-                continue
-            return message, None, reply
-        return None, last_error, reply
-
-    def _result_fields(self, record: GenerationRecord, result: presentation.ResultMessage, *,
-                       spoiler: bool) -> dict[str, Any]:
-        """content, embed and view of a result message in the layout RESULT_LAYOUT asks for."""
-        if self.settings.result_layout == "gallery":
-            return {"content": None, "embed": None, "view": result_layout(record, result, spoiler=spoiler)}
-        return {"content": result.content, "embed": result.embed, "view": result_view(record)}
-
-    async def _post_in_channel(self, record: GenerationRecord, result: presentation.ResultMessage,
-                               fields: dict[str, Any]) -> discord.Message:
-        """A channel message, at most once: the intent is recorded first, and a restart that finds it
-        looks for the post in the channel before posting again; the nonce covers a retry within minutes."""
-        channel = self.bot.get_partial_messageable(record.channel_id or 0, guild_id=record.guild_id)
-        if record.delivery_started_at is not None:
-            earlier = await self._find_earlier_post(channel, record.id)
-            if earlier is not None:
-                log.info("job #%s: found the result posted before a restart (message %s)", record.id, earlier.id)
-                return earlier
-        else:
-            record = await self.store.record_delivery_started(record.id)
-        return await channel.send(**fields, files=result.files(), nonce=delivery_nonce(record.id))
-
-    async def _find_earlier_post(self, channel: discord.PartialMessageable, generation_id: int,
-                                 ) -> discord.Message | None:
-        bot_user = self.bot.user
-        try:
-            async for message in channel.history(limit=RECENT_MESSAGES):
-                if bot_user is not None and message.author.id == bot_user.id and (
-                        generation_id in presentation.message_generation_ids(message)):
-                    return message
-        except discord.HTTPException as error:
-            log.info("job #%s: could not read the channel for an earlier post (%s)", generation_id, error)
-        return None
-
-
-class InteractionOnly(Exception):
-    """Only the interaction could have carried this result, and its token is gone."""
-
 
 def check_init_image(data: bytes) -> None:
     """Decode the whole picture (blocking: run it in a thread), so a damaged file never reaches the renderer."""
@@ -548,42 +243,3 @@ def check_init_image(data: bytes) -> None:
             "Attach another one.") from None
 
 
-class _StatusWatcher:
-    """A job's status line, following the render queue: queued (and its place), rendering, progress."""
-
-    def __init__(self, runner: JobRunner, record: GenerationRecord, request: GenerationRequest,
-                 status: StatusMessage) -> None:
-        self.runner = runner
-        self.record = record
-        self.request = request
-        self.status = status
-        self.key = str(record.id)
-        self._unsent_preview: list[Progress] = []  # the newest preview not shown yet (edits may be dropped)
-        # Progress arrives through call_soon_threadsafe from the render thread, i.e. in that thread's
-        # context; the work it starts belongs in this task's context (context variables of the client).
-        self._context = contextvars.copy_context()
-
-    async def queued(self, entry: QueueEntry | None) -> None:
-        await self.status.show(content=presentation.queued_status(self.request, entry),
-                               view=status_view(self.record.id))
-        self.runner._waiting[self.key] = (self.status, self.request)
-
-    def started(self) -> None:
-        self.runner._waiting.pop(self.key, None)
-        self.runner._refresh_positions()
-
-    def progress(self, progress: Progress) -> None:
-        try:
-            self._context.run(self._show_progress, progress)
-        except Exception:
-            # Raised here it would reach only the event loop's handler, without the job id.
-            log.exception("job #%s: showing progress failed", self.record.id)
-
-    def _show_progress(self, progress: Progress) -> None:
-        if progress.preview is not None:
-            self._unsent_preview[:] = [progress]
-        fields: dict[str, Any] = {"content": presentation.rendering_status(self.request, progress)}
-        if self._unsent_preview:
-            fields["attachments"] = [presentation.preview_file(self._unsent_preview[0])]
-        if self.status.offer("rendering", **fields) and self._unsent_preview:
-            self._unsent_preview.clear()

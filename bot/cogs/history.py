@@ -17,7 +17,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import presentation
-from bot.runner import spoilered
+from bot.delivery import spoilered
 from bot.views import result_layout, result_view
 from storage import CorruptImage, GenerationKind, GenerationStatus
 

@@ -255,13 +255,15 @@ class GenerationService:
     def submit(self, request: GenerationRequest, *, owner: str, key: str | None = None,
                reservation: Reservation | None = None, enforce_caps: bool = True,
                before_start: Callable[[], Awaitable[None]] | None = None,
-               place: BatchPlace | None = None) -> Job:
+               place: BatchPlace | None = None, alone: bool = False) -> Job:
         """Queue a request that came out of prepare(); raises QueueFull without a reservation and room.
 
         The request is not validated again (prepare() did that once). `enforce_caps=False` queues work
         accepted earlier (a restart re-queueing it). `before_start` is awaited when the worker takes the
         job, before the model loads; if it raises, the job fails. `place` (a count=1 request) renders the
         image alone at that place of a padded call, as a recorded image was rendered: bit-exact again.
+        `alone` keeps the job out of other jobs' calls (a job that was rendering when the process died:
+        if it is what brought the process down, it takes nobody else with it the next time).
         """
         # A dispatcher cancelled from outside (SimCord detach) would leave the job queued forever.
         if self._dispatcher is None or self._dispatcher.done() or self._closing:
@@ -279,7 +281,7 @@ class GenerationService:
             self.admission.check_room(owner)
         job = Job(key, owner, request, self._running_loop(), before_start)
         job.place = place
-        job.batch_key = None if place is not None else self._batch_key(request)
+        job.batch_key = None if place is not None or alone else self._batch_key(request)
         self._jobs[key] = job
         self._submitted += 1
         job.sequence = self._submitted

@@ -67,12 +67,15 @@ class LocalQueue:
 
     async def render(self, record: GenerationRecord, request: GenerationRequest, reservation: Reservation | None,
                      watcher: JobWatcher, *, classify: bool) -> GenerationRecord:
+        """A job that was rendering when a previous process died renders in a call of its own: were it the
+        cause, its batch-mates would otherwise use up their attempts with it."""
         async def mark_running() -> None:
             await self.store.mark_running(record.id)
             watcher.started()
 
         job = self.scheduler.submit(request, owner=str(record.owner_id), key=str(record.id),
-                                    reservation=reservation, enforce_caps=False, before_start=mark_running)
+                                    reservation=reservation, enforce_caps=False, before_start=mark_running,
+                                    alone=record.attempts > 0)
         await watcher.queued(self.scheduler.snapshot().entry(job.key))
         job.add_progress_listener(watcher.progress)
         result = await self.waiter.idle(job.result())

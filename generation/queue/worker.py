@@ -148,8 +148,8 @@ class RenderWorker:
                     self._spawn(self._render(record), f"job #{record.id}")
             if claimed:
                 continue
-            try:
-                await asyncio.wait_for(self.waiter.idle(self._wake.wait()), self.poll_s)
+            try:  # QUEUE_POLL_S=0: notifications only
+                await asyncio.wait_for(self.waiter.idle(self._wake.wait()), self.poll_s or None)
             except TimeoutError:
                 pass
 
@@ -182,8 +182,9 @@ class RenderWorker:
         try:
             init_image = await self.store.read_init_image(generation_id) if record.has_init_image else None
             request = self.scheduler.prepare(request_from_record(record, init_image))
+            # A job some worker was rendering when it died renders alone (a poison job takes nobody along).
             job = self.scheduler.submit(request, owner=str(record.owner_id), key=str(generation_id),
-                                        enforce_caps=False)
+                                        enforce_caps=False, alone=record.attempts > 1)
             self.inflight[generation_id] = job
             self.loaded_model = request.model
             self._follow(job, generation_id)

@@ -27,8 +27,9 @@ from generation.queue.records import place_of, request_for_image
 from storage import GenerationStatus, Store
 
 HARNESS = Path(__file__).with_name("crash_harness.py")
-STEPS = [("burst", "killed"), ("recover", "killed"), ("recover", "killed"), ("recover", "exits"),
-         ("defer", "killed"), ("recover", "exits")]
+# Restarts after the burst until a run ends by itself: the triangle kills every call it is in (twice at
+# most: then it fails), and how many jobs share those calls depends on BATCH_IMAGES=auto's probe.
+MAX_RECOVERIES = 4
 
 
 def run_step(data_dir: Path, phase: str, render_log: Path) -> subprocess.CompletedProcess[str]:
@@ -41,13 +42,26 @@ async def test_kill_9_at_any_moment_loses_nothing_and_renders_nothing_twice(tmp_
     data_dir, render_log = tmp_path / "data", tmp_path / "renders.log"
     acknowledged: list[str] = []
     outputs: list[str] = []
-    for phase, ending in STEPS:
+
+    def run(phase: str, *endings: int) -> int:
+        """Run one process of the harness; its exit status, which must be one of `endings`."""
         process = run_step(data_dir, phase, render_log)
         outputs.append(process.stdout)
-        expected = -signal.SIGKILL if ending == "killed" else 0
-        assert process.returncode == expected, f"{phase}: rc {process.returncode}\n{process.stderr[-3000:]}"
-        acknowledged += [line[4:] for line in process.stdout.splitlines() if line.startswith("ACK ")]
+        assert process.returncode in endings, f"{phase}: rc {process.returncode}\n{process.stderr[-3000:]}"
+        acknowledged.extend(line[4:] for line in process.stdout.splitlines() if line.startswith("ACK "))
+        return process.returncode
+
+    killed, exits = -signal.SIGKILL, 0
+    run("burst", killed)
+    for _ in range(MAX_RECOVERIES):
+        if run("recover", killed, exits) == exits:
+            break
+    else:
+        raise AssertionError(f"still crashing after {MAX_RECOVERIES} restarts")
+    run("defer", killed)
+    run("recover", exits)
     assert len(acknowledged) == 6
+    lines = render_log.read_text().splitlines()
 
     store = await Store.open(None, data_dir)
     try:
@@ -56,25 +70,28 @@ async def test_kill_9_at_any_moment_loses_nothing_and_renders_nothing_twice(tmp_
         assert sorted(acknowledged) == sorted(records)
 
         # Nothing was rendered to the end twice; the triangle never finished.
-        lines = render_log.read_text().splitlines()
         finished = Counter(line.split(" prompt=", 1)[1] for line in lines if line.startswith("rendered "))
         assert finished == Counter({prompt: 1 for prompt in acknowledged if "triangle" not in prompt})
         # The renders went through the production batch path, and a kill landed in a call of 2+ jobs.
         kills = [int(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("killed in a batch of ")]
-        assert kills and max(kills) >= 2, lines
+        assert kills and kills[0] >= 2, lines  # the burst's kill landed in a call of two jobs or more
 
         # The job that brought the renderer down twice failed, with a reason its owner was shown.
         triangle = records["a black triangle"]
         assert triangle.status is GenerationStatus.FAILED and triangle.attempts == 2
         assert triangle.failure_reason == "this request stopped the renderer twice; try a smaller size or fewer images"
-        assert f"Job #{triangle.id} failed: this request stopped the renderer twice" in outputs[3]
+        assert any(f"Job #{triangle.id} failed: this request stopped the renderer twice" in out for out in outputs)
 
         # Everything else is done and posted exactly once.
         for prompt, record in records.items():
             if record is not triangle:
                 assert record.status is GenerationStatus.DONE, (prompt, record.status)
                 assert record.message_id is not None and record.delivery_failure is None, prompt
-        assert records["a green circle"].attempts == 2 and records["a red circle"].attempts == 1
+        # A job in a killed call is tried again, alone: it takes at most two attempts.
+        assert all(record.attempts <= 2 for record in records.values()), {p: r.attempts for p, r in records.items()}
+        first_call = next(line for line in lines if line.startswith("batch "))[len("batch "):].split(" | ")
+        assert "a green circle" in first_call, lines  # the job the burst kills was in that call
+        assert records["a green circle"].attempts == 2
 
         # The job killed mid-render was rendered again to the same pixels as a fresh render.
         interrupted = records["a green circle"]

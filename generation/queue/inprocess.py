@@ -21,7 +21,6 @@ import logging
 import secrets
 import time
 import uuid
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from collections.abc import Hashable
@@ -32,6 +31,8 @@ from ..jobs import Job, QueueEntry, QueueSnapshot
 from ..metadata import rendered_png
 from ..prompts import encoded_text
 from .admission import Admission, Reservation
+from .eta import RenderSpeed
+from .scheduler import FairQueue
 from .renderer import RendererLike
 from .waiter import PLAIN, Waiter
 from ..request import (
@@ -56,8 +57,6 @@ T = TypeVar("T")
 # Bound at import: a harness (SimCord) may swap time.monotonic inside the caller's code, and the
 # dispatcher and snapshot() must read one clock.
 _monotonic = time.monotonic
-# Used for ETAs until the first render has been timed: seconds per image per denoising step.
-DEFAULT_SECONDS_PER_STEP = 0.1
 NOT_STARTED = "The job could not be started because of an internal error."
 
 
@@ -84,18 +83,11 @@ class GenerationService:
         # The dispatcher's wait for new work goes through it, so test harnesses tell idle from hung.
         self.waiter = waiter
         self._jobs: dict[str, Job] = {}  # queued and running jobs
-        self._queues: dict[str, deque[Job]] = {}  # owner -> their queued jobs, oldest first
-        # Round-robin bookkeeping: the dispatch number of each owner's latest job. The owner served
-        # longest ago (never = -1) goes next, so a newcomer does not wait behind a whole round.
-        self._last_served: dict[str, int] = {}
-        self._dispatched = 0
+        self._queue: FairQueue[Job] = FairQueue()  # queued jobs, in fair order (generation.queue.scheduler)
         self._submitted = 0  # submission counter: ties go to the oldest queued job
         self._running: list[Job] = []  # the batch rendering now (cancelled jobs stay until it ends)
         self._running_since = 0.0
-        self._timings: deque[float] = deque(maxlen=timing_window)  # seconds per recent batch
-        # Seconds per image per denoising step, per number of images in a call: ETAs at each batch size.
-        self._speed: dict[int, deque[float]] = {}
-        self._timing_window = timing_window
+        self.speed = RenderSpeed(timing_window)  # measured per batch size: ETAs
         # BATCH_IMAGES: a number, or auto (CPU: probe once per model; CUDA: grow while images/s improves).
         self.batch_limit = BatchLimit(batch_images, grows=renderer.device.type == "cuda")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -153,11 +145,10 @@ class GenerationService:
             self._worker().shutdown(wait=False, cancel_futures=True)
 
     def _cancel_everything(self) -> None:
-        for queue in self._queues.values():
-            for job in queue:
-                self._jobs.pop(job.key, None)
-                job._cancelled()
-        self._queues.clear()
+        for job in self._queue.jobs():
+            self._jobs.pop(job.key, None)
+            job._cancelled()
+        self._queue.clear()
         for job in self._running:
             job._cancel_requested.set()
 
@@ -285,7 +276,7 @@ class GenerationService:
         self._jobs[key] = job
         self._submitted += 1
         job.sequence = self._submitted
-        self._queues.setdefault(owner, deque()).append(job)
+        self._queue.add(job)
         self._wake()
         return job
 
@@ -304,10 +295,7 @@ class GenerationService:
                 del self._jobs[key]
                 job._cancelled()
             return True
-        queue = self._queues[job.owner]
-        queue.remove(job)
-        if not queue:
-            del self._queues[job.owner]
+        self._queue.remove(job)
         del self._jobs[key]
         job._cancelled()
         return True
@@ -328,8 +316,7 @@ class GenerationService:
         for position, batch in enumerate(self._plan(), start=1):
             eta += self._batch_seconds(batch)
             entries.extend(QueueEntry(job.key, job.owner, position, round(eta, 1)) for job in batch)
-        average = sum(self._timings) / len(self._timings) if self._timings else 0.0
-        return QueueSnapshot(entries, round(average, 3))
+        return QueueSnapshot(entries, round(self.speed.average_call_s(), 3))
 
     # -- batches --
 
@@ -337,102 +324,30 @@ class GenerationService:
         """What a pipeline call needs equal (generation.batching), as the renderer's family allows it."""
         return self.renderer.batch_key(request)
 
+    def _images_in_a_call(self, lead: GenerationRequest) -> int:
+        """The batch limit for a lead request's model and size (BATCH_IMAGES)."""
+        assert lead.width is not None and lead.height is not None
+        return self.batch_limit.limit(lead.model, lead.width, lead.height)
+
     def _plan(self) -> list[list[Job]]:
         """The batches queued jobs will render in if nothing else is submitted."""
-        queues = {owner: deque(jobs) for owner, jobs in self._queues.items()}
-        last_served = dict(self._last_served)
-        dispatched = self._dispatched
-        batches: list[list[Job]] = []
-        while queues:
-            batch, dispatched = self._form_batch(queues, last_served, dispatched)
-            batches.append(batch)
-        return batches
-
-    def _dispatch_order(self) -> list[Job]:
-        """The order queued jobs will run in if nothing else is submitted."""
-        return [job for batch in self._plan() for job in batch]
-
-    def _next_batch(self) -> list[Job]:
-        batch, self._dispatched = self._form_batch(self._queues, self._last_served, self._dispatched)
-        return batch
-
-    def _form_batch(self, queues: dict[str, deque[Job]], last_served: dict[str, int],
-                    dispatched: int) -> tuple[list[Job], int]:
-        """Take the next batch out of `queues`: the next job in fair order leads; compatible jobs join.
-
-        Joiners come in fair order, up to the batch limit in images, each job whole. Once a job has been
-        passed over (it cannot share the call, or does not fit), its owner takes no further part and no
-        owner already in the batch adds another job: nothing then overtakes the passed-over job except
-        at most one job per other owner, which round-robin would allow anyway. So one owner's ten jobs
-        cannot fill the batches ahead of another owner's one.
-        """
-        dispatched += 1
-        lead = self._take_next(queues, last_served, dispatched)
-        batch = [lead]
-        key = lead.batch_key
-        if key is None or not queues:
-            return batch, dispatched
-        request = lead.request
-        assert request.width is not None and request.height is not None
-        room = self.batch_limit.limit(request.model, request.width, request.height) - request.count
-        if room <= 0:
-            return batch, dispatched
-        in_batch, blocked, passed_over = {lead.owner}, set(), False
-        for job in self._fair_order(queues, last_served, dispatched):
-            if room <= 0:
-                break
-            if job.owner in blocked or (passed_over and job.owner in in_batch):
-                continue
-            if job.batch_key == key and job.request.count <= room:
-                batch.append(job)
-                in_batch.add(job.owner)
-                room -= job.request.count
-            else:
-                passed_over = True
-                blocked.add(job.owner)
-        for job in batch[1:]:
-            dispatched += 1
-            queue = queues[job.owner]
-            queue.remove(job)
-            if not queue:
-                del queues[job.owner]
-            last_served[job.owner] = dispatched
-        return batch, dispatched
-
-    def _fair_order(self, queues: dict[str, deque[Job]], last_served: dict[str, int], dispatched: int) -> list[Job]:
-        """The fair order of the jobs in `queues`, taking nothing out of them."""
-        queues = {owner: deque(jobs) for owner, jobs in queues.items()}
-        last_served = dict(last_served)
-        order: list[Job] = []
-        while queues:
-            order.append(self._take_next(queues, last_served, dispatched + len(order) + 1))
-        return order
-
-    @staticmethod
-    def _take_next(queues: dict[str, deque[Job]], last_served: dict[str, int], dispatch_number: int) -> Job:
-        """Round-robin across owners: the owner served longest ago (or never) goes next."""
-        owner = min(queues, key=lambda name: (last_served.get(name, -1), queues[name][0].sequence))
-        job = queues[owner].popleft()
-        if not queues[owner]:
-            del queues[owner]
-        last_served[owner] = dispatch_number
-        return job
+        return self._queue.plan(self._images_in_a_call)
 
     # -- worker --
 
     async def _dispatch(self) -> None:
         try:
             while not self._closing:
-                if not self._queues:
+                if not self._queue:
                     wakeup = self._wakeup
                     assert wakeup is not None  # set by start(), like the dispatcher running this
                     wakeup.clear()
                     await self.waiter.idle(wakeup.wait())
                     continue
                 await self._probe_if_needed()
-                if not self._queues or self._closing:
+                if not self._queue or self._closing:
                     continue
-                batch = self._next_batch()
+                batch = self._queue.next_batch(self._images_in_a_call)
                 try:
                     await self._run_batch(batch)
                 except asyncio.CancelledError:
@@ -461,11 +376,11 @@ class GenerationService:
         more than one image could share a call (a few seconds for tinyshapes)."""
         if not self.batch_limit.auto or self.batch_limit.grows:
             return
-        lead = self._fair_order(self._queues, self._last_served, self._dispatched)[0]
+        lead = self._queue.fair_order()[0]
         model = lead.request.model
         if lead.batch_key is None or not self.batch_limit.needs_probe(model):
             return
-        waiting = [job for queue in self._queues.values() for job in queue]
+        waiting = self._queue.jobs()
         if lead.request.count == 1 and not any(job is not lead and job.batch_key == lead.batch_key for job in waiting):
             return
         rates: dict[int, float] = {1: 1.0}
@@ -592,14 +507,12 @@ class GenerationService:
                       images_per_call: int | None) -> None:
         """Seconds per image-step at this batch size (ETAs), and images/s for the CUDA auto limit."""
         images = sum(len(result.images) for result in results)
-        steps = max(_steps(job.request) for job in jobs)
         if images == 0 or seconds <= 0:
             return
-        self._timings.append(seconds)
         per_call = self._images_per_call(jobs, images)
         if images_per_call is not None:
             per_call = min(per_call, images_per_call)
-        self._speed.setdefault(per_call, deque(maxlen=self._timing_window)).append(seconds / (images * steps))
+        self.speed.record([job.request for job in jobs], images, per_call, seconds)
         lead = jobs[0].request
         if per_call == images and lead.width is not None and lead.height is not None:
             self.batch_limit.record(lead.model, lead.width, lead.height, images, seconds)
@@ -610,27 +523,10 @@ class GenerationService:
             return 1
         return images
 
-    def _seconds_per_image_step(self, images: int) -> float:
-        """Measured at this batch size, else at the nearest measured one, else DEFAULT_SECONDS_PER_STEP."""
-        if not self._speed:
-            return DEFAULT_SECONDS_PER_STEP
-        size = min(self._speed, key=lambda measured: (abs(measured - images), measured))
-        samples = self._speed[size]
-        return sum(samples) / len(samples)
-
     def _batch_seconds(self, batch: list[Job]) -> float:
         """How long a batch takes: images x steps x the measured seconds per image-step at its size."""
         images = sum(job.request.count for job in batch)
-        steps = max((_steps(job.request) for job in batch), default=1)
-        return self._seconds_per_image_step(self._images_per_call(batch, images)) * images * steps
-
-
-def _steps(request: GenerationRequest) -> int:
-    """Denoising steps each image of a request runs; render time is about proportional to images x steps."""
-    steps = request.num_inference_steps
-    if request.init_image is not None:
-        steps = int(steps * request.strength)
-    return max(steps, 1)
+        return self.speed.batch_seconds([job.request for job in batch], self._images_per_call(batch, images))
 
 
 def _emit_unless_cancelled(job: Job, progress: Progress) -> None:

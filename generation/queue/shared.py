@@ -21,7 +21,7 @@ from storage.repository import FINAL
 from ..jobs import JobCancelled, JobFailed, QueueEntry, QueueSnapshot
 from ..request import Progress
 from .admission import Admission
-from .inprocess import DEFAULT_SECONDS_PER_STEP
+from .eta import DEFAULT_SECONDS_PER_STEP
 from .listening import start_listening
 from .waiter import PLAIN, Waiter
 

@@ -17,7 +17,7 @@ from gen_helpers import HANG_GUARD_S, BatchingFakeRenderer, FakeRenderer, fast_r
 from generation import GenerationService, JobCancelled, JobFailed, Limits
 from generation.batching import BATCH_TOLERANCE_MAX, BATCH_TOLERANCE_MEAN, BatchLimit, batch_key, parse_batch_images
 from generation.request import BatchPlace
-from generation.queue.inprocess import DEFAULT_SECONDS_PER_STEP
+from generation.queue.eta import DEFAULT_SECONDS_PER_STEP
 
 
 async def started(renderer, limits: Limits = Limits(), **options) -> GenerationService:
@@ -264,10 +264,10 @@ async def test_positions_and_etas_follow_the_batches():
     gate.set()
     await asyncio.gather(*(job.result() for job in jobs))
     # Measured now, per batch size: a batch of 2 and a batch of 1 have each been timed.
-    assert set(service._speed) == {1, 2}
+    assert set(service.speed.per_image_step) == {1, 2}
     late = [submit(service, f"{name} 2", owner=name) for name in ("alice", "bob", "carol")]
     entries = service.snapshot().entries
-    two, one = service._seconds_per_image_step(2), service._seconds_per_image_step(1)
+    two, one = service.speed.seconds_per_image_step(2), service.speed.seconds_per_image_step(1)
     assert [entry.eta_s for entry in entries] == [round(8 * two, 1)] * 2 + [round(8 * two + 4 * one, 1)]
     await asyncio.gather(*(job.result() for job in late))
     await service.close()

@@ -157,7 +157,8 @@ class ImagineBot(Host):
         from generation.queue.shared import SharedQueue
         from generation.queue.worker import RenderWorker
 
-        shared = SharedQueue(scheduler, self.store, poll_s=self.settings.queue_poll_s,
+        shared = SharedQueue(scheduler, self.store, per_owner_cap=self.settings.queue_per_user,
+                             total_cap=self.settings.queue_total, poll_s=self.settings.queue_poll_s,
                              max_attempts=self.settings.max_render_attempts, waiter=self.waiter)
         await shared.start()
         self._owned.append(shared)

@@ -18,41 +18,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from collections.abc import Hashable
-from typing import Any, Awaitable, Callable, TypeVar
 
 from ..batching import BatchLimit
 from ..jobs import Job, QueueEntry, QueueSnapshot
-from ..metadata import rendered_png
-from ..prompts import encoded_text
+from ..request import BatchPlace, GenerationRequest, Limits, Progress, RenderCancelled, RenderError, RenderResult
 from .admission import Admission, Reservation
 from .eta import RenderSpeed
-from .scheduler import FairQueue
 from .renderer import RendererLike
+from .requests import RequestChecker
+from .scheduler import FairQueue, retry_plan
 from .waiter import PLAIN, Waiter
-from ..request import (
-    BatchPlace,
-    RenderedImage,
-    SEED_RANGE,
-    GenerationRequest,
-    Limits,
-    Progress,
-    RenderCancelled,
-    RenderError,
-    RenderResult,
-    RequestError,
-    check_model,
-    check_prompt_length,
-    validate_request,
-)
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 # Bound at import: a harness (SimCord) may swap time.monotonic inside the caller's code, and the
 # dispatcher and snapshot() must read one clock.
@@ -60,7 +42,7 @@ _monotonic = time.monotonic
 NOT_STARTED = "The job could not be started because of an internal error."
 
 
-class GenerationService:
+class GenerationService(RequestChecker):
     """Validate, queue and render requests fairly on one worker thread."""
 
     def __init__(
@@ -75,8 +57,7 @@ class GenerationService:
         timing_window: int = 20,
         batch_images: int | str = 1,
     ):
-        self.renderer = renderer
-        self.limits = limits
+        super().__init__(renderer, limits)
         self.admission = Admission(per_owner_cap, total_cap, owned=self._owned, total=lambda: len(self._jobs),
                                    soonest_done=self._soonest_done)
         self.max_attempts = max_attempts  # tries per job for transient errors (GPU out of memory)
@@ -122,14 +103,6 @@ class GenerationService:
         if self._wakeup is not None:
             self._wakeup.set()
 
-    def _read_model_files(self) -> None:
-        for model in self.limits.models:
-            try:
-                self.renderer.tokenizer(model)
-                self.renderer.native_size(model)
-            except Exception as error:  # reported again, to the user, when a request names the model
-                log.warning("could not read the tokenizer or config of model %s: %s", model, error)
-
     async def close(self) -> None:
         """Cancel queued jobs, stop the running one at its next step, and stop the worker."""
         if self._dispatcher is None:
@@ -156,66 +129,6 @@ class GenerationService:
         """Load `model` on the worker thread (e.g. at startup); returns the load time in seconds."""
         return await self._running_loop().run_in_executor(self._worker(), self.renderer.load, model)
 
-    # -- requests --
-
-    def model_defaults(self, model: str) -> dict[str, Any]:
-        """Request fields for `model` when nobody sets them (its family's, or its ModelSpec's)."""
-        return dict(self.renderer.defaults(model))
-
-    def size_multiple(self, model: str) -> int:
-        """What width and height of `model` must be multiples of (8, or 16 for SD3 and Flux)."""
-        try:
-            return int(self.renderer.model_info(model).family.size_multiple)
-        except RequestError:
-            return 8  # an unusable model: prepare() reports it with its reason
-
-    def lora_names(self) -> list[str]:
-        """The LoRAs members may pick (the renderer's LORA_DIR), for the /imagine lora option."""
-        return list(self.renderer.lora_names())
-
-    def model_label(self, model: str) -> str:
-        """How to show a model to users (a ModelSpec's display name, else its name)."""
-        return str(self.renderer.source(model).label)
-
-    def native_size(self, model: str = "tinyshapes") -> int:
-        """The model's native image side in pixels (the base size for --ar); RequestError if unusable."""
-        check_model(model, self.limits)
-        return self._model_files(model)[1]
-
-    def _model_files(self, model: str) -> tuple[Any, int]:
-        """(tokenizer, native size) of a configured model; cached by the renderer after start()."""
-        try:
-            return self.renderer.tokenizer(model), self.renderer.native_size(model)
-        except RequestError:
-            raise  # the renderer already names what is wrong (a missing path, an unsupported pipeline)
-        except Exception:  # configured, but its files are missing or unreadable: an operator problem
-            log.exception("model %s: could not read its tokenizer or config", model)
-            raise RequestError(f"Model {model!r} is not available right now; try another model.") from None
-
-    def prepare(self, request: GenerationRequest) -> GenerationRequest:
-        """Validate `request` (RequestError) and fill in what was left open: size and seeds.
-
-        The chosen seeds are part of the returned request, so every image can be rendered again.
-        """
-        validate_request(request, self.limits)
-        self.renderer.check_request(request)  # the model's family rules, naming what is allowed
-        tokenizer, native = self._model_files(request.model)
-        if tokenizer is not None:
-            check_prompt_length("prompt", encoded_text(request.prompt), tokenizer)
-            if request.negative_prompt:
-                check_prompt_length("negative prompt", encoded_text(request.negative_prompt), tokenizer)
-        changes: dict[str, Any] = {}
-        if request.width is None or request.height is None:
-            changes["width"] = request.width if request.width is not None else native
-            changes["height"] = request.height if request.height is not None else native
-        if request.seed is None:
-            changes["seed"] = secrets.randbelow(SEED_RANGE)
-        if request.variation_strength > 0 and request.variation_seed is None:
-            changes["variation_seed"] = secrets.randbelow(SEED_RANGE)
-        prepared = request.replace(**changes)
-        validate_request(prepared, self.limits)  # the filled-in size must fit the limits too
-        return prepared
-
     @property
     def per_owner_cap(self) -> int:
         return self.admission.per_owner_cap
@@ -238,10 +151,6 @@ class GenerationService:
     def _soonest_done(self, owner: str | None) -> float | None:
         entries = self.snapshot().entries if owner is None else self.snapshot().for_owner(owner)
         return min((entry.eta_s for entry in entries), default=None)
-
-    def png(self, request: GenerationRequest, rendered: RenderedImage) -> bytes:
-        """The PNG file of one rendered image, with its A1111 parameters (LoRA hashes included)."""
-        return rendered_png(request, rendered, self.renderer.lora_hashes(request.prompt))
 
     def submit(self, request: GenerationRequest, *, owner: str, key: str | None = None,
                reservation: Reservation | None = None, enforce_caps: bool = True,
@@ -449,7 +358,7 @@ class GenerationService:
             return
         except RenderError as error:
             if error.retryable and not all_cancelled():
-                retry = self._retry_plan(jobs, attempt, images_per_call, images)
+                retry = retry_plan(jobs, attempt, images_per_call, images, self.max_attempts)
                 if retry is not None:
                     log.warning("%s: %s; %s", _describe(jobs), error, retry[0])
                     self.batch_limit.out_of_memory(lead.model, lead.width, lead.height, images)
@@ -481,20 +390,6 @@ class GenerationService:
                 job._cancelled()
                 continue
             job._finish(result)
-
-    def _retry_plan(self, jobs: list[Job], attempt: int, images_per_call: int | None,
-                    images: int) -> tuple[str, list[tuple[list[Job], int, int | None]]] | None:
-        """After an out-of-memory error: (what happens next, [(jobs, attempt, images per call)]), or None."""
-        if len(jobs) > 1:
-            half = len(jobs) // 2
-            return (f"splitting the batch of {images} images in two",
-                    [(jobs[:half], 1, images_per_call), (jobs[half:], 1, images_per_call)])
-        per_call = images_per_call or jobs[0].request.count
-        if per_call > 1:
-            return f"retrying {per_call // 2} image(s) per call", [(jobs, 1, per_call // 2)]
-        if attempt < self.max_attempts:
-            return f"retrying (attempt {attempt + 1} of {self.max_attempts})", [(jobs, attempt + 1, images_per_call)]
-        return None
 
     def _render_call(self, requests: list[GenerationRequest], relay: Callable[[int, Progress], None],
                      is_cancelled: Callable[[], bool], images_per_call: int | None,

@@ -136,3 +136,18 @@ def form_batch(queues: dict[str, deque[J]], last_served: dict[str, int], dispatc
             del queues[job.owner]
         last_served[job.owner] = dispatched
     return batch, dispatched
+
+
+def retry_plan(jobs: list[J], attempt: int, images_per_call: int | None, images: int,
+               max_attempts: int) -> tuple[str, list[tuple[list[J], int, int | None]]] | None:
+    """After an out-of-memory error: (what happens next, [(jobs, attempt, images per call)]), or None."""
+    if len(jobs) > 1:
+        half = len(jobs) // 2
+        return (f"splitting the batch of {images} images in two",
+                [(jobs[:half], 1, images_per_call), (jobs[half:], 1, images_per_call)])
+    per_call = images_per_call or jobs[0].request.count
+    if per_call > 1:
+        return f"retrying {per_call // 2} image(s) per call", [(jobs, 1, per_call // 2)]
+    if attempt < max_attempts:
+        return f"retrying (attempt {attempt + 1} of {max_attempts})", [(jobs, attempt + 1, images_per_call)]
+    return None

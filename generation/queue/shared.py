@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from ..request import GenerationRequest, Limits
     from .admission import Reservation
-    from .inprocess import GenerationService
+    from .requests import RequestChecker
     from .interface import JobWatcher
 
 log = logging.getLogger(__name__)
@@ -48,11 +48,11 @@ class Follower:
 
 
 class SharedQueue:
-    """RenderQueue on PostgreSQL. It renders nothing itself: `requests` (a scheduler that is never
-    started) only validates requests and fills in their defaults, as the workers' would."""
+    """RenderQueue on PostgreSQL. It renders nothing itself: `requests` validates requests and fills in
+    their defaults, as the workers' would."""
 
-    def __init__(self, requests: GenerationService, store: Store, *, poll_s: float, max_attempts: int,
-                 waiter: Waiter = PLAIN) -> None:
+    def __init__(self, requests: RequestChecker, store: Store, *, per_owner_cap: int, total_cap: int,
+                 poll_s: float, max_attempts: int, waiter: Waiter = PLAIN) -> None:
         if not store.shared:
             raise RuntimeError("SHARED_QUEUE=true needs PostgreSQL: set DATABASE_URL=postgresql+asyncpg://...")
         self.requests = requests
@@ -60,7 +60,7 @@ class SharedQueue:
         self.poll_s = poll_s
         self.max_attempts = max_attempts
         self.waiter = waiter
-        self.admission = Admission(requests.per_owner_cap, requests.total_cap, owned=self._owned,
+        self.admission = Admission(per_owner_cap, total_cap, owned=self._owned,
                                    total=lambda: len(self.followers))
         self.followers: dict[int, Follower] = {}
         self.shared_entries: list[QueuedJob] = []

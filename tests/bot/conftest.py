@@ -26,6 +26,8 @@ from generation.queue import CallbackWaiter
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "bot(**overrides): settings fields and injected services for the world bot")
+    # Also to be declared in pyproject's pytest section (the lead's merge): subprocesses or PostgreSQL.
+    config.addinivalue_line("markers", "system: starts processes or a PostgreSQL server")
 
 
 @pytest.fixture

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bot.workers import report
 from storage import Store
 
 
+@pytest.mark.system
 async def test_lists_workers_with_models_current_job_throughput_and_heartbeat(postgres_database: str,
                                                                                tmp_path: Path) -> None:
     store = await Store.open(postgres_database, tmp_path / "data")

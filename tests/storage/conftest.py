@@ -12,7 +12,11 @@ import pytest
 
 from storage import Store
 
-BACKENDS = ["sqlite", "postgresql"]
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.system)]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "system: starts processes or a PostgreSQL server")
 
 
 @pytest.fixture

@@ -31,6 +31,27 @@ log = logging.getLogger(__name__)
 Interaction = discord.Interaction["Host"]
 
 
+
+class CustomId:
+    """A button's custom id, declared once: `build` writes it, `template` (its DynamicItem's) reads it back,
+    naming each field after the button's constructor parameter. Extra prefixes are older spellings that
+    buttons on old messages still carry."""
+
+    def __init__(self, *prefixes: str, **fields: str) -> None:
+        self.prefix = prefixes[0]
+        self.fields = fields  # name -> the regular expression of its value
+        head = prefixes[0] if len(prefixes) == 1 else "(?:" + "|".join(prefixes) + ")"
+        self.template = ":".join([head, *(f"(?P<{name}>{pattern})" for name, pattern in fields.items())])
+
+    def build(self, **values: object) -> str:
+        if values.keys() != self.fields.keys():
+            raise TypeError(f"{self.prefix} takes {', '.join(self.fields)}, not {', '.join(values)}")
+        return ":".join([self.prefix, *(str(values[name]) for name in self.fields)])
+
+
+NUMBER, DIGIT = "[0-9]+", "[0-9]"
+
+
 async def submit_child(interaction: Interaction, parent: GenerationRecord, kind: GenerationKind,
                        request: GenerationRequest, source_index: int | None = None) -> None:
     """New work derived from `parent`, through the bot's one entry point; a refusal is private."""
@@ -118,3 +139,22 @@ def image_index(record: GenerationRecord, index: int) -> int:
     if not 0 <= index < len(record.images):
         raise UserFacingError(f"Generation #{record.id} has no image {index + 1}.")
     return index
+
+
+class GenerationModal(discord.ui.Modal):
+    """A form about one generation (opened by its button). Its errors are handled here, once: a refusal
+    is shown privately, anything unexpected is reported with the job id."""
+
+    record: GenerationRecord
+    action = "form"  # what the report calls it
+
+    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
+        try:
+            await self.submitted(interaction)
+        except (UserFacingError, RequestError) as error:
+            await send_ephemeral(interaction, str(error))
+        except Exception as error:  # nothing a form does may crash the bot
+            await report_unexpected(interaction, error, job_id=self.record.id, action=self.action)
+
+    async def submitted(self, interaction: Interaction) -> None:
+        raise NotImplementedError

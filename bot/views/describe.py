@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 
-from bot.views.base import button
+from bot.views.base import CustomId, NUMBER, button
 from bot.errors import UserFacingError, report_unexpected, send_ephemeral
 from bot.intake import Refused, WorkOrder
 from generation import RequestError
@@ -33,12 +33,15 @@ def _unescape(text: str) -> str:
     return re.sub(r"\\(.)", r"\1", text)
 
 
+DESCRIBE_ID = CustomId("describe", owner_id=NUMBER, number=r"[1-4]")
+
+
 class DescribeButton(discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
-                     template=r"describe:(?P<owner_id>[0-9]+):(?P<number>[1-4])"):
+                     template=DESCRIBE_ID.template):
     """1–4 under a /describe answer: /imagine that prompt. Anyone may, unless SHARE_RESULTS is off."""
 
     def __init__(self, owner_id: int, number: int) -> None:
-        super().__init__(button(str(number), f"describe:{owner_id}:{number}", emoji="🎨",
+        super().__init__(button(str(number), DESCRIBE_ID.build(owner_id=owner_id, number=number), emoji="🎨",
                                  style=discord.ButtonStyle.primary))
         self.owner_id = owner_id
         self.number = number

@@ -9,26 +9,32 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot import modlog, presentation
-from bot.errors import UserFacingError, report_unexpected, send_ephemeral
+from bot.errors import send_ephemeral
 from bot.record_requests import imagine_command_line
 from generation.queue.records import request_for_image, request_from_record
-from generation import RequestError, reroll_request, upscale_request, variation_request
+from generation import reroll_request, upscale_request, variation_request
 from storage import GenerationKind, GenerationStatus
 
 if TYPE_CHECKING:
     from storage import GenerationRecord
 
 log = logging.getLogger(__name__)
-from bot.views.base import GenerationButton, Interaction, button, image_index, source_request, submit_child
+from bot.views.base import (
+    CustomId, DIGIT, NUMBER,
+    GenerationButton, GenerationModal, Interaction, button, image_index, source_request, submit_child
+)
 
 VARY_GRID = 4  # a Vary (Subtle/Strong) click makes a grid of this many
 
+REROLL_ID = CustomId("gen:reroll", generation_id=NUMBER)
+
+
 class RerollButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
-                   template=r"gen:reroll:(?P<generation_id>[0-9]+)"):
+                   template=REROLL_ID.template):
     open_to_everyone = True
 
     def __init__(self, generation_id: int, row: int | None = None) -> None:
-        super().__init__(button("Reroll", f"gen:reroll:{generation_id}", emoji="🔄", row=row))
+        super().__init__(button("Reroll", REROLL_ID.build(generation_id=generation_id), emoji="🔄", row=row))
         self.generation_id = generation_id
 
     async def act(self, interaction: Interaction) -> None:
@@ -36,14 +42,17 @@ class RerollButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["d
         await submit_child(interaction, self.record, GenerationKind.REROLL, request)
 
 
+VARIATION_ID = CustomId("gen:var", generation_id=NUMBER, index=DIGIT)
+
+
 class VariationButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
-                      template=r"gen:var:(?P<generation_id>[0-9]+):(?P<index>[0-9])"):
+                      template=VARIATION_ID.template):
     """V1–V4 under a grid: a grid of strong variations of that image."""
 
     open_to_everyone = True
 
     def __init__(self, generation_id: int, index: int, row: int | None = None) -> None:
-        super().__init__(button(f"V{index + 1}", f"gen:var:{generation_id}:{index}", row=row))
+        super().__init__(button(f"V{index + 1}", VARIATION_ID.build(generation_id=generation_id, index=index), row=row))
         self.generation_id = generation_id
         self.index = index
 
@@ -54,15 +63,19 @@ class VariationButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button
         await submit_child(interaction, self.record, GenerationKind.VARIATION, request)
 
 
+VARY_ID = CustomId("gen:vary", generation_id=NUMBER, index=DIGIT, how=r"subtle|strong")
+
+
 class VaryButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
-                 template=r"gen:vary:(?P<generation_id>[0-9]+):(?P<index>[0-9]):(?P<how>subtle|strong)"):
+                 template=VARY_ID.template):
     """Vary (Subtle) / Vary (Strong) under a single image."""
 
     open_to_everyone = True
 
     def __init__(self, generation_id: int, index: int, how: str, row: int | None = None) -> None:
         label = "Vary (Subtle)" if how == "subtle" else "Vary (Strong)"
-        super().__init__(button(label, f"gen:vary:{generation_id}:{index}:{how}", emoji="🪄", row=row))
+        custom_id = VARY_ID.build(generation_id=generation_id, index=index, how=how)
+        super().__init__(button(label, custom_id, emoji="🪄", row=row))
         self.generation_id = generation_id
         self.index = index
         self.how = how
@@ -76,8 +89,11 @@ class VaryButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["dis
         await submit_child(interaction, self.record, GenerationKind.VARIATION, request)
 
 
+PICK_ID = CustomId("gen:pick", "gen:up", generation_id=NUMBER, index=DIGIT)
+
+
 class PickButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
-                 template=r"gen:(?:up|pick):(?P<generation_id>[0-9]+):(?P<index>[0-9])"):
+                 template=PICK_ID.template):
     """U1–U4: that image of a grid on its own, as a generation of its own (so it gets its own buttons).
 
     It is a pick, not an upscale: the image is copied, not rendered again. (`gen:up:` ids are the
@@ -87,7 +103,7 @@ class PickButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["dis
     open_to_everyone = True
 
     def __init__(self, generation_id: int, index: int, row: int | None = None) -> None:
-        super().__init__(button(f"U{index + 1}", f"gen:pick:{generation_id}:{index}", row=row))
+        super().__init__(button(f"U{index + 1}", PICK_ID.build(generation_id=generation_id, index=index), row=row))
         self.generation_id = generation_id
         self.index = index
 
@@ -99,14 +115,18 @@ class PickButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["dis
         await submit_child(interaction, record, GenerationKind.PICK, request, source_index=self.index)
 
 
+UPSCALE_TWICE_ID = CustomId("gen:up2", generation_id=NUMBER, index=DIGIT)
+
+
 class UpscaleTwiceButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
-                         template=r"gen:up2:(?P<generation_id>[0-9]+):(?P<index>[0-9])"):
+                         template=UPSCALE_TWICE_ID.template):
     """Upscale 2×: re-render the image at twice the size, starting from the image itself."""
 
     open_to_everyone = True
 
     def __init__(self, generation_id: int, index: int, row: int | None = None) -> None:
-        super().__init__(button("Upscale 2×", f"gen:up2:{generation_id}:{index}", emoji="🔍", row=row))
+        custom_id = UPSCALE_TWICE_ID.build(generation_id=generation_id, index=index)
+        super().__init__(button("Upscale 2×", custom_id, emoji="🔍", row=row))
         self.generation_id = generation_id
         self.index = index
 
@@ -118,8 +138,10 @@ class UpscaleTwiceButton(GenerationButton, discord.ui.DynamicItem[discord.ui.But
         await submit_child(interaction, record, GenerationKind.UPSCALE, request)
 
 
-class EditModal(discord.ui.Modal):
+class EditModal(GenerationModal):
     """Change the prompt (and negative prompt) of a generation and render it again."""
+
+    action = "edit"
 
     def __init__(self, record: GenerationRecord) -> None:
         super().__init__(title=f"Edit generation #{record.id}", timeout=900)
@@ -135,36 +157,37 @@ class EditModal(discord.ui.Modal):
         self.add_item(discord.ui.Label(text="Keep the seed", description="Same composition, new words",
                                        component=self.keep_seed))
 
-    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
-        try:
-            source = await source_request(interaction.client.store, self.record)
-            # The prompt box takes the same inline --flags as /imagine's prompt (the entry point parses them).
-            request = source.replace(
-                prompt=self.prompt.value.strip(), negative_prompt=(self.negative_prompt.value or "").strip(),
-                seed=self.record.seed if self.keep_seed.value else None)
-            await submit_child(interaction, self.record, GenerationKind.EDIT, request)
-        except (UserFacingError, RequestError) as error:
-            await send_ephemeral(interaction, str(error))
-        except Exception as error:
-            await report_unexpected(interaction, error, job_id=self.record.id, action="edit")
+    async def submitted(self, interaction: Interaction) -> None:
+        source = await source_request(interaction.client.store, self.record)
+        # The prompt box takes the same inline --flags as /imagine's prompt (the entry point parses them).
+        request = source.replace(
+            prompt=self.prompt.value.strip(), negative_prompt=(self.negative_prompt.value or "").strip(),
+            seed=self.record.seed if self.keep_seed.value else None)
+        await submit_child(interaction, self.record, GenerationKind.EDIT, request)
+
+
+EDIT_ID = CustomId("gen:edit", generation_id=NUMBER)
 
 
 class EditButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
-                 template=r"gen:edit:(?P<generation_id>[0-9]+)"):
+                 template=EDIT_ID.template):
     def __init__(self, generation_id: int, row: int | None = None) -> None:
-        super().__init__(button("Edit", f"gen:edit:{generation_id}", emoji="✏️", row=row))
+        super().__init__(button("Edit", EDIT_ID.build(generation_id=generation_id), emoji="✏️", row=row))
         self.generation_id = generation_id
 
     async def act(self, interaction: Interaction) -> None:
         await interaction.response.send_modal(EditModal(self.record))
 
 
+INFO_ID = CustomId("gen:info", generation_id=NUMBER)
+
+
 class InfoButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
-                 template=r"gen:info:(?P<generation_id>[0-9]+)"):
+                 template=INFO_ID.template):
     open_to_everyone = True
 
     def __init__(self, generation_id: int, row: int | None = None) -> None:
-        super().__init__(button("Info", f"gen:info:{generation_id}", emoji="ℹ️", row=row))
+        super().__init__(button("Info", INFO_ID.build(generation_id=generation_id), emoji="ℹ️", row=row))
         self.generation_id = generation_id
 
     async def act(self, interaction: Interaction) -> None:
@@ -174,11 +197,14 @@ class InfoButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["dis
             embed=presentation.info_embed(self.record, request, line), ephemeral=True)
 
 
+DELETE_ID = CustomId("gen:del", generation_id=NUMBER)
+
+
 class DeleteButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
-                   template=r"gen:del:(?P<generation_id>[0-9]+)"):
+                   template=DELETE_ID.template):
 
     def __init__(self, generation_id: int, row: int | None = None) -> None:
-        super().__init__(button("Delete", f"gen:del:{generation_id}", emoji="🗑️",
+        super().__init__(button("Delete", DELETE_ID.build(generation_id=generation_id), emoji="🗑️",
                                  style=discord.ButtonStyle.danger, row=row))
         self.generation_id = generation_id
 
@@ -207,11 +233,14 @@ class DeleteButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["d
                               f"(“{discord.utils.escape_markdown(record.prompt[:200])}”) — was at {where}")
 
 
+CANCEL_ID = CustomId("gen:cancel", generation_id=NUMBER)
+
+
 class CancelButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
-                   template=r"gen:cancel:(?P<generation_id>[0-9]+)"):
+                   template=CANCEL_ID.template):
 
     def __init__(self, generation_id: int, row: int | None = None) -> None:
-        super().__init__(button("Cancel", f"gen:cancel:{generation_id}", emoji="✖", row=row))
+        super().__init__(button("Cancel", CANCEL_ID.build(generation_id=generation_id), emoji="✖", row=row))
         self.generation_id = generation_id
 
     async def act(self, interaction: Interaction) -> None:

@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.errors import UserFacingError, report_unexpected, send_ephemeral
+from bot.errors import UserFacingError
 from generation.queue.records import request_for_image
-from generation import RequestError
 from generation.editing import CELL_NAMES, ZOOM_RANGE, edit_request
 from storage import GenerationKind
 
@@ -17,7 +16,7 @@ if TYPE_CHECKING:
     from storage import GenerationRecord
 
 log = logging.getLogger(__name__)
-from bot.views.base import GenerationButton, Interaction, button, image_index, submit_child
+from bot.views.base import CustomId, DIGIT, NUMBER, GenerationButton, GenerationModal, Interaction, button, image_index, submit_child
 
 # ----------------------------------------------------------------------------- edits of one image
 
@@ -40,14 +39,18 @@ async def submit_edit(interaction: Interaction, record: GenerationRecord, index:
     await submit_child(interaction, record, EDIT_KINDS[mode], request)
 
 
+ZOOM_OUT_ID = CustomId("gen:zoom", generation_id=NUMBER, index=DIGIT, tenths=NUMBER)
+
+
 class ZoomOutButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
-                    template=r"gen:zoom:(?P<generation_id>[0-9]+):(?P<index>[0-9]):(?P<tenths>[0-9]+)"):
+                    template=ZOOM_OUT_ID.template):
     """Zoom Out 2× / 1.5×: a larger canvas around the image, its new border inpainted (same prompt and seed)."""
 
     open_to_everyone = True
 
     def __init__(self, generation_id: int, index: int, tenths: int, row: int | None = None) -> None:
-        super().__init__(button(f"Zoom Out {tenths / 10:g}×", f"gen:zoom:{generation_id}:{index}:{tenths}",
+        custom_id = ZOOM_OUT_ID.build(generation_id=generation_id, index=index, tenths=tenths)
+        super().__init__(button(f"Zoom Out {tenths / 10:g}×", custom_id,
                                  emoji="🔎", row=row))
         self.generation_id = generation_id
         self.index = index
@@ -57,8 +60,10 @@ class ZoomOutButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["
         await submit_edit(interaction, self.record, self.index, "zoom", factor=self.tenths / 10)
 
 
-class CustomZoomModal(discord.ui.Modal):
+class CustomZoomModal(GenerationModal):
     """Custom Zoom: a factor from 1.0 to 2.0 and the prompt for the whole new picture."""
+
+    action = "custom zoom"
 
     def __init__(self, record: GenerationRecord, index: int) -> None:
         super().__init__(title=f"Custom Zoom of #{record.id}", timeout=900)
@@ -72,26 +77,25 @@ class CustomZoomModal(discord.ui.Modal):
         self.add_item(discord.ui.Label(text="Zoom factor", description=f"From {ZOOM_RANGE[0]:g} to {ZOOM_RANGE[1]:g}",
                                        component=self.factor))
 
-    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
+    async def submitted(self, interaction: Interaction) -> None:
         try:
-            try:
-                factor = float(self.factor.value.strip().rstrip("×x"))
-            except ValueError:
-                raise UserFacingError(f"The zoom factor must be a number from {ZOOM_RANGE[0]:g} to "
-                                      f"{ZOOM_RANGE[1]:g}, got {self.factor.value!r}.") from None
-            await submit_edit(interaction, self.record, self.index, "zoom", factor=factor, prompt=self.prompt.value)
-        except (UserFacingError, RequestError) as error:
-            await send_ephemeral(interaction, str(error))
-        except Exception as error:
-            await report_unexpected(interaction, error, job_id=self.record.id, action="custom zoom")
+            factor = float(self.factor.value.strip().rstrip("×x"))
+        except ValueError:
+            raise UserFacingError(f"The zoom factor must be a number from {ZOOM_RANGE[0]:g} to "
+                                  f"{ZOOM_RANGE[1]:g}, got {self.factor.value!r}.") from None
+        await submit_edit(interaction, self.record, self.index, "zoom", factor=factor, prompt=self.prompt.value)
+
+
+CUSTOM_ZOOM_ID = CustomId("gen:czoom", generation_id=NUMBER, index=DIGIT)
 
 
 class CustomZoomButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
-                       template=r"gen:czoom:(?P<generation_id>[0-9]+):(?P<index>[0-9])"):
+                       template=CUSTOM_ZOOM_ID.template):
     open_to_everyone = True
 
     def __init__(self, generation_id: int, index: int, row: int | None = None) -> None:
-        super().__init__(button("Custom Zoom", f"gen:czoom:{generation_id}:{index}", emoji="🔎", row=row))
+        custom_id = CUSTOM_ZOOM_ID.build(generation_id=generation_id, index=index)
+        super().__init__(button("Custom Zoom", custom_id, emoji="🔎", row=row))
         self.generation_id = generation_id
         self.index = index
 
@@ -99,14 +103,18 @@ class CustomZoomButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Butto
         await interaction.response.send_modal(CustomZoomModal(self.record, self.index))
 
 
+MAKE_SQUARE_ID = CustomId("gen:square", generation_id=NUMBER, index=DIGIT)
+
+
 class MakeSquareButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
-                       template=r"gen:square:(?P<generation_id>[0-9]+):(?P<index>[0-9])"):
+                       template=MAKE_SQUARE_ID.template):
     """Make Square: extend the shorter side to the longer one, inpainting the new bands."""
 
     open_to_everyone = True
 
     def __init__(self, generation_id: int, index: int, row: int | None = None) -> None:
-        super().__init__(button("Make Square", f"gen:square:{generation_id}:{index}", emoji="🔲", row=row))
+        custom_id = MAKE_SQUARE_ID.build(generation_id=generation_id, index=index)
+        super().__init__(button("Make Square", custom_id, emoji="🔲", row=row))
         self.generation_id = generation_id
         self.index = index
 
@@ -114,15 +122,19 @@ class MakeSquareButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Butto
         await submit_edit(interaction, self.record, self.index, "square")
 
 
+PAN_ID = CustomId("gen:pan", generation_id=NUMBER, index=DIGIT, direction=r"left|right|up|down")
+
+
 class PanButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
-                template=r"gen:pan:(?P<generation_id>[0-9]+):(?P<index>[0-9]):(?P<direction>left|right|up|down)"):
+                template=PAN_ID.template):
     """Pan: extend one side by half the image and inpaint the new strip."""
 
     open_to_everyone = True
 
     def __init__(self, generation_id: int, index: int, direction: str, row: int | None = None) -> None:
+        custom_id = PAN_ID.build(generation_id=generation_id, index=index, direction=direction)
         button = discord.ui.Button["discord.ui.View"](
-            custom_id=f"gen:pan:{generation_id}:{index}:{direction}", emoji=PAN_ARROWS[direction],
+            custom_id=custom_id, emoji=PAN_ARROWS[direction],
             style=discord.ButtonStyle.secondary, row=row)
         super().__init__(button)
         self.generation_id = generation_id
@@ -133,8 +145,10 @@ class PanButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["disc
         await submit_edit(interaction, self.record, self.index, "pan", direction=self.direction)
 
 
-class VaryRegionModal(discord.ui.Modal):
+class VaryRegionModal(GenerationModal):
     """Vary (Region): cells of a 3×3 grid over the image, and an optional new prompt for them."""
+
+    action = "vary region"
 
     def __init__(self, record: GenerationRecord, index: int) -> None:
         super().__init__(title=f"Vary (Region) of #{record.id}", timeout=900)
@@ -152,22 +166,21 @@ class VaryRegionModal(discord.ui.Modal):
         self.add_item(discord.ui.Label(text="Prompt for the region", description="Empty: the same prompt",
                                        component=self.prompt))
 
-    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
-        try:
-            await submit_edit(interaction, self.record, self.index, "region", region="+".join(self.cells.values),
-                              prompt=self.prompt.value or None)
-        except (UserFacingError, RequestError) as error:
-            await send_ephemeral(interaction, str(error))
-        except Exception as error:
-            await report_unexpected(interaction, error, job_id=self.record.id, action="vary region")
+    async def submitted(self, interaction: Interaction) -> None:
+        await submit_edit(interaction, self.record, self.index, "region", region="+".join(self.cells.values),
+                          prompt=self.prompt.value or None)
+
+
+VARY_REGION_ID = CustomId("gen:region", generation_id=NUMBER, index=DIGIT)
 
 
 class VaryRegionButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
-                       template=r"gen:region:(?P<generation_id>[0-9]+):(?P<index>[0-9])"):
+                       template=VARY_REGION_ID.template):
     open_to_everyone = True
 
     def __init__(self, generation_id: int, index: int, row: int | None = None) -> None:
-        super().__init__(button("Vary (Region)", f"gen:region:{generation_id}:{index}", emoji="🖌️", row=row))
+        custom_id = VARY_REGION_ID.build(generation_id=generation_id, index=index)
+        super().__init__(button("Vary (Region)", custom_id, emoji="🖌️", row=row))
         self.generation_id = generation_id
         self.index = index
 

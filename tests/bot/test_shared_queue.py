@@ -166,9 +166,11 @@ async def test_twenty_jobs_from_three_owners_finish_once_in_fair_order_across_tw
 async def test_a_worker_killed_mid_render_loses_its_job_to_the_other_worker(
         processes: Processes, shared_env: dict[str, str]) -> None:
     shared_env["DEFAULT_STEPS"] = "6"
+    shared_env["WORKER_JOBS"] = "2"  # each worker renders what it holds as one batch (BATCH_IMAGES=auto)
+    gateway = processes.gateway("small-doomed")
+    read_until(gateway, "BURST IN")  # every job is queued before a worker starts: their first claims are pairs
     processes.worker("w1")
     processes.worker("w2")
-    gateway = processes.gateway("small-doomed")
     code, out, err = finish(gateway)
     processes.stop_workers()
     assert code == 0, err[-4000:]
@@ -178,6 +180,9 @@ async def test_a_worker_killed_mid_render_loses_its_job_to_the_other_worker(
     records = await all_records(shared_env["DATABASE_URL"], Path(shared_env["DATA_DIR"]))
     doomed = next(record for record in records if "doomed" in record.prompt)
     assert doomed.status is GenerationStatus.DONE and doomed.attempts == 2 and len(doomed.images) == 1
+    # The kill landed in a pipeline call of two jobs; its other job was taken back too, and rendered once.
+    (killed_call,) = [line[1].split("|") for line in processes.event_lines("KILL")]
+    assert len(killed_call) >= 2 and doomed.prompt in killed_call, killed_call
     assert all(record.status is GenerationStatus.DONE and record.message_id is not None for record in records)
     finished = Counter(prompt for _, prompt in processes.event_lines("FINISH"))
     assert finished == Counter({record.prompt: 1 for record in records})

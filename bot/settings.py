@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     torch_compile: bool = False
     data_dir: Path = Path("data")
     database_url: str | None = None
-    # Several render workers (PostgreSQL only): see bot/shared_queue.py and README "Deployment".
+    # Several render workers (PostgreSQL only): see generation/queue/shared.py and README "Deployment".
     shared_queue: bool = False
     local_worker: bool = True
     worker_id: str | None = None

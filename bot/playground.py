@@ -8,8 +8,8 @@ How the page stays live (SimCord 3.2 settles each page action: it waits for bot-
   built and started here, outside the bot, and handed to `create_bot(service=…)`, like a separate
   GPU worker. SimCord tracks only bot-owned tasks and executor jobs, and the bot's one wait on the
   queue (the runner's wait for a result) is declared with `env.external_wait` through the
-  Waiter seam (generation.queue.Waiter). So a slash command or a click completes as soon as the bot has answered (the
-  status line says Queued, with Cancel), whatever the render takes.
+  Waiter seam (generation.queue.Waiter). So a slash command or a click completes as soon as the
+  bot has answered (the status line says Queued, with Cancel), whatever the render takes.
 - **Updates are pushed.** The page polls its server twice a second but sees only published
   snapshots. `LiveSync` republishes (`preview.refresh()`) whenever the bot has made Discord requests
   since the last publication, at most once a second, so progress edits, previews, results and

@@ -155,7 +155,8 @@ async def run_worker(events: Path, worker_id: str) -> None:
 # ------------------------------------------------------------------------------------------ gateway
 
 
-async def run_gateway(phase: str, events: Path, die_after: int | None) -> None:
+async def run_gateway(phase: str, events: Path, die_after: int | None, die_when_rendering: bool = False) -> None:
+    """`die_after` acknowledgements, or (`die_when_rendering`) at the first progress a worker reports."""
     settings = Settings(_env_file=None)
     env_holder: list[simcord.Env] = []
 
@@ -197,6 +198,9 @@ async def run_gateway(phase: str, events: Path, die_after: int | None) -> None:
             done.set()
         if channel == signals.PROGRESS:
             rendering.set()
+            if die_when_rendering:
+                append(events, f"GATEWAY KILLED while rendering {payload}")
+                die()
 
     service._listener.callback = spy
     if phase in ("burst", "small", "small-doomed"):
@@ -263,4 +267,6 @@ if __name__ == "__main__":
     if role == "worker":
         asyncio.run(run_worker(Path(sys.argv[2]), sys.argv[3]))
     else:
-        asyncio.run(run_gateway(sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else None))
+        when = sys.argv[4] if len(sys.argv) > 4 else None
+        asyncio.run(run_gateway(sys.argv[2], Path(sys.argv[3]), int(when) if when and when.isdigit() else None,
+                                die_when_rendering=when == "rendering"))

@@ -52,7 +52,8 @@ class Processes:
         self.workers.append(process)
         return process
 
-    def gateway(self, phase: str, die_after: int | None = None) -> subprocess.Popen[str]:
+    def gateway(self, phase: str, die_after: int | str | None = None) -> subprocess.Popen[str]:
+        """`die_after`: that many acknowledgements, or "rendering" (the first progress a worker reports)."""
         extra = [str(die_after)] if die_after is not None else []
         # In SimCord a periodic timer would keep the bot busy forever: the gateway runs on notifications only.
         with self._log(f"gateway-{phase}") as log:
@@ -212,6 +213,33 @@ async def test_a_gateway_killed_in_a_burst_delivers_every_acknowledged_job_once_
     assert all(record.status is GenerationStatus.DONE and record.message_id is not None for record in records)
     assert Counter(prompt for _, prompt in processes.event_lines("FINISH")) == Counter({p: 1 for p in acked})
     assert len(posted_ids(out_after)) == 4 and set(posted_ids(out_after).values()) == {1}
+
+
+@pytest.mark.slow
+@pytest.mark.system
+async def test_a_gateway_killed_while_a_worker_renders_a_batch_delivers_every_job_once_after_restart(
+        processes: Processes, shared_env: dict[str, str]) -> None:
+    shared_env["WORKER_JOBS"] = "2"  # each worker renders what it holds as one batch (BATCH_IMAGES=auto)
+    first = processes.gateway("small", die_after="rendering")
+    acked = [line[4:] for line in read_until(first, "BURST IN") if line.startswith("ACK ")]
+    processes.worker("w1")
+    processes.worker("w2")
+    code, _, err = finish(first)
+    assert code == -signal.SIGKILL, err[-4000:]
+    assert len(acked) == 6
+    # The gateway died while a pipeline call of two jobs was rendering.
+    batches = [line[1].split("|") for line in processes.event_lines("BATCH")]
+    assert processes.event_lines("GATEWAY") and batches and len(batches[0]) == 2, batches
+    second = processes.gateway("recover")
+    code, out_after, err = finish(second)
+    processes.stop_workers()
+    assert code == 0, err[-4000:]
+
+    records = await all_records(shared_env["DATABASE_URL"], Path(shared_env["DATA_DIR"]))
+    assert sorted(record.prompt for record in records) == sorted(acked)
+    assert all(record.status is GenerationStatus.DONE and record.message_id is not None for record in records)
+    assert Counter(prompt for _, prompt in processes.event_lines("FINISH")) == Counter({p: 1 for p in acked})
+    assert len(posted_ids(out_after)) == 6 and set(posted_ids(out_after).values()) == {1}
 
 
 @pytest.mark.slow

@@ -91,8 +91,10 @@ class CrashingRenderer:
 
 
 async def main(data_dir: Path, phase: str, log_path: Path) -> None:
+    # Batches of two: BATCH_IMAGES=auto would probe on this CPU, and under load may settle on one image per
+    # call; the kill must land in a call of two jobs.
     settings = Settings(_env_file=None, data_dir=data_dir, device="cpu", dtype="float32", default_steps=4,
-                        cpu_threads=1)
+                        cpu_threads=1, batch_images=2)
     gate = asyncio.Event()
     if phase != "burst":
         gate.set()

@@ -167,7 +167,9 @@ async def test_twenty_jobs_from_three_owners_finish_once_in_fair_order_across_tw
 async def test_a_worker_killed_mid_render_loses_its_job_to_the_other_worker(
         processes: Processes, shared_env: dict[str, str]) -> None:
     shared_env["DEFAULT_STEPS"] = "6"
-    shared_env["WORKER_JOBS"] = "2"  # each worker renders what it holds as one batch (BATCH_IMAGES=auto)
+    # Each worker renders the two jobs it holds in one pipeline call. BATCH_IMAGES=auto would probe on this
+    # CPU, and under load the probe may settle on 1 (seen: one worker 4, the other 1, in one run).
+    shared_env.update(WORKER_JOBS="2", BATCH_IMAGES="2")
     gateway = processes.gateway("small-doomed")
     read_until(gateway, "BURST IN")  # every job is queued before a worker starts: their first claims are pairs
     processes.worker("w1")
@@ -219,7 +221,9 @@ async def test_a_gateway_killed_in_a_burst_delivers_every_acknowledged_job_once_
 @pytest.mark.system
 async def test_a_gateway_killed_while_a_worker_renders_a_batch_delivers_every_job_once_after_restart(
         processes: Processes, shared_env: dict[str, str]) -> None:
-    shared_env["WORKER_JOBS"] = "2"  # each worker renders what it holds as one batch (BATCH_IMAGES=auto)
+    # Each worker renders the two jobs it holds in one pipeline call. BATCH_IMAGES=auto would probe on this
+    # CPU, and under load the probe may settle on 1 (seen: one worker 4, the other 1, in one run).
+    shared_env.update(WORKER_JOBS="2", BATCH_IMAGES="2")
     first = processes.gateway("small", die_after="rendering")
     acked = [line[4:] for line in read_until(first, "BURST IN") if line.startswith("ACK ")]
     processes.worker("w1")

@@ -78,7 +78,7 @@ class CrashingRenderer:
             at = kill_at[index]
             if at is not None and event.step >= at:
                 with self._log_path.open("a") as log:
-                    log.write(f"killed in a batch of {len(requests)}\n")
+                    log.write(f"killed in a batch of {len(requests)}: {' | '.join(r.prompt for r in requests)}\n")
                 die()
             if on_progress is not None:
                 on_progress(index, event)

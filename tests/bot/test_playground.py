@@ -86,7 +86,7 @@ def playground_settings(tmp_path: Path, **changes: Any) -> Settings:
 
 
 def gated_service(settings: Settings) -> tuple[Any, GatedRenderer]:
-    service = build_service(settings, None)
+    service = build_service(settings)
     renderer = GatedRenderer(service.renderer)
     service.renderer = renderer
     return service, renderer

@@ -91,7 +91,7 @@ def test_vae_tiling_above_the_native_size(tiny_specs):
 
 
 def test_gpu_check_script_builds_its_pipelines_from_full_size_configs():
-    from generation import gpu_check
+    from benchmarks import gpu_check
 
     assert gpu_check.SDXL_UNET["block_out_channels"] == [320, 640, 1280]
     assert gpu_check.FLUX_TRANSFORMER["num_layers"] == 19 and gpu_check.FLUX_TRANSFORMER["num_single_layers"] == 38

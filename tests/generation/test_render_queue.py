@@ -3,7 +3,7 @@ progress, model switches, and an event loop that keeps running while a render ru
 
 No test here relies on wall-clock time: renders that must stay queued or running are held by a
 fake renderer blocked on a threading.Event (its gate), and the tests wait on events, counts and
-job results. How long the event loop lags while rendering is measured by `python -m generation.bench`.
+job results. How long the event loop lags while rendering is measured by `python -m benchmarks.generation_bench`.
 """
 
 from __future__ import annotations

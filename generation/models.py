@@ -52,6 +52,18 @@ class ModelSource:
     def label(self) -> str:
         return self.name
 
+    def request_defaults(self) -> dict[str, Any]:
+        """GenerationRequest fields configured for this model (a bare source configures none)."""
+        return {}
+
+    def forced_family(self) -> str | None:
+        """The family key an operator forced (None: read from model_index.json)."""
+        return None
+
+    def dtype_setting(self) -> str | None:
+        """The dtype an operator set for this model (None: the renderer's setting)."""
+        return None
+
 
 @dataclass(frozen=True)
 class ModelSpec(ModelSource):
@@ -84,6 +96,12 @@ class ModelSpec(ModelSource):
             "negative_prompt": self.negative_prompt,
         }
         return {key: value for key, value in values.items() if value is not None}
+
+    def forced_family(self) -> str | None:
+        return self.family
+
+    def dtype_setting(self) -> str | None:
+        return self.dtype
 
 
 BUILTIN_MODELS: dict[str, ModelSource] = {

@@ -21,6 +21,9 @@ import discord
 
 from bot.lock import AlreadyRunning, InstanceLock
 from bot.settings import Settings
+from generation.models import default_cpu_threads as declared_threads
+from generation.models import model_source
+from generation.models_file import ModelConfigError, load_model_specs
 
 # Exit status of a refused second instance (EX_TEMPFAIL: try again later). `make demo` treats it as
 # "already said so" and adds no error line of its own.
@@ -94,14 +97,17 @@ def _quiet_hugging_face() -> None:
 
 
 def default_cpu_threads(settings: Settings) -> Settings:
-    """CPU_THREADS left empty: 1 thread when only the shipped tiny model is configured, else torch's default.
-
-    A 4M-parameter UNet at 64x64 spends more time handing work between threads than computing:
-    one thread is faster on any machine, and on a loaded one by far (see README, Benchmarks).
-    """
-    if settings.cpu_threads is not None or any(model != "tinyshapes" for model in settings.model_names):
+    """CPU_THREADS left empty: what the configured models' entries declare (the shipped tiny model: 1,
+    faster on any machine and by far on a loaded one; see README, Benchmarks), else torch's default."""
+    if settings.cpu_threads is not None:
         return settings
-    return settings.model_copy(update={"cpu_threads": 1})
+    try:
+        specs = load_model_specs(settings.models_file) if settings.models_file is not None else {}
+    except ModelConfigError:
+        return settings  # the app reports the models file's problem with its name and line
+    models = [specs.get(name) or model_source(name) for name in settings.model_names]
+    threads = declared_threads(models)
+    return settings if threads is None else settings.model_copy(update={"cpu_threads": threads})
 
 
 def run_until_signalled(work: Callable[[asyncio.Event], Coroutine[Any, Any, Any]]) -> Any:
@@ -137,10 +143,11 @@ EXIT_NO_TOKEN = 2
 
 
 def main() -> int:
-    settings = default_cpu_threads(Settings())
+    settings = Settings()
     if settings.discord_token is None:
         print(NO_TOKEN, file=sys.stderr)
         return EXIT_NO_TOKEN
+    settings = default_cpu_threads(settings)
     configure_logging(settings.log_level)
     return run_discord(settings)
 

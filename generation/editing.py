@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import PIL.Image
 
+from .describe import blend_prompt
 from .request import RequestError
 
 if TYPE_CHECKING:
@@ -264,12 +265,12 @@ def render_edit(model: Any, request: GenerationRequest, source: PIL.Image.Image,
     width, height = request.width, request.height
     if request.edit_mode == "blend":
         start = blend_start(model.txt2img, source, width, height)
-        if not request.prompt.strip() and model.source.name == "tinyshapes":
-            # No prompt: the shipped model is told what its describer reads in each source (derived from the
-            # init image, so the blend still re-renders bit-exact); other models mix unconditionally.
-            from .describe import blend_prompt
-
-            common = {**common, "prompt": blend_prompt(blend_sources(source, width, height))}
+        if not request.prompt.strip():
+            # No prompt: a model that declares a blend prompt is told what its describer reads in each source
+            # (derived from the init image, so the blend still re-renders bit-exact); others mix unconditionally.
+            prompt = blend_prompt(model.source, blend_sources(source, width, height))
+            if prompt is not None:
+                common = {**common, "prompt": prompt}
         pipe = model.img2img
         if pipe is None:
             raise RequestError("This model has no image-to-image pipeline, so it cannot blend.")

@@ -41,10 +41,8 @@ from .request import (
     RenderError,
     RenderResult,
     RequestError,
-    check_model,
-    check_prompt_length,
-    validate_request,
 )
+from .validation import check_model, check_prompt_length, validate_request
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -133,16 +133,18 @@ def test_a_second_discord_bot_on_the_same_data_is_refused_before_logging_in(tmp_
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
+@pytest.mark.system  # runs make
 def test_the_make_demo_recipe_adds_no_error_line_to_a_refusal():
     recipe = subprocess.run(["make", "-n", "demo", "VENV=.venv"], cwd=REPO, capture_output=True, text=True)
     assert recipe.returncode == 0
     assert f"[ $status -eq {main_module.EXIT_ALREADY_RUNNING} ] || exit $status" in recipe.stdout
 
 
+@pytest.mark.system  # runs make
 def test_every_make_target_has_a_recipe():
     makefile = (REPO / "Makefile").read_text()
     targets = re.search(r"^\.PHONY:(.*)$", makefile, re.M).group(1).split()
-    assert {"demo", "test", "bench", "screenshot", "tour"} <= set(targets)
+    assert {"demo", "test", "check", "bench", "screenshot", "tour"} <= set(targets)
     for target in targets:
         dry = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True)
         assert dry.returncode == 0, dry.stderr

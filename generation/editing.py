@@ -275,7 +275,7 @@ def render_edit(model: Any, request: GenerationRequest, source: PIL.Image.Image,
         if pipe is None:
             raise RequestError("This model has no image-to-image pipeline, so it cannot blend.")
         pipe.scheduler = scheduler
-        extra = _size_arguments(pipe, width, height)
+        extra = _size_arguments(model.family, pipe, width, height)
         output = pipe(**common, **extra, image=start, strength=request.strength)
         return output.images[0], output
     canvas, mask = edit_canvas(source, request)
@@ -288,10 +288,14 @@ def render_edit(model: Any, request: GenerationRequest, source: PIL.Image.Image,
     return PIL.Image.composite(painted, canvas, soft_mask(mask)), output
 
 
-def _size_arguments(pipe: Any, width: int, height: int) -> dict[str, int]:
+def _size_arguments(family: Any, pipe: Any, width: int, height: int) -> dict[str, int]:
+    """Width and height for an image-to-image call whose family takes them (Flux); an untested family's
+    pipeline is asked (no family answer exists for it)."""
     import inspect
 
-    if {"width", "height"} <= set(inspect.signature(pipe.__call__).parameters):
+    if family.img2img_takes_size or (
+        not family.tested and {"width", "height"} <= set(inspect.signature(pipe.__call__).parameters)
+    ):
         return {"width": width, "height": height}
     return {}
 

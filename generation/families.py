@@ -53,7 +53,7 @@ class Family:
     # The tokenizer whose window limits a prompt (its subfolder): CLIP where text_window is None, else T5.
     # None: no length check (untested families; the pipeline truncates as it does).
     prompt_tokenizer: str | None = "tokenizer"
-    img2img_takes_size: bool = False  # Flux's img2img pipeline takes width and height
+    img2img_takes_size: bool = False  # the img2img pipeline takes width and height (SD3, Flux)
 
     @property
     def sampler_names(self) -> tuple[str, ...]:
@@ -202,7 +202,7 @@ SD3 = Family(
     FLOW_SAMPLERS, "Euler", 28, 5.0, "cfg", "cfg", "transformer",
     size_multiple=16, cuda_dtype="bfloat16", text_window=256,
     prompt_weights=False,  # compel has no SD3 support
-    prompt_tokenizer="tokenizer_3",
+    prompt_tokenizer="tokenizer_3", img2img_takes_size=True,
 )
 FLUX = Family(
     "flux", "Flux.1",

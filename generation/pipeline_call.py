@@ -109,7 +109,7 @@ def set_seamless(model: LoadedModel, tiling: bool) -> None:
     few convolutions outside the VAE, so there it makes the decoded edges match but not the layout.
     """
     mode: Literal["circular", "zeros"] = "circular" if tiling else "zeros"
-    for component in (getattr(model.txt2img, name, None) for name in ("unet", "transformer", "vae")):
+    for component in (getattr(model.txt2img, name, None) for name in (model.family.denoiser, "vae")):
         if isinstance(component, torch.nn.Module):
             for module in component.modules():
                 if isinstance(module, torch.nn.Conv2d) and module.padding != (0, 0):

@@ -77,3 +77,16 @@ def test_a_models_file_declares_capabilities_and_checks_them(tmp_path):
     models.write_text(f'[models.shapes2]\npath = "{TINYSHAPES_DIR}"\ncpu_threads = true\n')
     with pytest.raises(ModelConfigError, match="cpu_threads must be int"):
         load_model_specs(models)
+
+
+@pytest.mark.parametrize("key", ["sd", "sdxl", "sd3", "flux"])
+def test_a_family_says_whether_its_img2img_pipeline_takes_a_size(key):
+    import inspect
+
+    import diffusers
+
+    from generation.families import FAMILIES
+
+    family = FAMILIES[key]
+    parameters = inspect.signature(getattr(diffusers, family.pipelines[1]).__call__).parameters
+    assert family.img2img_takes_size == ({"width", "height"} <= set(parameters))

@@ -28,9 +28,10 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m mypy && $(VENV)/bin/lint-imports && HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=15
 
-# The inner loop: unit tests with fakes; no subprocesses or PostgreSQL (`system`), no long renders (`slow`).
+# The inner loop: unit tests with fakes; no subprocesses or PostgreSQL (`system`), no long renders (`slow`);
+# two pytest workers (pytest-xdist), one per core.
 check: $(VENV)/.installed
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not system and not slow"
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n 2 -m "not system and not slow"
 
 # Figures for the README's Benchmarks table (prints them; nothing is timed in the tests).
 bench: $(VENV)/.installed

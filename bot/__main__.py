@@ -1,6 +1,7 @@
-"""`python -m bot`: real Discord when DISCORD_TOKEN is set, the offline playground otherwise.
+"""`python -m bot`: the bot on real Discord; without DISCORD_TOKEN it exits with status 2 and one line.
 
-Start-up prints only what a person needs: warnings, errors, and (playground) the URL as the last line.
+The offline playground is its own entry point (`python -m playground`, `make demo`); it reuses the
+logging, CPU-thread default and signal handling below. Start-up prints only what a person needs.
 Ctrl-C (SIGINT) or SIGTERM stops it once, cleanly: a running render stops at its next step, the
 exit status is 0. A second instance on the same data folder refuses with one line, before touching it.
 """
@@ -20,6 +21,9 @@ import discord
 
 from bot.lock import AlreadyRunning, InstanceLock
 from bot.settings import Settings
+from generation.models import default_cpu_threads as declared_threads
+from generation.models import model_source
+from generation.models_file import ModelConfigError, load_model_specs
 
 # Exit status of a refused second instance (EX_TEMPFAIL: try again later). `make demo` treats it as
 # "already said so" and adds no error line of its own.
@@ -93,14 +97,17 @@ def _quiet_hugging_face() -> None:
 
 
 def default_cpu_threads(settings: Settings) -> Settings:
-    """CPU_THREADS left empty: 1 thread when only the shipped tiny model is configured, else torch's default.
-
-    A 4M-parameter UNet at 64x64 spends more time handing work between threads than computing:
-    one thread is faster on any machine, and on a loaded one by far (see README, Benchmarks).
-    """
-    if settings.cpu_threads is not None or any(model != "tinyshapes" for model in settings.model_names):
+    """CPU_THREADS left empty: what the configured models' entries declare (the shipped tiny model: 1,
+    faster on any machine and by far on a loaded one; see README, Benchmarks), else torch's default."""
+    if settings.cpu_threads is not None:
         return settings
-    return settings.model_copy(update={"cpu_threads": 1})
+    try:
+        specs = load_model_specs(settings.models_file) if settings.models_file is not None else {}
+    except ModelConfigError:
+        return settings  # the app reports the models file's problem with its name and line
+    models = [specs.get(name) or model_source(name) for name in settings.model_names]
+    threads = declared_threads(models)
+    return settings if threads is None else settings.model_copy(update={"cpu_threads": threads})
 
 
 def run_until_signalled(work: Callable[[asyncio.Event], Coroutine[Any, Any, Any]]) -> Any:
@@ -128,33 +135,21 @@ def run_until_signalled(work: Callable[[asyncio.Event], Coroutine[Any, Any, Any]
     return asyncio.run(supervise())
 
 
+# Without a token there is nothing to serve: say so and fail, so a service manager with a mistyped env
+# file shows the unit as failed instead of quietly serving a local page.
+NO_TOKEN = ("DISCORD_TOKEN is not set (environment or .env; see .env.example); "
+            "for the offline playground run `make demo` (python -m playground).")
+EXIT_NO_TOKEN = 2
+
+
 def main() -> int:
-    settings = default_cpu_threads(Settings())
-    configure_logging(settings.log_level)
+    settings = Settings()
     if settings.discord_token is None:
-        return run_playground_until_stopped(settings)
+        print(NO_TOKEN, file=sys.stderr)
+        return EXIT_NO_TOKEN
+    settings = default_cpu_threads(settings)
+    configure_logging(settings.log_level)
     return run_discord(settings)
-
-
-def run_playground_until_stopped(settings: Settings) -> int:
-    from bot.playground import run_playground
-
-    try:
-        run_until_signalled(lambda stop: run_playground(settings, stop=stop))
-    except AlreadyRunning as refusal:
-        print(refusal, file=sys.stderr)
-        return EXIT_ALREADY_RUNNING
-    except OSError as error:
-        print(f"The playground could not start: {error}", file=sys.stderr)
-        return 2
-    except Exception as error:  # noqa: BLE001 - SimCord's SetupError (port taken) among others: one line
-        if type(error).__name__ == "SetupError" and "port" in str(error):
-            print(f"The playground could not listen on port {settings.playground_port} (in use?); "
-                  "set PLAYGROUND_PORT to another port.", file=sys.stderr)
-            return 2
-        raise
-    print("Playground stopped.")
-    return 0
 
 
 def run_discord(settings: Settings) -> int:

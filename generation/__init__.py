@@ -4,11 +4,12 @@ renderer, and the fair render queue (GenerationService) that the bot uses.
 Importing this package does not import torch; `Renderer` loads it on first use.
 """
 
-from .flags import apply_prompt_flags, expand_prompt, parse_prompt_flags, size_for_aspect_ratio
+from .flags import apply_prompt_flags, expand_prompt, parse_prompt_flags
 from .jobs import Job, JobCancelled, JobFailed, QueueEntry, QueueSnapshot
 from .families import FAMILIES, Family, ModelInfo, read_model_info
 from .metadata import a1111_parameters, encode_png
-from .models import ModelConfigError, ModelSource, ModelSpec, load_model_specs, model_source, resolve_model
+from .models import ModelSource, ModelSpec, model_source, resolve_model
+from .models_file import ModelConfigError, load_model_specs
 from .parameters import Parameter
 from .request import (
     MAX_SEED,
@@ -26,9 +27,11 @@ from .request import (
 from .samplers import SAMPLERS
 from .queue.admission import Reservation
 from .queue.inprocess import GenerationService
+from .sizes import ASPECT_RATIOS, size_for_aspect_ratio
 from .variants import reroll_request, upscale_request, variation_request
 
 __all__ = [
+    "ASPECT_RATIOS",
     "FAMILIES",
     "MAX_SEED",
     "PARAMETERS",

@@ -26,17 +26,10 @@ from . import GenerationRequest, GenerationService, JobFailed, Limits, RequestEr
 from .families import ModelInfo, read_model_info
 from .loras import LoraLibrary
 from .metadata import rendered_png
-from .models import (
-    ModelConfigError,
-    ModelSource,
-    check_source,
-    hub_offline,
-    hub_reachable,
-    load_model_specs,
-    model_source,
-)
+from .models import ModelSource, check_source, hub_offline, hub_reachable, model_source
+from .models_file import ModelConfigError, load_model_specs
 from .prompts import split_prompt
-from .request import validate_request
+from .validation import validate_request
 from .samplers import SAMPLERS
 
 # The CLI is the operator's own machine: roomier than the bot's defaults.

@@ -1,10 +1,10 @@
-"""/describe: an image -> four candidate prompts.
+"""/describe: an image -> four candidate prompts, and the prompt of a /blend that has none.
 
-For the shipped model (tinyshapes) a describer of shapes and colours built on its own pixel measure
-(`generation.tinyshapes.measure`: background, foreground colour and shape), writing prompts in the forms
-the model was trained on. For other models an optional captioning model (a transformers
-"image-to-text" model id or folder, DESCRIBE_MODEL): four beams of its caption. Without one, /describe
-says it is not available for that model.
+A model entry declares its describer (generation.models.Capabilities): "shapes" (the shipped model)
+reads the picture's background, foreground colour and shape (generation.shape_reading) and writes
+prompts in the forms the model was trained on. Other models use an optional captioning model (a
+transformers "image-to-text" model id or folder, DESCRIBE_MODEL): four beams of its caption. Without
+one, /describe says it is not available for that model. No model is recognised by its name here.
 """
 
 from __future__ import annotations
@@ -14,17 +14,16 @@ from typing import Any
 
 import PIL.Image
 
+from .models import ModelSource, model_source
 from .request import RequestError
+from .shape_reading import article, read_shape_picture
 
 CANDIDATES = 4
 
 
 def describe_shapes(image: PIL.Image.Image) -> list[str]:
-    """Four prompts for a tinyshapes picture, the full caption first."""
-    from .tinyshapes import measure
-    from .tinyshapes.data import article
-
-    reading = measure.read(image.convert("RGB"))
+    """Four prompts for a picture of one shape on one background, the full caption first."""
+    reading = read_shape_picture(image.convert("RGB"))
     background = reading.background
     if reading.colour is None or reading.shape is None:
         return [f"{background}", f"a plain {background} background", f"{background} on {background}",
@@ -39,14 +38,20 @@ def describe_shapes(image: PIL.Image.Image) -> list[str]:
     return candidates[:CANDIDATES]
 
 
-def blend_prompt(images: list[PIL.Image.Image]) -> str:
-    """What the shipped model is told when a /blend has no prompt. It draws one shape on one background, so
-    the mix of "a red circle" and "a blue square" is the first picture's shape in its colour on the colour
-    of the next picture that has another one: "a red circle on a blue background"."""
-    from .tinyshapes import measure
-    from .tinyshapes.data import article
+def blend_prompt(model: str | ModelSource, images: list[PIL.Image.Image]) -> str | None:
+    """What a model that declares `blend_prompt` is told when a /blend has no prompt (None: others mix
+    unconditionally)."""
+    capabilities = model_source(model).capabilities()
+    if not capabilities.blend_prompt or capabilities.describer != "shapes":
+        return None
+    return blend_shapes(images)
 
-    readings = [measure.read(image.convert("RGB")) for image in images]
+
+def blend_shapes(images: list[PIL.Image.Image]) -> str:
+    """A model that draws one shape on one background: the mix of "a red circle" and "a blue square" is
+    the first picture's shape in its colour on the colour of the next picture that has another one:
+    "a red circle on a blue background"."""
+    readings = [read_shape_picture(image.convert("RGB")) for image in images]
     lead = next((reading for reading in readings if reading.colour and reading.shape), readings[0])
     colour = lead.colour or lead.background
     others = [reading.colour or reading.background for reading in readings if reading is not lead]
@@ -82,10 +87,17 @@ class Captioner:
         return unique[:CANDIDATES]
 
 
-def describe(image: PIL.Image.Image, model: str, captioner: Captioner | None = None) -> list[str]:
+def check_describer(model: str | ModelSource, captioner: Captioner | None) -> None:
+    """RequestError when /describe cannot answer for `model`: it declares no describer and there is no captioner."""
+    source = model_source(model)
+    if source.capabilities().describer is None and captioner is None:
+        raise RequestError(f"/describe needs a captioning model for {source.label}; the operator sets DESCRIBE_MODEL.")
+
+
+def describe(image: PIL.Image.Image, model: str | ModelSource, captioner: Captioner | None = None) -> list[str]:
     """Candidate prompts for `image` as `model` would understand them (RequestError: no describer)."""
-    if model == "tinyshapes":
+    if model_source(model).capabilities().describer == "shapes":
         return describe_shapes(image)
-    if captioner is None:
-        raise RequestError(f"/describe needs a captioning model for {model} (the operator sets DESCRIBE_MODEL).")
+    check_describer(model, captioner)
+    assert captioner is not None  # check_describer refused otherwise
     return captioner.describe(image)

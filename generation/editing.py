@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import PIL.Image
 
+from .describe import blend_prompt
 from .request import RequestError
 
 if TYPE_CHECKING:
@@ -264,17 +265,17 @@ def render_edit(model: Any, request: GenerationRequest, source: PIL.Image.Image,
     width, height = request.width, request.height
     if request.edit_mode == "blend":
         start = blend_start(model.txt2img, source, width, height)
-        if not request.prompt.strip() and model.source.name == "tinyshapes":
-            # No prompt: the shipped model is told what its describer reads in each source (derived from the
-            # init image, so the blend still re-renders bit-exact); other models mix unconditionally.
-            from .describe import blend_prompt
-
-            common = {**common, "prompt": blend_prompt(blend_sources(source, width, height))}
+        if not request.prompt.strip():
+            # No prompt: a model that declares a blend prompt is told what its describer reads in each source
+            # (derived from the init image, so the blend still re-renders bit-exact); others mix unconditionally.
+            prompt = blend_prompt(model.source, blend_sources(source, width, height))
+            if prompt is not None:
+                common = {**common, "prompt": prompt}
         pipe = model.img2img
         if pipe is None:
             raise RequestError("This model has no image-to-image pipeline, so it cannot blend.")
         pipe.scheduler = scheduler
-        extra = _size_arguments(pipe, width, height)
+        extra = _size_arguments(model.family, pipe, width, height)
         output = pipe(**common, **extra, image=start, strength=request.strength)
         return output.images[0], output
     canvas, mask = edit_canvas(source, request)
@@ -287,10 +288,14 @@ def render_edit(model: Any, request: GenerationRequest, source: PIL.Image.Image,
     return PIL.Image.composite(painted, canvas, soft_mask(mask)), output
 
 
-def _size_arguments(pipe: Any, width: int, height: int) -> dict[str, int]:
+def _size_arguments(family: Any, pipe: Any, width: int, height: int) -> dict[str, int]:
+    """Width and height for an image-to-image call whose family takes them (Flux); an untested family's
+    pipeline is asked (no family answer exists for it)."""
     import inspect
 
-    if {"width", "height"} <= set(inspect.signature(pipe.__call__).parameters):
+    if family.img2img_takes_size or (
+        not family.tested and {"width", "height"} <= set(inspect.signature(pipe.__call__).parameters)
+    ):
         return {"width": width, "height": height}
     return {}
 

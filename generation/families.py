@@ -50,6 +50,10 @@ class Family:
     tested: bool = True
     excluded_samplers: tuple[str, ...] = ()
     prompt_weights: bool = True  # A1111 (word:1.3) through compel (SD, SDXL, Flux)
+    # The tokenizer whose window limits a prompt (its subfolder): CLIP where text_window is None, else T5.
+    # None: no length check (untested families; the pipeline truncates as it does).
+    prompt_tokenizer: str | None = "tokenizer"
+    img2img_takes_size: bool = False  # the img2img pipeline takes width and height (SD3, Flux)
 
     @property
     def sampler_names(self) -> tuple[str, ...]:
@@ -198,6 +202,7 @@ SD3 = Family(
     FLOW_SAMPLERS, "Euler", 28, 5.0, "cfg", "cfg", "transformer",
     size_multiple=16, cuda_dtype="bfloat16", text_window=256,
     prompt_weights=False,  # compel has no SD3 support
+    prompt_tokenizer="tokenizer_3", img2img_takes_size=True,
 )
 FLUX = Family(
     "flux", "Flux.1",
@@ -205,6 +210,7 @@ FLUX = Family(
     FLOW_SAMPLERS, "Euler", 28, 3.5, "distilled", "true_cfg", "transformer",
     latent_packing=2, size_multiple=16, cuda_dtype="bfloat16", text_window=512, default_size=1024,
     excluded_samplers=("Heun",),  # FlowMatchHeun takes no custom sigmas, which FluxPipeline passes
+    prompt_tokenizer="tokenizer_2", img2img_takes_size=True,
 )
 FAMILIES: dict[str, Family] = {family.key: family for family in (SD, SDXL, SD3, FLUX)}
 SUPPORTED = "SD 1.x/2.x, SDXL, SD3/3.5 and Flux.1"
@@ -216,9 +222,9 @@ def other_family(flow_matching: bool) -> Family:
     if flow_matching:
         return Family("other", "untested", (), FLOW_SAMPLERS, "Euler", 28, 4.0, "cfg", "cfg", "transformer",
                       size_multiple=16, cuda_dtype="bfloat16", tested=False, excluded_samplers=("Heun",),
-                      prompt_weights=False)
+                      prompt_weights=False, prompt_tokenizer=None)
     return Family("other", "untested", (), SD_SAMPLERS, "DPM++ 2M", 25, 7.0, "cfg", "cfg", "unet", tested=False,
-                  prompt_weights=False)
+                  prompt_weights=False, prompt_tokenizer=None)
 
 
 def family_for_pipeline(class_name: str) -> Family | None:
@@ -268,8 +274,8 @@ def _read_json(config_source: str, filename: str) -> dict[str, Any]:
 def read_model_info(source: ModelSource) -> ModelInfo:
     """Family, native size and other facts of a model from its config files; RequestError if unusable."""
     check_source(source)
-    label = getattr(source, "label", source.name)
-    override = getattr(source, "family", None)
+    label = source.label
+    override = source.forced_family()
     if source.is_single_file and source.config is None:
         # diffusers guesses the configs of a single file (from the hub); only SD 1.x/2.x without a folder
         family = FAMILIES.get(override or "sd")

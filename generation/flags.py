@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
 from .request import PARAMETERS, GenerationRequest, RequestError
 from .samplers import SAMPLERS
+from .sizes import size_for_aspect_ratio
 
 # "--ar" is the one flag that is no request field (it sets width and height); the rest come from
 # the parameter table, so a new parameter with a flag needs nothing here.
@@ -71,15 +71,6 @@ def _unquote(value: str) -> str:
     if len(value) >= 2 and _QUOTES.get(value[0]) == value[-1]:
         return value[1:-1].strip()
     return value
-
-
-def size_for_aspect_ratio(ratio_w: int, ratio_h: int, base_size: int, multiple: int = 8) -> tuple[int, int]:
-    """A width and height in ratio W:H with about the area of a base_size square, in multiples of
-    `multiple` (8 for SD and SDXL; 16 for SD3 and Flux, whose latents are packed)."""
-    area = base_size * base_size
-    width = math.sqrt(area * ratio_w / ratio_h)
-    height = area / width
-    return max(multiple, round(width / multiple) * multiple), max(multiple, round(height / multiple) * multiple)
 
 
 def parse_prompt_flags(text: str, *, base_size: int = 64, multiple: int = 8) -> tuple[str, dict[str, Any]]:

@@ -11,7 +11,7 @@ from typing import Awaitable, Callable
 
 from .request import BatchPlace, GenerationRequest, Progress, RenderResult
 
-log = logging.getLogger("generation.service")
+log = logging.getLogger("generation.queue")
 
 
 class JobFailed(Exception):

@@ -1,17 +1,17 @@
 """Where a model name points (the shipped tinyshapes folder, a local folder or checkpoint, or a hub id),
-and per-model configuration (`ModelSpec`, read from a TOML file with `load_model_specs`).
+per-model configuration (`ModelSpec`; the TOML models file is read by generation.models_file), and
+what a model can do beyond rendering (`Capabilities`: its describer, its blend prompt, its CPU threads).
 
+Product code asks a model entry for its capabilities; it never checks a model's name.
 Nothing here imports torch or diffusers.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import socket
 import threading
-import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,20 @@ from .request import RequestError
 TINYSHAPES_DIR = Path(__file__).resolve().parent / "tinyshapes" / "weights"
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+# The describers a model entry may declare (generation.describe): "shapes" reads one shape on one
+# background from the pixels, with the colours and shapes of the shipped model's vocabulary.
+DESCRIBERS = ("shapes",)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model entry declares beyond rendering; a model without an entry declares nothing."""
+
+    describer: str | None = None  # /describe without a captioning model (one of DESCRIBERS)
+    blend_prompt: bool = False  # a /blend without a prompt is told what the describer reads in its sources
+    cpu_threads: int | None = None  # CPU_THREADS left empty and only such models configured: this many
 
 
 class ModelNotFound(RequestError):
@@ -52,6 +66,22 @@ class ModelSource:
     def label(self) -> str:
         return self.name
 
+    def request_defaults(self) -> dict[str, Any]:
+        """GenerationRequest fields configured for this model (a bare source configures none)."""
+        return {}
+
+    def forced_family(self) -> str | None:
+        """The family key an operator forced (None: read from model_index.json)."""
+        return None
+
+    def dtype_setting(self) -> str | None:
+        """The dtype an operator set for this model (None: the renderer's setting)."""
+        return None
+
+    def capabilities(self) -> Capabilities:
+        """What this model can do beyond rendering (a bare path or hub id: nothing declared)."""
+        return Capabilities()
+
 
 @dataclass(frozen=True)
 class ModelSpec(ModelSource):
@@ -70,6 +100,9 @@ class ModelSpec(ModelSource):
     negative_prompt: str | None = None
     true_cfg_scale: float | None = None  # Flux: true CFG used with a negative prompt (1 = refuse them)
     dtype: str | None = None  # auto, float16, bfloat16, float32 (default: the renderer's setting)
+    describer: str | None = None  # see Capabilities
+    blend_prompt: bool = False
+    cpu_threads: int | None = None
 
     @property
     def label(self) -> str:
@@ -85,13 +118,35 @@ class ModelSpec(ModelSource):
         }
         return {key: value for key, value in values.items() if value is not None}
 
+    def forced_family(self) -> str | None:
+        return self.family
+
+    def dtype_setting(self) -> str | None:
+        return self.dtype
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(self.describer, self.blend_prompt, self.cpu_threads)
+
 
 BUILTIN_MODELS: dict[str, ModelSource] = {
-    # Today's request defaults are tinyshapes' own: 20 steps, CFG 5, DPM++ 2M.
+    # Today's request defaults are tinyshapes' own: 20 steps, CFG 5, DPM++ 2M. It draws one shape on one
+    # background, so it describes pictures (and blends' sources) by reading them; a 4M-parameter UNet at
+    # 64x64 spends more time handing work between threads than computing: one thread is faster on any
+    # machine, and on a loaded one by far (README, Benchmarks).
     "tinyshapes": ModelSpec(
-        "tinyshapes", str(TINYSHAPES_DIR), display_name="tinyshapes", steps=20, guidance=5.0, sampler="DPM++ 2M"
+        "tinyshapes", str(TINYSHAPES_DIR), display_name="tinyshapes", steps=20, guidance=5.0, sampler="DPM++ 2M",
+        describer="shapes", blend_prompt=True, cpu_threads=1,
     )
 }
+
+
+def default_cpu_threads(models: list[ModelSource]) -> int | None:
+    """CPU threads when the operator sets none: what the configured models declare (the fewest), or
+    None (torch's default) as soon as one model declares nothing."""
+    declared = [model.capabilities().cpu_threads for model in models]
+    if not declared or any(threads is None for threads in declared):
+        return None
+    return min(threads for threads in declared if threads is not None)
 
 
 def model_source(name: str | ModelSource) -> ModelSource:
@@ -191,99 +246,3 @@ def check_source(source: ModelSource, *, probe_network: bool = False) -> str:
     if source.is_single_file:
         return "file"
     return "folder" if Path(source.path).expanduser().exists() else "hub"
-
-
-# -- per-model configuration (TOML) --
-
-
-class ModelConfigError(ValueError):
-    """The models file is wrong; the message names the file, the model and the key."""
-
-
-_SPEC_KEYS = {f.name for f in fields(ModelSpec)} - {"name"}
-_TYPES: dict[str, tuple[type, ...]] = {
-    "path": (str,), "config": (str,), "display_name": (str,), "family": (str,), "steps": (int,),
-    "guidance": (int, float), "sampler": (str,), "size": (int,), "negative_prompt": (str,),
-    "true_cfg_scale": (int, float), "dtype": (str,),
-}
-
-
-def spec_from_mapping(name: str, values: dict[str, Any], *, base_dir: Path | None = None, where: str = "") -> ModelSpec:
-    """A ModelSpec from one [models.NAME] table; ModelConfigError on unknown keys or bad values."""
-    from .families import FAMILIES  # light: no torch
-    from .samplers import SAMPLERS
-
-    where = where or f"model {name!r}"
-    unknown = sorted(set(values) - _SPEC_KEYS)
-    if unknown:
-        raise ModelConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_SPEC_KEYS))}.")
-    for key, value in values.items():
-        if not isinstance(value, _TYPES[key]) or isinstance(value, bool):
-            raise ModelConfigError(f"{where}: {key} must be {' or '.join(t.__name__ for t in _TYPES[key])}, got {value!r}.")
-    builtin = BUILTIN_MODELS.get(name)
-    if "path" not in values and builtin is None:
-        raise ModelConfigError(f"{where}: needs path = a diffusers folder, a hub id or a .safetensors file.")
-    values = dict(values)
-    for key in ("path", "config"):  # relative paths are relative to the models file
-        if key in values and base_dir is not None and not Path(values[key]).expanduser().is_absolute():
-            candidate = base_dir / values[key]
-            if candidate.exists() or not looks_like_hub_id(values[key]):
-                values[key] = str(candidate)
-    if values.get("family") is not None and values["family"] not in FAMILIES:
-        raise ModelConfigError(f"{where}: family must be one of {', '.join(FAMILIES)}, got {values['family']!r}.")
-    if values.get("sampler") is not None and values["sampler"] not in SAMPLERS:
-        raise ModelConfigError(f"{where}: unknown sampler {values['sampler']!r}; samplers: {', '.join(SAMPLERS)}.")
-    if values.get("steps") is not None and not 1 <= values["steps"] <= 200:
-        raise ModelConfigError(f"{where}: steps must be from 1 to 200, got {values['steps']}.")
-    if values.get("guidance") is not None and not (math.isfinite(values["guidance"]) and 0 <= values["guidance"] <= 30):
-        raise ModelConfigError(f"{where}: guidance must be from 0 to 30, got {values['guidance']}.")
-    if values.get("size") is not None and (values["size"] % 8 or not 64 <= values["size"] <= 4096):
-        raise ModelConfigError(f"{where}: size must be a multiple of 8 from 64 to 4096, got {values['size']}.")
-    if values.get("dtype") is not None and values["dtype"] not in ("auto", "float16", "fp16", "bfloat16", "float32"):
-        raise ModelConfigError(f"{where}: dtype must be auto, float16, bfloat16 or float32, got {values['dtype']!r}.")
-    if builtin is not None:
-        base = {f.name: getattr(builtin, f.name) for f in fields(builtin) if f.name != "name"}
-        values = {**base, **values}
-    return ModelSpec(name, **values)
-
-
-def load_model_specs(path: str | Path) -> dict[str, ModelSpec]:
-    """Read a models file, in the order written (the first model is the default one):
-
-        [models.tinyshapes]              # built in; any key below overrides its defaults
-
-        [models.sdxl]
-        display_name = "SDXL 1.0"
-        path = "stabilityai/stable-diffusion-xl-base-1.0"   # folder, hub id or .safetensors
-        steps = 30
-        guidance = 7.0
-        sampler = "DPM++ 2M Karras"
-        size = 1024
-        negative_prompt = "blurry"
-
-        [models.flux-schnell]
-        path = "/models/flux1-schnell"
-        steps = 4
-        guidance = 0
-
-    Relative paths are relative to the file. ModelConfigError names the problem.
-    """
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModelConfigError(f"{path}: no such models file.") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ModelConfigError(f"{path}: not valid TOML ({error}).") from None
-    models = data.get("models")
-    unknown = sorted(set(data) - {"models"})
-    if unknown:
-        raise ModelConfigError(f"{path}: unknown top-level key(s) {', '.join(unknown)}; put models under [models.NAME].")
-    if not isinstance(models, dict) or not models:
-        raise ModelConfigError(f"{path}: no models; add at least one [models.NAME] table.")
-    specs: dict[str, ModelSpec] = {}
-    for name, values in models.items():
-        if not isinstance(values, dict):
-            raise ModelConfigError(f"{path}: models.{name} must be a table ([models.{name}]).")
-        specs[name] = spec_from_mapping(name, values, base_dir=path.parent, where=f"{path}: model {name!r}")
-    return specs

@@ -20,7 +20,7 @@ from bot.errors import report_unexpected, send_ephemeral
 from bot.intake import Refused, WorkOrder, check_attachment
 from bot.views import describe_text, describe_view
 from generation import RequestError
-from generation.describe import Captioner, describe
+from generation.describe import Captioner, check_describer, describe
 from generation.editing import BLEND_STRENGTH
 from storage import GenerationKind
 
@@ -61,8 +61,7 @@ class EditCommands(commands.Cog):
         model = self.bot.settings.default_model
         try:
             check_attachment(image)
-            if model != "tinyshapes" and self.captioner is None:
-                raise RequestError(f"/describe needs a captioning model for {model}; the operator sets DESCRIBE_MODEL.")
+            check_describer(model, self.captioner)  # the model entry declares a describer, or DESCRIBE_MODEL is set
         except RequestError as error:
             await send_ephemeral(interaction, str(error))
             return

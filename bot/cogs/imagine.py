@@ -17,13 +17,12 @@ from discord.ext import commands
 
 from bot.errors import send_ephemeral
 from bot.intake import Refused, WorkOrder
-from generation import PARAMETERS, SAMPLERS, Limits, Parameter
+from generation import ASPECT_RATIOS, PARAMETERS, SAMPLERS, Limits, Parameter
 from storage import GenerationKind
 
 if TYPE_CHECKING:
     from bot.host import Host
 
-ASPECT_RATIOS = ("1:1", "4:3", "3:4", "3:2", "2:3", "16:9", "9:16")
 DEFAULT_LORA_WEIGHT = 0.8
 # Discord accepts at most 25 choices per option.
 MAX_CHOICES = 25

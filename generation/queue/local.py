@@ -50,7 +50,7 @@ class LocalQueue:
     def model_defaults(self, model: str) -> dict[str, Any]:
         return self.scheduler.model_defaults(model)
 
-    def native_size(self, model: str = "tinyshapes") -> int:
+    def native_size(self, model: str) -> int:
         return self.scheduler.native_size(model)
 
     def size_multiple(self, model: str) -> int:

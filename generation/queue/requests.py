@@ -9,8 +9,8 @@ from typing import Any
 
 from ..metadata import rendered_png
 from ..prompts import encoded_text
-from ..request import (SEED_RANGE, GenerationRequest, Limits, RenderedImage, RequestError, check_model,
-                       check_prompt_length, validate_request)
+from ..request import SEED_RANGE, GenerationRequest, Limits, RenderedImage, RequestError
+from ..validation import check_model, check_prompt_length, validate_request
 from .renderer import RendererLike
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class RequestChecker:
         """How to show a model to users (a ModelSpec's display name, else its name)."""
         return str(self.renderer.source(model).label)
 
-    def native_size(self, model: str = "tinyshapes") -> int:
+    def native_size(self, model: str) -> int:
         """The model's native image side in pixels (the base size for --ar); RequestError if unusable."""
         check_model(model, self.limits)
         return self._model_files(model)[1]

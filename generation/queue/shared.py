@@ -103,7 +103,7 @@ class SharedQueue:
     def model_defaults(self, model: str) -> dict[str, Any]:
         return self.requests.model_defaults(model)
 
-    def native_size(self, model: str = "tinyshapes") -> int:
+    def native_size(self, model: str) -> int:
         return self.requests.native_size(model)
 
     def size_multiple(self, model: str) -> int:

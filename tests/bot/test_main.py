@@ -33,7 +33,7 @@ def test_a_failed_login_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsy
     assert "not.a.token" not in err
 
 
-# ---------------------------------------------------------------- playground entry point (issue 10)
+# ---------------------------------------------------------------- no token; the playground entry point
 
 import io
 import logging
@@ -41,15 +41,39 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
+import playground.__main__ as playground_main
 from bot.lock import InstanceLock
-from bot.playground import lock_path
+from playground.simulator import lock_path
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_no_token_means_the_playground_with_a_stop_signal(tmp_path, monkeypatch, capsys):
+def test_no_token_exits_with_status_2_and_one_line_naming_make_demo(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no .env here
+    monkeypatch.delenv("DISCORD_TOKEN", raising=False)
+    assert main_module.main() == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "DISCORD_TOKEN" in lines[0] and "make demo" in lines[0]
+    assert not (tmp_path / "data").exists()  # nothing was started or created
+
+
+@pytest.mark.system
+def test_python_m_bot_without_a_token_is_status_2_and_one_line(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "DISCORD_TOKEN"}
+    env["PYTHONPATH"] = str(REPO)
+    result = subprocess.run([sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1
+    assert "make demo" in result.stderr
+
+
+def test_the_playground_entry_point_runs_it_with_a_stop_signal(tmp_path, monkeypatch, capsys):
     chosen = []
 
     async def fake_playground(settings, *, stop):
@@ -57,8 +81,8 @@ def test_no_token_means_the_playground_with_a_stop_signal(tmp_path, monkeypatch,
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DISCORD_TOKEN", raising=False)
-    monkeypatch.setattr("bot.playground.run_playground", fake_playground)
-    assert main_module.main() == 0
+    monkeypatch.setattr("playground.simulator.run_playground", fake_playground)
+    assert playground_main.main() == 0
     assert len(chosen) == 1 and chosen[0].discord_token is None
     assert capsys.readouterr().out.strip().splitlines()[-1] == "Playground stopped."
 
@@ -73,8 +97,8 @@ def test_ctrl_c_is_one_clean_stop_with_status_0(tmp_path, monkeypatch, capsys):
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DISCORD_TOKEN", raising=False)
-    monkeypatch.setattr("bot.playground.run_playground", interrupted_playground)
-    assert main_module.main() == 0
+    monkeypatch.setattr("playground.simulator.run_playground", interrupted_playground)
+    assert playground_main.main() == 0
     captured = capsys.readouterr()
     assert stopped == [True]
     assert captured.err.strip() == "Stopping…" and "Traceback" not in captured.out + captured.err
@@ -89,7 +113,7 @@ def test_a_second_playground_is_refused_in_one_line_before_its_data_is_touched(t
     data.parent.mkdir(parents=True)
     data.write_text("in use")
     with InstanceLock(lock_path(settings), what="An imagine-bot playground"):
-        assert main_module.main() == main_module.EXIT_ALREADY_RUNNING
+        assert playground_main.main() == main_module.EXIT_ALREADY_RUNNING
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "already running" in err and str(os.getpid()) in err
     assert data.read_text() == "in use"
@@ -109,16 +133,18 @@ def test_a_second_discord_bot_on_the_same_data_is_refused_before_logging_in(tmp_
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
+@pytest.mark.system  # runs make
 def test_the_make_demo_recipe_adds_no_error_line_to_a_refusal():
     recipe = subprocess.run(["make", "-n", "demo", "VENV=.venv"], cwd=REPO, capture_output=True, text=True)
     assert recipe.returncode == 0
     assert f"[ $status -eq {main_module.EXIT_ALREADY_RUNNING} ] || exit $status" in recipe.stdout
 
 
+@pytest.mark.system  # runs make
 def test_every_make_target_has_a_recipe():
     makefile = (REPO / "Makefile").read_text()
     targets = re.search(r"^\.PHONY:(.*)$", makefile, re.M).group(1).split()
-    assert {"demo", "test", "bench", "screenshot", "tour"} <= set(targets)
+    assert {"demo", "test", "check", "bench", "screenshot", "tour"} <= set(targets)
     for target in targets:
         dry = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True)
         assert dry.returncode == 0, dry.stderr

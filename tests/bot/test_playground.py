@@ -23,7 +23,7 @@ import pytest_asyncio
 
 from bot.app import build_service
 from bot.lock import AlreadyRunning, InstanceLock
-from bot.playground import BOT_NAME, LiveSync, catch_up_clock, lock_path, open_world, run_playground
+from playground.simulator import BOT_NAME, LiveSync, catch_up_clock, lock_path, open_world, run_playground
 from bot.settings import Settings
 from generation.request import Progress, RenderCancelled, RenderedImage, RenderResult
 

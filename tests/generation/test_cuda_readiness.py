@@ -23,7 +23,7 @@ from generation.families import FAMILIES
     ],
 )
 def test_auto_dtype_per_family_on_cuda(monkeypatch, family, bf16, expected):
-    import generation.renderer as renderer_module
+    import generation.devices as renderer_module
 
     monkeypatch.setattr(renderer_module, "_cuda_has_bf16", lambda: bf16)
     assert renderer_module.pick_dtype("auto", torch.device("cuda"), FAMILIES[family]) is expected
@@ -47,7 +47,7 @@ def test_offload_needs_cuda_and_is_checked(caplog):
 
     with pytest.raises(ValueError, match="Unknown offload 'half'. Use one of: none, model, sequential."):
         Renderer(device="cpu", offload="half")
-    with caplog.at_level(logging.WARNING, logger="generation.renderer"):
+    with caplog.at_level(logging.WARNING, logger="generation.devices"):
         renderer = Renderer(device="cpu", offload="model")
     assert renderer.offload == "none"
     assert "offload=model needs a CUDA device" in caplog.text
@@ -56,7 +56,7 @@ def test_offload_needs_cuda_and_is_checked(caplog):
 @pytest.mark.parametrize("offload, method", [("model", "enable_model_cpu_offload"),
                                              ("sequential", "enable_sequential_cpu_offload"), ("none", "to")])
 def test_offload_modes_place_the_pipeline_through_accelerate(offload, method):
-    from generation.renderer import Renderer
+    from generation.devices import place_pipeline
 
     calls = []
 
@@ -64,14 +64,13 @@ def test_offload_modes_place_the_pipeline_through_accelerate(offload, method):
         def __getattr__(self, name):
             return lambda *args, **kwargs: calls.append((name, args, kwargs))
 
-    renderer = Renderer(device="cpu")
-    renderer.device, renderer.offload = torch.device("cuda"), offload  # as on a GPU machine
-    renderer._place(FakePipe())
+    place_pipeline(FakePipe(), torch.device("cuda"), offload)  # as on a GPU machine
     assert calls and calls[0][0] == method
     assert torch.device("cuda") in (*calls[0][1], *calls[0][2].values())
 
 
 def test_vae_tiling_above_the_native_size(tiny_specs):
+    from generation.pipeline_call import set_vae_tiling
     from generation.renderer import Renderer
 
     renderer = Renderer(tiny_specs["sdxl"], device="cpu", cpu_threads=1)
@@ -82,16 +81,16 @@ def test_vae_tiling_above_the_native_size(tiny_specs):
     tiled = renderer.render(request).images[0].image
     assert renderer.loaded.txt2img.vae.use_tiling and tiled.size == plain.size == (128, 128)
     renderer.vae_tiling, renderer.device = "auto", torch.device("cuda")  # what a GPU would decide
-    renderer._set_vae_tiling(request)
+    set_vae_tiling(renderer.loaded, request, renderer.vae_tiling, renderer.device)
     assert renderer.loaded.txt2img.vae.use_tiling
-    renderer._set_vae_tiling(request.replace(width=64, height=64))
+    set_vae_tiling(renderer.loaded, request.replace(width=64, height=64), renderer.vae_tiling, renderer.device)
     assert not renderer.loaded.txt2img.vae.use_tiling
     renderer.device = torch.device("cpu")
     assert not np.isnan(np.asarray(tiled, dtype=float)).any()
 
 
 def test_gpu_check_script_builds_its_pipelines_from_full_size_configs():
-    from generation import gpu_check
+    from benchmarks import gpu_check
 
     assert gpu_check.SDXL_UNET["block_out_channels"] == [320, 640, 1280]
     assert gpu_check.FLUX_TRANSFORMER["num_layers"] == 19 and gpu_check.FLUX_TRANSFORMER["num_single_layers"] == 38

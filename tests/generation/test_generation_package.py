@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.system  # a fresh interpreter
 def test_importing_generation_loads_no_torch_diffusers_or_transformers() -> None:
     probe = (
         "import sys, generation\n"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from generation.models import BUILTIN_MODELS, ModelConfigError, ModelSpec, load_model_specs
+from generation.models import BUILTIN_MODELS, ModelSpec
+from generation.models_file import ModelConfigError, load_model_specs
 
 
 def write(tmp_path, text):

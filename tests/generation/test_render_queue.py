@@ -3,7 +3,7 @@ progress, model switches, and an event loop that keeps running while a render ru
 
 No test here relies on wall-clock time: renders that must stay queued or running are held by a
 fake renderer blocked on a threading.Event (its gate), and the tests wait on events, counts and
-job results. How long the event loop lags while rendering is measured by `python -m generation.bench`.
+job results. How long the event loop lags while rendering is measured by `python -m benchmarks.generation_bench`.
 """
 
 from __future__ import annotations
@@ -474,14 +474,14 @@ async def test_a_dispatcher_cancelled_while_idle_refuses_new_work():
 
 
 async def test_one_log_line_per_job_state_change(caplog):
-    caplog.set_level(logging.INFO, logger="generation.service")
+    caplog.set_level(logging.INFO, logger="generation.queue")
     service = await started(FakeRenderer())
     done = submit(service, key="job-1")
     cancelled = submit(service, key="job-2")
     service.cancel(cancelled.key)  # nothing awaited yet: job-1 is still queued
     await done.result()
     await service.close()
-    lines = [record.getMessage() for record in caplog.records if record.name == "generation.service"]
+    lines = [record.getMessage() for record in caplog.records if record.name == "generation.queue"]
     assert lines[:2] == ["job job-1 (owner alice): queued", "job job-2 (owner alice): queued"]
     assert lines[2] == "job job-2 (owner alice): cancelled"
     assert lines[3] == "job job-1 (owner alice): running"

@@ -155,7 +155,7 @@ def test_out_of_memory_frees_cached_memory_and_fails_retryably(renderer, monkeyp
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(renderer, "_render_call", out_of_memory)
+    monkeypatch.setattr(renderer_module, "render_call", out_of_memory)  # the pipeline call
     with pytest.raises(RenderError) as error:
         renderer.render(fast_request(count=2))
     assert error.value.retryable and freed == [True]

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from PIL import Image
 
-from generation.renderer import _first_image
+from generation.pipeline_call import first_image as _first_image
 from generation import RenderedImage
 
 

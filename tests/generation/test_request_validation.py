@@ -9,7 +9,7 @@ import pytest
 from gen_helpers import FakeRenderer
 
 from generation import MAX_SEED, SAMPLERS, GenerationRequest, GenerationService, Limits, RequestError
-from generation.request import validate_request
+from generation.validation import validate_request
 
 LIMITS = Limits(min_size=32, max_size=1024, max_pixels=512 * 512, max_steps=50, max_count=4)
 

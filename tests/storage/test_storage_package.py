@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_storage_imports_no_generation_torch_or_bot() -> None:
     probe = (
-        "import sys, storage, storage.bench\n"
+        "import sys, storage, benchmarks.storage_bench\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'diffusers', 'generation', 'bot', 'discord'}))"
     )
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)

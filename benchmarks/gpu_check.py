@@ -1,9 +1,9 @@
 """GPU readiness check: full-size SDXL and Flux.1-dev with random weights, rendered through the service.
 
-    python -m generation.gpu_check                     # CUDA, SDXL fp16 + Flux bf16, native 1024x1024
-    python -m generation.gpu_check --flux-blocks 8     # a shorter Flux transformer when time is short
-    python -m generation.gpu_check --offload model     # the OFFLOAD path
-    python -m generation.gpu_check --device cpu --toy  # the same code at toy scale (what the tests run)
+    python -m benchmarks.gpu_check                     # CUDA, SDXL fp16 + Flux bf16, native 1024x1024
+    python -m benchmarks.gpu_check --flux-blocks 8     # a shorter Flux transformer when time is short
+    python -m benchmarks.gpu_check --offload model     # the OFFLOAD path
+    python -m benchmarks.gpu_check --device cpu --toy  # the same code at toy scale (what the tests run)
 
 No download: the component configs below are the published ones (stabilityai/stable-diffusion-xl-base-1.0,
 black-forest-labs/FLUX.1-dev), the weights are random and built directly on the device, and the
@@ -112,7 +112,7 @@ def build_sdxl(device: Any, dtype: Any, toy: bool) -> Any:
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from .local_tokenizers import clip_tokenizer
+    from generation.local_tokenizers import clip_tokenizer
 
     unet_config = TOY["sdxl_unet"] if toy else SDXL_UNET
     vae_config = {**SDXL_VAE, **(TOY["vae"] if toy else {})}
@@ -133,7 +133,7 @@ def build_flux(device: Any, dtype: Any, toy: bool, blocks: int | None = None) ->
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
-    from .local_tokenizers import clip_tokenizer, t5_tokenizer
+    from generation.local_tokenizers import clip_tokenizer, t5_tokenizer
 
     transformer_config = {**FLUX_TRANSFORMER, **(TOY["flux"] if toy else {})}
     if blocks is not None:  # fewer blocks, same shapes: for a machine short on time
@@ -197,7 +197,7 @@ class NanWatch:
 
 
 async def _render_twice(renderer: Any, name: str, size: int, steps: int) -> list[Any]:
-    from . import GenerationRequest, GenerationService, Limits
+    from generation import GenerationRequest, GenerationService, Limits
 
     service = GenerationService(renderer, Limits(models=(name,), max_size=max(size, 64), max_pixels=size * size,
                                                  max_steps=max(steps, 1)))
@@ -219,9 +219,9 @@ async def _render_twice(renderer: Any, name: str, size: int, steps: int) -> list
 def check_model(name: str, build: Any, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     import torch
 
-    from .families import FAMILIES
-    from .models import ModelSpec
-    from .renderer import Renderer, free_memory, pick_device, pick_dtype
+    from generation.families import FAMILIES
+    from generation.models import ModelSpec
+    from generation.renderer import Renderer, free_memory, pick_device, pick_dtype
 
     device = pick_device(args.device)
     family = FAMILIES[name]
@@ -264,7 +264,7 @@ def check_model(name: str, build: Any, args: argparse.Namespace, workdir: Path) 
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    parser = argparse.ArgumentParser(prog="python -m generation.gpu_check", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--dtype", default="auto", help="auto: SDXL fp16, Flux bf16")
     parser.add_argument("--offload", default="none", choices=("none", "model", "sequential"))

@@ -1,6 +1,6 @@
 """A scripted tour of the live playground in headless chromium, with screenshots for the README.
 
-    python -m bot.tour [--out docs] [--url URL]
+    python -m playground.tour [--out docs] [--url URL]
 
 Two tabs, one per member (alice and bob, each page's "Viewing as"), do what two people would:
 alice asks for a big grid; while it renders, bob queues two images. The tour checks that bob sees
@@ -8,7 +8,7 @@ his queue positions and alice's progress line with its preview, that bob can can
 that the two other jobs deliver their results, and that /history dates agree with the page's clock
 ("now", not "in 48 weeks"). Nobody presses Refresh: the page is pushed. Screenshots go to
 `--out` (tour-1-queue.png, tour-2-cancel.png, tour-3-results.png, tour-4-history.png). Exit code 1 with a one-line
-reason on failure; chromium is always killed. Shares its browser code with bot.screenshot.
+reason on failure; chromium is always killed. Shares its browser code with playground.screenshot.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bot.screenshot import CDP, Failure, READY_JS, acted, browser, last_request_id, open_page, playground, run_command
+from playground.screenshot import CDP, Failure, READY_JS, acted, browser, last_request_id, open_page, playground, run_command
 
 # alice's grid is big enough (4 images, 128x128, 50 steps) to be still rendering while bob queues.
 ALICE: dict[str, Any] = {"prompt": "a red circle on a blue background", "count": 4, "width": 128, "height": 128, "steps": 50,
@@ -133,7 +133,7 @@ async def tour(out: Path, url: str | None) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     from bot.__main__ import configure_logging
 
-    parser = argparse.ArgumentParser(prog="python -m bot.tour", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m playground.tour", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("docs"), help="folder for the screenshots")
     parser.add_argument("--url", help="an already running playground's URL (with its #secret)")
     args = parser.parse_args(argv)

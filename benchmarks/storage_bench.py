@@ -1,6 +1,6 @@
 """Benchmark: /history and lineage on a user with 100k generations.
 
-    python -m storage.bench [--rows 100000] [--samples 300] [--url URL] [--data-dir DIR]
+    python -m benchmarks.storage_bench [--rows 100000] [--samples 300] [--url URL] [--data-dir DIR]
 
 Fills a fresh database (a temporary SQLite file by default) through the real schema, then
 times the Store calls the bot makes and prints p50/p99 per query. Not a test: it only reports.
@@ -20,8 +20,8 @@ from pathlib import Path
 
 from sqlalchemy import insert, text
 
-from .models import Generation, Image, User
-from .store import Store
+from storage.models import Generation, Image, User
+from storage.store import Store
 
 OWNER = 123_456_789_012_345_678
 WORDS = "red blue green cat dog castle forest night neon portrait city river moon robot tree".split()

@@ -1,6 +1,6 @@
 """Benchmark: render time through GenerationService vs calling the diffusers pipeline directly.
 
-    python -m generation.bench [--runs 10] [--steps 20] [--size 64] [--count 1] [--threads 1]
+    python -m benchmarks.generation_bench [--runs 10] [--steps 20] [--size 64] [--count 1] [--threads 1]
 
 Both sides render the same prepared request with the same loaded pipeline in the same process,
 interleaved (direct, service, service, direct, ...) so background load affects both alike. The
@@ -21,8 +21,8 @@ import time
 import numpy as np
 import torch
 
-from . import GenerationRequest, GenerationService, Limits, Progress
-from .samplers import make_scheduler
+from generation import GenerationRequest, GenerationService, Limits, Progress
+from generation.samplers import make_scheduler
 
 # The worst event-loop lag a render may cause: the bot's other coroutines (Discord heartbeats, other
 # users' commands) must not notice a render. Reported by the benchmark, not asserted by the tests.
@@ -67,7 +67,7 @@ async def measure_loop_lag(stop: asyncio.Event, lags: list[float], interval: flo
 
 
 async def run(args: argparse.Namespace) -> None:
-    from .renderer import Renderer
+    from generation.renderer import Renderer
 
     renderer = Renderer(args.model, device=args.device, cpu_threads=args.threads)
     service = GenerationService(renderer, Limits(models=(renderer.default_model,)))
@@ -153,7 +153,7 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m generation.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.generation_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10, help="timed renders per side")
     parser.add_argument("--lag-runs", type=int, default=3, help="extra service renders that measure loop lag")
     parser.add_argument("--steps", type=int, default=20)

@@ -1,8 +1,8 @@
 """GPU throughput benchmark (a machine with CUDA, not CI): images/s of SD 1.5 at 512² and SDXL at 1024².
 
-    python -m generation.gpu_bench                      # both models, fp16, BATCH_IMAGES=auto, eager
-    python -m generation.gpu_bench --compile            # TORCH_COMPILE: regional compile, warmed first
-    python -m generation.gpu_bench --models sd15 --batch-images 8 --peak-tflops 989
+    python -m benchmarks.gpu_bench                      # both models, fp16, BATCH_IMAGES=auto, eager
+    python -m benchmarks.gpu_bench --compile            # TORCH_COMPILE: regional compile, warmed first
+    python -m benchmarks.gpu_bench --models sd15 --batch-images 8 --peak-tflops 989
 
 Full-size architectures with random weights built directly on the GPU from their published configs (no
 download; compute is the same as with real weights). Per model, in one process:
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .gpu_check import CLIP_L, SDXL_SCHEDULER, TOY, _on, build_sdxl, write_config_folder
+from benchmarks.gpu_check import CLIP_L, SDXL_SCHEDULER, TOY, _on, build_sdxl, write_config_folder
 
 SD15_UNET: dict[str, Any] = {
     "act_fn": "silu", "attention_head_dim": 8, "block_out_channels": [320, 640, 1280, 1280],
@@ -57,7 +57,7 @@ def build_sd15(device: Any, dtype: Any, toy: bool = False) -> Any:
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from .local_tokenizers import clip_tokenizer
+    from generation.local_tokenizers import clip_tokenizer
 
     return StableDiffusionPipeline(
         vae=_on(device, lambda: AutoencoderKL(**{**SD15_VAE, **(TOY["vae"] if toy else {})}), dtype),
@@ -95,7 +95,7 @@ def flops_per_image(pipe: Any, size: int, steps: int) -> float:
 
 
 def burst(name: str, size: int, steps: int, guidance: float, sampler: str) -> list[tuple[str, Any]]:
-    from . import GenerationRequest
+    from generation import GenerationRequest
 
     colours, shapes = ["red", "green", "blue", "yellow"], ["circle", "square", "triangle", "star"]
     return [(owner, GenerationRequest(f"a {colours[number % 4]} {shapes[number // 4]} on a grey background",
@@ -114,8 +114,8 @@ def synchronize() -> None:
 def plain(pipe: Any, scheduler_config: Any, jobs: list[tuple[str, Any]], per_call: int) -> int:
     import torch
 
-    from .families import FAMILIES
-    from .samplers import make_scheduler
+    from generation.families import FAMILIES
+    from generation.samplers import make_scheduler
 
     images = [(request, seed) for _, request in jobs for seed in request.image_seeds()]
     for start in range(0, len(images), per_call):
@@ -143,9 +143,9 @@ async def through_service(service: Any, jobs: list[tuple[str, Any]]) -> int:
 async def bench_model(name: str, build: Any, size: int, steps: int, args: argparse.Namespace, workdir: Path) -> dict:
     import torch
 
-    from . import GenerationService, Limits
-    from .models import ModelSpec
-    from .renderer import Renderer, free_memory
+    from generation import GenerationService, Limits
+    from generation.models import ModelSpec
+    from generation.renderer import Renderer, free_memory
 
     started = time.perf_counter()
     device = torch.device(args.device)
@@ -205,7 +205,7 @@ async def bench_model(name: str, build: Any, size: int, steps: int, args: argpar
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(prog="python -m generation.gpu_bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="sd15,sdxl", help="comma-separated: sd15 (512², 25 steps), sdxl (1024², 20 steps)")
     parser.add_argument("--batch-images", default="auto", help="the service's BATCH_IMAGES: auto or a number")
     parser.add_argument("--compile", action="store_true", help="TORCH_COMPILE: regional torch.compile of the denoiser")
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from diffusers.utils import logging as diffusers_logging
 
     if not torch.cuda.is_available() and not args.toy:
-        raise SystemExit("generation.gpu_bench needs a CUDA GPU (python -m generation.burst_bench is the CPU benchmark)")
+        raise SystemExit("benchmarks.gpu_bench needs a CUDA GPU (python -m benchmarks.burst_bench is the CPU benchmark)")
     diffusers_logging.disable_progress_bar()
     plans: dict[str, tuple[Any, int, int]] = {
         "sd15": (lambda device, dtype: build_sd15(device, dtype, args.toy), 64 if args.toy else 512, 4 if args.toy else 25),

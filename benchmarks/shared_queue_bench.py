@@ -1,6 +1,6 @@
 """Benchmark (not a test): images/s of one burst through the shared queue with 1 and with 2 worker processes.
 
-    .venv/bin/python tests/bot/bench_shared_queue.py [--jobs 24] [--steps 20] [--url postgresql+asyncpg://...]
+    .venv/bin/python -m benchmarks.shared_queue_bench [--jobs 24] [--steps 20] [--url postgresql+asyncpg://...]
 
 Starts a throwaway PostgreSQL (tests/postgres_server.py) unless --url names one, then for each worker count:
 a fresh database, N `python -m bot.worker` processes (CPU, 1 torch thread each, model loaded before timing),
@@ -18,11 +18,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-import postgres_server  # noqa: E402
+import postgres_server  # type: ignore[import-not-found]  # noqa: E402 - tests/ is on sys.path above
 
 from storage import GenerationStatus, Store, signals  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Prove the offline playground works in a real browser, and keep the picture.
 
-    python -m bot.screenshot [--out docs/playground.png] [--url URL] [--click "Zoom Out 2×" ...]
+    python -m playground.screenshot [--out docs/playground.png] [--url URL] [--click "Zoom Out 2×" ...]
 
 Starts the playground in-process (unless --url points at one already running), drives Debian's
 headless chromium over the Chrome DevTools Protocol like a person would — type "/imagine", pick the
@@ -303,7 +303,7 @@ async def click_result_button(cdp: CDP, message_id: str, label: str) -> dict:
 async def start_playground(data_dir: Path, **changes: Any) -> tuple[asyncio.Task, str]:
     """Run the playground in this process (data in `data_dir`, a free port); returns its task and URL."""
     from bot.__main__ import default_cpu_threads
-    from bot.playground import run_playground
+    from playground.simulator import run_playground
     from bot.settings import Settings
 
     settings = default_cpu_threads(Settings(data_dir=data_dir, playground_port=free_port(), **changes))
@@ -423,7 +423,7 @@ async def prove(out: Path, url: str | None, clicks: tuple[str, ...] = ()) -> Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bot.screenshot", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m playground.screenshot", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("docs/playground.png"), help="PNG to write")
     parser.add_argument("--url", help="an already running playground's URL (with its #secret)")
     parser.add_argument("--click", action="append", default=[], metavar="LABEL",

@@ -1,6 +1,6 @@
 """Throughput benchmark: a burst of queued jobs through GenerationService vs plain diffusers.
 
-    python -m generation.burst_bench --threads 1 [--rounds 3] [--batch-images auto] [--steps 20] [--size 64]
+    python -m benchmarks.burst_bench --threads 1 [--rounds 3] [--batch-images auto] [--steps 20] [--size 64]
 
 The burst: 10 jobs from 4 users, 16 images (counts 4,1,1,1 / 2,2,1 / 1,2 / 1), each job its own prompt
 and seed, 64x64, 20 steps, DPM++ 2M, all queued at once. Three sides render the same 16 images with the
@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from . import GenerationRequest, GenerationService, Limits, Progress
-from .samplers import make_scheduler
+from generation import GenerationRequest, GenerationService, Limits, Progress
+from generation.samplers import make_scheduler
 
 # (owner, count) of the 10 jobs, in submission order: 4 owners, 16 images.
 BURST = [("alice", 4), ("alice", 1), ("alice", 1), ("alice", 1), ("bob", 2), ("bob", 2), ("bob", 1),
@@ -84,7 +84,7 @@ async def through_service(service: GenerationService, jobs: list[tuple[str, Gene
 
 
 async def run(args: argparse.Namespace) -> None:
-    from .renderer import Renderer
+    from generation.renderer import Renderer
 
     renderer = Renderer(args.model, device=args.device, cpu_threads=args.threads)
     model = renderer.default_model
@@ -135,7 +135,7 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m generation.burst_bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.burst_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--size", type=int, default=64)

@@ -6,7 +6,9 @@ import asyncio
 import io
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -180,3 +182,25 @@ def test_an_unknown_structured_field_is_refused() -> None:
 def test_owner_hashes_are_short_stable_and_salted() -> None:
     assert owner_hash(5, "a") == owner_hash(5, "a") and len(owner_hash(5, "a")) == 12
     assert owner_hash(5, "a") != owner_hash(5, "b") and owner_hash(5, "a") != owner_hash(6, "a")
+
+
+def test_the_grafana_dashboard_charts_every_metric_and_only_metrics_that_exist() -> None:
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "deploy/grafana/imagine-bot.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    charted = {name for expr in expressions for name in re.findall(r"\bimagine_[a-z_]+", expr)}
+    metrics = Metrics()  # one of each event, so every labelled series has samples
+    metrics.job_started("m", 1.0)
+    metrics.job_finished("m", Outcome.DONE)
+    metrics.batch_rendered("m", images=1, steps=1, seconds=1.0)
+    metrics.model_load_finished("m", 1.0)
+    metrics.delivery_attempt("posted")
+    metrics.database_error("claim")
+    exposed = {sample.name for family in metrics.registry.collect() for sample in family.samples}
+    assert charted <= exposed, f"charted but never exposed: {sorted(charted - exposed)}"
+    families = {family.name for family in Metrics().registry.collect()}
+    uncharted = {family for family in families if not any(name.startswith(family) for name in charted)}
+    assert uncharted == set()
+    histograms = [expr for expr in expressions if "_bucket" in expr]
+    assert histograms and all(expr.startswith("histogram_quantile(") and "rate(" in expr for expr in histograms)
+    counters = [expr for expr in expressions if "_total" in expr]
+    assert counters and all("rate(" in expr for expr in counters)

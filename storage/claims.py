@@ -149,6 +149,13 @@ WHERE turn.owner_id = ANY(:owners)
                   AND g.deleted_at IS NULL)
 """)
 
+# The owner's turn becomes the newest claim number (max via ix_owner_turns_last_claim), in one round trip.
+_TAKE_TURN_SQL = text("""
+INSERT INTO owner_turns (owner_id, last_claim)
+VALUES (:owner_id, (SELECT greatest(coalesce(max(last_claim), 0), 0) + 1 FROM owner_turns))
+ON CONFLICT (owner_id) DO UPDATE SET last_claim = excluded.last_claim
+""")
+
 
 async def _next_candidate(session: AsyncSession, *, models: Sequence[str], max_size: int,
                           loaded_model: str | None, skipped: list[int]) -> tuple[int, int] | None:
@@ -206,12 +213,7 @@ async def claim(session: AsyncSession, worker_id: str, *, models: Sequence[str],
         row.started_at = now
         row.lease_owner = worker_id
         row.lease_expires_at = now + timedelta(seconds=lease_s)
-        number = (await session.scalar(select(func.greatest(func.coalesce(func.max(OwnerTurn.last_claim), 0), 0))))
-        turn_row = await session.get(OwnerTurn, row.owner_id)
-        if turn_row is None:
-            session.add(OwnerTurn(owner_id=row.owner_id, last_claim=(number or 0) + 1))
-        else:
-            turn_row.last_claim = (number or 0) + 1
+        await session.execute(_TAKE_TURN_SQL, {"owner_id": row.owner_id})
         await session.flush()
         claimed.append(row)
     return claimed, failed

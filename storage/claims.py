@@ -107,15 +107,19 @@ async def expire_leases(session: AsyncSession, max_attempts: int) -> tuple[list[
     return requeued, failed
 
 
-# An owner with nothing queued is set aside (its claim number minus this) so the walk in claim order does not
-# step over every owner ever served; the trigger of revision 0011 adds it back when one of its jobs is queued.
+# Owners in the walk have distinct turns: claim numbers (1, 2, …) once served; before that, a never-served
+# owner's turn is its first queued job's id minus NEWCOMER_BASE (set by revision 0011's trigger): newcomers
+# go first, in the order they came. An owner with nothing queued is set aside (turn minus IDLE_OFFSET, below
+# the walk) so the walk does not step over every owner it ever served; the trigger adds IDLE_OFFSET back
+# when one of its jobs is queued, which puts the owner back in its place.
+NEWCOMER_BASE = 2**39
 IDLE_OFFSET = 2**40
-NEVER_SERVED = -1  # an owner's turn before its first claim: ahead of everyone served
 MAX_SKIPPED = 8  # candidates held by another transaction (a cancel in flight) passed over in one claim
 
-# The next job of the owners whose turn matches {turns}: each owner's best job (the loaded model first, then
-# the oldest) by an index range scan of that owner's queued jobs, owners read from ix_owner_turns_last_claim.
-_CANDIDATE_SQL = """
+# The first owner in turn order with a job this worker can render, and that job (the loaded model first,
+# then the oldest): owners read from ix_owner_turns_last_claim, each one's queued jobs from
+# ix_generations_status_owner_id_id; the walk stops at the first owner that has one.
+_NEXT_JOB_SQL = text("""
 SELECT job.id, turn.last_claim FROM owner_turns AS turn
 CROSS JOIN LATERAL (
     SELECT g.id, CASE WHEN g.model = :loaded_model THEN 0 ELSE 1 END AS preferred
@@ -124,19 +128,12 @@ CROSS JOIN LATERAL (
       AND g.init_image_url IS NULL AND g.kind <> 'pick' AND g.model = ANY(:models)
       AND coalesce(g.width, 0) <= :max_size AND coalesce(g.height, 0) <= :max_size AND g.id <> ALL(:skipped)
     ORDER BY preferred, g.id LIMIT 1) AS job
-WHERE {turns}
-ORDER BY {order} LIMIT 1
-"""
-# Never-served owners tie on their turn: their jobs compete on (preferred, id), as in the fair order; served
-# owners have distinct claim numbers: the first with a job wins and the walk stops there. Never-served owners
-# go first: UNION ALL runs its branches in order and LIMIT 1 stops at the first row (one round trip).
-_NEXT_JOB_SQL = text(
-    "(" + _CANDIDATE_SQL.format(turns=f"turn.last_claim = {NEVER_SERVED}", order="job.preferred, job.id")
-    + ") UNION ALL (" + _CANDIDATE_SQL.format(turns=f"turn.last_claim > {NEVER_SERVED}", order="turn.last_claim")
-    + ") LIMIT 1")
+WHERE turn.last_claim >= :floor
+ORDER BY turn.last_claim LIMIT 1
+""")
 _IDLE_BELOW_SQL = text("""
 SELECT turn.owner_id FROM owner_turns AS turn
-WHERE turn.last_claim >= :never_served AND turn.last_claim < :below
+WHERE turn.last_claim >= :floor AND turn.last_claim < :below
   AND NOT EXISTS (SELECT 1 FROM generations AS g WHERE g.status = 'queued' AND g.owner_id = turn.owner_id
                   AND g.deleted_at IS NULL)
 FOR UPDATE SKIP LOCKED
@@ -148,7 +145,6 @@ WHERE turn.owner_id = ANY(:owners)
   AND NOT EXISTS (SELECT 1 FROM generations AS g WHERE g.status = 'queued' AND g.owner_id = turn.owner_id
                   AND g.deleted_at IS NULL)
 """)
-
 # The owner's turn becomes the newest claim number (max via ix_owner_turns_last_claim), in one round trip.
 _TAKE_TURN_SQL = text("""
 INSERT INTO owner_turns (owner_id, last_claim)
@@ -160,7 +156,8 @@ ON CONFLICT (owner_id) DO UPDATE SET last_claim = excluded.last_claim
 async def _next_candidate(session: AsyncSession, *, models: Sequence[str], max_size: int,
                           loaded_model: str | None, skipped: list[int]) -> tuple[int, int] | None:
     """The id of the next job in fair order and its owner's turn, without locking it (None: nothing to take)."""
-    values = {"models": list(models), "max_size": max_size, "loaded_model": loaded_model, "skipped": skipped}
+    values = {"models": list(models), "max_size": max_size, "loaded_model": loaded_model, "skipped": skipped,
+              "floor": -NEWCOMER_BASE}
     row = (await session.execute(_NEXT_JOB_SQL, values)).first()
     return (int(row[0]), int(row[1])) if row is not None else None
 
@@ -169,8 +166,7 @@ async def _set_aside_idle_owners(session: AsyncSession, below: int | None) -> No
     """Owners walked over (turn below the winner's; all when nothing was found) with nothing queued leave the
     walk. Rows an intake holds (its job not committed yet) are skipped: the next claim looks again."""
     limit = below if below is not None else IDLE_OFFSET
-    owners = list((await session.execute(_IDLE_BELOW_SQL, {"never_served": NEVER_SERVED,
-                                                           "below": limit})).scalars())
+    owners = list((await session.execute(_IDLE_BELOW_SQL, {"floor": -NEWCOMER_BASE, "below": limit})).scalars())
     if owners:
         await session.execute(_SET_ASIDE_SQL, {"offset": IDLE_OFFSET, "owners": owners})
 
@@ -183,7 +179,8 @@ async def claim(session: AsyncSession, worker_id: str, *, models: Sequence[str],
     Only jobs this worker can render: its models, sides up to `max_size`, no init image still to download,
     no picks (those copy a file: the gateway does them). Each claimed job is running, its attempt counted.
     The order is read from indexes (revision 0011): a few owners' rows and one owner's jobs, whatever the
-    length of the queue.
+    length of the queue. Owners take turns (never-served ones first, by arrival); the loaded model is
+    preferred among the jobs of the owner whose turn it is.
     """
     await session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
     _, failed = await expire_leases(session, max_attempts)
@@ -193,10 +190,8 @@ async def claim(session: AsyncSession, worker_id: str, *, models: Sequence[str],
     while len(claimed) < limit:
         candidate = await _next_candidate(session, models=models, max_size=max_size, loaded_model=loaded_model,
                                           skipped=skipped)
-        if candidate is not None and candidate[1] > NEVER_SERVED:
-            await _set_aside_idle_owners(session, below=candidate[1])
-        elif candidate is None:
-            await _set_aside_idle_owners(session, below=None)
+        await _set_aside_idle_owners(session, below=candidate[1] if candidate is not None else None)
+        if candidate is None:
             break
         job_id = candidate[0]
         row = await session.scalar(with_images(

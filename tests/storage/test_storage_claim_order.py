@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 from storage_helpers import queue
 
 from storage import Store
-from storage.claims import IDLE_OFFSET, NEVER_SERVED
+from storage.claims import IDLE_OFFSET, NEWCOMER_BASE
 from storage.models import OwnerTurn
 
 ALICE, BOB, CAROL = 2001, 2002, 2003
@@ -36,9 +36,12 @@ async def turns(store: Store) -> dict[int, int]:
         return {row.owner_id: row.last_claim for row in await connection.execute(select(OwnerTurn))}
 
 
-async def test_a_queued_job_gives_its_owner_a_turn_ahead_of_everyone_served(shared: Store) -> None:
+async def test_a_queued_job_gives_its_owner_a_turn_ahead_of_everyone_served_in_arrival_order(
+        shared: Store) -> None:
+    first = await queue(shared, ALICE)
     await queue(shared, ALICE)
-    assert await turns(shared) == {ALICE: NEVER_SERVED}
+    bob = await queue(shared, BOB)
+    assert await turns(shared) == {ALICE: first.id - NEWCOMER_BASE, BOB: bob.id - NEWCOMER_BASE}
 
 
 async def test_idle_owners_leave_the_walk_and_come_back_in_their_place(shared: Store) -> None:
@@ -71,7 +74,7 @@ async def test_a_job_held_by_another_transaction_is_passed_over(shared: Store) -
 
 
 async def test_the_migration_gives_owners_already_queued_their_turn(shared: Store) -> None:
-    await queue(shared, CAROL)
+    carol = await queue(shared, CAROL)
     async with shared.engine.begin() as connection:
         await connection.execute(text("DELETE FROM owner_turns"))
         await connection.execute(text("UPDATE alembic_version SET version_num = '0008'"))
@@ -82,6 +85,6 @@ async def test_the_migration_gives_owners_already_queued_their_turn(shared: Stor
     await shared.close()
     reopened = await Store.open(shared.engine.url.render_as_string(hide_password=False), shared.data_dir)
     try:
-        assert await turns(reopened) == {CAROL: NEVER_SERVED}
+        assert await turns(reopened) == {CAROL: carol.id - NEWCOMER_BASE}
     finally:
         await reopened.close()

@@ -19,6 +19,7 @@ import aiohttp
 import discord
 
 from bot.lock import AlreadyRunning, InstanceLock
+from bot.observability import apply_log_format
 from bot.settings import Settings
 
 # Exit status of a refused second instance (EX_TEMPFAIL: try again later). `make demo` treats it as
@@ -130,7 +131,7 @@ def run_until_signalled(work: Callable[[asyncio.Event], Coroutine[Any, Any, Any]
 
 def main() -> int:
     settings = default_cpu_threads(Settings())
-    configure_logging(settings.log_level)
+    apply_log_format(configure_logging(settings.log_level), settings)
     if settings.discord_token is None:
         return run_playground_until_stopped(settings)
     return run_discord(settings)

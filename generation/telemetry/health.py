@@ -61,6 +61,9 @@ class HealthServer:
             await self._runner.cleanup()
             self._runner = None
 
+    async def close(self) -> None:  # the app closes what it opened with close()
+        await self.stop()
+
     async def readiness(self) -> tuple[bool, dict[str, dict[str, object]]]:
         """Every check's result: (all passed, {name: {"ok": bool, "error"?: str}})."""
         results: dict[str, dict[str, object]] = {}

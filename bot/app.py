@@ -32,7 +32,7 @@ from generation.queue.classifier import build_classifier
 from generation.queue.finish import Finisher
 from generation.queue.local import LocalQueue
 from generation.queue.worker import WorkerConfig
-from generation.telemetry import Metrics, Role
+from generation.telemetry import HealthServer, Metrics, Role
 from storage import Store
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,7 @@ class ImagineBot(Host):
         role = Role.BOT if settings.local_worker or not settings.shared_queue else Role.GATEWAY
         self.metrics = Metrics(role)  # this process's metrics: built once, injected where events happen
         self.model_loaded = asyncio.Event()  # /readyz "model", where this process renders
+        self.health: HealthServer | None = None  # METRICS_PORT's server, once set up
 
     async def setup_hook(self) -> None:
         if self._injected_store is not None:
@@ -168,9 +169,9 @@ class ImagineBot(Host):
         if self.settings.metrics_port is not None and self.metrics.role is not Role.GATEWAY:
             checks["model"] = event_check(self.model_loaded)
             self.runner.spawn(self._load_default_model(scheduler), name="load the default model")
-        server = await start_health(self.settings, self.metrics, checks)
-        if server is not None:
-            self._owned.append(server)
+        self.health = await start_health(self.settings, self.metrics, checks)
+        if self.health is not None:
+            self._owned.append(self.health)
 
     async def _load_default_model(self, scheduler: GenerationService) -> None:
         seconds = await scheduler.load_model(self.settings.default_model)

@@ -30,7 +30,7 @@ def apply_log_format(handler: logging.Handler, settings: Settings) -> None:
 
 def database_check(store: Store) -> ReadinessCheck:
     async def database() -> bool:
-        await store.database_now()  # raises (its reason in the body) when the database is unreachable
+        await store.ping()  # raises (its reason in the body) when the database is unreachable
         return True
 
     return database

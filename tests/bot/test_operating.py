@@ -1,0 +1,115 @@
+"""Operating it, through SimCord: /metrics moves as jobs do, /readyz waits for the model, JSON log lines
+follow one job through its states (README "Operating it")."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bot.app import build_service
+from bot.observability import apply_log_format
+from bot.settings import Settings
+
+
+class GatedLoad:
+    """A real scheduler whose default-model load waits for the test (as a slow disk would)."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+
+    def __call__(self, settings: Settings, waiter: Any) -> Any:
+        service = build_service(settings, waiter)
+        load = service.load_model
+
+        async def gated_load(model: str) -> float:
+            await waiter.idle(self.gate.wait())  # an expected outside wait, not a hung bot
+            return await load(model)
+
+        service.load_model = gated_load  # type: ignore[method-assign]
+        return service
+
+
+GATED = GatedLoad()
+
+
+async def get(port: int, path: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}{path}") as response:
+        return response.status, await response.text()
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus text page by (name, sorted labels)."""
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+@pytest.mark.bot(metrics_port=0, metrics_host="127.0.0.1", service=GATED)
+async def test_metrics_health_and_json_logs_follow_the_jobs(world) -> None:
+    bot = world.bot
+    assert bot.health is not None
+    port = bot.health.port
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    apply_log_format(handler, Settings(_env_file=None, log_format="json", log_salt="test-salt"))
+    jobs_log = logging.getLogger("imagine.jobs")
+    jobs_log.addHandler(handler)
+    level = jobs_log.level
+    jobs_log.setLevel(logging.INFO)
+    try:
+        assert (await get(port, "/healthz"))[0] == 200
+        status, body = await get(port, "/readyz")
+        checks = json.loads(body)["checks"]
+        assert status == 503 and checks["model"] == {"ok": False}
+        assert checks["database"]["ok"] and checks["gateway"]["ok"], checks
+
+        GATED.gate.set()
+        await world.env.settle()  # the load is bot work: settled, it is done
+        assert bot.model_loaded.is_set()
+        status, body = await get(port, "/readyz")
+        assert status == 200 and json.loads(body)["status"] == "ready"
+
+        await world.store.update_guild_config(world.guild.id, banned_words=["cat"])
+        first = await world.alice.slash(world.channel, "imagine", prompt="a red circle", seed=1)
+        await world.bob.slash(world.channel, "imagine", prompt="a blue square", seed=2)
+        refused = await world.alice.slash(world.channel, "imagine", prompt="a cat")
+        assert refused.response.ephemeral
+        await world.env.settle()
+        assert first.response.attachments
+
+        status, text = await get(port, "/metrics")
+    finally:
+        jobs_log.removeHandler(handler)
+        jobs_log.setLevel(level)
+    assert status == 200
+    values = samples(text)
+    transitions = {state: values[("imagine_job_transitions_total", (("state", state),))]
+                   for state in ("queued", "running", "done", "failed", "cancelled")}
+    assert transitions == {"queued": 2, "running": 2, "done": 2, "failed": 0, "cancelled": 0}
+    assert values[("imagine_jobs_finished_total", (("model", "tinyshapes"), ("outcome", "done")))] == 2
+    assert values[("imagine_refusals_total", (("reason", "banned_word"),))] == 1
+    assert values[("imagine_refusals_total", (("reason", "quota"),))] == 0
+    assert values[("imagine_queue_wait_seconds_count", (("model", "tinyshapes"),))] == 2
+    assert values[("imagine_images_rendered_total", (("model", "tinyshapes"),))] == 2
+    assert values[("imagine_denoising_steps_total", (("model", "tinyshapes"),))] == 2 * 4  # default_steps=4
+    rendered = sum(value for (name, _), value in values.items() if name == "imagine_render_seconds_per_image_count")
+    assert 1 <= rendered <= 2  # one observation per pipeline call: the two jobs may have shared one
+    assert values[("imagine_model_load_seconds_count", (("model", "tinyshapes"),))] >= 1
+    assert values[("imagine_model_loaded", (("model", "tinyshapes"),))] == 1
+    assert values[("imagine_delivery_attempts_total", (("result", "posted"),))] == 2
+    assert values[("imagine_process_info", (("role", "bot"),))] == 1
+
+    records = [json.loads(line) for line in lines.getvalue().splitlines()]
+    one_job = records[0]["job_id"]  # alice's, queued first
+    queued = [record for record in records if record["to_state"] == "queued"]
+    assert len(queued) == 2 and queued[0]["owner_hash"] != queued[1]["owner_hash"]  # alice's, bob's
+    states = [(record.get("from_state"), record["to_state"]) for record in records if record["job_id"] == one_job]
+    assert states == [(None, "queued"), ("queued", "running"), ("running", "done")]
+    assert all(record["model"] == "tinyshapes" and len(record["owner_hash"]) == 12 for record in records)
+    assert str(world.alice.id) not in lines.getvalue() and str(world.bob.id) not in lines.getvalue()

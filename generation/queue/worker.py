@@ -19,7 +19,7 @@ from storage.repository import LeaseLost
 
 from ..jobs import JobCancelled, JobFailed
 from ..request import RequestError
-from ..telemetry import Outcome, events
+from ..telemetry import events
 from .listening import start_listening
 from .records import request_from_record
 from .waiter import PLAIN, Waiter
@@ -207,23 +207,19 @@ class RenderWorker:
                                               worker_id=self.worker_id)
             jobs, count, seconds = self._done
             self._done = (jobs + 1, count + len(done.images), seconds + result.duration_s)
-            events.job_finished(self.metrics, record, Outcome.DONE, worker_id=self.worker_id)
             await self._notify(signals.DONE, f"{generation_id} done")
         except JobCancelled:
-            events.job_finished(self.metrics, record, Outcome.CANCELLED, worker_id=self.worker_id)
             log.info("worker %s: job #%s stopped (cancelled, or its lease was lost)", self.worker_id, generation_id)
         except LeaseLost as lost:
             log.warning("worker %s: job #%s finished after its lease went to %s; result dropped", self.worker_id,
                         generation_id, lost.holder)
         except (JobFailed, RequestError, CorruptImage) as error:
             reason = error.reason if isinstance(error, JobFailed) else str(error)
-            events.job_finished(self.metrics, record, Outcome.FAILED, reason=reason, worker_id=self.worker_id)
             await self._finish_failed(generation_id, reason)
         except asyncio.CancelledError:
             raise
         except Exception as error:
             log.exception("worker %s: job #%s failed unexpectedly", self.worker_id, generation_id)
-            events.job_finished(self.metrics, record, Outcome.FAILED, reason="internal error", worker_id=self.worker_id)
             await self._finish_failed(generation_id, f"internal error: {type(error).__name__}")
         finally:
             self.inflight.pop(generation_id, None)

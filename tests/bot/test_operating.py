@@ -113,3 +113,29 @@ async def test_metrics_health_and_json_logs_follow_the_jobs(world) -> None:
     assert states == [(None, "queued"), ("queued", "running"), ("running", "done")]
     assert all(record["model"] == "tinyshapes" and len(record["owner_hash"]) == 12 for record in records)
     assert str(world.alice.id) not in lines.getvalue() and str(world.bob.id) not in lines.getvalue()
+
+
+def test_each_refusal_has_its_reason_label() -> None:
+    from bot.intake import PolicyRefusal, refusal_of
+    from generation import QueueFull, RequestError
+    from generation.telemetry import Refusal
+
+    assert refusal_of(QueueFull("you have 5 jobs queued")) is Refusal.CAPS
+    assert refusal_of(RequestError("steps must be at most 50")) is Refusal.VALIDATION
+    assert refusal_of(PolicyRefusal("only in #imagine", refusal=Refusal.CHANNEL)) is Refusal.CHANNEL
+    assert refusal_of(PolicyRefusal("these models only")) is Refusal.VALIDATION
+
+
+@pytest.mark.bot(queue_per_user=1)
+async def test_a_full_queue_and_a_daily_quota_count_as_caps_and_quota(world, bot_factory) -> None:
+    bot_factory.hold_queue()  # the first job stays queued: the member's cap of 1 is full
+    await world.alice.slash(world.channel, "imagine", prompt="a red circle", seed=1)
+    capped = await world.alice.slash(world.channel, "imagine", prompt="a blue circle", seed=2)
+    await world.store.update_guild_config(world.guild.id, daily_quota=1)
+    over_quota = await world.bob.slash(world.channel, "imagine", prompt="a green square", seed=3, count=2)
+    assert capped.response.ephemeral and over_quota.response.ephemeral
+    bot_factory.release_queue()
+    await world.env.settle()
+    values = samples(world.bot.metrics.exposition().decode())
+    refusals = {labels[0][1]: value for (name, labels), value in values.items() if name == "imagine_refusals_total"}
+    assert refusals == {"validation": 0, "caps": 1, "quota": 1, "banned_word": 0, "channel": 0, "nsfw": 0}

@@ -7,6 +7,8 @@ import asyncio
 import io
 import json
 import logging
+import socket
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,6 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.app import build_service
 from bot.observability import apply_log_format
 from bot.settings import Settings
+from bot.worker import run_worker
+from generation.telemetry import Metrics, Role
 
 
 class GatedLoad:
@@ -139,3 +143,49 @@ async def test_a_full_queue_and_a_daily_quota_count_as_caps_and_quota(world, bot
     values = samples(world.bot.metrics.exposition().decode())
     refusals = {labels[0][1]: value for (name, labels), value in values.items() if name == "imagine_refusals_total"}
     assert refusals == {"validation": 0, "caps": 1, "quota": 1, "banned_word": 0, "channel": 0, "nsfw": 0}
+
+
+class WatchedMetrics(Metrics):
+    """A worker's metrics that also tell the test when the first claim was made (an event, not a clock)."""
+
+    def __init__(self) -> None:
+        super().__init__(Role.WORKER)
+        self.first_claim = asyncio.Event()
+
+    def claimed(self, seconds: float) -> None:
+        super().claimed(seconds)
+        self.first_claim.set()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.system
+async def test_a_render_worker_serves_its_metrics_and_is_ready_once_its_model_is_loaded(
+        postgres_database: str, tmp_path: Path) -> None:
+    port = free_port()
+    settings = Settings(_env_file=None, database_url=postgres_database, shared_queue=True, data_dir=tmp_path,
+                        device="cpu", dtype="float32", cpu_threads=1, metrics_port=port, metrics_host="127.0.0.1",
+                        queue_poll_s=0)
+    metrics = WatchedMetrics()
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(settings, stop, metrics))
+    claimed = asyncio.create_task(metrics.first_claim.wait())
+    try:
+        await asyncio.wait({worker, claimed}, return_when=asyncio.FIRST_COMPLETED)
+        assert not worker.done(), worker.result()
+        status, body = await get(port, "/readyz")  # claims start only after the model is loaded
+        assert status == 200 and json.loads(body)["checks"] == {"database": {"ok": True}, "model": {"ok": True}}
+        assert (await get(port, "/healthz")) == (200, json.dumps({"status": "alive", "role": "worker"}))
+        values = samples((await get(port, "/metrics"))[1])
+        assert values[("imagine_claim_seconds_count", ())] >= 1
+        assert values[("imagine_model_loaded", (("model", "tinyshapes"),))] == 1
+        assert values[("imagine_model_load_seconds_count", (("model", "tinyshapes"),))] == 1
+        assert values[("imagine_process_info", (("role", "worker"),))] == 1
+    finally:
+        claimed.cancel()
+        stop.set()
+        assert await worker == 0

@@ -20,6 +20,7 @@ import aiohttp
 import discord
 
 from bot.lock import AlreadyRunning, InstanceLock
+from bot.observability import apply_log_format
 from bot.settings import Settings
 from generation.models import default_cpu_threads as declared_threads
 from generation.models import model_source
@@ -148,7 +149,7 @@ def main() -> int:
         print(NO_TOKEN, file=sys.stderr)
         return EXIT_NO_TOKEN
     settings = default_cpu_threads(settings)
-    configure_logging(settings.log_level)
+    apply_log_format(configure_logging(settings.log_level), settings)
     return run_discord(settings)
 
 

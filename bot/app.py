@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import discord
 from discord import app_commands
@@ -20,9 +20,11 @@ from discord.ext import commands
 from bot.errors import on_app_command_error
 from bot.host import Host
 from bot.intake import Intake
+from bot.observability import database_check, event_check, gateway_check, start_health
 from bot.runner import JobRunner
 from bot.services import Services
 from bot.settings import Settings
+from bot.sharding import ShardPlan
 from bot.views import DYNAMIC_ITEMS
 from generation import GenerationRequest, GenerationService, Limits
 from generation.queue import PLAIN, RenderQueue, Waiter
@@ -30,6 +32,7 @@ from generation.queue.classifier import build_classifier
 from generation.queue.finish import Finisher
 from generation.queue.local import LocalQueue
 from generation.queue.worker import WorkerConfig
+from generation.telemetry import HealthServer, Metrics, Role
 from storage import Store
 
 log = logging.getLogger(__name__)
@@ -112,8 +115,12 @@ class ImagineBot(Host):
         # Slash commands and components only: no privileged intents, no message content.
         # Every command may be used from a server install or a member's own install, in servers, DMs and
         # group DMs, unless it says otherwise (/config: servers that added the bot only).
+        self.shard_plan = ShardPlan.from_settings(settings)
+        sharding: dict[str, Any] = {}
+        if isinstance(self, discord.AutoShardedClient):  # ShardedImagineBot
+            sharding = {"shard_count": self.shard_plan.shard_count, "shard_ids": self.shard_plan.shard_ids}
         super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.default(),
-                         tree_cls=GuildGateTree, help_command=None,
+                         tree_cls=GuildGateTree, help_command=None, **sharding,
                          allowed_installs=app_commands.AppInstallationType(guild=True, user=True),
                          allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=True,
                                                                          private_channel=True))
@@ -123,6 +130,10 @@ class ImagineBot(Host):
         self.waiter = waiter
         self.service_factory = service_factory or build_service
         self._owned: list[Closeable] = []  # what setup_hook opened, closed in reverse order
+        role = Role.BOT if settings.local_worker or not settings.shared_queue else Role.GATEWAY
+        self.metrics = Metrics(role)  # this process's metrics: built once, injected where events happen
+        self.model_loaded = asyncio.Event()  # /readyz "model", where this process renders
+        self.health: HealthServer | None = None  # METRICS_PORT's server, once set up
 
     async def setup_hook(self) -> None:
         if self._injected_store is not None:
@@ -137,9 +148,10 @@ class ImagineBot(Host):
             scheduler = self.service_factory(self.settings, self.waiter)
             self._owned.append(scheduler)
             await scheduler.start()
+        scheduler.metrics = self.metrics
         finisher = build_finisher(self.settings, scheduler)
         self.queue = await self._open_queue(scheduler, finisher)
-        self.services = Services(self.store, self.queue, self.settings, finisher, self.waiter)
+        self.services = Services(self.store, self.queue, self.settings, finisher, self.waiter, self.metrics)
         self.runner = JobRunner(self, self.services)
         self.intake = Intake(self, self.services, self.runner)
         self.tree.on_error = on_app_command_error  # type: ignore[method-assign]
@@ -148,22 +160,39 @@ class ImagineBot(Host):
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         await self.tree.sync()
         self._warm_up()
+        await self._serve_health(scheduler)
         await self.recover()
+
+    async def _serve_health(self, scheduler: GenerationService) -> None:
+        """METRICS_PORT: /metrics, /healthz, /readyz (database; gateway connected; model, where it renders)."""
+        checks = {"database": database_check(self.store), "gateway": gateway_check(self)}
+        if self.settings.metrics_port is not None and self.metrics.role is not Role.GATEWAY:
+            checks["model"] = event_check(self.model_loaded)
+            self.runner.spawn(self._load_default_model(scheduler), name="load the default model")
+        self.health = await start_health(self.settings, self.metrics, checks)
+        if self.health is not None:
+            self._owned.append(self.health)
+
+    async def _load_default_model(self, scheduler: GenerationService) -> None:
+        seconds = await scheduler.load_model(self.settings.default_model)
+        self.metrics.model_load_finished(self.settings.default_model, seconds)
+        self.model_loaded.set()
 
     async def _open_queue(self, scheduler: GenerationService, finisher: Finisher) -> RenderQueue:
         """The render queue Settings choose: in this process, or shared on PostgreSQL (SHARED_QUEUE)."""
         if not self.settings.shared_queue:
-            return LocalQueue(scheduler, self.store, finisher, waiter=self.waiter)
+            return LocalQueue(scheduler, self.store, finisher, waiter=self.waiter, metrics=self.metrics)
         from generation.queue.shared import SharedQueue
         from generation.queue.worker import RenderWorker
 
         shared = SharedQueue(scheduler, self.store, per_owner_cap=self.settings.queue_per_user,
                              total_cap=self.settings.queue_total, poll_s=self.settings.queue_poll_s,
-                             max_attempts=self.settings.max_render_attempts, waiter=self.waiter)
+                             max_attempts=self.settings.max_render_attempts, waiter=self.waiter, metrics=self.metrics)
         await shared.start()
         self._owned.append(shared)
         if self.settings.local_worker:  # this process renders too, as one worker of the shared queue
-            worker = RenderWorker(self.store, scheduler, finisher, worker_config(self.settings), waiter=self.waiter)
+            worker = RenderWorker(self.store, scheduler, finisher, worker_config(self.settings), waiter=self.waiter,
+                                  metrics=self.metrics)
             await worker.start()
             self._owned.append(worker)
         return shared
@@ -186,6 +215,7 @@ class ImagineBot(Host):
             recovery = await self.store.recover_shared(self.settings.max_render_attempts)
         else:
             recovery = await self.store.recover(self.settings.max_render_attempts)
+        recovery = self.shard_plan.mine(recovery)  # split gateways: each recovers its own shards' jobs
         for record in recovery.failed:
             self.runner.spawn(self.runner.report_recovered_failure(record), name=f"report job #{record.id}")
         for record in recovery.to_render:
@@ -231,5 +261,11 @@ def create_bot(settings: Settings | None = None, *, store: Store | None = None,
     the render queue's waits on outside work (for work, for a result, for a notification): SimCord tests
     and the playground declare them external waits (`generation.queue.CallbackWaiter`).
     """
-    return ImagineBot(settings if settings is not None else Settings(), store=store, service=service,
-                      waiter=waiter, service_factory=service_factory)
+    settings = settings if settings is not None else Settings()
+    kind = ShardedImagineBot if settings.shard_count is not None else ImagineBot
+    return kind(settings, store=store, service=service, waiter=waiter, service_factory=service_factory)
+
+
+class ShardedImagineBot(ImagineBot, commands.AutoShardedBot):
+    """SHARD_COUNT set: the same bot on discord.py's AutoShardedBot, running the shards SHARD_IDS."""
+

@@ -16,6 +16,7 @@ from bot import presentation
 from bot.moderation import Moderation, quietly
 from bot.reply import DEFAULT_UPLOAD_LIMIT, Reply
 from bot.views import result_layout, result_view
+from generation.telemetry import Refusal
 from storage import CorruptImage
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class Delivery:
         self.settings = services.settings
         self.moderation = moderation
         self.retry_delays_s = retry_delays_s
+        self.metrics = services.metrics
 
     def channel_upload_limit(self, guild_id: int | None) -> int:
         guild = self.bot.get_guild(guild_id) if guild_id is not None else None
@@ -81,6 +83,7 @@ class Delivery:
         screening = await self.moderation.screen(record, record.guild_id, record.channel_id)
         if screening.action == "hold":
             await self.moderation.hold(record, screening, reply)
+            self.metrics.refused(Refusal.NSFW)
             await self.moderation.log_nsfw(record, screening, None)
             return None
         try:
@@ -104,6 +107,7 @@ class Delivery:
             else:
                 reason = f"Discord refused the upload: {last_error}"
             log.error("job #%s: %s", record.id, reason)
+        self.metrics.delivery_attempt("failed")
         await quietly(self.store.record_delivery_failure(record.id, reason), "record the delivery failure",
                             record.id)
         if reply is not None and reply.usable():
@@ -154,12 +158,15 @@ class Delivery:
                     # the channel still works.
                     log.info("job #%s: original response unusable (%s); posting in the channel", record.id, error)
                     reply = None
+                    self.metrics.delivery_fallback()
                     continue
                 if not _retryable(error) or attempt == len(self.retry_delays_s):
                     break
                 log.warning("job #%s: upload failed (%r), retrying", record.id, error)
+                self.metrics.delivery_attempt("retry")
                 await asyncio.sleep(self.retry_delays_s[attempt])
                 continue
+            self.metrics.delivery_attempt("posted")
             return message, None, reply
         return None, last_error, reply
 

@@ -32,7 +32,8 @@ import discord
 from bot import modlog, policy
 from bot.reply import TOKEN_LIFETIME, Reply
 from generation.queue.records import request_to_params
-from generation import (PARAMETERS, GenerationRequest, RequestError, expand_prompt, parse_prompt_flags,
+from generation.telemetry import Refusal, events
+from generation import (PARAMETERS, GenerationRequest, QueueFull, RequestError, expand_prompt, parse_prompt_flags,
                         size_for_aspect_ratio)
 from storage import GenerationKind, GuildConfigRecord
 
@@ -96,9 +97,10 @@ class Place:
 class PolicyRefusal(RequestError):
     """A server's rule refused the work; `log` is the moderators' log line (None: not worth logging)."""
 
-    def __init__(self, message: str, log: str | None = None) -> None:
+    def __init__(self, message: str, log: str | None = None, refusal: Refusal = Refusal.VALIDATION) -> None:
         super().__init__(message)
         self.log = log
+        self.refusal = refusal  # the reason label of imagine_refusals_total
 
 
 @dataclass
@@ -145,6 +147,13 @@ def check_attachment(attachment: discord.Attachment) -> None:
             f"init_image is {attachment.size / 1048576:.1f} MiB; the limit is {MAX_INIT_IMAGE_BYTES // 1048576} MiB.")
 
 
+def refusal_of(error: RequestError) -> Refusal:
+    """The metric's reason for a refusal: a server rule says which; a full queue is a cap."""
+    if isinstance(error, PolicyRefusal):
+        return error.refusal
+    return Refusal.CAPS if isinstance(error, QueueFull) else Refusal.VALIDATION
+
+
 class JobStarter(Protocol):
     """What intake needs of the job runner: carry a recorded job on, run a side task."""
 
@@ -186,6 +195,7 @@ class Intake:
                 for one in self.expand(order):
                     drafts.append(await self.draft(interaction.user.id, one, place))
             except RequestError as error:
+                self.services.metrics.refused(refusal_of(error))
                 for draft in drafts:
                     if draft.reservation is not None:
                         draft.reservation.release()
@@ -224,6 +234,8 @@ class Intake:
             # Too late to answer (the 3 s passed): the rows exist, so the results go to the channel.
             log.warning("job #%s: could not acknowledge the interaction (%s); posting in the channel",
                         records[0].id, error)
+        for record in records:
+            events.job_queued(self.services.metrics, record)
         replies = [Reply.from_interaction(interaction)] + await self.more_replies(interaction, records[1:])
         for record, draft, reply in zip(records, drafts, replies):
             self.runner.start(record, draft.request, draft.reservation, reply, order.attachment)
@@ -259,7 +271,7 @@ class Intake:
         if config is not None and not policy.channel_allowed(config.allowed_channel_ids,
                                                               (place.channel_id, place.parent_id)):
             channels = ", ".join(f"<#{channel_id}>" for channel_id in config.allowed_channel_ids)
-            raise PolicyRefusal(f"This server allows image generation only in {channels}.")
+            raise PolicyRefusal(f"This server allows image generation only in {channels}.", refusal=Refusal.CHANNEL)
         if order.kind is GenerationKind.PICK:
             # A pick copies an image that exists: nothing to render, validate or queue.
             return Draft(order, GenerationRequest(**order.fields))
@@ -309,7 +321,8 @@ class Intake:
             raise PolicyRefusal(
                 "This prompt uses a word or phrase this server does not allow, so nothing was queued. "
                 "Rephrase it and try again.",
-                log=f"prompt refused (banned word “{found}”): “{discord.utils.escape_markdown(raw_prompt[:300])}”")
+                log=f"prompt refused (banned word “{found}”): “{discord.utils.escape_markdown(raw_prompt[:300])}”",
+                refusal=Refusal.BANNED_WORD)
         if config.daily_quota:
             start, reset = policy.quota_window(discord.utils.utcnow())
             used = await self.store.images_made_since(owner_id, place.guild_id, start)
@@ -320,4 +333,4 @@ class Intake:
                     f"You have used {used} of this server's {config.daily_quota} images for today "
                     f"({left} left{asked}). The quota resets {discord.utils.format_dt(reset, 'R')} "
                     f"({discord.utils.format_dt(reset, 't')}).",
-                    log=f"daily quota reached ({used}/{config.daily_quota} images)")
+                    log=f"daily quota reached ({used}/{config.daily_quota} images)", refusal=Refusal.QUOTA)

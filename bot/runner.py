@@ -25,6 +25,7 @@ from bot.status import STATUS_EDIT_INTERVAL_S, StatusMessage, StatusWatcher
 from generation import GenerationRequest, JobCancelled, JobFailed, RequestError
 from generation.editing import blend_strip_png
 from generation.queue.records import request_from_record
+from generation.telemetry import Outcome, events
 from storage import CorruptImage, GenerationKind, GenerationStatus, ImageInput
 
 if TYPE_CHECKING:
@@ -138,17 +139,21 @@ class JobRunner:
             else:
                 done = await self._render(record, request, reservation, status)
         except JobProblem as problem:
+            events.job_finished(self.services.metrics, record, Outcome.FAILED, reason=str(problem))
             await self._fail(record, request, str(problem), status)
             return
         except JobCancelled:
+            events.job_finished(self.services.metrics, record, Outcome.CANCELLED)
             await quietly(self.store.mark_cancelled(record.id), "record the cancellation", record.id)
             await status.finish(content=f"{presentation.status_header(request)}\n✖ Cancelled.", view=None)
             return
         except JobFailed as error:
+            events.job_finished(self.services.metrics, record, Outcome.FAILED, reason=error.reason)
             await self._fail(record, request, error.reason, status)
             return
         except Exception as error:
             log.exception("job #%s failed unexpectedly", record.id)
+            events.job_finished(self.services.metrics, record, Outcome.FAILED, reason="internal error")
             await quietly(self.store.mark_failed(record.id, f"internal error: {type(error).__name__}"),
                                 "record the failure", record.id)
             await status.finish(content=apology(record.id), view=None)
@@ -159,6 +164,7 @@ class JobRunner:
             if self._waiting.pop(str(record.id), None) is not None:  # left the queue without starting
                 self._refresh_positions()
         await status.finish()
+        events.job_finished(self.services.metrics, record, Outcome.DONE)
         await self.delivery.deliver(done, reply)
 
     async def _download_init_image(self, attachment: discord.Attachment | None, url: str | None) -> bytes:

@@ -3,8 +3,10 @@ shared; the handlers cannot tell), the settings, the finish step (NSFW_CLASSIFIE
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from generation.telemetry import Metrics
 
 if TYPE_CHECKING:
     from bot.settings import Settings
@@ -20,3 +22,4 @@ class Services:
     settings: Settings
     finisher: Finisher  # how renders are finished; its `classifier` is NSFW_CLASSIFIER's
     waiter: Waiter  # the queue's waits on outside work (SimCord: external waits)
+    metrics: Metrics = field(default_factory=Metrics)  # this process's; built once in bot.app

@@ -81,6 +81,16 @@ class Settings(BaseSettings):
 
     allowed_guilds: Annotated[list[int], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
+    # Operating it (README): /metrics, /healthz, /readyz on this port (None: off; 0: any free port);
+    # log lines as text or one JSON object each; the salt of the owner hash in log lines.
+    metrics_port: int | None = None
+    metrics_host: str = "0.0.0.0"
+    log_format: Literal["human", "json"] = "human"
+    log_salt: str | None = None
+    # Gateway sharding: SHARD_COUNT shards in all (None: one process, Discord's recommendation), of which
+    # this process runs SHARD_IDS (empty: all). DMs and user installs belong to the gateway of shard 0.
+    shard_count: int | None = None
+    shard_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
 
     # Content policy: what happens to an image flagged NSFW outside age-restricted channels where a
     # server chose nothing with /config (and in DMs and user installs): block | spoiler | allow.
@@ -99,7 +109,8 @@ class Settings(BaseSettings):
     playground_port: int = 8765
     playground_settle_s: float = 60.0
 
-    _split = field_validator("extra_models", "allowed_guilds", "nsfw_classifier_labels", mode="before")(_split_list)
+    _split = field_validator("extra_models", "allowed_guilds", "nsfw_classifier_labels", "shard_ids",
+                             mode="before")(_split_list)
 
     @property
     def resolved_database_url(self) -> str:

@@ -17,26 +17,37 @@ import sys
 
 from bot.__main__ import configure_logging
 from bot.app import build_finisher, build_service, worker_config
+from bot.observability import apply_log_format, database_check, event_check, start_health
 from bot.settings import Settings
 from generation.queue.worker import RenderWorker
+from generation.telemetry import Metrics, Role
 from storage import Store
 
 log = logging.getLogger("bot.worker")
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event) -> int:
+async def run_worker(settings: Settings, stop: asyncio.Event, metrics: Metrics | None = None) -> int:
+    """`metrics`: the process's (built here unless given); METRICS_PORT serves it with /healthz and /readyz."""
+    metrics = metrics if metrics is not None else Metrics(Role.WORKER)
     store = await Store.open(settings.resolved_database_url, settings.data_dir, image_store=settings.image_store)
+    model_loaded = asyncio.Event()
+    health = await start_health(settings, metrics, {"database": database_check(store),
+                                                    "model": event_check(model_loaded)})
     try:
         if not store.shared:
             print("bot.worker needs the shared queue on PostgreSQL: set DATABASE_URL=postgresql+asyncpg://...",
                   file=sys.stderr)
             return 2
         service = build_service(settings)
+        service.metrics = metrics
         await service.start()
         # Load the default model now: the first claimed job should not pay for it (and it is "loaded").
         load_s = await service.load_model(settings.model)
         log.info("loaded %s in %.1fs", settings.model, load_s)
-        worker = RenderWorker(store, service, build_finisher(settings, service), worker_config(settings))
+        metrics.model_load_finished(settings.model, load_s)
+        model_loaded.set()
+        worker = RenderWorker(store, service, build_finisher(settings, service), worker_config(settings),
+                              metrics=metrics)
         worker.loaded_model = settings.model
         try:
             await worker.start()
@@ -46,13 +57,15 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> int:
             await worker.close()
             await service.close()
     finally:
+        if health is not None:
+            await health.stop()
         await store.close()
     return 0
 
 
 def main() -> int:
     settings = Settings()
-    configure_logging(settings.log_level)
+    apply_log_format(configure_logging(settings.log_level), settings)
 
     async def run() -> int:
         stop = asyncio.Event()

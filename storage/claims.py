@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import Generation, GenerationKind, GenerationStatus, OwnerTurn, Worker
@@ -107,6 +107,70 @@ async def expire_leases(session: AsyncSession, max_attempts: int) -> tuple[list[
     return requeued, failed
 
 
+# Owners in the walk have distinct turns: claim numbers (1, 2, …) once served; before that, a never-served
+# owner's turn is its first queued job's id minus NEWCOMER_BASE (set by revision 0011's trigger): newcomers
+# go first, in the order they came. An owner with nothing queued is set aside (turn minus IDLE_OFFSET, below
+# the walk) so the walk does not step over every owner it ever served; the trigger adds IDLE_OFFSET back
+# when one of its jobs is queued, which puts the owner back in its place.
+NEWCOMER_BASE = 2**39
+IDLE_OFFSET = 2**40
+MAX_SKIPPED = 8  # candidates held by another transaction (a cancel in flight) passed over in one claim
+
+# The first owner in turn order with a job this worker can render, and that job (the loaded model first,
+# then the oldest): owners read from ix_owner_turns_last_claim, each one's queued jobs from
+# ix_generations_status_owner_id_id; the walk stops at the first owner that has one.
+_NEXT_JOB_SQL = text("""
+SELECT job.id, turn.last_claim FROM owner_turns AS turn
+CROSS JOIN LATERAL (
+    SELECT g.id, CASE WHEN g.model = :loaded_model THEN 0 ELSE 1 END AS preferred
+    FROM generations AS g
+    WHERE g.status = 'queued' AND g.owner_id = turn.owner_id AND g.deleted_at IS NULL
+      AND g.init_image_url IS NULL AND g.kind <> 'pick' AND g.model = ANY(:models)
+      AND coalesce(g.width, 0) <= :max_size AND coalesce(g.height, 0) <= :max_size AND g.id <> ALL(:skipped)
+    ORDER BY preferred, g.id LIMIT 1) AS job
+WHERE turn.last_claim >= :floor
+ORDER BY turn.last_claim LIMIT 1
+""")
+_IDLE_BELOW_SQL = text("""
+SELECT turn.owner_id FROM owner_turns AS turn
+WHERE turn.last_claim >= :floor AND turn.last_claim < :below
+  AND NOT EXISTS (SELECT 1 FROM generations AS g WHERE g.status = 'queued' AND g.owner_id = turn.owner_id
+                  AND g.deleted_at IS NULL)
+FOR UPDATE SKIP LOCKED
+""")
+# A second statement (a fresh snapshot) under those row locks: a job queued meanwhile keeps its owner.
+_SET_ASIDE_SQL = text("""
+UPDATE owner_turns AS turn SET last_claim = turn.last_claim - :offset
+WHERE turn.owner_id = ANY(:owners)
+  AND NOT EXISTS (SELECT 1 FROM generations AS g WHERE g.status = 'queued' AND g.owner_id = turn.owner_id
+                  AND g.deleted_at IS NULL)
+""")
+# The owner's turn becomes the newest claim number (max via ix_owner_turns_last_claim), in one round trip.
+_TAKE_TURN_SQL = text("""
+INSERT INTO owner_turns (owner_id, last_claim)
+VALUES (:owner_id, (SELECT greatest(coalesce(max(last_claim), 0), 0) + 1 FROM owner_turns))
+ON CONFLICT (owner_id) DO UPDATE SET last_claim = excluded.last_claim
+""")
+
+
+async def _next_candidate(session: AsyncSession, *, models: Sequence[str], max_size: int,
+                          loaded_model: str | None, skipped: list[int]) -> tuple[int, int] | None:
+    """The id of the next job in fair order and its owner's turn, without locking it (None: nothing to take)."""
+    values = {"models": list(models), "max_size": max_size, "loaded_model": loaded_model, "skipped": skipped,
+              "floor": -NEWCOMER_BASE}
+    row = (await session.execute(_NEXT_JOB_SQL, values)).first()
+    return (int(row[0]), int(row[1])) if row is not None else None
+
+
+async def _set_aside_idle_owners(session: AsyncSession, below: int | None) -> None:
+    """Owners walked over (turn below the winner's; all when nothing was found) with nothing queued leave the
+    walk. Rows an intake holds (its job not committed yet) are skipped: the next claim looks again."""
+    limit = below if below is not None else IDLE_OFFSET
+    owners = list((await session.execute(_IDLE_BELOW_SQL, {"floor": -NEWCOMER_BASE, "below": limit})).scalars())
+    if owners:
+        await session.execute(_SET_ASIDE_SQL, {"offset": IDLE_OFFSET, "owners": owners})
+
+
 async def claim(session: AsyncSession, worker_id: str, *, models: Sequence[str], max_size: int,
                 loaded_model: str | None, lease_s: float, limit: int = 1,
                 max_attempts: int = 2) -> tuple[list[Generation], list[Generation]]:
@@ -114,39 +178,37 @@ async def claim(session: AsyncSession, worker_id: str, *, models: Sequence[str],
 
     Only jobs this worker can render: its models, sides up to `max_size`, no init image still to download,
     no picks (those copy a file: the gateway does them). Each claimed job is running, its attempt counted.
+    The order is read from indexes (revision 0011): a few owners' rows and one owner's jobs, whatever the
+    length of the queue. Owners take turns (never-served ones first, by arrival); the loaded model is
+    preferred among the jobs of the owner whose turn it is.
     """
     await session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
     _, failed = await expire_leases(session, max_attempts)
     now = await db_now(session)
     claimed: list[Generation] = []
-    for _ in range(limit):
-        turn = func.coalesce(OwnerTurn.last_claim, -1)
-        preferred = case((Generation.model == loaded_model, 0), else_=1) if loaded_model else None
-        order: list[Any] = [turn] + ([preferred] if preferred is not None else []) + [Generation.id]
-        statement = (
-            select(Generation)
-            .outerjoin(OwnerTurn, OwnerTurn.owner_id == Generation.owner_id)
-            .where(Generation.status == S.QUEUED.value, Generation.deleted_at.is_(None),
-                   Generation.init_image_url.is_(None), Generation.kind != GenerationKind.PICK.value,
-                   Generation.model.in_(list(models)),
-                   func.coalesce(Generation.width, 0) <= max_size, func.coalesce(Generation.height, 0) <= max_size)
-            .order_by(*order).limit(1)
-            .with_for_update(skip_locked=True, of=Generation)
-        )
-        row = await session.scalar(with_images(statement))
-        if row is None:
+    skipped: list[int] = []
+    while len(claimed) < limit:
+        candidate = await _next_candidate(session, models=models, max_size=max_size, loaded_model=loaded_model,
+                                          skipped=skipped)
+        await _set_aside_idle_owners(session, below=candidate[1] if candidate is not None else None)
+        if candidate is None:
             break
+        job_id = candidate[0]
+        row = await session.scalar(with_images(
+            select(Generation).where(Generation.id == job_id, Generation.status == S.QUEUED.value,
+                                     Generation.deleted_at.is_(None))
+            .with_for_update(skip_locked=True, of=Generation)))
+        if row is None:  # held by another transaction (a cancel in flight), or changed since: the next one
+            skipped.append(job_id)
+            if len(skipped) > MAX_SKIPPED:
+                break
+            continue
         row.attempts += 1
         _transition(row, S.RUNNING, f" (attempt {row.attempts}, worker {worker_id})")
         row.started_at = now
         row.lease_owner = worker_id
         row.lease_expires_at = now + timedelta(seconds=lease_s)
-        number = (await session.scalar(select(func.coalesce(func.max(OwnerTurn.last_claim), 0)))) or 0
-        turn_row = await session.get(OwnerTurn, row.owner_id)
-        if turn_row is None:
-            session.add(OwnerTurn(owner_id=row.owner_id, last_claim=number + 1))
-        else:
-            turn_row.last_claim = number + 1
+        await session.execute(_TAKE_TURN_SQL, {"owner_id": row.owner_id})
         await session.flush()
         claimed.append(row)
     return claimed, failed

@@ -212,6 +212,8 @@ class Generation(Base):
         Index("ix_generations_message_id", "message_id"),
         # recover(): queued/running rows, and done rows with no message yet.
         Index("ix_generations_status_message_id", "status", "message_id"),
+        # the shared queue's claim: one owner's queued jobs, oldest first (0011).
+        Index("ix_generations_status_owner_id_id", "status", "owner_id", "id"),
     )
 
 
@@ -269,6 +271,9 @@ class OwnerTurn(Base):
 
     owner_id: Mapped[int] = mapped_column(Snowflake, primary_key=True, autoincrement=False)
     last_claim: Mapped[int] = mapped_column(BigInteger)
+
+    # the claim walks owners in this order (0011)
+    __table_args__ = (Index("ix_owner_turns_last_claim", "last_claim"),)
 
 
 class Worker(Base):

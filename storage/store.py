@@ -291,6 +291,11 @@ class Store:
                 await session.execute(select(func.pg_notify(channel, str(generation_id))))
             return GenerationRecord.from_row(row)
 
+    async def ping(self) -> None:
+        """A round trip to the database (readiness probes); raises when it cannot be reached."""
+        async with self._reading() as session:
+            await session.execute(select(1))
+
     async def database_now(self) -> datetime:
         async with self._reading() as session:
             return await claims.db_now(session)

@@ -27,6 +27,7 @@ from functools import partial
 from ..batching import BatchLimit
 from ..jobs import Job, QueueEntry, QueueSnapshot
 from ..request import BatchPlace, GenerationRequest, Limits, Progress, RenderCancelled, RenderError, RenderResult
+from ..telemetry.metrics import Metrics
 from .admission import Admission, Reservation
 from .eta import RenderSpeed
 from .renderer import RendererLike
@@ -76,6 +77,7 @@ class GenerationService(RequestChecker):
         self._wakeup: asyncio.Event | None = None
         self._dispatcher: asyncio.Task[None] | None = None
         self._closing = False
+        self.metrics: Metrics | None = None  # set by whoever wires the process (bot.app, bot.worker)
 
     # -- lifecycle --
 
@@ -382,7 +384,13 @@ class GenerationService(RequestChecker):
         load_s = max((result.model_load_s for result in results), default=0.0)
         if load_s:
             log.info("%s: loaded model %s in %.2fs", _describe(jobs), lead.model, load_s)
-        self._record_speed(jobs, results, time.perf_counter() - started - load_s, images_per_call)
+        seconds = time.perf_counter() - started - load_s
+        self._record_speed(jobs, results, seconds, images_per_call)
+        if self.metrics is not None:
+            self.metrics.batch_rendered(lead.model, sum(len(result.images) for result in results),
+                                        lead.num_inference_steps or 0, seconds)
+            if load_s:
+                self.metrics.model_load_finished(lead.model, load_s)
         for job, result in zip(jobs, results):
             if job.done:  # cancelled while the batch went on: its images are dropped
                 continue

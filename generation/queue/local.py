@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..telemetry import events
 from .waiter import PLAIN, Waiter
 
 if TYPE_CHECKING:
     from storage import GenerationRecord, Store
+
+    from ..telemetry import Metrics
 
     from ..jobs import QueueSnapshot
     from ..request import GenerationRequest, Limits
@@ -22,8 +25,9 @@ class LocalQueue:
     takes it, and finished (images stored, marked done) by the shared finish step."""
 
     def __init__(self, scheduler: GenerationService, store: Store, finisher: Finisher, *,
-                 waiter: Waiter = PLAIN) -> None:
+                 waiter: Waiter = PLAIN, metrics: Metrics | None = None) -> None:
         self.scheduler = scheduler
+        self.metrics = metrics
         self.store = store
         self.finisher = finisher
         # Wraps the wait for a result: a wait on the render thread (SimCord declares it external).
@@ -71,14 +75,19 @@ class LocalQueue:
         cause, its batch-mates would otherwise use up their attempts with it."""
         async def mark_running() -> None:
             await self.store.mark_running(record.id)
+            events.job_started(self.metrics, record, attempt=record.attempts + 1)
             watcher.started()
 
         job = self.scheduler.submit(request, owner=str(record.owner_id), key=str(record.id),
                                     reservation=reservation, enforce_caps=False, before_start=mark_running,
                                     alone=record.attempts > 0)
         await watcher.queued(self.scheduler.snapshot().entry(job.key))
+        events.queue_seen(self.metrics, self.scheduler.snapshot())
         job.add_progress_listener(watcher.progress)
-        result = await self.waiter.idle(job.result())
+        try:
+            result = await self.waiter.idle(job.result())
+        finally:
+            events.queue_seen(self.metrics, self.scheduler.snapshot())
         return await self.finisher.finish(self.store, record.id, result, classify=classify)
 
     def cancel(self, key: str) -> bool:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from storage.claims import QueuedJob, WorkerRecord
 
     from ..request import GenerationRequest, Limits
+    from ..telemetry import Metrics
     from .admission import Reservation
     from .requests import RequestChecker
     from .interface import JobWatcher
@@ -52,7 +53,7 @@ class SharedQueue:
     their defaults, as the workers' would."""
 
     def __init__(self, requests: RequestChecker, store: Store, *, per_owner_cap: int, total_cap: int,
-                 poll_s: float, max_attempts: int, waiter: Waiter = PLAIN) -> None:
+                 poll_s: float, max_attempts: int, waiter: Waiter = PLAIN, metrics: Metrics | None = None) -> None:
         if not store.shared:
             raise RuntimeError("SHARED_QUEUE=true needs PostgreSQL: set DATABASE_URL=postgresql+asyncpg://...")
         self.requests = requests
@@ -60,6 +61,7 @@ class SharedQueue:
         self.poll_s = poll_s
         self.max_attempts = max_attempts
         self.waiter = waiter
+        self.metrics = metrics
         self.admission = Admission(per_owner_cap, total_cap, owned=self._owned,
                                    total=lambda: len(self.followers))
         self.followers: dict[int, Follower] = {}
@@ -203,16 +205,24 @@ class SharedQueue:
             await self.waiter.idle(asyncio.sleep(self.poll_s))
             try:
                 requeued, failed = await self.store.expire_leases(self.max_attempts)
+                if self.metrics is not None:
+                    for requeued_again in [True] * len(requeued) + [False] * len(failed):
+                        self.metrics.lease_expired(requeued_again)
                 if requeued:
                     await self.store.notify(signals.WORK, "")
                 await self.refresh()
             except Exception:
                 log.exception("shared queue: periodic look at the database failed")
+                if self.metrics is not None:
+                    self.metrics.database_error("expire_leases")
             self._wake_all()
 
     async def refresh(self) -> None:
         self.shared_entries = await self.store.shared_queue()
         self.shared_workers = await self.store.workers()
+        if self.metrics is not None:
+            running = sum(1 for job in self.shared_entries if job.status is GenerationStatus.RUNNING)
+            self.metrics.set_queue(len(self.shared_entries) - running, running)
 
     # -- /queue --
 

@@ -19,6 +19,7 @@ from storage.repository import LeaseLost
 
 from ..jobs import JobCancelled, JobFailed
 from ..request import RequestError
+from ..telemetry import events
 from .listening import start_listening
 from .records import request_from_record
 from .waiter import PLAIN, Waiter
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
     from ..jobs import Job
     from ..request import Progress
+    from ..telemetry import Metrics
     from .finish import Finisher
     from .inprocess import GenerationService
 
@@ -58,8 +60,9 @@ class RenderWorker:
     """Claims jobs from the shared queue, renders them on `scheduler`, finishes them, heartbeats."""
 
     def __init__(self, store: Store, scheduler: GenerationService, finisher: Finisher, config: WorkerConfig, *,
-                 waiter: Waiter = PLAIN) -> None:
+                 waiter: Waiter = PLAIN, metrics: Metrics | None = None) -> None:
         self.store = store
+        self.metrics = metrics
         self.scheduler = scheduler
         self.finisher = finisher
         self.config = config
@@ -134,14 +137,21 @@ class RenderWorker:
             room = self.jobs - len(self.inflight)
             claimed: list[GenerationRecord] = []
             if room > 0:
+                started = time.perf_counter()
                 try:
                     claimed, failed = await self.store.claim(
                         self.worker_id, models=self.models, max_size=self.max_size, loaded_model=self.loaded_model,
                         lease_s=self.lease_s, limit=room, max_attempts=self.config.max_attempts)
+                    if self.metrics is not None:
+                        self.metrics.claimed(time.perf_counter() - started)
                 except Exception:
                     log.exception("worker %s: claiming failed; trying again", self.worker_id)
+                    if self.metrics is not None:
+                        self.metrics.database_error("claim")
                     claimed, failed = [], []
                 for record in failed:
+                    if self.metrics is not None:
+                        self.metrics.lease_expired(False)
                     await self._notify(signals.DONE, f"{record.id} {record.status.value}")
                 for record in claimed:
                     self.inflight[record.id] = None
@@ -170,6 +180,8 @@ class RenderWorker:
                                                   images_done=images, render_s=seconds)
             except Exception:
                 log.exception("worker %s: heartbeat failed", self.worker_id)
+                if self.metrics is not None:
+                    self.metrics.database_error("heartbeat")
 
     async def _notify(self, channel: str, payload: str) -> None:
         try:
@@ -179,6 +191,7 @@ class RenderWorker:
 
     async def _render(self, record: GenerationRecord) -> None:
         generation_id = record.id
+        events.job_started(self.metrics, record, attempt=record.attempts, worker_id=self.worker_id)
         try:
             init_image = await self.store.read_init_image(generation_id) if record.has_init_image else None
             request = self.scheduler.prepare(request_from_record(record, init_image))

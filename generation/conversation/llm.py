@@ -181,7 +181,7 @@ def _action(answer: dict[str, Any], context: TurnContext, reading: str | None) -
 
 async def interpret_llm(context: TurnContext, config: InterpreterConfig, client: Any = None) -> Interpretation:
     """The model's reading of the turn, or the rules' one with `fallback` saying why the model's was not used."""
-    from openai import AsyncOpenAI
+    from openai import APITimeoutError, AsyncOpenAI
 
     client = client or AsyncOpenAI(base_url=config.url, api_key=config.api_key or "unused",
                                    timeout=config.timeout_s, max_retries=0)
@@ -198,7 +198,7 @@ async def interpret_llm(context: TurnContext, config: InterpreterConfig, client:
         if not isinstance(answer, dict):
             raise BadAnswer("the answer is no JSON object")
         return to_interpretation(answer, context)
-    except (TimeoutError, asyncio.TimeoutError):
+    except (TimeoutError, asyncio.TimeoutError, APITimeoutError):
         reason = f"the interpreter model did not answer within {config.timeout_s:g} s"
     except (BadAnswer, ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
         reason = f"the interpreter model's answer was not usable ({error})"

@@ -17,6 +17,10 @@ _REROLL = re.compile(
     r"another( one| try| take| go| version)?|give me another( one)?|reroll( it| that)?|redo( it| that)?|"
     r"retry|new seed|different seed|(same|same prompt|same thing|same settings),? (but )?(with )?"
     r"(a )?(new|different|another|other) seed)$")
+# "hit it again", "try another seed", "again but different": a reroll word and nothing but these around it.
+_REROLL_WORD = re.compile(r"\b(again|reroll|redo|retry|another (seed|one|try|take|go)|(new|different|other) seed)\b")
+_REROLL_ONLY = frozenset("hit it again try another seed but different same prompt do run go one more time with a the "
+                         "new other please reroll redo retry take that this and different".split())
 _ZOOM = re.compile(r"\bzoom(ed)? ?out\b|\bzoom\b.*\bout\b|\bpull (back|out)\b|\bshow more around\b|"
                    r"\bwider (shot|view|angle)\b|\bfurther away\b|\bshow more of the (scene|surroundings)\b")
 _PAN_TRIGGER = re.compile(r"\b(pan|extend|expand|continue|outpaint)\b|\bshow (more|what'?s|what is)\b|"
@@ -34,6 +38,7 @@ _CELLS = (("top left", "0"), ("top right", "2"), ("bottom left", "6"), ("bottom 
 _GRID = {"top left": 1, "top right": 2, "bottom left": 3, "bottom right": 4}
 _PICK_PREFIX = re.compile(r"^(give me|i like|i'll take|i will take|pick|choose|go with|keep|i want|select|"
                           r"use|that's|thats|love)\s+")
+_PICK_SUFFIX = re.compile(r"\s+(is|looks|was|it is)( the)? (best|good|great|nicest|perfect|it|the one|my favou?rite)$")
 _VARIATIONS = re.compile(r"\b(variations?|vary|similar|more like|versions? of|riff on|remix|alternatives?)\b|^v\d$")
 _UPSCALE = re.compile(r"\b(upscale[ds]?|upscaling|hires|higher res(olution)?|high res(olution)?|bigger resolution|"
                       r"more resolution|hd|4k|enhance|sharper|full size)\b")
@@ -105,7 +110,7 @@ def _image_action(action: str, text: str, context: TurnContext) -> Interpretatio
 
 
 def read_action(text: str, context: TurnContext) -> Interpretation | None:
-    if _REROLL.match(text):
+    if _REROLL.match(text) or (_REROLL_WORD.search(text) and set(re.findall(r"[a-z']+", text)) <= _REROLL_ONLY):
         return _action("reroll")
     if _ZOOM.search(text):
         return _zoom(text)
@@ -121,7 +126,8 @@ def read_action(text: str, context: TurnContext) -> Interpretation | None:
                 return _action("pan", direction=direction)
     if _REGION_VERB.search(text) and (region := _region(text)) is not None:
         return _action("vary_region", region=region)
-    bare = re.sub(r"\b(the|that|this|one|image|images|please|pic|version)\b", " ", _PICK_PREFIX.sub("", text))
+    bare = _PICK_SUFFIX.sub("", _PICK_PREFIX.sub("", text))
+    bare = re.sub(r"\b(the|that|this|one|image|images|please|pic|version)\b", " ", bare)
     if context.image_count > 1 and re.fullmatch(
             r"\s*(#\s*\d|(number|no|nr)\.?\s*\d|\d|u\d|" + "|".join([*ORDINALS, "last", *_GRID]) + r")\s*", bare):
         return _image_action("pick", text, context)

@@ -25,15 +25,17 @@ from .words import drop_filler, mend_typos, normalise
 
 _NEW = re.compile(r"^\s*(?:new(?: prompt| one| image| picture)?|start over|start again|fresh start|"
                   r"forget (?:that|it|this)|something (?:completely |totally )?(?:different|else)|scratch that)"
-                  r"\s*[:,\-–—]\s*(?P<rest>.+)$", re.IGNORECASE | re.DOTALL)
+                  r"\s*[:,\-–—]\s*(?P<rest>.+)$|^\s*(?:no,? )?(?:i meant|i said|i asked for)\s*[:,\-–—]?\s+(?P<meant>.+)$",
+                  re.IGNORECASE | re.DOTALL)
 _DRAW = re.compile(r"^\s*(?:(?:now |ok |okay |then )?(?:draw|paint|generate|create|render|imagine|make me|"
                    r"show me|give me|do|i want)\s+)(?P<rest>.+)$", re.IGNORECASE | re.DOTALL)
 _SMALL_TALK = frozenset(("thanks", "thank you", "thanks a lot", "nice", "cool", "great", "awesome", "love it",
                          "wow", "hmm", "hmmm", "hm", "ok", "lol", "haha", "good bot", "perfect", "beautiful",
                          "amazing", "yes", "no", "yep", "nope", "hi", "hello", "nice one", "good", "neat"))
 _QUESTION = re.compile(r"^(what|which|who|why|how|when|where|is|are|does|do you|did|was)\b")
-_NEGATIVE = re.compile(r"^(?:no|without|avoid|remove|get rid of|lose|drop|take out|exclude|delete|minus|"
-                       r"(?:don't|dont|do not) (?:add|include|show|want|put)(?: any)?|nothing with)\s+(?P<what>.+)$")
+_NEGATIVE = re.compile(r"^(?:no|without|avoid|remove|get rid of|lose|drop|take out|take off|take away|exclude|"
+                       r"delete|minus|(?:don't|dont|do not) (?:add|include|show|want|put)(?: any)?|nothing with)"
+                       r"\s+(?P<what>.+)$|^take (?P<taken>.+) (?:off|away|out)$")
 _EDIT_VERB = re.compile(r"^(make|turn|add|remove|without|change|replace|put|give|take|get rid|no|with|swap|"
                         r"let|have|set|paint|colou?r|fill)\b")
 _KEYWORDS = (
@@ -100,7 +102,7 @@ def interpret_rules(context: TurnContext) -> Interpretation:
     base = math.isqrt((parent.width or 512) * (parent.height or 512))
     if match := _NEW.match(words):
         try:
-            prompt, flags = parse_prompt_flags(match.group("rest"), base_size=base)
+            prompt, flags = parse_prompt_flags(match.group("rest") or match.group("meant"), base_size=base)
         except RequestError as error:
             return refuse(str(error))
         drawn = _DRAW.match(prompt)
@@ -137,13 +139,16 @@ def _read(text: str, plain: str, context: TurnContext, flags: dict[str, Any]) ->
     if (scene := edit_scene(text, context)) is not None:
         return scene
     if match := _NEGATIVE.match(text):
-        what = re.sub(r"\s+(?:style|please|too|in it|either|at all)$", "", match.group("what"))
+        what = re.sub(r"\s+(?:style|please|too|in it|either|at all)$", "", match.group("what") or match.group("taken"))
         items = [item for item in re.split(r"\s*(?:,|\bor\b|\band\b|\bnor\b)\s*", what) if item]
         return remove_things([re.sub(r"^(?:the|any|a|an|some)\s+", "", item) for item in items], context)
     if (edited := edit_text(text, context)) is not None:
         return edited
     drawn = _DRAW.match(plain)
-    if drawn or len(text.split()) >= 3:
+    # Words that point at the last picture ("the third one but at night") are a change not understood, not
+    # a description of a new picture.
+    pointing = re.search(r"\b(it|this|that|them|one|same|again|but|instead|more|less|version)\b", text)
+    if drawn or (len(text.split()) >= 3 and not pointing):
         return _new_prompt(drawn.group("rest") if drawn else plain, context, flags,
                            reading="read as a new picture: it names no change of the last one")
     return refuse("I couldn't tell what to change. Try “make it night”, “with a moon”, “wider”, “again”, "

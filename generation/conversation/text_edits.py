@@ -139,7 +139,8 @@ _SWAPS = (
     re.compile(r"^(?:change|turn|make) (?P<old>.+?) (?:to|into) (?P<new>.+)$"),
     re.compile(r"^(?P<new>.+?) instead of (?P<old>.+)$"),
 )
-_ADD = re.compile(r"^(?:add|also add|also with|with|and|plus|include|put|throw in|also)\s+(?P<what>.+?)"
+_ADD = re.compile(r"^(?:add|also add|also with|with|and|plus|include|put|throw in|also|"
+                  r"give (?:him|her|it|them|the \w+))\s+(?P<what>.+?)"
                   r"(?:\s+(?:on (?:him|her|it|them|top)|in there|too|as well|also))?$")
 _MAKE = re.compile(r"^(?:make it look like|make it look|make it into|make it in|make it|make them|turn it into|"
                    r"in the style of|do it as|do it in|redo it as|as|in|now|but)\s+(?P<what>.+)$")

@@ -37,6 +37,7 @@ def normalise(text: str) -> str:
 
 def drop_filler(text: str) -> str:
     text = _FILLER.sub(" ", text)
+    text = re.sub(r"\b(make|turn|render) (this|that)\b", r"\1 it", text)  # "make this square" = "make it square"
     text = re.sub(r"\s+([,.?])", r"\1", text)
     return " ".join(text.split()).strip(" ,.")
 

@@ -86,8 +86,8 @@ def edit_scene(text: str, context: TurnContext) -> Interpretation | None:
     unknown = _unknown_words(text, vocabulary)
     if unknown:
         return refuse(f"This model can't draw “{' '.join(unknown)}”. It knows {_knows(vocabulary)}.")
-    colours = "|".join(map(re.escape, vocabulary.colours))
-    text = re.sub(rf"\bon (an? )?({colours})\b(?! background)", r"on \1\2 background", text)  # "blue on red"
+    colour_words = "|".join(map(re.escape, vocabulary.colours))
+    text = re.sub(rf"\bon (an? )?({colour_words})\b(?! background)", r"on \1\2 background", text)  # "blue on red"
     found = _mentions(text, vocabulary)
     reading = None
     edit = "replace"

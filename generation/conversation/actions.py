@@ -18,9 +18,9 @@ _REROLL = re.compile(
     r"retry|new seed|different seed|(same|same prompt|same thing|same settings),? (but )?(with )?"
     r"(a )?(new|different|another|other) seed)$")
 # "hit it again", "try another seed", "again but different": a reroll word and nothing but these around it.
-_REROLL_WORD = re.compile(r"\b(again|reroll|redo|retry|another (seed|one|try|take|go)|(new|different|other) seed)\b")
+_REROLL_WORD = re.compile(r"\b(again|reroll|redo|retry|another (seed|one|try|take|go|batch|round|set)|(new|different|other) seed)\b")
 _REROLL_ONLY = frozenset("hit it again try another seed but different same prompt do run go one more time with a the "
-                         "new other please reroll redo retry take that this and different".split())
+                         "new other please reroll redo retry take that this and different batch round set".split())
 _ZOOM = re.compile(r"\bzoom(ed)? ?out\b|\bzoom\b.*\bout\b|\bpull (back|out)\b|\bshow more around\b|"
                    r"\bwider (shot|view|angle)\b|\bfurther away\b|\bshow more of the (scene|surroundings)\b")
 _PAN_TRIGGER = re.compile(r"\b(pan|extend|expand|continue|outpaint)\b|\bshow (more|what'?s|what is)\b|"

@@ -47,7 +47,7 @@ COMMON = frozenset(("back", "bit", "more", "less", "make", "take", "like", "look
                     "them", "with", "this", "that", "what", "just", "also", "very", "well", "both", "side", "time",
                     "sure", "want", "need", "have", "lower", "scale", "blur", "tree", "trees", "three", "here", "there",
                     "where", "gone", "done", "cute", "lake", "cake", "road", "ride", "wider", "wide", "rain",
-                    "lens", "step", "tone", "tones", "dark", "darker", "light", "bright", "size", "fill", "film"))
+                    "lens", "step", "tone", "tones", "generate", "create", "batch", "dark", "darker", "light", "bright", "size", "fill", "film"))
 
 
 def _one_swap(word: str, keyword: str) -> bool:

@@ -93,7 +93,7 @@ def _instruction(text: str, context: TurnContext) -> Interpretation:
 
 def interpret_rules(context: TurnContext) -> Interpretation:
     """The embedded reading of a turn: always an answer (a refusal says why when nothing fits)."""
-    words = context.words.strip()
+    words = re.sub(r"<@[!&]?\d+>", " ", context.words).strip()  # a mention of the bot is no part of the words
     if not words:
         return refuse("There are no words to read; write what to change, e.g. “make it night” or “again”.")
     if len(words) > MAX_PROMPT_CHARS:

@@ -95,6 +95,23 @@ def test_inline_flags_work_as_in_imagine():
     assert "Unknown flag" in (read("make it green --bogus 3").reason or "")
 
 
+def test_a_mention_of_the_bot_is_not_part_of_the_words():
+    assert read("<@123456789012345678> make it green").changes["prompt"] == "a green circle on a blue background"
+    assert read("<@!123456789012345678>").kind is Kind.REFUSE
+
+
+def test_the_script_prints_the_table():
+    import subprocess
+    import sys
+
+    from evaluation.interpreter import SET
+
+    done = subprocess.run([sys.executable, "-m", "evaluation.interpreter"], cwd=SET.parent.parent,
+                          capture_output=True, text=True, check=True)
+    assert "| category | right | total | accuracy |" in done.stdout
+    assert "| **overall** |" in done.stdout and "| action/zoom |" in done.stdout
+
+
 def test_bad_input_is_refused_with_a_reason():
     for words in ("", "   ", "x" * 4000, "thanks!", "make it pink", "steps 500", "zoom out 10x", "???"):
         reading = read(words)

@@ -7,6 +7,7 @@ or a refusal when the action can't be done as asked), or None when the words are
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from ..editing import ZOOM_RANGE, region_text
 from .interpretation import Interpretation, Kind, TurnContext, describe_action, refuse
@@ -75,10 +76,11 @@ def _check_image(image: int | None, context: TurnContext) -> tuple[int, str | No
     return image, None
 
 
-def _action(action: str, **values: object) -> Interpretation:
-    reading = values.pop("reading", None)
-    interpretation = Interpretation(Kind.ACTION, action=action, reading=reading, **values)  # type: ignore[arg-type]
-    return Interpretation(**{**interpretation.__dict__, "summary": describe_action(interpretation)})
+def _action(action: str, *, image: int | None = None, factor: float | None = None, direction: str | None = None,
+            region: str | None = None, reading: str | None = None) -> Interpretation:
+    interpretation = Interpretation(Kind.ACTION, action=action, image=image, factor=factor, direction=direction,
+                                    region=region, reading=reading)
+    return replace(interpretation, summary=describe_action(interpretation))
 
 
 def _zoom(text: str) -> Interpretation:

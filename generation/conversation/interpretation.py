@@ -130,6 +130,12 @@ def describe_action(interpretation: Interpretation) -> str:
     return f"→ Vary (Region): {region_label(interpretation.region or '')}"
 
 
+def describe_new(changes: dict[str, Any]) -> str:
+    """"→ new picture: a dog on a skateboard · 416×624" (a new prompt and the flags typed with it)."""
+    sizes = f" · {changes['width']}×{changes['height']}" if "width" in changes else ""
+    return f"→ new picture: {changes['prompt']}{sizes}"
+
+
 def describe_changes(changes: dict[str, Any], parent: GenerationRequest, *, prompt_edit: str | None = None,
                      instruction: str | None = None) -> str:
     """The one-line summary of a parameter or prompt change (the seed is kept for both)."""

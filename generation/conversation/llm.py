@@ -26,6 +26,7 @@ from .interpretation import (
     TurnContext,
     describe_action,
     describe_changes,
+    describe_new,
 )
 from .parameters import aspect_size, change
 from .rules import interpret_rules
@@ -145,8 +146,7 @@ def to_interpretation(answer: dict[str, Any], context: TurnContext) -> Interpret
         changes["negative_prompt"] = str(answer["negative_prompt"])
     summary = describe_changes(changes, context.parent)
     if kind is Kind.NEW:
-        return Interpretation(Kind.NEW, changes=changes, reading=reading,
-                              summary="→ new picture: " + prompt.strip())
+        return Interpretation(Kind.NEW, changes=changes, reading=reading, summary=describe_new(changes))
     return Interpretation(Kind.PROMPT, prompt_edit=edit, changes=changes, reading=reading, summary=summary)
 
 

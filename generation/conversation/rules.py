@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from typing import Any
 
 from ..flags import parse_prompt_flags
 from ..request import MAX_PROMPT_CHARS, RequestError
 from ..samplers import SAMPLERS
 from .actions import read_action
-from .interpretation import Interpretation, Kind, TurnContext, describe_changes, refuse
+from .interpretation import Interpretation, Kind, TurnContext, describe_changes, describe_new, refuse
 from .parameters import change, read_parameter
 from .scene_edits import edit_scene
 from .slots import parse_scene
@@ -67,21 +68,20 @@ def _new_prompt(prompt: str, context: TurnContext, flags: dict[str, Any], readin
                           f"{', '.join(vocabulary.colours)} and shapes {', '.join(vocabulary.shapes)}.")
     changes = {"prompt": prompt, **flags}
     return Interpretation(Kind.NEW, changes=changes, reading=reading,
-                          summary="→ new picture: " + describe_changes(changes, context.parent)[2:].split(" · seed")[0])
+                          summary=describe_new(changes))
 
 
 def _with_flags(interpretation: Interpretation, flags: dict[str, Any], context: TurnContext) -> Interpretation:
     if not flags or interpretation.kind in (Kind.REFUSE, Kind.NEW):
         return interpretation
     if interpretation.kind is Kind.ACTION:
-        return Interpretation(**{**interpretation.__dict__, "reading": "the --flags were left out: an action "
-                                 "keeps the result's settings"})
+        return replace(interpretation, reading="the --flags were left out: an action keeps the result's settings")
     changes = {**interpretation.changes, **flags}
     checked = change(context, {name: value for name, value in flags.items()})
     if checked.kind is Kind.REFUSE:
         return checked
-    return Interpretation(**{**interpretation.__dict__, "changes": changes,
-                             "summary": describe_changes(changes, context.parent, instruction=interpretation.instruction)})
+    return replace(interpretation, changes=changes,
+                   summary=describe_changes(changes, context.parent, instruction=interpretation.instruction))
 
 
 def _instruction(text: str, context: TurnContext) -> Interpretation:

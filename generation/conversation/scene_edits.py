@@ -115,7 +115,7 @@ def edit_scene(text: str, context: TurnContext) -> Interpretation | None:
             scene = Scene(scene.things, background[-1], scene.joiner)
             colours.remove(background[-1])
         index, reading = _target(scene, found)
-        changes: dict[str, str | None] = {}
+        changes: dict[str, str] = {}
         shapes = found["shapes"]
         if len(shapes) == 2:  # "a square instead of the circle", "change the circle to a square"
             old, new = (shapes[1], shapes[0]) if "instead of" in text else (shapes[0], shapes[1])
@@ -132,7 +132,7 @@ def edit_scene(text: str, context: TurnContext) -> Interpretation | None:
         if found["positions"]:
             changes["position"] = found["positions"][0]
         if changes:
-            scene = scene.replace_thing(index, **changes)
+            scene = scene.replace_thing(index, changes)
         elif "background" not in text:
             return None
     prompt = scene.prompt(vocabulary)

@@ -50,9 +50,9 @@ class Scene:
         head = self.joiner.join(thing.words(vocabulary) for thing in self.things)
         return f"{head} on {with_article('a ' + self.background)} background"
 
-    def replace_thing(self, index: int, **changes: str | None) -> Scene:
+    def replace_thing(self, index: int, changes: dict[str, str]) -> Scene:
         things = list(self.things)
-        things[index] = dataclasses.replace(things[index], **changes)  # type: ignore[arg-type]
+        things[index] = dataclasses.replace(things[index], **changes)
         return dataclasses.replace(self, things=tuple(things))
 
 

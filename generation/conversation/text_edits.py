@@ -157,7 +157,9 @@ def _term(what: str) -> str | None:
 def edit_text(text: str, context: TurnContext) -> Interpretation | None:
     """The reading of `text` as a change of a free-text prompt; None when it reads as no prompt change."""
     prompt = context.parent.prompt
-    if text in VAGUE or _MAKE.match(text) and _MAKE.match(text).group("what") in VAGUE:  # type: ignore[union-attr]
+    made = _MAKE.match(text)
+    what = made.group("what") if made else text
+    if what in VAGUE:
         return refuse("What should change? e.g. “make it night”, “with a moon”, “without the text”, “wider”.")
     if match := _MAKE_NOUN.match(text):
         if match.group("colour") in COLOURS and _contains(prompt, match.group("noun")):
@@ -170,12 +172,11 @@ def edit_text(text: str, context: TurnContext) -> Interpretation | None:
                 return _result(context, _tidy(prompt[:found.start()] + new + prompt[found.end():]), "replace")
     if match := _ADD.match(text):
         return _result(context, add_phrase(prompt, match.group("what")), "add")
-    what = _MAKE.match(text).group("what") if _MAKE.match(text) else text  # type: ignore[union-attr]
     if (term := _term(what)) is not None:
         changed, edit = replace_kind(prompt, term)
         return _result(context, changed, edit)
     if what in COLOURS:
         return _result(context, recolour(prompt, what), "replace")
-    if _MAKE.match(text) and len(what.split()) <= 3:
+    if made and len(what.split()) <= 3:
         return _result(context, _tidy(f"{prompt}, {what}"), "replace", reading=f"added “{what}” to the prompt")
     return None

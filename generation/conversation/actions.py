@@ -118,10 +118,11 @@ def read_action(text: str, context: TurnContext) -> Interpretation | None:
         return _zoom(text)
     parent = context.parent
     if _SQUARE.match(text):
+        shapes = context.vocabulary.shapes if context.vocabulary else ()
         if parent.width is not None and parent.width == parent.height:
-            shapes = context.vocabulary.shapes if context.vocabulary else ()
             return None if "square" in shapes else refuse("It is square already.")
-        return _action("square")
+        return _action("square", reading="Make Square (the picture); for the shape, say “a square instead”"
+                       if "square" in shapes else None)
     if _PAN_TRIGGER.search(text):
         for direction, pattern in _DIRECTIONS:
             if re.search(pattern, text):

@@ -79,6 +79,10 @@ def test_an_ambiguous_turn_says_which_reading_was_chosen():
     reading = read("make it green", pair)
     assert reading.changes["prompt"] == "a green circle and a yellow triangle on a blue background"
     assert reading.reading is not None and "first shape" in reading.reading
+    wide = SHAPES.replace(width=80, height=56)
+    square = read("make it square", wide)
+    assert square.action == "square" and square.reading is not None and "a square instead" in square.reading
+    assert read("a square instead", wide).changes["prompt"] == "a red square on a blue background"
     grid = read("upscale", SHAPES.replace(count=4), image_count=4)
     assert grid.image == 1 and grid.reading is not None
 

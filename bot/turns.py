@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from bot.errors import UserFacingError
 from bot.intake import WorkOrder
 from bot.views.base import source_request
-from generation import GenerationRequest, reroll_request, resolve_model, upscale_request, variation_request
+from generation import (GenerationRequest, RequestError, parse_prompt_flags, reroll_request, resolve_model,
+                        upscale_request, variation_request)
 from generation.conversation import Interpretation, InterpreterConfig, Kind, TurnContext, apply, interpret
 from generation.conversation.interpretation import describe_new
 from generation.editing import edit_request
@@ -86,7 +87,11 @@ def new_request(words: str, attachment: discord.Attachment | None) -> tuple[Work
         raise UserFacingError("There are no words to read. Say what to draw, e.g. “@imagine-bot a red circle "
                               "on a blue background”.")
     order = WorkOrder(GenerationKind.IMAGINE, {"prompt": prompt}, with_defaults=True, attachment=attachment)
-    summary = describe_new({"prompt": prompt}) + (" · from your picture" if attachment is not None else "")
+    try:  # the summary shows the picture's words; the intake reads (and checks) the flags
+        words_only, _ = parse_prompt_flags(prompt)
+    except RequestError:
+        words_only = prompt
+    summary = describe_new({"prompt": words_only}) + (" · from your picture" if attachment is not None else "")
     return order, Interpretation(Kind.NEW, changes={"prompt": prompt}, summary=summary)
 
 

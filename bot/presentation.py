@@ -220,10 +220,15 @@ def turn_line(record: GenerationRecord) -> str | None:
     """A conversation turn's words and what they were read as: “make it green” → a green circle … · seed 7 kept."""
     if record.turn_text is None:
         return None
-    summary = str((record.turn_reading or {}).get("summary") or "")
+    reading = record.turn_reading or {}
     words = " ".join(record.turn_text.split())
     words = words if len(words) <= 200 else words[:199] + "…"
-    return f"“{words}” {summary}".strip()
+    line = f"“{words}” {reading.get('summary') or ''}".strip()
+    if reading.get("reading"):  # the words allowed more than one reading: which one was chosen
+        line += f" ({reading['reading']})"
+    if reading.get("fallback"):
+        line += " (read by the built-in rules: the interpreter model was not usable)"
+    return line
 
 
 def edit_label(record: GenerationRecord) -> str | None:

@@ -140,6 +140,27 @@ async def test_allowed_channels_hold_for_turns_and_threads_under_an_allowed_chan
     assert record.prompt == "a green circle on a blue background"
 
 
+async def test_the_daily_quota_counts_turns(world):
+    first = await started(world)
+    await configure(world, make_admin(world), "limits", daily_quota=1)
+    sent = await world.alice.send(world.channel, "make it green", reply_to=first)
+    assert "You have used 1 of this server's 1 images for today" in await refused(world, sent)
+
+
+async def test_an_instruction_editing_model_gets_the_parent_picture_and_the_words(world):
+    from bot.turns import order_for
+    from generation.conversation import Interpretation, Kind
+
+    first = await started(world)
+    parent = await world.store.get_by_message(first.id)
+    reading = Interpretation(Kind.PROMPT, prompt_edit="instruction", instruction="make it night",
+                             changes={"prompt": "make it night"})
+    order = await order_for(world.bot.services, parent, reading)
+    assert order.kind is GenerationKind.EDIT and order.parent is parent
+    assert order.fields["prompt"] == "make it night" and order.fields["seed"] == parent.images[0].seed
+    assert order.fields["init_image"] == await world.store.read_image(parent.images[0])
+
+
 # ---------------------------------------------------------------- exactly once
 
 

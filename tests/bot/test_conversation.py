@@ -160,3 +160,15 @@ async def test_not_what_i_meant_opens_the_edit_form_on_the_parent_filled_with_th
     parent = await world.store.get_by_message(first.id)
     assert record.parent_id == parent.id and record.seed == 7
     assert record.prompt == "a green square on a blue background"
+
+
+@pytest.mark.bot(interpreter_url="http://127.0.0.1:9/v1", interpreter_timeout_s=5)
+async def test_when_the_interpreter_model_fails_the_rules_answer_and_the_result_says_so(world):
+    # Port 9 (discard) has no server here: the connection is refused at once, as a model server that is down.
+    first = await started(world)
+    sent = await world.alice.send(world.channel, "make it green", reply_to=first)
+    result = answer_to(world, sent)
+    record = await world.store.get_by_message(result.id)
+    assert record.prompt == "a green circle on a blue background" and record.seed == 7
+    assert "the interpreter model failed" in record.turn_reading["fallback"]
+    assert "read by the built-in rules: the interpreter model was not usable" in message_text(result)

@@ -172,3 +172,21 @@ async def test_when_the_interpreter_model_fails_the_rules_answer_and_the_result_
     assert record.prompt == "a green circle on a blue background" and record.seed == 7
     assert "the interpreter model failed" in record.turn_reading["fallback"]
     assert "read by the built-in rules: the interpreter model was not usable" in message_text(result)
+
+
+@pytest.mark.parametrize("in_dm", [False, True])
+async def test_a_turn_queued_when_the_bot_restarts_is_posted_after_it(world, in_dm):
+    world.factory.hold_queue()
+    channel = world.alice.user.dm_channel if in_dm else world.channel
+    if in_dm:
+        sent = await world.alice.user.send_dm(f"{START} --seed 5")
+    else:
+        sent = await mention(world, world.alice, f"{START} --seed 5")
+    assert "Queued" in message_text(answer_to(world, sent, channel))
+    await world.restart()
+    world.factory.release_queue()
+    await world.env.settle()
+    record = await world.store.get((await world.store.turns.get(sent.id)).generation_id)
+    assert record.images and record.message_id is not None and record.delivery_failure is None
+    [posted] = [message for message in bot_messages(world, channel) if message.id == record.message_id]
+    assert result_title(posted) == START

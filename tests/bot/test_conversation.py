@@ -190,3 +190,18 @@ async def test_a_turn_queued_when_the_bot_restarts_is_posted_after_it(world, in_
     assert record.images and record.message_id is not None and record.delivery_failure is None
     [posted] = [message for message in bot_messages(world, channel) if message.id == record.message_id]
     assert result_title(posted) == START
+
+
+async def test_a_mention_with_a_picture_starts_from_that_picture(world):
+    from PIL import Image
+
+    from bot_helpers import png_of
+
+    picture = png_of(Image.new("RGB", (64, 64), (200, 30, 30)))
+    sent = await mention(world, world.alice, START, attachments=[("start.png", picture)])
+    await world.env.settle()
+    result = answer_to(world, sent)
+    record = await world.store.get_by_message(result.id)
+    assert record.has_init_image and record.kind is GenerationKind.IMAGINE and record.prompt == START
+    assert await world.store.read_init_image(record.id) == picture
+    assert "→ new picture: a red circle on a blue background · from your picture" in message_text(result)

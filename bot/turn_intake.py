@@ -75,7 +75,7 @@ async def answer(message: discord.Message, text: str) -> discord.Message | None:
         return None
 
 
-async def check_words(host: Host, message: discord.Message, words: str) -> None:
+async def check_banned_words(host: Host, message: discord.Message, words: str) -> None:
     """The server's banned words on the member's own words (the resulting prompt is checked by the intake)."""
     place = place_of(message)
     config = await host.intake.guild_config(place.guild_id)
@@ -99,7 +99,7 @@ async def submit_turn(host: Host, message: discord.Message, order: WorkOrder, wo
     intake, store, owner_id = host.intake, host.store, message.author.id
     place = place_of(message)
     try:
-        await check_words(host, message, words)
+        await check_banned_words(host, message, words)
         async with intake.member_lock(owner_id):
             drafts = intake.expand(order)
             if len(drafts) > 1:

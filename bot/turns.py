@@ -61,7 +61,7 @@ def interpreter_config(services: Services) -> InterpreterConfig:
                              timeout_s=settings.interpreter_timeout_s)
 
 
-def check_words(words: str, attachments: int) -> None:
+def check_message(words: str, attachments: int) -> None:
     """What is wrong with a message before it is read at all (UserFacingError)."""
     if len(words) > MAX_TURN_CHARS:
         raise UserFacingError(f"That message is {len(words):,} characters; I read at most {MAX_TURN_CHARS:,}. "

@@ -28,7 +28,7 @@ from discord.ext import commands
 from bot.errors import UserFacingError, apology
 from bot.presentation import message_generation_ids
 from bot.turn_intake import answer, submit_turn
-from bot.turns import check_words, new_request, order_for, read_turn, starts_over
+from bot.turns import check_message, new_request, order_for, read_turn, starts_over
 from generation import RequestError
 from storage import GenerationStatus, TurnState
 
@@ -145,7 +145,7 @@ class Conversation(commands.Cog):
             me = self.bot.user
             raise UserFacingError(UNREADABLE.format(name=me.name if me is not None else "imagine-bot"))
         words = addressed.words
-        check_words(words, len(message.attachments))
+        check_message(words, len(message.attachments))
         attachment = message.attachments[0] if message.attachments else None
         parent = await self.parent_of(message, addressed)
         fresh = starts_over(words)

@@ -29,9 +29,10 @@ def thread_name(record: GenerationRecord) -> str:
 def how_to_talk(message_content: bool) -> str:
     """How a member addresses the bot in a thread, with or without the Message Content intent."""
     if message_content:
-        return "Write what to change — “make it night”, “wider”, “again” — and each message changes the latest picture."
-    return ("Mention me with what to change — “@imagine-bot make it night”, “@imagine-bot wider” — and each message "
-            "changes the latest picture.")
+        return ("Write what to change — “make it night”, “wider”, “again” — and each message changes the latest "
+                "picture.")
+    return ("Mention me with what to change — “@imagine-bot make it night”, “@imagine-bot wider” — and each "
+            "message changes the latest picture.")
 
 
 class ContinueButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],
@@ -63,8 +64,8 @@ class ContinueButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button[
                 await send_ephemeral(interaction, "I can't open a thread here (I need the Create Public Threads "
                                                   "permission). Reply to the picture with what to change instead.")
                 return
-            await thread.send(f"💬 Talking about #{self.record.id}. {how_to_talk(interaction.client.settings.message_content)}",
-                              allowed_mentions=discord.AllowedMentions.none())
+            how = how_to_talk(interaction.client.settings.message_content)
+            await thread.send(f"💬 Talking about #{self.record.id}. {how}", allowed_mentions=discord.AllowedMentions.none())
         await send_ephemeral(interaction, f"Continue in {thread.mention}.")
 
 

@@ -65,7 +65,8 @@ class ContinueButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button[
                                                   "permission). Reply to the picture with what to change instead.")
                 return
             how = how_to_talk(interaction.client.settings.message_content)
-            await thread.send(f"💬 Talking about #{self.record.id}. {how}", allowed_mentions=discord.AllowedMentions.none())
+            await thread.send(f"💬 Talking about #{self.record.id}. {how}",
+                              allowed_mentions=discord.AllowedMentions.none())
         await send_ephemeral(interaction, f"Continue in {thread.mention}.")
 
 

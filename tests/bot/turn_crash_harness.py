@@ -7,8 +7,8 @@ batching, as in production). Messages members sent in earlier runs are put back 
 (Discord keeps them; the bot only sees them again if it fetches them). Phases:
 - `claim`: alice mentions the bot with a new request; the process dies right after the bot claimed the
   message, before anything else is recorded or answered;
-- `render`: start-up finishes the claimed turn; alice mentions the bot again; the process dies mid-render
-  of that second turn's picture ("a green circle …", at step 2 of the batch call it is in);
+- `render`: start-up finishes the claimed turn; alice mentions the bot again; both pictures are rendered in
+  one batch call, and the process dies in it (at step 2 of the second turn's "a green circle …");
 - `recover`: start up (recovery), and the gateway delivers both messages once more (as after a resume);
   let everything finish and exit 0.
 Each message is written to DATA_DIR/messages.json before the bot can see it.
@@ -105,11 +105,17 @@ async def main(data_dir: Path, phase: str, log_path: Path) -> None:
         kill_after_claiming()
     env_holder: list[simcord.Env] = []
     idle = asyncio.Condition()
+    # `render`: the worker waits until both turns are queued, so they share one batch call (default batching).
+    both_queued = asyncio.Event()
+    if phase != "render":
+        both_queued.set()
 
     async def worker_idle(awaitable: Any) -> Any:
         async with idle:
             idle.notify_all()
-        return await awaitable
+        woken = await awaitable
+        await both_queued.wait()
+        return woken
 
     async def result_wait(awaitable: Any) -> Any:
         return await env_holder[0].external_wait(awaitable, reason="render result")
@@ -134,6 +140,8 @@ async def main(data_dir: Path, phase: str, log_path: Path) -> None:
         message = env.backend.create_message(channel.id, alice.id, content, broadcast=False)
         sent_file.write_text(json.dumps([*sent, {"id": message.id, "content": content}]))
         env.backend.announce_message_create(message)
+        await env.settle(timeout=300)  # start-up finished the claimed turn; the new one is queued too
+        both_queued.set()
     else:
         for message in earlier:  # the gateway delivers them again
             env.backend.announce_message_create(message)

@@ -148,7 +148,7 @@ async def claim_plans(store: Store) -> list[tuple[str, float]]:
 
 
 async def level(url: str, data_dir: Path, queued: int, args: argparse.Namespace) -> dict[str, Any]:
-    from postgres_server import fresh_database
+    from postgres_server import fresh_database  # type: ignore[import-not-found]  # tests/ is on sys.path
 
     rng = random.Random(queued)
     owners = max(1, min(args.owners, queued // 10))

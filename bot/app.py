@@ -44,6 +44,7 @@ EXTENSIONS = (
     "bot.cogs.queue",
     "bot.cogs.server_config",
     "bot.cogs.edit_commands",
+    "bot.cogs.conversation",
 )
 
 
@@ -112,14 +113,17 @@ class ImagineBot(Host):
 
     def __init__(self, settings: Settings, *, store: Store | None = None, service: GenerationService | None = None,
                  waiter: Waiter = PLAIN, service_factory: ServiceFactory | None = None) -> None:
-        # Slash commands and components only: no privileged intents, no message content.
+        # Slash commands, components and conversation turns; message content (privileged) only where the
+        # operator enabled it (MESSAGE_CONTENT): without it replies that ping the bot, mentions and DMs are read.
+        intents = discord.Intents.default()
+        intents.message_content = settings.message_content
         # Every command may be used from a server install or a member's own install, in servers, DMs and
         # group DMs, unless it says otherwise (/config: servers that added the bot only).
         self.shard_plan = ShardPlan.from_settings(settings)
         sharding: dict[str, Any] = {}
         if isinstance(self, discord.AutoShardedClient):  # ShardedImagineBot
             sharding = {"shard_count": self.shard_plan.shard_count, "shard_ids": self.shard_plan.shard_ids}
-        super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.default(),
+        super().__init__(command_prefix=commands.when_mentioned, intents=intents,
                          tree_cls=GuildGateTree, help_command=None, **sharding,
                          allowed_installs=app_commands.AppInstallationType(guild=True, user=True),
                          allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=True,

@@ -132,7 +132,9 @@ class Delivery:
         for attempt in range(len(self.retry_delays_s) + 1):
             if reply is not None and not reply.usable():
                 reply = None  # too old to edit: post a normal channel message instead
-            if reply is None and not await self.moderation.bot_in_guild(record.guild_id):
+            # A conversation turn in a DM: the member wrote to the bot there, so the bot may post there too.
+            dm_turn = record.guild_id is None and record.turn_text is not None
+            if reply is None and not dm_turn and not await self.moderation.bot_in_guild(record.guild_id):
                 return None, InteractionOnly(
                     "the interaction expired and the bot cannot post in this channel (a DM or a server "
                     f"that did not add it); /show id:{record.id} posts it"), None

@@ -175,6 +175,10 @@ class Intake:
         # both pass a daily quota that has room for one.
         self._member_locks: dict[int, asyncio.Lock] = {}
 
+    def member_lock(self, owner_id: int) -> asyncio.Lock:
+        """The lock that drafts and records one member's submissions one at a time (commands and turns)."""
+        return self._member_locks.setdefault(owner_id, asyncio.Lock())
+
     async def guild_config(self, guild_id: int | None) -> GuildConfigRecord | None:
         """The server's /config where the bot is installed in that server; None in DMs and user installs."""
         if guild_id is None or self.bot.get_guild(guild_id) is None:

@@ -201,6 +201,9 @@ def result_embed(record: GenerationRecord, *, image: EncodedImage | None = None)
         embed.add_field(name="Edit", value=edit, inline=True)
     elif record.has_init_image:
         embed.add_field(name="Init image", value=f"strength {record.strength:g}", inline=True)
+    said = turn_line(record)
+    if said is not None:
+        embed.add_field(name="Turn", value=said[:1024], inline=False)
     footer = f"#{record.id} · {KIND_LABELS[record.kind]} · {record.model}"
     if record.parent_id is not None:
         footer += f" · from #{record.parent_id}"
@@ -211,6 +214,21 @@ def result_embed(record: GenerationRecord, *, image: EncodedImage | None = None)
     if image is not None:
         embed.set_image(url=f"attachment://{image.filename}")
     return embed
+
+
+def turn_line(record: GenerationRecord) -> str | None:
+    """A conversation turn's words and what they were read as: “make it green” → a green circle … · seed 7 kept."""
+    if record.turn_text is None:
+        return None
+    reading = record.turn_reading or {}
+    words = " ".join(record.turn_text.split())
+    words = words if len(words) <= 200 else words[:199] + "…"
+    line = f"“{words}” {reading.get('summary') or ''}".strip()
+    if reading.get("reading"):  # the words allowed more than one reading: which one was chosen
+        line += f" ({reading['reading']})"
+    if reading.get("fallback"):
+        line += " (read by the built-in rules: the interpreter model was not usable)"
+    return line
 
 
 def edit_label(record: GenerationRecord) -> str | None:
@@ -335,6 +353,9 @@ def info_embed(record: GenerationRecord, request: GenerationRequest, command_lin
     if edit is not None:
         rows.append(("Edit", edit))
     rows.append(("Kind", KIND_LABELS[record.kind] + (f" from #{record.parent_id}" if record.parent_id else "")))
+    said = turn_line(record)
+    if said is not None:
+        rows.append(("Turn", said))
     rows.append(("Status", record.status.value))
     if record.duration_s is not None:
         rows.append(("Time", f"{record.duration_s:.2f} s"))

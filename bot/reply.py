@@ -64,7 +64,7 @@ class Reply:
         """Whether the token still has time for one more edit."""
         return discord.utils.utcnow() < self.expires_at - TOKEN_MARGIN
 
-    async def edit(self, **fields: Any) -> discord.WebhookMessage:
+    async def edit(self, **fields: Any) -> discord.Message:
         return await self.webhook.edit_message(self.message_id, **fields)
 
     async def send_private(self, text: str) -> None:

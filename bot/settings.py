@@ -106,6 +106,16 @@ class Settings(BaseSettings):
     # "embed" (the classic embed with the picture, for clients that need it).
     result_layout: Literal["gallery", "embed"] = "gallery"
 
+    # Conversation turns (replies, mentions, DMs, threads). MESSAGE_CONTENT=true declares Discord's privileged
+    # Message Content intent (enable it in the Developer Portal too): plain replies and thread messages
+    # without a mention become readable. INTERPRETER_URL: an OpenAI-compatible endpoint that reads turns;
+    # empty = the embedded rules alone (they also answer whenever the model fails or times out).
+    message_content: bool = False
+    interpreter_url: str | None = None
+    interpreter_model: str = "llama3.1"
+    interpreter_api_key: SecretStr | None = None
+    interpreter_timeout_s: float = Field(default=10.0, gt=0)
+
     playground_port: int = 8765
     playground_settle_s: float = 60.0
 

@@ -273,6 +273,9 @@ async def run_playground(settings: Settings, *, ready: asyncio.Event | None = No
                 live.hold_page_actions()
                 sync_task = asyncio.create_task(live.run(), name="playground live sync")
                 print("Open the address below in a browser, type /imagine; Ctrl-C stops.", flush=True)
+                if world.bot.user is not None:  # the page's message box sends text as typed: no @ picker
+                    print(f"Talk to it: reply to a result, or start a message with {world.bot.user.mention}",
+                          flush=True)
                 print(f"imagine-bot playground: {preview.url}", flush=True)  # the last line before requests
                 if urls is not None:
                     urls.append(preview.url)

@@ -4,7 +4,7 @@ The bot uses only the `Store` facade; `repository` holds the session-level funct
 """
 
 from .files import CorruptImage
-from .models import GenerationKind, GenerationStatus
+from .models import GenerationKind, GenerationStatus, TurnState
 from .records import (
     GUILD_CONFIG_FIELDS,
     GenerationRecord,
@@ -14,9 +14,11 @@ from .records import (
     Lineage,
     Recovery,
     Stats,
+    TurnRecord,
 )
 from .repository import GenerationNotFound, InvalidTransition
 from .store import Store
+from .turns import TurnNotFound
 
 __all__ = [
     "CorruptImage",
@@ -33,4 +35,7 @@ __all__ = [
     "Recovery",
     "Stats",
     "Store",
+    "TurnNotFound",
+    "TurnRecord",
+    "TurnState",
 ]

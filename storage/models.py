@@ -196,6 +196,10 @@ class Generation(Base):
     # Null for the in-process worker; an expired lease puts the job back in the queue.
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A conversation turn (0009): the member's words, and what they were understood as (the interpreter's
+    # reading as JSON). Null for generations asked for by command or button.
+    turn_text: Mapped[str | None] = mapped_column(Text)
+    turn_reading: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     images: Mapped[list[Image]] = relationship(
         back_populates="generation",
@@ -293,3 +297,29 @@ class Worker(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TurnState(str, Enum):
+    CLAIMED = "claimed"  # taken by one gateway; its answer is not recorded yet
+    QUEUED = "queued"  # recorded as a generation (generation_id): the render path finishes it
+    ANSWERED = "answered"  # answered without a generation (an action routed elsewhere, a refusal)
+    FAILED = "failed"  # could not be answered; `reason` says why
+
+
+class Turn(Base):
+    """A Discord message read as a turn (0009). The message id is the key: a message is processed at most
+    once, across restarts and across several gateways (the database resolves the race on insert)."""
+
+    __tablename__ = "turns"
+
+    message_id: Mapped[int] = mapped_column(Snowflake, primary_key=True, autoincrement=False)
+    channel_id: Mapped[int] = mapped_column(Snowflake)
+    author_id: Mapped[int | None] = mapped_column(Snowflake)
+    generation_id: Mapped[int | None] = mapped_column(RowId, ForeignKey("generations.id", ondelete="SET NULL"))
+    state: Mapped[TurnState] = mapped_column(_enum_column(TurnState), default=TurnState.CLAIMED)
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # Restart recovery: the turns still claimed, oldest first.
+    __table_args__ = (Index("ix_turns_state_created_at", "state", "created_at"),)

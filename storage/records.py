@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .models import PARAM_FIELDS, Generation, GenerationKind, GenerationStatus, GuildConfig, Image
+from .models import PARAM_FIELDS, Generation, GenerationKind, GenerationStatus, GuildConfig, Image, Turn, TurnState
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,8 @@ class GenerationRecord:
     delivery_started_at: datetime | None
     deleted: bool
     images: tuple[ImageRecord, ...] = field(default=())
+    turn_text: str | None = None  # a conversation turn: the member's words (0009)
+    turn_reading: dict[str, Any] | None = None  # and what they were understood as
 
     @property
     def request_params(self) -> dict[str, Any]:
@@ -138,7 +140,29 @@ class GenerationRecord:
             delivery_started_at=row.delivery_started_at,
             deleted=row.deleted_at is not None,
             images=tuple(ImageRecord.from_row(image) for image in row.images) if with_images else (),
+            turn_text=row.turn_text,
+            turn_reading=row.turn_reading,
         )
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    """A Discord message claimed as a turn (0009), and how it ended."""
+
+    message_id: int
+    channel_id: int
+    author_id: int | None
+    generation_id: int | None
+    state: TurnState
+    reason: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Turn) -> TurnRecord:
+        return cls(message_id=row.message_id, channel_id=row.channel_id, author_id=row.author_id,
+                   generation_id=row.generation_id, state=row.state, reason=row.reason,
+                   created_at=row.created_at, finished_at=row.finished_at)
 
 
 @dataclass(frozen=True)

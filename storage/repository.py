@@ -167,6 +167,8 @@ async def create_generation(
     init_image_url: str | None = None,
     interaction_token: str | None = None,
     interaction_expires_at: datetime | None = None,
+    turn_text: str | None = None,
+    turn_reading: Mapping[str, Any] | None = None,
 ) -> Generation:
     unknown = set(params) - set(PARAM_FIELDS)
     if unknown:
@@ -186,6 +188,8 @@ async def create_generation(
         init_image_url=init_image_url,
         interaction_token=interaction_token,
         interaction_expires_at=interaction_expires_at,
+        turn_text=turn_text,
+        turn_reading=dict(turn_reading) if turn_reading is not None else None,
         created_at=utcnow(),
         **{name: params.get(name) for name in PARAM_FIELDS},
     )

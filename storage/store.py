@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from . import claims, files, queries, repository
+from . import claims, files, queries, repository, turns
 from .images import ImageStore, LocalImageStore, open_image_store
 from .engine import WRITE_OPTION, create_engine, default_url, is_sqlite, make_sessionmaker, migrate
 from .models import Generation, GenerationKind, GenerationStatus, GuildConfig
@@ -33,6 +33,7 @@ class Store:
         # SQLite has one writer at a time: queueing writers here (instead of on busy_timeout)
         # keeps them fair and fast; BEGIN IMMEDIATE still guards against other processes.
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self.turns = turns.TurnLog(self._writing, self._reading)  # messages claimed as conversation turns
 
     @classmethod
     async def open(cls, url: str | None = None, data_dir: Path | str = Path("data"),
@@ -93,11 +94,16 @@ class Store:
         source_index: int | None = None,
         interaction_token: str | None = None,
         interaction_expires_at: datetime | None = None,
+        turn_text: str | None = None,
+        turn_reading: Mapping[str, Any] | None = None,
+        turn_message_id: int | None = None,
     ) -> GenerationRecord:
         """Queue a new generation. `params` uses GenerationRequest field names (not init_image).
 
         The init image is either given (written now) or an `init_image_url` still to download
-        (`attach_init_image` later). The interaction token lets a restarted bot edit the reply.
+        (`attach_init_image` later). The interaction token lets a restarted bot edit the reply. A turn's
+        generation records its words and reading; its claimed message (`turn_message_id`) turns queued in
+        the same transaction.
         """
         written: list[str] = []
         try:
@@ -106,8 +112,10 @@ class Store:
                     session, owner_id=owner_id, guild_id=guild_id, channel_id=channel_id,
                     kind=kind, parent_id=parent_id, params=params, source_index=source_index,
                     init_image_url=init_image_url, interaction_token=interaction_token,
-                    interaction_expires_at=interaction_expires_at,
+                    interaction_expires_at=interaction_expires_at, turn_text=turn_text, turn_reading=turn_reading,
                 )
+                if turn_message_id is not None:
+                    await turns.attach_generation(session, turn_message_id, row.id)
                 if init_image is not None:
                     path = files.init_image_path(row.id, init_image)
                     await asyncio.to_thread(self.images.write, path, init_image)

@@ -80,6 +80,9 @@ def format_entry(record: GenerationRecord) -> str:
         reason = truncate(record.delivery_failure, REASON_PREVIEW_CHARS)
         line += f", not posted: {discord.utils.escape_markdown(reason)}"
     prompt = discord.utils.escape_markdown(truncate(record.prompt, PROMPT_PREVIEW_CHARS)) or "*(empty prompt)*"
+    said = presentation.turn_line(record)
+    if said is not None:  # a conversation turn: the lineage reads as what was said
+        return f"{line}\n> 💬 {discord.utils.escape_markdown(truncate(said, 2 * PROMPT_PREVIEW_CHARS))}\n> {prompt}"
     return f"{line}\n> {prompt}"
 
 

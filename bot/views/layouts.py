@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from storage import GenerationRecord
 
 log = logging.getLogger(__name__)
+from bot.views.conversation import ContinueButton, NotWhatIMeantButton, conversation_buttons
 from bot.views.describe import DescribeButton
 from bot.views.generation_buttons import (CancelButton, DeleteButton, EditButton, InfoButton, PickButton,
                                          RerollButton, UpscaleTwiceButton, VariationButton, VaryButton)
@@ -23,13 +24,15 @@ DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     RerollButton, VariationButton, VaryButton, PickButton, UpscaleTwiceButton,
     EditButton, InfoButton, DeleteButton, CancelButton,
     ZoomOutButton, CustomZoomButton, MakeSquareButton, PanButton, VaryRegionButton, DescribeButton,
+    ContinueButton, NotWhatIMeantButton,
 )
 
 
 def result_view(record: GenerationRecord) -> discord.ui.View:
     """U1–U4 and V1–V4 under a grid; under a single image Vary (Subtle/Strong/Region) and Upscale 2×, Zoom
-    Out 2×/1.5×, Custom Zoom, Make Square (not square yet), Pan ⬅️➡️⬆️⬇️; then Reroll, Edit, Info, Delete.
-    At most 4 rows of 4 buttons: within Discord's 5 × 5.
+    Out 2×/1.5×, Custom Zoom, Make Square (not square yet), Pan ⬅️➡️⬆️⬇️; then Reroll, Edit, Info, Delete;
+    then 💬 Continue (in servers) and ↩️ Not what I meant (under a turn's result). At most 5 rows of 4
+    buttons: within Discord's 5 × 5.
 
     Variations exist for text-to-image only, so results made from an init image (Upscale 2× ones
     included) get no V / Vary buttons rather than buttons that can only refuse.
@@ -60,6 +63,8 @@ def result_view(record: GenerationRecord) -> discord.ui.View:
     view.add_item(EditButton(record.id, row=3))
     view.add_item(InfoButton(record.id, row=3))
     view.add_item(DeleteButton(record.id, row=3))
+    for item in conversation_buttons(record, row=4):
+        view.add_item(item)
     return view
 
 

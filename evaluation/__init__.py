@@ -1,0 +1,1 @@
+"""Evaluation tooling: sets of real-world inputs with their expected outcomes, and the scripts that score them."""

@@ -87,6 +87,30 @@ def render_edits(renderer: Renderer, sources: int, steps: int, save: Path | None
     return readings
 
 
+# The README's editing picture (Zoom Out 2× of seed 7) and the issue's 88×48 green triangle.
+SHOWCASE = [("a red circle on a blue background", 7, (64, 64), ["zoom 2×"]),
+            ("a green triangle on a white background", 3, (88, 48),
+             ["zoom 2×", "zoom 1.5×", "custom zoom 1.25", "pan down", "make square"])]
+
+
+def showcase(renderer: Renderer, steps: int, out: Path) -> list[str]:
+    """Render the showcase edits into `out` (one PNG per picture) and return their measures."""
+    out.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for number, (prompt, seed, (width, height), names) in enumerate(SHOWCASE):
+        base = GenerationRequest(prompt, width=width, height=height, seed=seed, num_inference_steps=steps)
+        source = renderer.render(base).images[0].image.convert("RGB")
+        source.save(out / f"{number}-source.png")
+        for name in names:
+            edit = EDITS[name]
+            options = {key: value for key, value in edit.items() if key != "mode"}
+            request = edit_request(base, _png(source), seed, edit["mode"], Limits(), **options)
+            result = renderer.render(request).images[0].image.convert("RGB")
+            result.save(out / f"{number}-{name.replace(' ', '-')}.png")
+            lines.append(f"{prompt!r} seed {seed}, {name}: {read_outpaint(source, result, request)}")
+    return lines
+
+
 def summary(readings: dict[str, list[OutpaintReading]]) -> list[str]:
     lines = [f"{'edit':<17} {'renders':>7} {'clean':>7} {'seam ratio (median, max)':>25} {'dark corner px':>15}"]
     for name, items in readings.items():
@@ -105,9 +129,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sources", type=int, default=48, help="source pictures (each gets every edit)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--save", type=Path, help="save the first 8 sources and their edits here")
+    parser.add_argument("--showcase", type=Path, help="only render the README's and the issue's cases into this folder")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     renderer = Renderer("tinyshapes", device="cpu", dtype="float32", cpu_threads=1)
+    if args.showcase is not None:
+        print("\n".join(showcase(renderer, args.steps, args.showcase)))
+        return
     started = time.perf_counter()
     readings = render_edits(renderer, args.sources, args.steps, args.save)
     print("\n".join(summary(readings)))

@@ -12,7 +12,8 @@ source picture, the result and the edit request (where the source sits comes fro
   side; the largest) over the same step across lines `INTERIOR` pixels inside the source (at least 1 level,
   so flat backgrounds do not divide by ~0): about 1 when the seam is as smooth as the picture;
 - `dark_corner_pixels`: pixels within `CORNER` pixels of the old frame's corners that are more than
-  `DARK_MARGIN` darker than both the background and the shape colour.
+  `DARK_MARGIN` luma levels darker than the background and not of the shape's colour (further than
+  `FOREGROUND_DISTANCE` from it): the dots a kept VAE frame leaves at the corners of the old picture.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ MIN_OBJECT = 8  # pixels; smaller specks are not objects
 SEAM_BAND = 3
 INTERIOR = (6, 10)
 CORNER = 3
-DARK_MARGIN = 40.0
+DARK_MARGIN = 30.0
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
@@ -101,13 +102,13 @@ def read_outpaint(source: Image.Image, result: Image.Image, request: GenerationR
 
     reading = measure.read(source)
     shape_colour = np.array(data.PALETTE[reading.colour] if reading.colour else background, dtype=np.float32)
-    darkest = min(float(background @ _LUMA), float(shape_colour @ _LUMA)) - DARK_MARGIN
     luma = pixels @ _LUMA
+    dark_pixels = ((luma < float(background @ _LUMA) - DARK_MARGIN)
+                   & (np.linalg.norm(pixels - shape_colour, axis=-1) > FOREGROUND_DISTANCE))
     dark = 0
     height, width = luma.shape
     for cx, cy in ((x0, y0), (x1, y0), (x0, y1), (x1, y1)):
         if cx in (0, width) and cy in (0, height):
             continue  # a corner of the canvas too: no old frame corner there
-        window = luma[max(0, cy - CORNER):cy + CORNER, max(0, cx - CORNER):cx + CORNER]
-        dark += int((window < darkest).sum())
+        dark += int(dark_pixels[max(0, cy - CORNER):cy + CORNER, max(0, cx - CORNER):cx + CORNER].sum())
     return OutpaintReading(objects, seam_ratio(result, box), dark)

@@ -84,6 +84,8 @@ def render_edits(renderer: Renderer, sources: int, steps: int, save: Path | None
                 result.save(save / f"{number:02d}-{name.replace(' ', '-')}.png")
         if save is not None and number < 8:
             source.save(save / f"{number:02d}-source.png")
+        if (number + 1) % 8 == 0 and number + 1 < sources:  # partial figures, in case the run is cut short
+            print(f"after {number + 1} sources:", *summary(readings), sep="\n", flush=True)
     return readings
 
 

@@ -48,7 +48,8 @@ async def test_zoom_out_2x_doubles_the_canvas_and_keeps_the_centre(world):
     shown = image_of(await attachment_bytes(zoomed))
     assert shown.size == (128, 128)
     before, after = await _pixels(world, parent), await _pixels(world, child)
-    assert np.abs(after[32:96, 32:96] - before).max() <= 2  # the source, untouched
+    # The source, untouched but for its 2-px border band, repainted with the new area (generation/outpaint.py).
+    assert np.abs(after[34:94, 34:94] - before[2:-2, 2:-2]).max() <= 2
     assert child.kind is GenerationKind.ZOOM and child.parent_id == parent.id
     assert (child.edit_mode, child.edit_factor, child.seed) == ("zoom", 2.0, parent.seed)
     assert "Edit: zoom, Edit factor: 2.0" in shown.info["parameters"]
@@ -64,7 +65,7 @@ async def test_pan_right_extends_the_width_by_half_and_keeps_the_left(world):
     child = await world.store.get_by_message(panned.id)
     after = await _pixels(world, child)
     assert after.shape[:2] == (64, 96)
-    assert np.abs(after[:, :64] - await _pixels(world, parent)).max() <= 2
+    assert np.abs(after[:, :62] - (await _pixels(world, parent))[:, :62]).max() <= 2
     assert child.kind is GenerationKind.PAN and child.edit_direction == "right"
 
 

@@ -79,11 +79,12 @@ async def test_each_family_renders_and_every_button_works(world, family: str) ->
     source = np.asarray(image_of(await attachment_bytes(picked)).convert("RGB")).astype(int)
     zoomed = (await alice.click(picked, label="Zoom Out 2×")).response
     pixels = np.asarray(image_of(await attachment_bytes(zoomed)).convert("RGB")).astype(int)
-    assert pixels.shape == (128, 128, 3) and np.abs(pixels[32:96, 32:96] - source).max() <= 2
+    # The source is kept but for its 2-px border band, repainted with the new area (generation/outpaint.py).
+    assert pixels.shape == (128, 128, 3) and np.abs(pixels[34:94, 34:94] - source[2:-2, 2:-2]).max() <= 2
     picked_id = (await world.store.get_by_message(picked.id)).id
     panned = (await alice.click(picked, custom_id=f"gen:pan:{picked_id}:0:right")).response
     pixels = np.asarray(image_of(await attachment_bytes(panned)).convert("RGB")).astype(int)
-    assert pixels.shape == (64, 96, 3) and np.abs(pixels[:, :64] - source).max() <= 2
+    assert pixels.shape == (64, 96, 3) and np.abs(pixels[:, :62] - source[:, :62]).max() <= 2
 
     shown = await alice.click(grid, label="Edit")
     edited = (await alice.submit_modal(shown, {"prompt": "a blue square", "negative_prompt": "", "keep_seed": True}))

@@ -22,7 +22,7 @@ CANDIDATES = 4
 def describe_shapes(image: PIL.Image.Image) -> list[str]:
     """Four prompts for a tinyshapes picture, the full caption first."""
     from .tinyshapes import measure
-    from .tinyshapes.data import article
+    from .tinyshapes.scenes import article
 
     reading = measure.read(image.convert("RGB"))
     background = reading.background
@@ -44,7 +44,7 @@ def blend_prompt(images: list[PIL.Image.Image]) -> str:
     the mix of "a red circle" and "a blue square" is the first picture's shape in its colour on the colour
     of the next picture that has another one: "a red circle on a blue background"."""
     from .tinyshapes import measure
-    from .tinyshapes.data import article
+    from .tinyshapes.scenes import article
 
     readings = [measure.read(image.convert("RGB")) for image in images]
     lead = next((reading for reading in readings if reading.colour and reading.shape), readings[0])

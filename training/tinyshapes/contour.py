@@ -9,8 +9,8 @@ palette). This measure shares nothing with it:
 - shape: boundary geometry. The convex hull of the region's pixel squares is simplified with
   Ramer-Douglas-Peucker at a tolerance of ``TOLERANCE`` x sqrt(area), and its corners counted:
   3 = triangle, 4 = square (if its sides are about equal; a 4-gon with a short side is a triangle with
-  a cut-off apex), 6 or more = circle. Five corners (a blunt corner) is settled by the circularity
-  4 pi A / P^2 of the hull (circle 1, square 0.79, triangle 0.6).
+  a cut-off apex), 6 or more = circle. Five corners (a blunt corner) is settled by how much of its
+  bounding box the hull fills (triangle 0.5, circle 0.79, square 1).
 
 So a square whose corners are rounded off by more than a few percent of its size reads as a circle,
 and a triangle with a blunt apex as a square or circle: the measure checks corners, which the
@@ -225,7 +225,11 @@ def read_shape_of_mask(mask: np.ndarray) -> ContourReading:
     elif count >= 6:
         shape = "circle"
     else:
-        shape = "circle" if circularity > 0.86 else "square" if circularity > 0.7 else "triangle"
+        # Five corners: a blunt corner, or a small shape whose pixels round it off. How much of its
+        # bounding box the hull fills settles it (triangle 1/2, circle pi/4, square 1).
+        width, height = np.ptp(hull[:, 0]), np.ptp(hull[:, 1])
+        fill = area / max(width * height, 1e-6)
+        shape = "triangle" if fill < 0.70 else "circle" if fill < 0.88 else "square"
     return ContourReading(shape, count, float(circularity), float(mask.mean()))
 
 

@@ -13,6 +13,7 @@ The issue's target: outer within 2/255 of inner.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +59,18 @@ def ring_deviation(image: Image.Image) -> tuple[float, float] | None:
     return float(np.median(deviation[depth < 2])), float(np.median(deviation[(depth >= 2) & (depth < 4)]))
 
 
+def _deviations(images) -> list:
+    workers = min(os.cpu_count() or 1, 16)
+    if workers <= 2 or len(images) < 16:
+        return list(map(ring_deviation, images))
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return pool.map(ring_deviation, images, chunksize=2)
+
+
 def summarise(images) -> str:
-    pairs = [p for p in map(ring_deviation, images) if p is not None]
+    pairs = [p for p in _deviations(images) if p is not None]
     if not pairs:
         return "no image with its shapes clear of the border"
     outer, inner = np.median([p[0] for p in pairs]), np.median([p[1] for p in pairs])

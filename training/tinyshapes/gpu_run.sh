@@ -2,14 +2,14 @@
 # One GPU call: fine-tune the shipped tinyshapes model on CUDA for a fixed budget, evaluate it, and leave
 # the weights (one tarball) and the figures in $OUT (at most 8 files, flat).
 #
-#   OUT=/some/dir bash training/tinyshapes/gpu_run.sh [--max-minutes 4.5] [--device cuda] [--per-bucket 12000]
+#   OUT=/some/dir bash training/tinyshapes/gpu_run.sh [--max-minutes 4] [--device cuda] [--per-bucket 12000]
 #       [--eval-minutes 1.5] [--smoke]
 #
 # Needs only python3 with torch, diffusers, transformers, numpy and PIL (no bot/, no network). --smoke is
 # the CPU rehearsal: tiny data, a few steps, a few evaluation prompts.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-MAX_MINUTES=4.5 DEVICE=cuda PER_BUCKET=12000 EVAL_MINUTES=1.5 SMOKE=0
+MAX_MINUTES=4 DEVICE=cuda PER_BUCKET=12000 EVAL_MINUTES=1.5 SMOKE=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --max-minutes) MAX_MINUTES=$2; shift 2 ;;
@@ -40,7 +40,7 @@ fi
 started=$(date +%s)
 $PY -m training.tinyshapes.train --device "$DEVICE" --threads 8 --work "$WORK" --target "$WORK/weights" \
     --finetune-from generation/tinyshapes/weights --stages latents,decoder,unet --decoder-border 4 \
-    --lr 5e-4 --ema-decay 0.999 --max-minutes "$MAX_MINUTES" "${TRAIN[@]}" 2>&1 | grep --line-buffered -v torchvision | tee "$OUT/train.log"
+    --lr 5e-4 --ema-decay 0.998 --max-minutes "$MAX_MINUTES" "${TRAIN[@]}" 2>&1 | grep --line-buffered -v torchvision | tee "$OUT/train.log"
 trained=$(date +%s)
 tar -czf "$OUT/tinyshapes-weights.tar.gz" -C "$WORK" weights
 ls -l "$OUT/tinyshapes-weights.tar.gz"
@@ -50,8 +50,8 @@ ls -l "$OUT/tinyshapes-weights.tar.gz"
 EVAL_SECONDS=$(awk "BEGIN {print int($EVAL_MINUTES * 60)}")
 timeout "$EVAL_SECONDS" $PY -m training.tinyshapes.evaluate --weights "$WORK/weights" --device "$DEVICE" \
     --grid "$OUT/grid.png" "${EVAL[@]}" 2>&1 | grep -v "torchvision\|Loading\|it/s" > "$OUT/evaluate.txt" || echo "evaluate stopped (limit ${EVAL_SECONDS}s)"
-timeout 60 $PY -m training.tinyshapes.frame --weights "$WORK/weights" --device "$DEVICE" --crops "$OUT/frame-crops.png" \
-    "${FRAME[@]}" 2>&1 | grep -v "torchvision\|Loading\|it/s" > "$OUT/frame.txt" || echo "frame stopped (limit 60s)"
+timeout 45 $PY -m training.tinyshapes.frame --weights "$WORK/weights" --device "$DEVICE" --crops "$OUT/frame-crops.png" \
+    "${FRAME[@]}" 2>&1 | grep -v "torchvision\|Loading\|it/s" > "$OUT/frame.txt" || echo "frame stopped (limit 45s)"
 
 {
     echo "trained in $((trained - started)) s, evaluated in $(($(date +%s) - trained)) s"

@@ -239,13 +239,13 @@ def tune_decoder(work: Path, seed: int, minutes: float, batch: int = 32, lr: flo
 
     log(work, f"decoder tuning from val {quality()}")
     start_psnr, start_state = psnr(vae, val_pixels), copy.deepcopy(vae.state_dict())
-    budget, clock, step = minutes * 60, Clock(), 0
     # A fixed pool of drawn images per size (drawn on every core), batches sampled from it.
     pools = {}
     for n, (w, h) in enumerate(sizes):
         jobs = [(seed, 2 * 10**7 + n * 10**6 + start, 250, (w, h)) for start in range(0, pool_size, 250)]
         pools[(w, h)] = torch.from_numpy(np.concatenate([pixels for pixels, _, _ in _drawn(jobs)])).to(DEVICE)
     pick = torch.Generator().manual_seed(seed)
+    budget, clock, step = minutes * 60, Clock(), 0  # the budget is for training, not for drawing the pools
     while clock.elapsed < budget and (max_steps is None or step < max_steps):
         progress = clock.elapsed / budget if max_steps is None else max(clock.elapsed / budget, step / max_steps)
         for group in opt.param_groups:
@@ -426,7 +426,8 @@ def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dic
         torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
         opt.step()
         step += 1
-        decay = min(ema_decay, (1 + step) / (10 + step)) if init_from is None else ema_decay
+        # Warm-up of the EMA: early on it follows the weights closely (a fine-tune's new words are untrained).
+        decay = min(ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
             torch._foreach_lerp_(ema_params, params, 1 - decay)
         pending.append((name, loss.detach()))

@@ -38,10 +38,15 @@ else
     FRAME=(--renders 48)
 fi
 started=$(date +%s)
-$PY -m training.tinyshapes.train --device "$DEVICE" --threads 8 --work "$WORK" --target "$WORK/weights" \
+# A failure still leaves the last export (every minute) and the log in $OUT.
+if ! $PY -m training.tinyshapes.train --device "$DEVICE" --threads 8 --work "$WORK" --target "$WORK/weights" \
     --finetune-from generation/tinyshapes/weights --stages latents,decoder,unet --decoder-border 4 \
     --lr 5e-4 --ema-decay 0.998 --max-minutes "$MAX_MINUTES" "${TRAIN[@]}" 2>&1 | grep --line-buffered -v torchvision | tee "$OUT/train.log"
+then
+    echo "TRAINING FAILED: see train.log; packing the last export, if any"
+fi
 trained=$(date +%s)
+[ -d "$WORK/weights" ] || { echo "no weights were exported"; exit 1; }
 tar -czf "$OUT/tinyshapes-weights.tar.gz" -C "$WORK" weights
 ls -l "$OUT/tinyshapes-weights.tar.gz"
 

@@ -16,7 +16,7 @@ Make Square (on the 16:9 sources). Per edit it prints, over its renders:
   across lines just inside the source (1 = the seam is as smooth as the picture itself; `seam_ratio`);
 - dark: dark pixels near the corners of the old frame, in all renders together (`dark_corner_pixels`).
 
-The measures are in `generation.tinyshapes.outpaint_measure` (the tests use the same ones).
+The measures are in `training.tinyshapes.outpaint_measure` (the tests use the same ones).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import torch
 
 from generation import GenerationRequest, Limits, Renderer
 from generation.editing import edit_request
-from generation.tinyshapes.outpaint_measure import OutpaintReading, read_outpaint
-from generation.tinyshapes import data
+from training.tinyshapes.outpaint_measure import OutpaintReading, read_outpaint
+from training.tinyshapes import data
 
 EDITS: dict[str, dict] = {
     "zoom 2×": {"mode": "zoom", "factor": 2.0},

@@ -40,7 +40,8 @@ class Vocabulary:
         """Every single word the model knows (multi-word phrases split)."""
         phrases = (*self.colours, *self.shapes, *self.sizes, *self.counts, *self.function_words,
                    *self.positions, *self.positions.values())
-        plurals = tuple(f"{shape}s" for shape in self.shapes)
+        # Plural shapes belong to the grammar only where counts do ("two circles").
+        plurals = tuple(f"{shape}s" for shape in self.shapes) if self.counts else ()
         return frozenset(word for phrase in (*phrases, *plurals) for word in phrase.lower().split())
 
     @classmethod

@@ -11,7 +11,7 @@ from bot_helpers import attachment_bytes, button_labels, custom_ids, image_of, r
 from PIL import Image, ImageDraw
 
 from generation.queue.records import request_from_record
-from generation.tinyshapes import measure
+from training.tinyshapes import measure
 from storage import GenerationKind
 
 PROMPT = "a red circle on a blue background"

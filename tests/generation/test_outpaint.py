@@ -1,5 +1,5 @@
 """Outpainting extends the scene: Zoom Out, Pan and Make Square add background, with no seam and no dark
-corners where the source was (generation/outpaint.py, measured by generation/tinyshapes/outpaint_measure.py).
+corners where the source was (generation/outpaint.py, measured by training/tinyshapes/outpaint_measure.py).
 The full figures over 48 sources: `python -m benchmarks.outpaint_quality`."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from PIL import Image
 from generation import GenerationRequest, Limits
 from generation.editing import edit_canvas, edit_request
 from generation.outpaint import inner_box, outpaint_canvas, trim_width
-from generation.tinyshapes.outpaint_measure import read_outpaint, seam_ratio
+from training.tinyshapes.outpaint_measure import read_outpaint, seam_ratio
 
 BLUE, RED, DARK = (30, 70, 220), (220, 30, 30), (20, 20, 20)
 

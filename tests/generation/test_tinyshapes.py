@@ -5,9 +5,10 @@ import pytest
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from transformers import CLIPTokenizer
 
-from generation.tinyshapes import contour, data, measure
-from generation.tinyshapes.build import WEIGHTS_DIR
-from generation.tinyshapes.evaluate import render
+from training.tinyshapes import measure
+from training.tinyshapes import contour, data
+from training.tinyshapes.build import WEIGHTS_DIR
+from training.tinyshapes.evaluate import render
 
 
 @pytest.fixture(scope="module")
@@ -63,15 +64,15 @@ def test_negative_prompt_steers_away_from_it(pipe):
 
 def test_img2img_loads_from_same_components(pipe):
     i2i = StableDiffusionImg2ImgPipeline(**pipe.components)
-    init = data.draw(data.Scene("white", "square", "black", (32, 32), 36))
+    init = data.draw(data.one_shape("white", "square", "black", (64, 64), (32, 32), 36))
     kept = render(i2i, ["a white square on a black background"], [0], image=[init], strength=0.3)[0]
     assert measure.read(kept).colour == "white"
 
 
 def test_training_images_are_deterministic_and_readable():
     for index in range(50):
-        image, scene, caption = data.make_example(3, index)
-        again, _, caption_again = data.make_example(3, index)
+        image, scene, caption = data.make_example(3, index, kind="one")
+        again, _, caption_again = data.make_example(3, index, kind="one")
         assert np.array_equal(np.asarray(image), np.asarray(again)) and caption == caption_again
         reading = measure.read(image)
         assert (reading.colour, reading.background, reading.shape) == (scene.colour, scene.background, scene.shape)
@@ -90,7 +91,7 @@ def test_buckets_are_the_sizes_imagine_renders():
 def test_every_bucket_draws_true_proportions_both_measures_agree(ratio):
     size = data.BUCKETS[ratio]
     for index in range(24):
-        image, scene, _ = data.make_example(5, index, size)
+        image, scene, _ = data.make_example(5, index, size, kind="one")
         assert image.size == size
         reading = measure.read(image)
         assert (reading.colour, reading.background, reading.shape) == (scene.colour, scene.background, scene.shape)

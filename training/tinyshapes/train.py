@@ -1,15 +1,20 @@
-"""Train the tiny shapes model on this CPU: VAE, latent cache, decoder tuning, UNet + text encoder.
+"""Train the tiny shapes model: VAE, latent cache, decoder tuning, UNet + text encoder (CPU or CUDA).
 
 From scratch:
 
-    python -m generation.tinyshapes.train --work out/tinyshapes --vae-minutes 8 --decoder-minutes 20 \
+    python -m training.tinyshapes.train --work out/tinyshapes --vae-minutes 8 --decoder-minutes 20 \
         --unet-minutes 83 --threads 1
 
 Fine-tuning an existing model folder (its VAE and scaling factor are kept; UNet + text encoder go on
 training on the aspect-ratio buckets):
 
-    python -m generation.tinyshapes.train --work out/tinyshapes-ft --finetune-from generation/tinyshapes/weights \
+    python -m training.tinyshapes.train --work out/tinyshapes-ft --finetune-from generation/tinyshapes/weights \
         --unet-minutes 100 --lr 3e-4 --threads 1
+
+Fine-tuning extends the tokenizer with the new words (sizes, positions, counts, relations) and the
+text encoder's embedding matrix with new rows, keeping every old word's row. ``--device cuda`` trains
+on a GPU (bf16 autocast, no per-step host syncs); ``training/tinyshapes/gpu_run.sh`` is the one-call
+GPU recipe.
 
 The UNet stage trains on every aspect-ratio bucket of ``data.BUCKETS`` (one bucket per batch) plus,
 unless ``--no-upscale-bucket``, a 128x128 bucket at low noise levels only (t < 400), which is what
@@ -49,6 +54,14 @@ from .build import (
 
 BETAS = torch.linspace(0.0001, 0.02, 1000, dtype=torch.float64)  # same as build_scheduler()
 ALPHAS_CUMPROD = torch.cumprod(1 - BETAS, 0).float()
+
+
+DEVICE = torch.device("cpu")  # set by main(); every stage puts its tensors here
+
+
+def autocast():
+    """bf16 autocast on CUDA (the tiny model trains fine in it); nothing on the CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=DEVICE.type == "cuda")
 
 
 def log(work: Path, message: str) -> None:
@@ -156,14 +169,15 @@ def cache_latents(work: Path, seed: int, count: int, buckets: dict[str, dict], s
     path = work / "latents.pt"
     if path.exists():
         return
-    vae = load_vae(work)
+    vae = load_vae(work).to(DEVICE)
     cache: dict[str, dict] = {}
     for b, (name, spec) in enumerate(buckets.items()):
         n = count if name != UPSCALE_BUCKET[0] else max(500, count // 4)
         latents, scenes = [], []
-        for start in range(0, n, 250):
-            pixels, batch_scenes, _ = data.make_batch(seed, b * 10**6 + start, min(250, n - start), spec["size"])
-            latents.append(vae.encode(torch.from_numpy(pixels)).latent_dist.mode().half())
+        jobs = [(seed, b * 10**6 + start, min(250, n - start), spec["size"]) for start in range(0, n, 250)]
+        for pixels, batch_scenes, _ in _drawn(jobs):
+            encoded = vae.encode(torch.from_numpy(pixels).to(DEVICE)).latent_dist.mode()
+            latents.append(encoded.half().cpu())
             scenes.extend(batch_scenes)
         cache[name] = {"latents": torch.cat(latents), "scenes": scenes}
         log(work, f"cached {n} latents for bucket {name} {spec['size'][0]}x{spec['size'][1]}")
@@ -173,49 +187,90 @@ def cache_latents(work: Path, seed: int, count: int, buckets: dict[str, dict], s
     torch.save({"buckets": cache, "scaling_factor": scaling}, path)
 
 
+def _make_batch(job):
+    return data.make_batch(*job)
+
+
+def _drawn(jobs):
+    """``data.make_batch`` of each job, on every core when there are several (the GPU machine has 16)."""
+    workers = min(len(jobs), os.cpu_count() or 1, 16)
+    if workers <= 2:
+        yield from map(_make_batch, jobs)
+        return
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap(_make_batch, jobs)
+
+
+def border_weights(height: int, width: int, ring: int = 3, weight: float = 10.0) -> torch.Tensor:
+    """Per-pixel loss weights: ``weight`` on the outermost ``ring`` pixels, 1 inside (against the frame)."""
+    weights = torch.ones(1, 1, height, width)
+    weights[..., :ring, :] = weights[..., -ring:, :] = weights[..., :, :ring] = weights[..., :, -ring:] = weight
+    return weights / weights.mean()
+
+
 def tune_decoder(work: Path, seed: int, minutes: float, batch: int = 32, lr: float = 5e-4, l1: float = 0.0,
-                 buckets: dict[str, dict] | None = None):
+                 buckets: dict[str, dict] | None = None, border: float = 1.0, max_steps: int | None = None,
+                 pool_size: int = 2000):
     """Sharpen the decoder with the encoder frozen: the cached latents stay valid. With ``buckets``,
-    batches cycle through their image sizes; ``l1`` adds an L1 term (sharper edges than MSE alone)."""
+    batches cycle through their image sizes; ``l1`` adds an L1 term (sharper edges than MSE alone);
+    ``border`` > 1 weighs the outermost 3 pixels that much more (the decoder's zero padding drew a
+    frame there)."""
     done = work / "decoder_done"
     if done.exists() or minutes <= 0:
         return
     vae = build_vae()
     vae.load_state_dict(torch.load(work / "vae_final.pt"))
+    vae.to(DEVICE)
     vae.encoder.requires_grad_(False)
     vae.quant_conv.requires_grad_(False)
     trainable = [p for p in vae.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
     sizes = [spec["size"] for spec in buckets.values()] if buckets else [(data.IMAGE_SIZE, data.IMAGE_SIZE)]
     pixel_budget = batch * data.IMAGE_SIZE * data.IMAGE_SIZE
-    val_pixels = torch.from_numpy(data.make_batch(seed + 99, 0, 64)[0])
-    val_wide = torch.from_numpy(data.make_batch(seed + 99, 0, 64, sizes[-1])[0]) if buckets else None
+    val_pixels = torch.from_numpy(data.make_batch(seed + 99, 0, 64)[0]).to(DEVICE)
+    val_wide = torch.from_numpy(data.make_batch(seed + 99, 0, 64, sizes[-1])[0]).to(DEVICE) if buckets else None
+    weights = {size: border_weights(size[1], size[0], weight=border).to(DEVICE) for size in sizes}
 
     def quality() -> str:
         text = f"psnr {psnr(vae, val_pixels):.2f}dB"
         return text + (f" ({sizes[-1][0]}x{sizes[-1][1]}: {psnr(vae, val_wide):.2f}dB)" if val_wide is not None else "")
 
     log(work, f"decoder tuning from val {quality()}")
-    budget, clock, step = minutes * 60, Clock(), 0
-    while clock.elapsed < budget:
+    start_psnr, start_state = psnr(vae, val_pixels), copy.deepcopy(vae.state_dict())
+    # A fixed pool of drawn images per size (drawn on every core), batches sampled from it.
+    pools = {}
+    for n, (w, h) in enumerate(sizes):
+        jobs = [(seed, 2 * 10**7 + n * 10**6 + start, 250, (w, h)) for start in range(0, pool_size, 250)]
+        pools[(w, h)] = torch.from_numpy(np.concatenate([pixels for pixels, _, _ in _drawn(jobs)])).to(DEVICE)
+    pick = torch.Generator().manual_seed(seed)
+    budget, clock, step = minutes * 60, Clock(), 0  # the budget is for training, not for drawing the pools
+    while clock.elapsed < budget and (max_steps is None or step < max_steps):
+        progress = clock.elapsed / budget if max_steps is None else max(clock.elapsed / budget, step / max_steps)
         for group in opt.param_groups:
-            group["lr"] = cosine_lr(lr, clock.elapsed / budget, 0.02)
+            group["lr"] = cosine_lr(lr, progress, 0.02)
         w, h = sizes[step % len(sizes)]
-        count = max(4, pixel_budget // (w * h))
-        pixels = torch.from_numpy(data.make_batch(seed, 2 * 10**7 + step * batch, count, (w, h))[0])
+        pool = pools[(w, h)]
+        pixels = pool[torch.randint(0, len(pool), (max(4, pixel_budget // (w * h)),), generator=pick).to(DEVICE)]
         with torch.no_grad():
             latents = vae.encode(pixels).latent_dist.mode()
-        recon = vae.decode(latents).sample
-        loss = F.mse_loss(recon, pixels) + l1 * F.l1_loss(recon, pixels)
+        with autocast():
+            recon = vae.decode(latents).sample.float()
+        weight = weights[(pixels.shape[-1], pixels.shape[-2])]
+        loss = ((recon - pixels).pow(2) * weight).mean() + l1 * ((recon - pixels).abs() * weight).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         step += 1
         if step % 200 == 0:
             log(work, f"decoder step {step} t={clock.elapsed:.0f}s loss {loss.item():.5f} {quality()}")
-            torch.save(vae.state_dict(), work / "vae_tuned.tmp")
+            torch.save({k: v.cpu() for k, v in vae.state_dict().items()}, work / "vae_tuned.tmp")
             os.replace(work / "vae_tuned.tmp", work / "vae_final.pt")  # exports pick it up atomically
-    torch.save(vae.state_dict(), work / "vae_tuned.tmp")
+    if psnr(vae, val_pixels) < start_psnr - 0.5:  # a clean border is not worth a blurrier picture
+        log(work, f"decoder tuning lost {start_psnr - psnr(vae, val_pixels):.2f} dB: the decoder is kept as it was")
+        vae.load_state_dict(start_state)
+    torch.save({k: v.cpu() for k, v in vae.state_dict().items()}, work / "vae_tuned.tmp")
     os.replace(work / "vae_tuned.tmp", work / "vae_final.pt")
     done.touch()
     log(work, f"decoder done: {step} steps in {clock.elapsed:.0f}s, val {quality()}")
@@ -252,40 +307,64 @@ def export(work: Path, tokenizer, text_encoder, unet, scaling_factor: float, tar
     vae = build_vae(scaling_factor)
     vae.load_state_dict(torch.load(work / "vae_final.pt"))
     # float16 on disk halves the folder; diffusers loads it as float32 unless told otherwise.
-    pipe = assemble(tokenizer, copy.deepcopy(text_encoder), vae.half(), copy.deepcopy(unet).half())
+    pipe = assemble(tokenizer, copy.deepcopy(text_encoder).cpu(), vae.half(), copy.deepcopy(unet).cpu().half())
     save_atomically(pipe, target, note)
+
+
+def extend_vocabulary(text_encoder, old_tokenizer, tokenizer) -> None:
+    """Give ``text_encoder`` (trained with ``old_tokenizer``) one embedding row per token of ``tokenizer``:
+    every old token keeps its row, new ones start at the mean of the old rows plus a little noise."""
+    old_rows = text_encoder.get_input_embeddings().weight.detach().clone()
+    old_ids = old_tokenizer.get_vocab()
+    text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    rows = text_encoder.get_input_embeddings().weight
+    with torch.no_grad():
+        fresh = old_rows.mean(0) + 0.02 * torch.randn(len(tokenizer), old_rows.shape[1]) * old_rows.std()
+        for token, new_id in tokenizer.get_vocab().items():
+            rows[new_id] = old_rows[old_ids[token]] if token in old_ids else fresh[new_id]
+    text_encoder.config.vocab_size = len(tokenizer)
+
+
+def load_for_finetuning(init_from: Path, tokenizer):
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    text_encoder = CLIPTextModel.from_pretrained(init_from / "text_encoder", dtype=torch.float32)
+    old_tokenizer = CLIPTokenizer.from_pretrained(init_from / "tokenizer")
+    if old_tokenizer.get_vocab() != tokenizer.get_vocab():
+        extend_vocabulary(text_encoder, old_tokenizer, tokenizer)
+    unet = UNet2DConditionModel.from_pretrained(init_from / "unet", torch_dtype=torch.float32)
+    return text_encoder, unet
 
 
 def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dict[str, dict], lr: float = 1e-3,
                ema_decay: float = 0.998, dropout: float = 0.1, snr_gamma: float = 5.0, export_every: float = 300,
-               init_from: Path | None = None, warmup: float = 0.02):
+               init_from: Path | None = None, warmup: float = 0.02, max_steps: int | None = None):
     cached = torch.load(work / "latents.pt", weights_only=False)
     scaling = cached["scaling_factor"]
-    sets = {name: (cached["buckets"][name]["latents"], cached["buckets"][name]["scenes"]) for name in buckets}
+    sets = {name: (cached["buckets"][name]["latents"].to(DEVICE), cached["buckets"][name]["scenes"]) for name in buckets}
     torch.manual_seed(seed)
     tokenizer = build_tokenizer()
     if init_from is not None:
-        from diffusers import UNet2DConditionModel
-        from transformers import CLIPTextModel
-
-        text_encoder = CLIPTextModel.from_pretrained(init_from / "text_encoder", torch_dtype=torch.float32)
-        unet = UNet2DConditionModel.from_pretrained(init_from / "unet", torch_dtype=torch.float32)
+        text_encoder, unet = load_for_finetuning(init_from, tokenizer)
     else:
         text_encoder, unet = build_text_encoder(tokenizer), build_unet()
-    text_encoder.train()
-    unet.train()
+    text_encoder.to(DEVICE).train()
+    unet.to(DEVICE).train()
     params = list(text_encoder.parameters()) + list(unet.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, foreach=True)
     ema_te, ema_unet = copy.deepcopy(text_encoder), copy.deepcopy(unet)
     ema_params = list(ema_te.parameters()) + list(ema_unet.parameters())
     state_path, step, clock = work / "unet_state.pt", 0, Clock()
     if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, weights_only=False, map_location=DEVICE)
         for module, key in [(text_encoder, "te"), (unet, "unet"), (ema_te, "ema_te"), (ema_unet, "ema_unet")]:
             module.load_state_dict(state[key])
         opt.load_state_dict(state["opt"])
         step, clock = state["step"], Clock(state["elapsed"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if DEVICE.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu())
     captions = {name: Captions(tokenizer, scenes, seed + step + b, dropout) for b, (name, (_, scenes)) in enumerate(sets.items())}
     pick = np.random.default_rng(seed + step)
     names = list(buckets)
@@ -293,51 +372,70 @@ def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dic
     share = np.array([2.0 if name == "1:1" else 1.0 for name in names])
     share /= share.sum()
     budget, last_export = minutes * 60, time.monotonic()
-    losses: list[float] = []
+    alphas = ALPHAS_CUMPROD.to(DEVICE)
+    # Losses stay on the device until a log line needs them: no host sync per step.
+    pending: list[tuple[str, torch.Tensor]] = []
+    recent: list[float] = []
     bucket_losses: dict[str, list[float]] = {name: [] for name in names}
 
+    def drain():
+        if pending:
+            values = torch.stack([loss for _, loss in pending]).tolist()
+            for (name, _), value in zip(pending, values):
+                bucket_losses[name].append(value)
+                recent.append(value)
+            pending.clear()
+
     def checkpoint():
-        note = {"stage": "unet", "step": step, "train_seconds": round(clock.elapsed),
+        drain()
+        note = {"stage": "unet", "step": step, "train_seconds": round(clock.elapsed), "device": DEVICE.type,
                 "init_from": None if init_from is None else str(init_from),
                 "buckets": {name: [*spec["size"], spec["batch"], spec["max_t"]] for name, spec in buckets.items()},
-                "recent_loss": float(np.mean(losses[-200:])) if losses else None}
-        torch.save({"te": text_encoder.state_dict(), "unet": unet.state_dict(), "ema_te": ema_te.state_dict(),
-                    "ema_unet": ema_unet.state_dict(), "opt": opt.state_dict(), "step": step,
-                    "elapsed": clock.elapsed, "torch_rng": torch.get_rng_state()}, state_path)
+                "recent_loss": float(np.mean(recent[-200:])) if recent else None}
+        state = {"te": text_encoder.state_dict(), "unet": unet.state_dict(), "ema_te": ema_te.state_dict(),
+                 "ema_unet": ema_unet.state_dict(), "opt": opt.state_dict(), "step": step,
+                 "elapsed": clock.elapsed, "torch_rng": torch.get_rng_state()}
+        if DEVICE.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state()
+        torch.save(state, work / "unet_state.tmp")
+        os.replace(work / "unet_state.tmp", state_path)
         export(work, tokenizer, ema_te, ema_unet, scaling, target, note)
         log(work, f"exported step {step} to {target}")
 
-    while clock.elapsed < budget:
+    while clock.elapsed < budget and (max_steps is None or step < max_steps):
+        progress = clock.elapsed / budget if max_steps is None else max(clock.elapsed / budget, step / max_steps)
         for group in opt.param_groups:
-            group["lr"] = cosine_lr(lr, clock.elapsed / budget, warmup)
+            group["lr"] = cosine_lr(lr, progress, warmup)
         name = names[pick.choice(len(names), p=share)]
         spec, (latents, _) = buckets[name], sets[name]
         indices = pick.integers(0, len(latents), spec["batch"])
-        x0 = latents[indices].float() * scaling
-        ids = captions[name].batch(indices)
-        t = torch.randint(0, spec["max_t"], (len(indices),))
+        x0 = latents[torch.from_numpy(indices).to(DEVICE)].float() * scaling
+        ids = captions[name].batch(indices).to(DEVICE, non_blocking=True)
+        t = torch.randint(0, spec["max_t"], (len(indices),), device=DEVICE)
         noise = torch.randn_like(x0)
-        a = ALPHAS_CUMPROD[t].view(-1, 1, 1, 1)
+        a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        pred = unet(noisy, t, text_encoder(ids)[0]).sample
+        with autocast():
+            pred = unet(noisy, t, text_encoder(ids)[0]).sample.float()
         # Min-SNR weighting: stops the easy low-noise steps from dominating the gradient.
-        snr = ALPHAS_CUMPROD[t] / (1 - ALPHAS_CUMPROD[t])
+        snr = alphas[t] / (1 - alphas[t])
         weight = snr.clamp(max=snr_gamma) / snr
         loss = (weight * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
         opt.step()
         step += 1
-        decay = min(ema_decay, (1 + step) / (10 + step)) if init_from is None else ema_decay
+        # Warm-up of the EMA: early on it follows the weights closely (a fine-tune's new words are untrained).
+        decay = min(ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
             torch._foreach_lerp_(ema_params, params, 1 - decay)
-        losses.append(loss.item())
-        bucket_losses[name].append(loss.item())
+        pending.append((name, loss.detach()))
         if step % 100 == 0:
+            drain()
             per = " ".join(f"{n}:{np.mean(v[-30:]):.4f}" for n, v in bucket_losses.items() if v)
             log(work, f"unet step {step} t={clock.elapsed:.0f}s lr {opt.param_groups[0]['lr']:.2e} "
-                      f"loss {np.mean(losses[-100:]):.4f} [{per}]")
+                      f"loss {np.mean(recent[-100:]):.4f} [{per}]")
         if time.monotonic() - last_export > export_every:
             checkpoint()
             last_export = time.monotonic()
@@ -363,10 +461,25 @@ def main(argv=None):
     parser.add_argument("--decoder-lr", type=float, default=5e-4)
     parser.add_argument("--stages", default="all", help="all, or a comma list of: vae,latents,decoder,unet "
                         "(e.g. decoder tuning in a second process next to the UNet stage)")
-    parser.add_argument("--threads", type=int, default=1, help="1 is fastest on a shared CPU")
+    parser.add_argument("--decoder-border", type=float, default=1.0,
+                        help="loss weight of the outermost 3 pixels in decoder tuning (>1 trains the border frame away)")
+    parser.add_argument("--decoder-steps", type=int, help="stop decoder tuning after this many steps")
+    parser.add_argument("--unet-steps", type=int, help="stop the UNet stage after this many steps")
+    parser.add_argument("--export-minutes", type=float, default=5, help="export the EMA weights this often")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads; 1 is fastest on a shared CPU")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--max-minutes", type=float, help="wall-clock budget of this whole command: the UNet "
+                        "stage gets what the earlier stages leave (its cosine follows that)")
     args = parser.parse_args(argv)
+    started = time.monotonic()
     stages = {"vae", "latents", "decoder", "unet"} if args.stages == "all" else set(args.stages.split(","))
+    global DEVICE
+    DEVICE = torch.device(args.device)
     torch.set_num_threads(args.threads)
+    if DEVICE.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     args.work.mkdir(parents=True, exist_ok=True)
     log(args.work, f"start {json.dumps({k: str(v) for k, v in vars(args).items()})}")
     buckets = bucket_table(args.batch, upscale=not args.no_upscale_bucket)
@@ -387,10 +500,16 @@ def main(argv=None):
         cache_latents(args.work, args.seed, args.per_bucket, buckets, scaling)
     if "decoder" in stages:
         tune_decoder(args.work, args.seed, args.decoder_minutes, lr=args.decoder_lr, l1=args.decoder_l1,
-                     buckets=buckets if args.finetune_from is not None else None)
+                     buckets=buckets if args.finetune_from is not None else None, border=args.decoder_border,
+                     max_steps=args.decoder_steps)
     if "unet" in stages:
-        train_unet(args.work, args.seed, args.unet_minutes, args.target, buckets, lr=args.lr, ema_decay=args.ema_decay,
-                   init_from=args.finetune_from, warmup=0.02 if args.finetune_from is None else 0.01)
+        unet_minutes = args.unet_minutes
+        if args.max_minutes is not None:
+            unet_minutes = min(unet_minutes, args.max_minutes - (time.monotonic() - started) / 60)
+            log(args.work, f"UNet budget {unet_minutes:.2f} minutes (of --max-minutes {args.max_minutes:g})")
+        train_unet(args.work, args.seed, unet_minutes, args.target, buckets, lr=args.lr, ema_decay=args.ema_decay,
+                   init_from=args.finetune_from, warmup=0.02 if args.finetune_from is None else 0.01,
+                   max_steps=args.unet_steps, export_every=args.export_minutes * 60)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Time to render one image at native size with the shipped model, at the default settings.
 
-    python -m generation.tinyshapes.bench [--weights PATH] [--repeats 10] [--aspect 16:9]
+    python -m training.tinyshapes.bench [--weights PATH] [--repeats 10] [--aspect 16:9]
 """
 
 from __future__ import annotations

@@ -9,14 +9,18 @@ palette). This measure shares nothing with it:
 - shape: boundary geometry. The convex hull of the region's pixel squares is simplified with
   Ramer-Douglas-Peucker at a tolerance of ``TOLERANCE`` x sqrt(area), and its corners counted:
   3 = triangle, 4 = square (if its sides are about equal; a 4-gon with a short side is a triangle with
-  a cut-off apex), 6 or more = circle. Five corners (a blunt corner) is settled by the circularity
-  4 pi A / P^2 of the hull (circle 1, square 0.79, triangle 0.6).
+  a cut-off apex), 6 or more = circle. Five corners (a blunt corner) is settled by how much of its
+  bounding box the hull fills (triangle 0.5, circle 0.79, square 1).
 
 So a square whose corners are rounded off by more than a few percent of its size reads as a circle,
 and a triangle with a blunt apex as a square or circle: the measure checks corners, which the
 template overlap forgives.
 
-    python -m generation.tinyshapes.contour     # accuracy on training images of every bucket
+Several shapes: every 8-connected region above a minimum area is one shape (each re-thresholded at
+half its own contrast, so anti-aliased edges split evenly); their count, and the largest one's size
+and position (from its bounding box), are read like ``measure.py`` reads them, from these regions.
+
+    python -m training.tinyshapes.check_measures     # both measures on training images of every bucket
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+from training.tinyshapes.measure import min_area
+from training.tinyshapes.scenes import position_name, size_word, slot
 
 from . import data
 
@@ -189,12 +196,20 @@ def _area_perimeter(polygon: np.ndarray) -> tuple[float, float]:
 
 
 def read_shape(image: Image.Image) -> ContourReading:
+    """The largest region's shape (None when it covers under 1 % of the image)."""
     mask = segment(image)
     if mask.sum() < 0.01 * mask.size:
         return ContourReading(None, 0, 0.0, float(mask.mean()))
+    return read_shape_of_mask(mask)
+
+
+def read_shape_of_mask(mask: np.ndarray) -> ContourReading:
+    """Corner count of the region ``mask``."""
+    if mask.sum() < 6:
+        return ContourReading(None, 0, 0.0, float(mask.mean()))
     ys, xs = np.nonzero(mask)
     # The corners of every pixel square of the region: the hull of the region as drawn.
-    corners = np.concatenate([np.stack([xs + dx, ys + dy], 1) for dx in (0, 1) for dy in (0, 1)])
+    corners = np.concatenate([np.stack([xs + dx, ys + dy], 1) for dx in (0.2, 0.8) for dy in (0.2, 0.8)])
     hull = convex_hull(corners)
     area, perimeter = _area_perimeter(hull)
     polygon = simplify_closed(hull, TOLERANCE * np.sqrt(area), MERGE * np.sqrt(area))
@@ -210,8 +225,100 @@ def read_shape(image: Image.Image) -> ContourReading:
     elif count >= 6:
         shape = "circle"
     else:
-        shape = "circle" if circularity > 0.86 else "square" if circularity > 0.7 else "triangle"
+        # Five corners: a blunt corner, or a small shape whose pixels round it off. How much of its
+        # bounding box the hull fills settles it (triangle 1/2, circle pi/4, square 1).
+        width, height = np.ptp(hull[:, 0]), np.ptp(hull[:, 1])
+        fill = area / max(width * height, 1e-6)
+        shape = "triangle" if fill < 0.70 else "circle" if fill < 0.88 else "square"
     return ContourReading(shape, count, float(circularity), float(mask.mean()))
+
+
+@dataclass(frozen=True)
+class Region:
+    shape: str
+    box: tuple[int, int, int, int]  # left, top, right, bottom (inclusive)
+    area: int
+
+
+@dataclass(frozen=True)
+class ContourScene:
+    regions: tuple[Region, ...]  # largest first
+    size: str | None
+    position: str | None
+
+    @property
+    def count(self) -> int:
+        return len(self.regions)
+
+
+def _fill_holes(region_mask: np.ndarray) -> np.ndarray:
+    filled = region_mask.copy()
+    for hole in _regions(~region_mask, 4):
+        ys, xs = hole[:, 0], hole[:, 1]
+        if ys.min() > 0 and xs.min() > 0 and ys.max() < filled.shape[0] - 1 and xs.max() < filled.shape[1] - 1:
+            filled[ys, xs] = True
+    return filled
+
+
+def _classify(mask: np.ndarray) -> str:
+    return read_shape_of_mask(mask).shape or "circle"
+
+
+def read_scene(image: Image.Image) -> ContourScene:
+    """Every shape in the image: Otsu-separated regions, each re-thresholded at half its own contrast."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+    height, width = pixels.shape[:2]
+    border = np.concatenate([pixels[:2].reshape(-1, 3), pixels[-2:].reshape(-1, 3),
+                             pixels[:, :2].reshape(-1, 3), pixels[:, -2:].reshape(-1, 3)])
+    distance = np.linalg.norm(pixels - np.median(border, axis=0), axis=-1)
+    if distance.max() < 30:
+        return ContourScene((), None, None)
+    # A low first threshold (two shapes may differ in contrast a lot), then each region's own.
+    coarse = distance > max(min(_otsu(distance), 40.0), 15.0)
+    smallest = min_area(width, height)
+    found = []
+    for region in _regions(coarse, 8):
+        if len(region) < smallest:
+            continue
+        ys, xs = region[:, 0], region[:, 1]
+        contrast = float(np.percentile(distance[ys, xs], 90))  # the shape's own colour, not its edge
+        top, bottom, left, right = max(ys.min() - 1, 0), min(ys.max() + 2, height), max(xs.min() - 1, 0), min(xs.max() + 2, width)
+        window = np.zeros_like(coarse)
+        window[top:bottom, left:right] = distance[top:bottom, left:right] > contrast / 2
+        pieces = [piece for piece in _regions(window & _dilate(coarse_region(region, coarse.shape)), 8)]
+        if not pieces:
+            continue
+        best = max(pieces, key=len)
+        mask = np.zeros_like(coarse)
+        mask[best[:, 0], best[:, 1]] = True
+        mask = _fill_holes(mask)
+        if mask.sum() < smallest:
+            continue
+        ys, xs = np.nonzero(mask)
+        box = (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
+        found.append(Region(_classify(mask), box, int(mask.sum())))
+    found.sort(key=lambda r: r.area, reverse=True)
+    if not found:
+        return ContourScene((), None, None)
+    left, top, right, bottom = found[0].box
+    side = max(right - left + 1, bottom - top + 1) / min(width, height)
+    position = position_name(slot(left, width - 1 - right), slot(top, height - 1 - bottom))
+    return ContourScene(tuple(found), size_word(side), position)
+
+
+def coarse_region(region: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    mask = np.zeros(shape, dtype=bool)
+    mask[region[:, 0], region[:, 1]] = True
+    return mask
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    grown = mask.copy()
+    grown[1:] |= mask[:-1]
+    grown[:-1] |= mask[1:]
+    grown[:, 1:] |= mask[:, :-1]
+    grown[:, :-1] |= mask[:, 1:]
+    return grown
 
 
 def validate(seed: int = 12345, count: int = 2000, sizes=None) -> dict[str, float]:

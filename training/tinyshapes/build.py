@@ -20,21 +20,43 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from .data import COLOURS, IMAGE_SIZE, SHAPES
+from generation.models import TINYSHAPES_DIR as WEIGHTS_DIR
+from generation.vocabulary import FILE_NAME as VOCABULARY_FILE
+from generation.vocabulary import Vocabulary
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+from training.tinyshapes.scenes import (
+    COLOURS, COUNTS, POSITION_SYNONYMS, POSITIONS, RELATIONS, SHAPES, SIZE_SYNONYMS, SIZES,
+)
+
+from .data import IMAGE_SIZE
 MAX_TOKENS = 32
 LATENT_CHANNELS = 4
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 
-# Words the model is trained on, plus common prompt words so they get their own (untrained,
-# hence mostly ignored) token instead of all collapsing into the unknown token.
+# Words the model is trained on (every word of the canonical grammar and its synonyms), plus common
+# prompt words so they get their own (untrained, hence mostly ignored) token instead of all
+# collapsing into the unknown token.
+TRAINED_WORDS: tuple[str, ...] = tuple(dict.fromkeys(
+    word
+    for phrase in (*COLOURS, *SHAPES, *(f"{shape}s" for shape in SHAPES), *SIZES, *SIZE_SYNONYMS, *COUNTS,
+                   *RELATIONS, *(phrase for phrase, _, _ in POSITIONS.values()), *POSITIONS, *POSITION_SYNONYMS,
+                   "a", "an", "on", "background")
+    for word in phrase.split()
+))
 EXTRA_WORDS = (
     "a an on the background with and of in image picture photo drawing shape colour color "
     "big small large little simple plain dark light bright pink brown gray grey cyan "
     "left right top bottom centre center , ."
 ).split()
-VOCABULARY: tuple[str, ...] = tuple(dict.fromkeys([*COLOURS, *SHAPES, *EXTRA_WORDS]))
+VOCABULARY: tuple[str, ...] = tuple(dict.fromkeys([*TRAINED_WORDS, *EXTRA_WORDS]))
+
+
+def vocabulary_declaration() -> Vocabulary:
+    """What ``weights/vocabulary.json`` declares: the words of ``scenes``, synonyms among the function words."""
+    return Vocabulary(colours=COLOURS, shapes=SHAPES, sizes=tuple(SIZES),
+                      positions={name: phrase for name, (phrase, _, _) in POSITIONS.items()}, counts=tuple(COUNTS),
+                      function_words=("a", "an", "on", "background", "and", "left", "of", "above",
+                                      *SIZE_SYNONYMS, *POSITION_SYNONYMS))
 
 
 def _bpe(word: tuple[str, ...], ranks: dict[tuple[str, str], int]) -> tuple[str, ...]:
@@ -189,6 +211,7 @@ def save_atomically(pipe: StableDiffusionPipeline, target: Path = WEIGHTS_DIR, n
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".weights-new-", dir=target.parent))
     pipe.save_pretrained(staging, safe_serialization=True)
+    (staging / VOCABULARY_FILE).write_text(json.dumps(vocabulary_declaration().to_dict(), indent=2) + "\n")
     if note is not None:
         (staging / "training_state.json").write_text(json.dumps(note, indent=2) + "\n")
     for path in [staging, *staging.rglob("*")]:

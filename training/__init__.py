@@ -1,0 +1,1 @@
+"""Tooling that builds the shipped models; not part of the bot at run time."""

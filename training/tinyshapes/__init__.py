@@ -1,0 +1,1 @@
+"""Training, data and evaluation of the shipped tinyshapes model (generation/tinyshapes/weights)."""

@@ -1,0 +1,121 @@
+"""The border frame: how far the outermost 2-pixel ring strays from the background, against the ring inside.
+
+    python -m training.tinyshapes.frame [--weights PATH] [--renders 48] [--device cuda]
+
+Per image: the background colour is the median of the pixels at least 4 px from the border and 2 px
+from any shape; a pixel's deviation is its largest channel difference from it (0-255). The figure is
+the median deviation of the outer ring (depth 0-1) and of the next ring (depth 2-3), over images
+whose shapes (dilated 1 px) stay 4 px clear of the border. Three sources tell where a frame comes from:
+drawn training images (the data), their VAE round trip (the decoder) and renders (UNet + decoder).
+The issue's target: outer within 2/255 of inner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import contour, data
+from .build import WEIGHTS_DIR
+
+
+def _depth(height: int, width: int) -> np.ndarray:
+    ys, xs = np.mgrid[0:height, 0:width]
+    return np.minimum(np.minimum(ys, height - 1 - ys), np.minimum(xs, width - 1 - xs))
+
+
+def _grow(mask: np.ndarray, steps: int) -> np.ndarray:
+    for _ in range(steps):
+        grown = mask.copy()
+        grown[1:] |= mask[:-1]
+        grown[:-1] |= mask[1:]
+        grown[:, 1:] |= mask[:, :-1]
+        grown[:, :-1] |= mask[:, 1:]
+        mask = grown
+    return mask
+
+
+def ring_deviation(image: Image.Image) -> tuple[float, float] | None:
+    """(outer, inner) median deviation from the background, or None if a shape comes near the border."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+    height, width = pixels.shape[:2]
+    shapes = np.zeros((height, width), dtype=bool)
+    for region in contour.read_scene(image).regions:
+        left, top, right, bottom = region.box
+        shapes[top : bottom + 1, left : right + 1] = True
+    depth = _depth(height, width)
+    if (_grow(shapes, 1) & (depth < 4)).any():
+        return None
+    inside = (depth >= 4) & ~_grow(shapes, 2)
+    if inside.sum() < 20:
+        return None
+    background = np.median(pixels[inside], axis=0)
+    deviation = np.abs(pixels - background).max(-1)
+    return float(np.median(deviation[depth < 2])), float(np.median(deviation[(depth >= 2) & (depth < 4)]))
+
+
+def _deviations(images) -> list:
+    workers = min(os.cpu_count() or 1, 16)
+    if workers <= 2 or len(images) < 16:
+        return list(map(ring_deviation, images))
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return pool.map(ring_deviation, images, chunksize=2)
+
+
+def summarise(images) -> str:
+    pairs = [p for p in _deviations(images) if p is not None]
+    if not pairs:
+        return "no image with its shapes clear of the border"
+    outer, inner = np.median([p[0] for p in pairs]), np.median([p[1] for p in pairs])
+    return f"outer {outer:5.1f}/255, inner {inner:5.1f}/255, difference {outer - inner:+5.1f} ({len(pairs)} images)"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
+    parser.add_argument("--renders", type=int, default=48, help="renders (and drawn images) per aspect")
+    parser.add_argument("--aspects", default=",".join(data.ASPECT_RATIOS))
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--crops", type=Path, help="save a zoomed corner crop of the first clear render per aspect here")
+    args = parser.parse_args(argv)
+    from diffusers import AutoencoderKL
+
+    from .evaluate import load, render
+
+    pipe = load(args.weights).to(args.device)
+    vae: AutoencoderKL = pipe.vae
+    crops = []
+    for ratio in args.aspects.split(","):
+        size = data.BUCKETS[ratio]
+        drawn = [data.make_example(4242, i, size, kind="one")[0] for i in range(args.renders)]
+        with torch.no_grad():
+            pixels = torch.from_numpy(np.stack([np.asarray(im, np.float32) for im in drawn]).transpose(0, 3, 1, 2) / 127.5 - 1)
+            pixels = pixels.to(args.device, vae.dtype)
+            decoded = vae.decode(vae.encode(pixels).latent_dist.mode()).sample.clamp(-1, 1)
+        round_trip = [Image.fromarray(((x.permute(1, 2, 0).float().cpu().numpy() + 1) * 127.5).round().astype(np.uint8))
+                      for x in decoded]
+        prompts = [data.simple_caption(data.COLOURS[i % 8], data.SHAPES[i % 3], data.COLOURS[(i + 3 + i // 8) % 8])
+                   .replace(" on ", " in the centre on ", 1).replace("a ", "a small ", 1) for i in range(args.renders)]
+        renders = render(pipe, prompts, list(range(args.renders)), width=size[0], height=size[1])
+        print(f"{ratio:>5} drawn      {summarise(drawn)}", flush=True)
+        print(f"{ratio:>5} VAE trip   {summarise(round_trip)}", flush=True)
+        print(f"{ratio:>5} renders    {summarise(renders)}", flush=True)
+        clear = [im for im in renders if ring_deviation(im) is not None]
+        if clear:
+            crops.append(clear[0].crop((0, 0, 12, 12)).resize((96, 96), Image.Resampling.NEAREST))
+    if args.crops and crops:
+        sheet = Image.new("RGB", (100 * len(crops), 96), "white")
+        for n, crop in enumerate(crops):
+            sheet.paste(crop, (100 * n, 0))
+        sheet.save(args.crops)
+
+
+if __name__ == "__main__":
+    main()

@@ -28,7 +28,7 @@ from . import data, measure
 from .contour import _regions
 
 if TYPE_CHECKING:
-    from ..request import GenerationRequest
+    from generation.request import GenerationRequest
 
 FOREGROUND_DISTANCE = 60.0  # RGB distance from the background colour that counts as "something there"
 MIN_OBJECT = 8  # pixels; smaller specks are not objects
@@ -48,7 +48,7 @@ class OutpaintReading:
 
 def source_box(source: Image.Image, request: GenerationRequest) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1) of the source on the edit's canvas."""
-    from ..editing import edit_canvas
+    from generation.editing import edit_canvas
 
     _, mask = edit_canvas(source, request)
     ys, xs = np.nonzero(np.asarray(mask) < 128)

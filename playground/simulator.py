@@ -1,7 +1,8 @@
 """The offline playground: the real bot against SimCord's Discord-like Preview page on 127.0.0.1.
 
-A server with one channel and two members (alice, bob) is created; the page's "Viewing as" switch
-lets a person act as either. Nothing leaves this machine.
+A server with one channel and three members is created: alice and bob, and carol, whose "admin" role
+has Manage Server (so `/config` can be tried). The page's "Viewing as" switch lets a person act as
+any of them; a reloaded page opens as the member chosen last. Nothing leaves this machine.
 
 How the page stays live (SimCord 3.2 settles each page action: it waits for bot-owned work):
 - **Rendering is external work.** The render service (its queue, dispatcher and worker thread) is
@@ -33,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import discord
 import simcord
 
 from bot.lock import InstanceLock
@@ -61,6 +63,7 @@ class World:
     channel: Any
     alice: Any
     bob: Any
+    carol: Any  # has Manage Server: /config
     _closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -110,6 +113,8 @@ async def open_world(settings: Settings, *, service: Any = None, settle_timeout:
         channel = guild.create_text_channel("imagine")
         alice = guild.add_member(env.create_user("alice"))
         bob = guild.add_member(env.create_user("bob"))
+        admin = guild.create_role("admin", permissions=discord.Permissions(manage_guild=True))
+        carol = guild.add_member(env.create_user("carol"), roles=[admin])
     except BaseException:
         for closer in reversed(closers):
             try:
@@ -117,7 +122,7 @@ async def open_world(settings: Settings, *, service: Any = None, settle_timeout:
             except Exception:  # noqa: BLE001 - the original error matters more
                 log.exception("error while stopping the playground")
         raise
-    return World(env, bot, service, guild, channel, alice, bob, closers)
+    return World(env, bot, service, guild, channel, alice, bob, carol, closers)
 
 
 async def catch_up_clock(env: simcord.Env) -> float:
@@ -170,6 +175,35 @@ class LiveSync:
                 return await original(context_id, self._forgiven(context_id, body))
 
         self.preview._action = serialized
+
+    def remember_viewer(self) -> None:
+        """Open a reloaded page as the member chosen last in "Viewing as", not always the first one.
+
+        SimCord's page opens without a viewer (the first of `viewers`) and keeps the choice only in
+        that page. Wraps the method its server calls to open a page (SimCord 3.2); warns if gone.
+        """
+        open_page = getattr(self.preview, "_open_page", None)
+        if open_page is None:
+            log.warning("this SimCord has no Preview._open_page; a reloaded page opens as the first member")
+            return
+        chosen: dict[str, Any] = {}
+        action = self.preview._action
+
+        async def noting(context_id: Any, body: Any) -> Any:
+            if isinstance(body, dict) and body.get("kind") == "viewer":
+                chosen["viewer_id"] = body.get("viewer_id")
+            return await action(context_id, body)
+
+        def opening(viewer_id: Any = None, target_id: Any = None) -> Any:
+            if viewer_id is None and chosen.get("viewer_id") is not None:
+                try:
+                    return open_page(chosen["viewer_id"], target_id)
+                except simcord.SetupError:  # no longer a viewer: SimCord's default
+                    pass
+            return open_page(viewer_id, target_id)
+
+        self.preview._action = noting
+        self.preview._open_page = opening
 
     def _forgiven(self, context_id: Any, body: Any) -> Any:
         """The action, as of the page's current revision when only our pushes made it stale.
@@ -267,10 +301,11 @@ async def run_playground(settings: Settings, *, ready: asyncio.Event | None = No
         try:
             if on_world is not None:
                 on_world(world)
-            async with world.env.preview(world.channel, viewers=[world.alice, world.bob], layout="channel",
-                                         port=settings.playground_port) as preview:
+            async with world.env.preview(world.channel, viewers=[world.alice, world.bob, world.carol],
+                                         layout="channel", port=settings.playground_port) as preview:
                 live = LiveSync(world.env, preview)
                 live.hold_page_actions()
+                live.remember_viewer()
                 sync_task = asyncio.create_task(live.run(), name="playground live sync")
                 print("Open the address below in a browser, type /imagine; Ctrl-C stops.", flush=True)
                 if world.bot.user is not None:  # the page's message box sends text as typed: no @ picker

@@ -45,7 +45,9 @@ log = logging.getLogger(__name__)
 BOT_NAME = "imagine-bot"
 TICK_S = 0.25  # how often the virtual clock catches up with the wall clock
 REFRESH_S = 1.0  # at most one republication of the page per this many seconds
-PAGE_SETTLE_S = 30.0  # a page action settles the bot's own work (never a render) within this
+PAGE_SETTLE_S = 30.0
+NAVIGATION = {"focus", "history"}  # page actions that take a person to a message (history "latest": back down)
+FOLLOWING_AGAIN = {"run_command", "send_message", "click", "select", "modal_submit", "viewer"}  # a page action settles the bot's own work (never a render) within this
 
 
 def lock_path(settings: Settings) -> Path:
@@ -156,6 +158,7 @@ class LiveSync:
         # page id -> {"head": revision after our latest push, "seen": {revision: snapshot}} for the
         # revisions that only our pushes have superseded since (see `_forgiven`)
         self._pushes: dict[str, dict[str, Any]] = {}
+        self._navigated: set[str] = set()  # pages whose person went to a message on purpose (see `_follow_newest`)
 
     def hold_page_actions(self) -> None:
         """Run the page's actions under `self.lock`, so no step overlaps one.
@@ -172,6 +175,7 @@ class LiveSync:
 
         async def serialized(context_id: Any, body: Any) -> Any:
             async with lock:
+                self._note_navigation(context_id, body)
                 return await original(context_id, self._forgiven(context_id, body))
 
         self.preview._action = serialized
@@ -234,6 +238,33 @@ class LiveSync:
             log.debug("could not check an action's revision", exc_info=True)
             return body
 
+    def _note_navigation(self, context_id: Any, body: Any) -> None:
+        kind = body.get("kind") if isinstance(body, dict) else None
+        if kind in NAVIGATION and body.get("direction") != "latest":
+            self._navigated.add(str(context_id))
+        elif kind in FOLLOWING_AGAIN:
+            self._navigated.discard(str(context_id))
+
+    def _follow_newest(self) -> None:
+        """Point each page at the bot's newest message, so the page scrolls to a new status line.
+
+        SimCord's page keeps its scroll anchor unless it sits exactly at the bottom, so a new message
+        (the answer to what a person just did) lands below the fold; a page moves only to its
+        *target* message. Pages whose person went to a message on purpose (search, history, jump) are
+        left there until their next command, message or click.
+        """
+        try:
+            for page_id, page in getattr(self.preview, "_pages", {}).items():
+                if str(page_id) in self._navigated or page.modal is not None:
+                    continue
+                newest = self.preview._initial_target(page.viewer, page.channel_id)
+                if newest is not None and newest != page.target_id:
+                    page.target_id = newest
+                    if page.layout == "channel":
+                        page.window_end_id = newest
+        except Exception:  # noqa: BLE001 - SimCord's internals changed: the page keeps its own scrolling
+            log.debug("could not point a page at the newest message", exc_info=True)
+
     def _pushing(self) -> dict[str, tuple[int, Any]]:
         return {page_id: (page.revision, page.snapshot) for page_id, page in getattr(self.preview, "_pages", {}).items()}
 
@@ -258,6 +289,7 @@ class LiveSync:
             requests = len(self.env.http_requests)
             if requests == self.published or self.monotonic() - self.last_refresh < self.refresh_s:
                 return False
+            self._follow_newest()
             before = self._pushing()
             await self.preview.refresh()
             self._pushed(before)

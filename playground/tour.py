@@ -1,14 +1,17 @@
 """A scripted tour of the live playground in headless chromium, with screenshots for the README.
 
-    python -m playground.tour [--out docs] [--url URL]
+    python -m playground.tour [--out docs] [--url URL --mention "<@id>"]
 
 Two tabs, one per member (alice and bob, each page's "Viewing as"), do what two people would:
 alice asks for a big grid; while it renders, bob queues two images. The tour checks that bob sees
 his queue positions and alice's progress line with its preview, that bob can cancel his first job,
 that the two other jobs deliver their results, and that /history dates agree with the page's clock
-("now", not "in 48 weeks"). Nobody presses Refresh: the page is pushed. Screenshots go to
-`--out` (tour-1-queue.png, tour-2-cancel.png, tour-3-results.png, tour-4-history.png). Exit code 1 with a one-line
-reason on failure; chromium is always killed. Shares its browser code with playground.screenshot.
+("now", not "in 48 weeks"). Then bob presses Zoom Out 2× and ➡️ Pan on his triangle; a third tab,
+carol (Manage Server), bans a word with /config and alice's prompt with it is refused; alice talks to
+the bot with the shipped model (a mention, then replies: CONVERSATION). Nobody presses Refresh: the
+page is pushed. Screenshots go to `--out` (tour-1-queue … tour-8-refused.png, and tour-conv-1 …
+tour-conv-5.png cropped to each turn). Exit code 1 with a one-line reason on failure; chromium is
+always killed. Shares its browser code with playground.screenshot.
 """
 
 from __future__ import annotations
@@ -214,7 +217,9 @@ async def conversation(chromium: Any, cdp: CDP, out: Path, mention: str | None) 
             await send_text(cdp, words, reply_to=latest)
         answer = await new_result(cdp, seen, f"the answer to {words!r}")
         if not answer.get("followed"):
-            print(f"note: the page had not scrolled to the answer to {words!r} by itself", file=sys.stderr)
+            # SimCord's page scrolls to a new message but keeps its anchor while that message grows
+            print(f"note: the answer to {words!r} had grown below the fold (SimCord keeps the scroll anchor)",
+                  file=sys.stderr)
         latest = answer["id"]
         shot = await chromium.screenshot(cdp, out / f"tour-conv-{number}.png")
         shots.append(await crop_to_turn(cdp, shot, latest))

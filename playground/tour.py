@@ -200,7 +200,18 @@ async def tour(out: Path, url: str | None, mention: str | None) -> list[Path]:
 
             shots += await conversation(chromium, alice, out, known.get("mention") or mention)
             await stop(alice)
+    for shot in shots:
+        shrink(shot)
     return shots
+
+
+def shrink(shot: Path) -> None:
+    """Store a screenshot with a 256-colour palette: the page's flat colours survive, the file is a third."""
+    import PIL.Image
+
+    with PIL.Image.open(shot) as image:
+        small = image.convert("RGB").quantize(256, method=PIL.Image.Quantize.MEDIANCUT, dither=PIL.Image.Dither.NONE)
+    small.save(shot, optimize=True)
 
 
 async def conversation(chromium: Any, cdp: CDP, out: Path, mention: str | None) -> list[Path]:

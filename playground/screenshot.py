@@ -300,8 +300,8 @@ async def click_result_button(cdp: CDP, message_id: str, label: str) -> dict:
     return found
 
 
-async def start_playground(data_dir: Path, **changes: Any) -> tuple[asyncio.Task, str]:
-    """Run the playground in this process (data in `data_dir`, a free port); returns its task and URL."""
+async def start_playground(data_dir: Path, on_world: Callable | None = None, **changes: Any) -> tuple[asyncio.Task, str]:
+    """Run the playground in this process (data in `data_dir`, a free port; `on_world` gets its World)."""
     from bot.__main__ import default_cpu_threads
     from playground.simulator import run_playground
     from bot.settings import Settings
@@ -309,7 +309,7 @@ async def start_playground(data_dir: Path, **changes: Any) -> tuple[asyncio.Task
     settings = default_cpu_threads(Settings(data_dir=data_dir, playground_port=free_port(), **changes))
     ready = asyncio.Event()
     urls: list[str] = []
-    task = asyncio.create_task(run_playground(settings, ready=ready, urls=urls))
+    task = asyncio.create_task(run_playground(settings, ready=ready, urls=urls, on_world=on_world))
     waiter = asyncio.create_task(ready.wait())
     await asyncio.wait({task, waiter}, timeout=180, return_when=asyncio.FIRST_COMPLETED)
     waiter.cancel()
@@ -392,11 +392,12 @@ async def browser(tmp: Path) -> AsyncIterator[Browser]:
 
 
 @contextlib.asynccontextmanager
-async def playground(tmp: Path, url: str | None, **changes: Any) -> AsyncIterator[tuple[str, Callable]]:
+async def playground(tmp: Path, url: str | None, on_world: Callable | None = None,
+                     **changes: Any) -> AsyncIterator[tuple[str, Callable]]:
     """The URL of `url`'s playground, or of one started here; yields (url, stop(cdp)) and stops it."""
     task = None
     if url is None:
-        task, url = await start_playground(tmp / "data", **changes)
+        task, url = await start_playground(tmp / "data", on_world, **changes)
     stopped = False
 
     async def stop(cdp: CDP | None) -> None:

@@ -1,7 +1,8 @@
 """The offline playground: the real bot against SimCord's Discord-like Preview page on 127.0.0.1.
 
-A server with one channel and two members (alice, bob) is created; the page's "Viewing as" switch
-lets a person act as either. Nothing leaves this machine.
+A server with one channel and three members is created: alice and bob, and carol, whose "admin" role
+has Manage Server (so `/config` can be tried). The page's "Viewing as" switch lets a person act as
+any of them; a reloaded page opens as the member chosen last. Nothing leaves this machine.
 
 How the page stays live (SimCord 3.2 settles each page action: it waits for bot-owned work):
 - **Rendering is external work.** The render service (its queue, dispatcher and worker thread) is
@@ -33,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import discord
 import simcord
 
 from bot.lock import InstanceLock
@@ -43,7 +45,9 @@ log = logging.getLogger(__name__)
 BOT_NAME = "imagine-bot"
 TICK_S = 0.25  # how often the virtual clock catches up with the wall clock
 REFRESH_S = 1.0  # at most one republication of the page per this many seconds
-PAGE_SETTLE_S = 30.0  # a page action settles the bot's own work (never a render) within this
+PAGE_SETTLE_S = 30.0
+NAVIGATION = {"focus", "history"}  # page actions that take a person to a message (history "latest": back down)
+FOLLOWING_AGAIN = {"run_command", "send_message", "click", "select", "modal_submit", "viewer"}  # a page action settles the bot's own work (never a render) within this
 
 
 def lock_path(settings: Settings) -> Path:
@@ -61,6 +65,7 @@ class World:
     channel: Any
     alice: Any
     bob: Any
+    carol: Any  # has Manage Server: /config
     _closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -110,6 +115,8 @@ async def open_world(settings: Settings, *, service: Any = None, settle_timeout:
         channel = guild.create_text_channel("imagine")
         alice = guild.add_member(env.create_user("alice"))
         bob = guild.add_member(env.create_user("bob"))
+        admin = guild.create_role("admin", permissions=discord.Permissions(manage_guild=True))
+        carol = guild.add_member(env.create_user("carol"), roles=[admin])
     except BaseException:
         for closer in reversed(closers):
             try:
@@ -117,7 +124,7 @@ async def open_world(settings: Settings, *, service: Any = None, settle_timeout:
             except Exception:  # noqa: BLE001 - the original error matters more
                 log.exception("error while stopping the playground")
         raise
-    return World(env, bot, service, guild, channel, alice, bob, closers)
+    return World(env, bot, service, guild, channel, alice, bob, carol, closers)
 
 
 async def catch_up_clock(env: simcord.Env) -> float:
@@ -151,6 +158,7 @@ class LiveSync:
         # page id -> {"head": revision after our latest push, "seen": {revision: snapshot}} for the
         # revisions that only our pushes have superseded since (see `_forgiven`)
         self._pushes: dict[str, dict[str, Any]] = {}
+        self._navigated: set[str] = set()  # pages whose person went to a message on purpose (see `_follow_newest`)
 
     def hold_page_actions(self) -> None:
         """Run the page's actions under `self.lock`, so no step overlaps one.
@@ -167,9 +175,39 @@ class LiveSync:
 
         async def serialized(context_id: Any, body: Any) -> Any:
             async with lock:
+                self._note_navigation(context_id, body)
                 return await original(context_id, self._forgiven(context_id, body))
 
         self.preview._action = serialized
+
+    def remember_viewer(self) -> None:
+        """Open a reloaded page as the member chosen last in "Viewing as", not always the first one.
+
+        SimCord's page opens without a viewer (the first of `viewers`) and keeps the choice only in
+        that page. Wraps the method its server calls to open a page (SimCord 3.2); warns if gone.
+        """
+        open_page = getattr(self.preview, "_open_page", None)
+        if open_page is None:
+            log.warning("this SimCord has no Preview._open_page; a reloaded page opens as the first member")
+            return
+        chosen: dict[str, Any] = {}
+        action = self.preview._action
+
+        async def noting(context_id: Any, body: Any) -> Any:
+            if isinstance(body, dict) and body.get("kind") == "viewer":
+                chosen["viewer_id"] = body.get("viewer_id")
+            return await action(context_id, body)
+
+        def opening(viewer_id: Any = None, target_id: Any = None) -> Any:
+            if viewer_id is None and chosen.get("viewer_id") is not None:
+                try:
+                    return open_page(chosen["viewer_id"], target_id)
+                except simcord.SetupError:  # no longer a viewer: SimCord's default
+                    pass
+            return open_page(viewer_id, target_id)
+
+        self.preview._action = noting
+        self.preview._open_page = opening
 
     def _forgiven(self, context_id: Any, body: Any) -> Any:
         """The action, as of the page's current revision when only our pushes made it stale.
@@ -200,6 +238,33 @@ class LiveSync:
             log.debug("could not check an action's revision", exc_info=True)
             return body
 
+    def _note_navigation(self, context_id: Any, body: Any) -> None:
+        kind = body.get("kind") if isinstance(body, dict) else None
+        if kind in NAVIGATION and body.get("direction") != "latest":
+            self._navigated.add(str(context_id))
+        elif kind in FOLLOWING_AGAIN:
+            self._navigated.discard(str(context_id))
+
+    def _follow_newest(self) -> None:
+        """Point each page at the bot's newest message, so the page scrolls to a new status line.
+
+        SimCord's page keeps its scroll anchor unless it sits exactly at the bottom, so a new message
+        (the answer to what a person just did) lands below the fold; a page moves only to its
+        *target* message. Pages whose person went to a message on purpose (search, history, jump) are
+        left there until their next command, message or click.
+        """
+        try:
+            for page_id, page in getattr(self.preview, "_pages", {}).items():
+                if str(page_id) in self._navigated or page.modal is not None:
+                    continue
+                newest = self.preview._initial_target(page.viewer, page.channel_id)
+                if newest is not None and newest != page.target_id:
+                    page.target_id = newest
+                    if page.layout == "channel":
+                        page.window_end_id = newest
+        except Exception:  # noqa: BLE001 - SimCord's internals changed: the page keeps its own scrolling
+            log.debug("could not point a page at the newest message", exc_info=True)
+
     def _pushing(self) -> dict[str, tuple[int, Any]]:
         return {page_id: (page.revision, page.snapshot) for page_id, page in getattr(self.preview, "_pages", {}).items()}
 
@@ -224,6 +289,7 @@ class LiveSync:
             requests = len(self.env.http_requests)
             if requests == self.published or self.monotonic() - self.last_refresh < self.refresh_s:
                 return False
+            self._follow_newest()
             before = self._pushing()
             await self.preview.refresh()
             self._pushed(before)
@@ -267,10 +333,11 @@ async def run_playground(settings: Settings, *, ready: asyncio.Event | None = No
         try:
             if on_world is not None:
                 on_world(world)
-            async with world.env.preview(world.channel, viewers=[world.alice, world.bob], layout="channel",
-                                         port=settings.playground_port) as preview:
+            async with world.env.preview(world.channel, viewers=[world.alice, world.bob, world.carol],
+                                         layout="channel", port=settings.playground_port) as preview:
                 live = LiveSync(world.env, preview)
                 live.hold_page_actions()
+                live.remember_viewer()
                 sync_task = asyncio.create_task(live.run(), name="playground live sync")
                 print("Open the address below in a browser, type /imagine; Ctrl-C stops.", flush=True)
                 if world.bot.user is not None:  # the page's message box sends text as typed: no @ picker

@@ -343,8 +343,86 @@ class BrowserPage:
                 "generation": state["context"]["generation"], "bot_generation": state["botGeneration"],
                 "published_revision": state["publishedRevision"], "kind": "click", "control_key": keys[0],
                 "target_id": str(message_id)}
+        return await self.act(body)
+
+    async def view_as(self, state: dict[str, Any], viewer_id: int, sequence: int) -> dict[str, Any]:
+        """Pick a member in "Viewing as", as the page's script does."""
+        body = {"protocol_version": 3, "sequence": sequence, "request_id": f"viewer-{sequence}",
+                "generation": state["context"]["generation"], "bot_generation": state["botGeneration"],
+                "published_revision": state["publishedRevision"], "kind": "viewer", "viewer_id": str(viewer_id)}
+        return await self.act(body)
+
+    async def focus(self, state: dict[str, Any], message_id: int, sequence: int) -> dict[str, Any]:
+        """Go to a message (the page's search, or "Jump to message ID")."""
+        body = {"protocol_version": 3, "sequence": sequence, "request_id": f"focus-{sequence}",
+                "generation": state["context"]["generation"], "bot_generation": state["botGeneration"],
+                "published_revision": state["publishedRevision"], "kind": "focus", "target_id": str(message_id)}
+        return await self.act(body)
+
+    async def act(self, body: dict[str, Any]) -> dict[str, Any]:
         async with self.http.post(f"{self.origin}/api/action", json=body, headers=self.headers) as response:
             return await response.json()
+
+
+async def test_a_reloaded_page_opens_as_the_member_chosen_last(playground):
+    world, _ = playground
+    async with world.env.preview(world.channel, viewers=[world.alice, world.bob, world.carol], layout="channel",
+                                 port=0) as preview:
+        sync = LiveSync(world.env, preview)
+        sync.hold_page_actions()
+        sync.remember_viewer()
+        async with BrowserPage(preview.url) as page:
+            state = await page.state()
+            assert state["viewerId"] == str(world.alice.id)  # SimCord's default: the first member
+            receipt = await page.view_as(state, world.carol.id, sequence=1)
+            assert not receipt.get("rejected"), receipt
+            assert (await page.state())["viewerId"] == str(world.carol.id)
+            await page.open()  # the browser's reload: a new page
+            assert (await page.state())["viewerId"] == str(world.carol.id)
+
+
+async def test_a_page_follows_the_bots_newest_message_unless_its_person_went_elsewhere(playground):
+    world, renderer = playground
+    now = [0.0]
+    async with world.env.preview(world.channel, viewers=[world.alice, world.bob], layout="channel",
+                                 port=0) as preview:
+        sync = LiveSync(world.env, preview, monotonic=lambda: now[0])
+        sync.hold_page_actions()
+        async with BrowserPage(preview.url) as page:
+            first = await world.alice.slash(world.channel, "imagine", prompt="a red circle")
+            assert await sync.step()
+            assert (await page.state())["targetId"] == str(first.response.id)  # the page scrolls to it
+            second = await world.bob.slash(world.channel, "imagine", prompt="a blue square")
+            now[0] += sync.refresh_s
+            assert await sync.step()
+            assert (await page.state())["targetId"] == str(second.response.id)
+
+            receipt = await page.focus(await page.state(), first.response.id, sequence=1)  # "Jump to message"
+            assert not receipt.get("rejected"), receipt
+            third = await world.bob.slash(world.channel, "imagine", prompt="a green triangle")
+            now[0] += sync.refresh_s
+            assert await sync.step()
+            assert (await page.state())["targetId"] == str(first.response.id)  # left where its person went
+            assert str(third.response.id) != str(first.response.id)
+
+
+async def test_carol_the_admin_can_use_config_and_alice_cannot(playground):
+    world, _ = playground
+    assert not any(name.startswith("config") for name in world.alice.available_commands(world.channel))
+    assert "config banned_words" in world.carol.available_commands(world.channel)
+
+    saved = await world.carol.slash(world.channel, "config banned_words", add="purple")
+    assert "purple" in shown_text(saved.response)
+    blocked = await world.alice.slash(world.channel, "imagine", prompt="a purple circle")
+    assert blocked.ephemeral and "does not allow" in shown_text(blocked.response)
+
+
+def shown_text(message: Any) -> str:
+    """A message's words: its content and its embeds' (title, description, fields)."""
+    parts = [message.content or ""]
+    for embed in message.embeds:
+        parts += [embed.title or "", embed.description or ""] + [f"{f.name} {f.value}" for f in embed.fields]
+    return "\n".join(parts)
 
 
 def walk(components: list[dict[str, Any]]):

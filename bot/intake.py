@@ -130,18 +130,18 @@ def server_defaults(bot: ImagineBot, model: str | None = None) -> dict[str, Any]
     }
 
 
-def check_attachment(attachment: discord.Attachment) -> None:
-    """What can be told without downloading: the declared type and the size (RequestError)."""
+def check_attachment(attachment: discord.Attachment, option: str = "init_image") -> None:
+    """What can be told without downloading: the declared type and the size (RequestError naming `option`)."""
     content_type = (attachment.content_type or "").split(";")[0].strip().lower()
     if not content_type:
         content_type = INIT_IMAGE_EXTENSIONS.get(PurePosixPath(attachment.filename).suffix.lower(), "")
     if content_type not in INIT_IMAGE_TYPES:
         raise RequestError(
-            f"init_image must be a PNG, JPEG or WebP picture; {attachment.filename!r} is "
+            f"{option} must be a PNG, JPEG or WebP picture; {attachment.filename!r} is "
             f"{content_type or 'of an unknown type'}.")
     if attachment.size > MAX_INIT_IMAGE_BYTES:
         raise RequestError(
-            f"init_image is {attachment.size / 1048576:.1f} MiB; the limit is {MAX_INIT_IMAGE_BYTES // 1048576} MiB.")
+            f"{option} is {attachment.size / 1048576:.1f} MiB; the limit is {MAX_INIT_IMAGE_BYTES // 1048576} MiB.")
 
 
 class Intake:

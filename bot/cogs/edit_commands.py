@@ -60,7 +60,7 @@ class EditCommands(commands.Cog):
     async def describe(self, interaction: Interaction, image: discord.Attachment) -> None:
         model = self.bot.settings.default_model
         try:
-            check_attachment(image)
+            check_attachment(image, option="image")
             if model != "tinyshapes" and self.captioner is None:
                 raise RequestError(f"/describe needs a captioning model for {model}; the operator sets DESCRIBE_MODEL.")
         except RequestError as error:
@@ -72,8 +72,10 @@ class EditCommands(commands.Cog):
             prompts = await asyncio.to_thread(self._describe, data, model)
         except (RequestError, OSError, discord.HTTPException) as error:
             message = str(error) if isinstance(error, RequestError) else "The picture could not be read; attach a PNG, JPEG or WebP."
-            await interaction.followup.send(f"⚠️ {message}", ephemeral=True)
-            await interaction.delete_original_response()
+            # After a public defer the first followup IS the thinking message: turn that into a short public
+            # line, so the second followup is a new message and can be private (as /imagine's init image).
+            await interaction.edit_original_response(content="⚠️ /describe could not use that picture.")
+            await send_ephemeral(interaction, f"⚠️ {message}")
             return
         except Exception as error:
             await report_unexpected(interaction, error, job_id=None, action="describe")

@@ -249,9 +249,11 @@ class Intake:
             # A pick copies an image that exists: nothing to render, validate or queue.
             return Draft(order, GenerationRequest(**order.fields))
         fields: dict[str, Any] = {}
+        # An inline --model chooses whose defaults and sizes apply, as the option would (the flag wins).
+        flag_model = parse_prompt_flags(str(order.fields.get("prompt") or ""))[1].get("model")
         if order.with_defaults:
             # The model first: its own defaults go under everything else.
-            model = order.fields.get("model") or (config.defaults.get("model") if config is not None else None)
+            model = flag_model or order.fields.get("model") or (config.defaults.get("model") if config is not None else None)
             fields.update({key: value for key, value in server_defaults(self.bot, model).items() if value is not None})
             if config is not None:
                 fields.update({key: value for key, value in config.defaults.items()
@@ -260,7 +262,7 @@ class Intake:
             fields.update({key: value for key, value in member.items()
                            if key in MEMBER_DEFAULT_FIELDS and value is not None})
         typed = {key: value for key, value in order.fields.items() if value is not None}
-        model = typed.get("model", fields.get("model", self.bot.settings.default_model))
+        model = flag_model or typed.get("model", fields.get("model", self.bot.settings.default_model))
         base_size = self.bot.settings.default_width or self.bot.service.native_size(model)
         multiple = self.bot.service.size_multiple(model)
         if order.aspect_ratio is not None and not ("width" in typed and "height" in typed):

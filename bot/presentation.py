@@ -305,8 +305,10 @@ def preview_file(progress: Progress) -> discord.File | None:
     return discord.File(buffer, filename="preview.png")
 
 
-def info_embed(record: GenerationRecord, request: GenerationRequest, command_line: str) -> discord.Embed:
-    """Every parameter of a generation (labels from the parameter table), and a line that reproduces it."""
+def info_embed(record: GenerationRecord, request: GenerationRequest, prompt_line: str,
+               options: Sequence[str] = ()) -> discord.Embed:
+    """Every parameter of a generation (labels from the parameter table), and the prompt that reproduces it
+    pasted into `/imagine prompt:` (with `options`, the ones that have no inline flag)."""
     embed = discord.Embed(title=f"Generation #{record.id}", colour=EMBED_COLOUR)
     seeds, variation_seeds = _seeds(record), _variation_seeds(record)
     rows: list[tuple[str, str]] = []
@@ -339,8 +341,10 @@ def info_embed(record: GenerationRecord, request: GenerationRequest, command_lin
     if record.duration_s is not None:
         rows.append(("Time", f"{record.duration_s:.2f} s"))
     embed.description = "\n".join(f"**{name}:** {discord.utils.escape_markdown(value)}" for name, value in rows)
-    # A code block wraps in the embed (a long inline line would scroll the whole channel sideways).
-    embed.add_field(name="Reproduce", value=f"```\n{_wrap(command_line, 60)[:1000]}\n```", inline=False)
+    # One unbroken line in a code block (Discord wraps it on screen): copied, it pastes into prompt: as is.
+    extra = f"\nwith the options {' '.join(options)}" if options else ""
+    embed.add_field(name="Reproduce: paste into /imagine prompt:", value=f"```\n{prompt_line[:980]}\n```{extra}",
+                    inline=False)
     if edit is not None:
         embed.set_footer(text="An edit has no /imagine option: the line above renders its prompt on a blank canvas; "
                               "the record (and the PNG) keep what re-makes the edit.")
@@ -349,9 +353,3 @@ def info_embed(record: GenerationRecord, request: GenerationRequest, command_lin
                               "use the V / Vary buttons for variations.")
     return embed
 
-
-def _wrap(text: str, width: int) -> str:
-    """Break a long command line between words, so Discord shows it without a scrollbar."""
-    import textwrap
-
-    return "\n".join(textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)) or text

@@ -19,7 +19,7 @@ import discord
 from bot import modlog, presentation
 from bot.errors import UserFacingError, report_unexpected, send_ephemeral
 from bot.intake import Refused, WorkOrder
-from bot.record_requests import imagine_command_line, request_for_image, request_from_record
+from bot.record_requests import reproduce_options, reproduce_prompt, request_for_image, request_from_record
 from generation import GenerationRequest, RequestError, reroll_request, upscale_request, variation_request
 from generation.editing import CELL_NAMES, ZOOM_RANGE, edit_request
 from storage import GenerationKind, GenerationStatus
@@ -268,9 +268,9 @@ class InfoButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["dis
 
     async def act(self, interaction: Interaction) -> None:
         request = request_from_record(self.record)
-        line = imagine_command_line(request, with_init_image=self.record.has_init_image)
+        options = reproduce_options(request, with_init_image=self.record.has_init_image)
         await interaction.response.send_message(
-            embed=presentation.info_embed(self.record, request, line), ephemeral=True)
+            embed=presentation.info_embed(self.record, request, reproduce_prompt(request), options), ephemeral=True)
 
 
 class DeleteButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["discord.ui.View"]],

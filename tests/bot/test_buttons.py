@@ -94,9 +94,10 @@ async def test_info_lists_every_parameter_and_a_line_that_reproduces_it(world):
         assert expected in text, (expected, text)
     # Nothing that does not apply: no variation or init-image rows for a plain render.
     assert "Variation" not in text and "Init image" not in text
-    line = " ".join(embed.fields[0].value.strip("`").split())
-    assert line == ("/imagine prompt: a green triangle --steps 4 --cfg 6.5 --seed 77 --sampler Euler a --no blur "
-                    "width: 48 height: 32 model: tinyshapes")
+    assert embed.fields[0].name == "Reproduce: paste into /imagine prompt:"
+    line = embed.fields[0].value.strip("`\n")
+    assert line == ("a green triangle --width 48 --height 32 --steps 4 --cfg 6.5 --seed 77 --sampler Euler a "
+                    "--model tinyshapes --no blur")
 
 
 async def test_anyone_may_build_on_a_result_and_the_new_generation_is_theirs(world):

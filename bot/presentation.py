@@ -184,10 +184,12 @@ def result_embed(record: GenerationRecord, *, image: EncodedImage | None = None)
     seeds = _seeds(record)
     embed.add_field(name="Seed" if len(seeds) <= 1 else "Seeds", value=_seeds_text(seeds), inline=True)
     embed.add_field(name="Size", value=_size_text(record), inline=True)
-    embed.add_field(name="Steps", value=str(record.num_inference_steps), inline=True)
+    rendered = record.kind is not GenerationKind.PICK  # a pick copies an image: no steps, no time of its own
+    if rendered:
+        embed.add_field(name="Steps", value=str(record.num_inference_steps), inline=True)
     embed.add_field(name="Sampler", value=str(record.sampler), inline=True)
     embed.add_field(name="Guidance", value=f"{record.guidance_scale:g}", inline=True)
-    if record.duration_s is not None:
+    if record.duration_s is not None and rendered:
         embed.add_field(name="Time", value=f"{record.duration_s:.1f} s", inline=True)
     if record.negative_prompt:
         embed.add_field(name="Negative prompt", value=record.negative_prompt[:1024], inline=False)
@@ -270,9 +272,16 @@ def encode_result(record: GenerationRecord, image_bytes: list[bytes], *, size_li
 
 
 def result_message(record: GenerationRecord, image: EncodedImage, *, mention_owner: bool = False) -> ResultMessage:
-    """The embed around an encoded picture."""
-    content = f"<@{record.owner_id}>" if mention_owner else None
-    return ResultMessage(result_embed(record, image=image), image, content)
+    """The embed around an encoded picture; a result of a button press says who pressed it."""
+    return ResultMessage(result_embed(record, image=image), image, requester_line(record, mention_owner=mention_owner))
+
+
+def requester_line(record: GenerationRecord, *, mention_owner: bool = False) -> str | None:
+    """"Rerolled by @bob" under a result built on another (a button press); the owner's mention alone where
+    the result goes to the channel; None for a command's own result in its reply."""
+    if record.parent_id is not None:
+        return f"{KIND_LABELS[record.kind]} by <@{record.owner_id}>"
+    return f"<@{record.owner_id}>" if mention_owner else None
 
 
 # ----------------------------------------------------------------------------- status message

@@ -22,11 +22,12 @@ from bot.intake import Refused, WorkOrder
 from bot.record_requests import reproduce_options, reproduce_prompt, request_for_image, request_from_record
 from generation import GenerationRequest, RequestError, reroll_request, upscale_request, variation_request
 from generation.editing import CELL_NAMES, ZOOM_RANGE, edit_request
+from generation.variants import image_variation_request
 from storage import GenerationKind, GenerationStatus
 
 if TYPE_CHECKING:
     from bot.app import ImagineBot
-    from storage import GenerationRecord, Store
+    from storage import GenerationRecord, ImageRecord, Store
 
 log = logging.getLogger(__name__)
 VARY_GRID = 4
@@ -46,6 +47,16 @@ async def submit_child(interaction: Interaction, parent: GenerationRecord, kind:
 async def _source_request(store: Store, record: GenerationRecord) -> GenerationRequest:
     init_image = await store.read_init_image(record.id) if record.has_init_image else None
     return request_from_record(record, init_image)
+
+
+async def _variation_of(interaction: Interaction, record: GenerationRecord, image: ImageRecord, *, strong: bool,
+                        count: int) -> GenerationRequest:
+    """Variations of one image: subseed noise for text-to-image, else an img2img pass from the image itself."""
+    source = await _source_request(interaction.client.store, record)
+    if source.init_image is None and source.edit_mode is None:
+        return variation_request(source, image.seed, strong=strong, count=count)
+    png = await interaction.client.store.read_image(image)
+    return image_variation_request(source, png, strong=strong, count=count)
 
 
 class GenerationButton:
@@ -148,8 +159,7 @@ class VariationButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button
 
     async def act(self, interaction: Interaction) -> None:
         image = self.record.images[_image_index(self.record, self.index)]
-        source = await _source_request(interaction.client.store, self.record)
-        request = variation_request(source, image.seed, strong=True, count=self.record.count or 1)
+        request = await _variation_of(interaction, self.record, image, strong=True, count=self.record.count or 1)
         await submit_child(interaction, self.record, GenerationKind.VARIATION, request)
 
 
@@ -168,10 +178,9 @@ class VaryButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["dis
 
     async def act(self, interaction: Interaction) -> None:
         image = self.record.images[_image_index(self.record, self.index)]
-        source = await _source_request(interaction.client.store, self.record)
         # A grid, as V1–V4 give (Midjourney's Vary does the same): up to 4 images, within the operator's limit.
         count = min(VARY_GRID, interaction.client.service.limits.max_count)
-        request = variation_request(source, image.seed, strong=self.how == "strong", count=count)
+        request = await _variation_of(interaction, self.record, image, strong=self.how == "strong", count=count)
         await submit_child(interaction, self.record, GenerationKind.VARIATION, request)
 
 
@@ -555,21 +564,18 @@ def result_view(record: GenerationRecord) -> discord.ui.View:
     Out 2×/1.5×, Custom Zoom, Make Square (not square yet), Pan ⬅️➡️⬆️⬇️; then Reroll, Edit, Info, Delete.
     At most 4 rows of 4 buttons: within Discord's 5 × 5.
 
-    Variations exist for text-to-image only, so results made from an init image (Upscale 2× ones
-    included) get no V / Vary buttons rather than buttons that can only refuse.
+    Results made from an init image (edits, Upscale 2×, img2img) vary by an img2img pass from the image.
     """
     view = discord.ui.View(timeout=None)
     count = len(record.images)
-    variations = not record.has_init_image
     if count > 1:
         for index in range(count):
             view.add_item(PickButton(record.id, index, row=0))
-        for index in range(count if variations else 0):
+        for index in range(count):
             view.add_item(VariationButton(record.id, index, row=1))
     elif count == 1:
-        if variations:
-            view.add_item(VaryButton(record.id, 0, "subtle", row=0))
-            view.add_item(VaryButton(record.id, 0, "strong", row=0))
+        view.add_item(VaryButton(record.id, 0, "subtle", row=0))
+        view.add_item(VaryButton(record.id, 0, "strong", row=0))
         view.add_item(VaryRegionButton(record.id, 0, row=0))
         view.add_item(UpscaleTwiceButton(record.id, 0, row=0))
         for tenths in ZOOM_BUTTONS:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import Sequence
+from fractions import Fraction
 from typing import TYPE_CHECKING
 
 import discord
@@ -22,6 +24,7 @@ from bot.views import describe_text, describe_view
 from generation import RequestError
 from generation.describe import Captioner, describe
 from generation.editing import BLEND_STRENGTH
+from generation.flags import MAX_ASPECT
 from storage import GenerationKind
 
 if TYPE_CHECKING:
@@ -50,7 +53,9 @@ class EditCommands(commands.Cog):
         fields = {"prompt": prompt or "", "edit_mode": "blend",
                   "strength": BLEND_STRENGTH if strength is None else strength,
                   "count": min(BLEND_GRID, self.bot.service.limits.max_count)}
-        order = WorkOrder(GenerationKind.BLEND, fields, with_defaults=True, attachment=image1, more_attachments=more)
+        # The sources' own shape, not the member's default one: square pictures blend into a square.
+        order = WorkOrder(GenerationKind.BLEND, fields, with_defaults=True, attachment=image1, more_attachments=more,
+                          aspect_ratio=sources_aspect_ratio([image1, *more]))
         outcome = await self.bot.intake.submit(interaction, order)
         if isinstance(outcome, Refused):
             await send_ephemeral(interaction, outcome.message)
@@ -90,6 +95,17 @@ class EditCommands(commands.Cog):
         except Exception:
             raise RequestError("The picture could not be read; attach a PNG, JPEG or WebP.") from None
         return describe(picture, model, self.captioner)
+
+
+def sources_aspect_ratio(sources: Sequence[discord.Attachment]) -> str:
+    """"W:H" of the blend's sources: their mean shape as Discord reports it, within --ar's range; "1:1" where
+    Discord gives no size (the sources are read only when the job runs)."""
+    shapes = [source.width / source.height for source in sources if source.width and source.height]
+    if not shapes:
+        return "1:1"
+    mean = min(max(sum(shapes) / len(shapes), 1 / MAX_ASPECT), MAX_ASPECT)
+    ratio = Fraction(mean).limit_denominator(16)
+    return f"{ratio.numerator}:{ratio.denominator}"
 
 
 async def setup(bot: ImagineBot) -> None:

@@ -40,4 +40,4 @@ def check_model_size(request: GenerationRequest, info: ModelInfo) -> None:
             f"size, {info.max_size}); {asked} is larger. Start from a smaller picture.")
     raise RequestError(
         f"{info.label} draws at most {limit} pixels a side (the largest size it was made for); "
-        f"{asked} is larger. Ask for {limit}×{limit} or less (any --ar shape at the default size fits).")
+        f"{asked} is larger. Ask for {limit}×{limit} or less.")

@@ -177,7 +177,8 @@ def display_prompt(record: GenerationRecord) -> str:
     return record.prompt if record.prompt.strip() else "Blend"
 
 
-def result_embed(record: GenerationRecord, *, image: EncodedImage | None = None) -> discord.Embed:
+def result_embed(record: GenerationRecord, *, image: EncodedImage | None = None,
+                 warning: str | None = None) -> discord.Embed:
     prompt = display_prompt(record)
     title = prompt if len(prompt) <= MAX_PROMPT_IN_TITLE else prompt[:MAX_PROMPT_IN_TITLE - 1] + "…"
     embed = discord.Embed(title=title, colour=EMBED_COLOUR)
@@ -203,6 +204,8 @@ def result_embed(record: GenerationRecord, *, image: EncodedImage | None = None)
         embed.add_field(name="Edit", value=edit, inline=True)
     elif record.has_init_image:
         embed.add_field(name="Init image", value=f"strength {record.strength:g}", inline=True)
+    if warning is not None:  # e.g. words of the prompt the model could not read (generation.prompt_words)
+        embed.add_field(name="⚠️ Note", value=warning[:1024], inline=False)
     footer = f"#{record.id} · {KIND_LABELS[record.kind]} · {record.model}"
     if record.parent_id is not None:
         footer += f" · from #{record.parent_id}"
@@ -271,9 +274,11 @@ def encode_result(record: GenerationRecord, image_bytes: list[bytes], *, size_li
     return fit_upload(result_png(record, image_bytes), stem=f"imagine_{record.id}", limit=size_limit)
 
 
-def result_message(record: GenerationRecord, image: EncodedImage, *, mention_owner: bool = False) -> ResultMessage:
+def result_message(record: GenerationRecord, image: EncodedImage, *, mention_owner: bool = False,
+                   warning: str | None = None) -> ResultMessage:
     """The embed around an encoded picture; a result of a button press says who pressed it."""
-    return ResultMessage(result_embed(record, image=image), image, requester_line(record, mention_owner=mention_owner))
+    return ResultMessage(result_embed(record, image=image, warning=warning), image,
+                         requester_line(record, mention_owner=mention_owner))
 
 
 def requester_line(record: GenerationRecord, *, mention_owner: bool = False) -> str | None:

@@ -26,6 +26,7 @@ from bot.reply import DEFAULT_UPLOAD_LIMIT, Reply
 from bot.views import result_layout, result_view, status_view
 from generation import GenerationRequest, JobCancelled, JobFailed, RequestError
 from generation.editing import blend_strip_png
+from generation.prompt_words import skipped_note, skipped_words_of
 from generation.service import IdleWait
 from storage import CorruptImage, GenerationKind, ImageInput
 
@@ -551,6 +552,8 @@ class JobRunner:
         the result: there is no channel fallback.
         """
         encoded: dict[int, presentation.EncodedImage] = {}
+        skipped = await asyncio.to_thread(skipped_words_of, self.service, record.model or "", record.prompt)
+        warning = skipped_note(skipped, record.model or "The model")
         last_error: Exception | None = None
         for attempt in range(len(self.retry_delays_s) + 1):
             if reply is not None and not reply.usable():
@@ -563,7 +566,7 @@ class JobRunner:
             if limit not in encoded:
                 encoded[limit] = await asyncio.to_thread(
                     presentation.encode_result, record, image_bytes, size_limit=limit)
-            result = presentation.result_message(record, encoded[limit], mention_owner=reply is None)
+            result = presentation.result_message(record, encoded[limit], mention_owner=reply is None, warning=warning)
             if spoiler:
                 result = spoilered(result)
             fields = self._result_fields(record, result, spoiler=spoiler)

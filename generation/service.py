@@ -28,6 +28,7 @@ from typing import Any, Awaitable, Callable, Protocol, TypeVar, cast
 from .batching import BatchLimit, batch_key
 from .jobs import Job, QueueEntry, QueueSnapshot
 from .metadata import rendered_png
+from .prompt_words import check_readable
 from .prompts import encoded_text
 from .request import (
     BatchPlace,
@@ -254,6 +255,7 @@ class GenerationService:
         tokenizer, native = self._model_files(request.model)
         if tokenizer is not None:
             check_prompt_length("prompt", encoded_text(request.prompt), tokenizer)
+            check_readable(request.prompt, tokenizer, request.model)  # not only words it cannot read
             if request.negative_prompt:
                 check_prompt_length("negative prompt", encoded_text(request.negative_prompt), tokenizer)
         changes: dict[str, Any] = {}

@@ -20,6 +20,7 @@ import discord
 
 from bot.lock import AlreadyRunning, InstanceLock
 from bot.settings import Settings
+from generation.cpu_threads import default_cpu_threads as default_cpu_threads_for
 
 # Exit status of a refused second instance (EX_TEMPFAIL: try again later). `make demo` treats it as
 # "already said so" and adds no error line of its own.
@@ -98,9 +99,10 @@ def default_cpu_threads(settings: Settings) -> Settings:
     A 4M-parameter UNet at 64x64 spends more time handing work between threads than computing:
     one thread is faster on any machine, and on a loaded one by far (see README, Benchmarks).
     """
-    if settings.cpu_threads is not None or any(model != "tinyshapes" for model in settings.model_names):
+    threads = default_cpu_threads_for(settings.model_names)
+    if settings.cpu_threads is not None or threads is None:
         return settings
-    return settings.model_copy(update={"cpu_threads": 1})
+    return settings.model_copy(update={"cpu_threads": threads})
 
 
 def run_until_signalled(work: Callable[[asyncio.Event], Coroutine[Any, Any, Any]]) -> Any:

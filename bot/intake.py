@@ -273,9 +273,9 @@ class Intake:
         raw_prompt = str(fields.get("prompt", ""))  # with its --flags, which are checked for banned words too
         prompt, flags = parse_prompt_flags(raw_prompt, base_size=base_size, multiple=multiple)
         fields.update(flags, prompt=prompt)
-        for attachment in (order.attachment, *order.more_attachments):
-            if attachment is not None:
-                check_attachment(attachment)
+        for number, attachment in enumerate((order.attachment, *order.more_attachments), start=1):
+            if attachment is not None:  # named as the member typed it: /blend's options are image1…image5
+                check_attachment(attachment, f"image{number}" if order.kind is GenerationKind.BLEND else "init_image")
         if order.attachment is None and order.with_defaults and "strength" in typed and fields.get("init_image") is None:
             raise RequestError("strength only applies with an init_image; attach one or leave strength out.")
         request = self.bot.service.prepare(GenerationRequest(**fields))

@@ -8,7 +8,8 @@ import PIL.ImageDraw
 import pytest
 
 from generation.describe import Captioner, blend_prompt, check_describer, describe
-from generation.models import BUILTIN_MODELS, TINYSHAPES_DIR, Capabilities, ModelSource, ModelSpec, default_cpu_threads
+from generation.cpu_threads import default_cpu_threads
+from generation.models import BUILTIN_MODELS, TINYSHAPES_DIR, Capabilities, ModelSource, ModelSpec
 from generation.models_file import ModelConfigError, load_model_specs
 from generation.request import RequestError
 from generation.shape_reading import PALETTE, SHAPES

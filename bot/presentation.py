@@ -387,4 +387,3 @@ def info_embed(record: GenerationRecord, request: GenerationRequest, prompt_line
         embed.set_footer(text="Variation seeds have no /imagine option: the line above renders the base image; "
                               "use the V / Vary buttons for variations.")
     return embed
-

@@ -22,9 +22,7 @@ import discord
 from bot.lock import AlreadyRunning, InstanceLock
 from bot.observability import apply_log_format
 from bot.settings import Settings
-from generation.models import default_cpu_threads as declared_threads
-from generation.models import model_source
-from generation.models_file import ModelConfigError, load_model_specs
+from generation.cpu_threads import configured_cpu_threads
 
 # Exit status of a refused second instance (EX_TEMPFAIL: try again later). `make demo` treats it as
 # "already said so" and adds no error line of its own.
@@ -99,15 +97,12 @@ def _quiet_hugging_face() -> None:
 
 def default_cpu_threads(settings: Settings) -> Settings:
     """CPU_THREADS left empty: what the configured models' entries declare (the shipped tiny model: 1,
-    faster on any machine and by far on a loaded one; see README, Benchmarks), else torch's default."""
+    faster on any machine and by far on a loaded one; see README, Benchmarks), else torch's default.
+    The bot, the render worker and the playground all start through here; the CLI and the bench ask
+    generation.cpu_threads the same way."""
     if settings.cpu_threads is not None:
         return settings
-    try:
-        specs = load_model_specs(settings.models_file) if settings.models_file is not None else {}
-    except ModelConfigError:
-        return settings  # the app reports the models file's problem with its name and line
-    models = [specs.get(name) or model_source(name) for name in settings.model_names]
-    threads = declared_threads(models)
+    threads = configured_cpu_threads(settings.model_names, settings.models_file)
     return settings if threads is None else settings.model_copy(update={"cpu_threads": threads})
 
 

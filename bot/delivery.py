@@ -16,6 +16,7 @@ from bot import presentation
 from bot.moderation import Moderation, quietly
 from bot.reply import DEFAULT_UPLOAD_LIMIT, Reply
 from bot.views import result_layout, result_view
+from generation.prompt_words import skipped_note
 from generation.telemetry import Refusal
 from storage import CorruptImage
 
@@ -65,6 +66,7 @@ class Delivery:
                  retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S) -> None:
         self.bot = bot
         self.store = services.store
+        self.queue = services.queue
         self.settings = services.settings
         self.moderation = moderation
         self.retry_delays_s = retry_delays_s
@@ -128,6 +130,8 @@ class Delivery:
         the result: there is no channel fallback.
         """
         encoded: dict[int, presentation.EncodedImage] = {}
+        skipped = await asyncio.to_thread(self.queue.skipped_words, record.model or "", record.prompt)
+        warning = skipped_note(skipped, record.model or "The model")
         last_error: Exception | None = None
         for attempt in range(len(self.retry_delays_s) + 1):
             if reply is not None and not reply.usable():
@@ -142,7 +146,7 @@ class Delivery:
             if limit not in encoded:
                 encoded[limit] = await asyncio.to_thread(
                     presentation.encode_result, record, image_bytes, size_limit=limit)
-            result = presentation.result_message(record, encoded[limit], mention_owner=reply is None)
+            result = presentation.result_message(record, encoded[limit], mention_owner=reply is None, warning=warning)
             if spoiler:
                 result = spoilered(result)
             fields = self._result_fields(record, result, spoiler=spoiler)

@@ -133,18 +133,18 @@ def server_defaults(services: Services, model: str | None = None) -> dict[str, A
     }
 
 
-def check_attachment(attachment: discord.Attachment) -> None:
-    """What can be told without downloading: the declared type and the size (RequestError)."""
+def check_attachment(attachment: discord.Attachment, option: str = "init_image") -> None:
+    """What can be told without downloading: the declared type and the size (RequestError naming `option`)."""
     content_type = (attachment.content_type or "").split(";")[0].strip().lower()
     if not content_type:
         content_type = INIT_IMAGE_EXTENSIONS.get(PurePosixPath(attachment.filename).suffix.lower(), "")
     if content_type not in INIT_IMAGE_TYPES:
         raise RequestError(
-            f"init_image must be a PNG, JPEG or WebP picture; {attachment.filename!r} is "
+            f"{option} must be a PNG, JPEG or WebP picture; {attachment.filename!r} is "
             f"{content_type or 'of an unknown type'}.")
     if attachment.size > MAX_INIT_IMAGE_BYTES:
         raise RequestError(
-            f"init_image is {attachment.size / 1048576:.1f} MiB; the limit is {MAX_INIT_IMAGE_BYTES // 1048576} MiB.")
+            f"{option} is {attachment.size / 1048576:.1f} MiB; the limit is {MAX_INIT_IMAGE_BYTES // 1048576} MiB.")
 
 
 def refusal_of(error: RequestError) -> Refusal:
@@ -280,9 +280,11 @@ class Intake:
             # A pick copies an image that exists: nothing to render, validate or queue.
             return Draft(order, GenerationRequest(**order.fields))
         fields: dict[str, Any] = {}
+        # An inline --model chooses whose defaults and sizes apply, as the option would (the flag wins).
+        flag_model = parse_prompt_flags(str(order.fields.get("prompt") or ""))[1].get("model")
         if order.with_defaults:
             # The model first: its own defaults go under everything else.
-            model = order.fields.get("model") or (config.defaults.get("model") if config is not None else None)
+            model = flag_model or order.fields.get("model") or (config.defaults.get("model") if config is not None else None)
             fields.update({key: value for key, value in server_defaults(self.services, model).items() if value is not None})
             if config is not None:
                 fields.update({key: value for key, value in config.defaults.items()
@@ -291,7 +293,7 @@ class Intake:
             fields.update({key: value for key, value in member.items()
                            if key in MEMBER_DEFAULT_FIELDS and value is not None})
         typed = {key: value for key, value in order.fields.items() if value is not None}
-        model = typed.get("model", fields.get("model", self.settings.default_model))
+        model = flag_model or typed.get("model", fields.get("model", self.settings.default_model))
         base_size = self.settings.default_width or self.queue.native_size(model)
         multiple = self.queue.size_multiple(model)
         if order.aspect_ratio is not None and not ("width" in typed and "height" in typed):
@@ -302,9 +304,9 @@ class Intake:
         raw_prompt = str(fields.get("prompt", ""))  # with its --flags, which are checked for banned words too
         prompt, flags = parse_prompt_flags(raw_prompt, base_size=base_size, multiple=multiple)
         fields.update(flags, prompt=prompt)
-        for attachment in (order.attachment, *order.more_attachments):
-            if attachment is not None:
-                check_attachment(attachment)
+        for number, attachment in enumerate((order.attachment, *order.more_attachments), start=1):
+            if attachment is not None:  # named as the member typed it: /blend's options are image1…image5
+                check_attachment(attachment, f"image{number}" if order.kind is GenerationKind.BLEND else "init_image")
         if order.attachment is None and order.with_defaults and "strength" in typed and fields.get("init_image") is None:
             raise RequestError("strength only applies with an init_image; attach one or leave strength out.")
         request = self.queue.prepare(GenerationRequest(**fields))

@@ -177,17 +177,20 @@ def display_prompt(record: GenerationRecord) -> str:
     return record.prompt if record.prompt.strip() else "Blend"
 
 
-def result_embed(record: GenerationRecord, *, image: EncodedImage | None = None) -> discord.Embed:
+def result_embed(record: GenerationRecord, *, image: EncodedImage | None = None,
+                 warning: str | None = None) -> discord.Embed:
     prompt = display_prompt(record)
     title = prompt if len(prompt) <= MAX_PROMPT_IN_TITLE else prompt[:MAX_PROMPT_IN_TITLE - 1] + "…"
     embed = discord.Embed(title=title, colour=EMBED_COLOUR)
     seeds = _seeds(record)
     embed.add_field(name="Seed" if len(seeds) <= 1 else "Seeds", value=_seeds_text(seeds), inline=True)
     embed.add_field(name="Size", value=_size_text(record), inline=True)
-    embed.add_field(name="Steps", value=str(record.num_inference_steps), inline=True)
+    rendered = record.kind is not GenerationKind.PICK  # a pick copies an image: no steps, no time of its own
+    if rendered:
+        embed.add_field(name="Steps", value=str(record.num_inference_steps), inline=True)
     embed.add_field(name="Sampler", value=str(record.sampler), inline=True)
     embed.add_field(name="Guidance", value=f"{record.guidance_scale:g}", inline=True)
-    if record.duration_s is not None:
+    if record.duration_s is not None and rendered:
         embed.add_field(name="Time", value=f"{record.duration_s:.1f} s", inline=True)
     if record.negative_prompt:
         embed.add_field(name="Negative prompt", value=record.negative_prompt[:1024], inline=False)
@@ -204,6 +207,8 @@ def result_embed(record: GenerationRecord, *, image: EncodedImage | None = None)
     said = turn_line(record)
     if said is not None:
         embed.add_field(name="Turn", value=said[:1024], inline=False)
+    if warning is not None:  # e.g. words of the prompt the model could not read (generation.prompt_words)
+        embed.add_field(name="⚠️ Note", value=warning[:1024], inline=False)
     footer = f"#{record.id} · {KIND_LABELS[record.kind]} · {record.model}"
     if record.parent_id is not None:
         footer += f" · from #{record.parent_id}"
@@ -287,10 +292,19 @@ def encode_result(record: GenerationRecord, image_bytes: list[bytes], *, size_li
     return fit_upload(result_png(record, image_bytes), stem=f"imagine_{record.id}", limit=size_limit)
 
 
-def result_message(record: GenerationRecord, image: EncodedImage, *, mention_owner: bool = False) -> ResultMessage:
-    """The embed around an encoded picture."""
-    content = f"<@{record.owner_id}>" if mention_owner else None
-    return ResultMessage(result_embed(record, image=image), image, content)
+def result_message(record: GenerationRecord, image: EncodedImage, *, mention_owner: bool = False,
+                   warning: str | None = None) -> ResultMessage:
+    """The embed around an encoded picture; a result of a button press says who pressed it."""
+    return ResultMessage(result_embed(record, image=image, warning=warning), image,
+                         requester_line(record, mention_owner=mention_owner))
+
+
+def requester_line(record: GenerationRecord, *, mention_owner: bool = False) -> str | None:
+    """"Rerolled by @bob" under a result built on another (a button press); the owner's mention alone where
+    the result goes to the channel; None for a command's own result in its reply."""
+    if record.parent_id is not None:
+        return f"{KIND_LABELS[record.kind]} by <@{record.owner_id}>"
+    return f"<@{record.owner_id}>" if mention_owner else None
 
 
 # ----------------------------------------------------------------------------- status message
@@ -323,8 +337,10 @@ def preview_file(progress: Progress) -> discord.File | None:
     return discord.File(buffer, filename="preview.png")
 
 
-def info_embed(record: GenerationRecord, request: GenerationRequest, command_line: str) -> discord.Embed:
-    """Every parameter of a generation (labels from the parameter table), and a line that reproduces it."""
+def info_embed(record: GenerationRecord, request: GenerationRequest, prompt_line: str,
+               options: Sequence[str] = ()) -> discord.Embed:
+    """Every parameter of a generation (labels from the parameter table), and the prompt that reproduces it
+    pasted into `/imagine prompt:` (with `options`, the ones that have no inline flag)."""
     embed = discord.Embed(title=f"Generation #{record.id}", colour=EMBED_COLOUR)
     seeds, variation_seeds = _seeds(record), _variation_seeds(record)
     rows: list[tuple[str, str]] = []
@@ -360,8 +376,10 @@ def info_embed(record: GenerationRecord, request: GenerationRequest, command_lin
     if record.duration_s is not None:
         rows.append(("Time", f"{record.duration_s:.2f} s"))
     embed.description = "\n".join(f"**{name}:** {discord.utils.escape_markdown(value)}" for name, value in rows)
-    # A code block wraps in the embed (a long inline line would scroll the whole channel sideways).
-    embed.add_field(name="Reproduce", value=f"```\n{_wrap(command_line, 60)[:1000]}\n```", inline=False)
+    # One unbroken line in a code block (Discord wraps it on screen): copied, it pastes into prompt: as is.
+    extra = f"\nwith the options {' '.join(options)}" if options else ""
+    embed.add_field(name="Reproduce: paste into /imagine prompt:", value=f"```\n{prompt_line[:980]}\n```{extra}",
+                    inline=False)
     if edit is not None:
         embed.set_footer(text="An edit has no /imagine option: the line above renders its prompt on a blank canvas; "
                               "the record (and the PNG) keep what re-makes the edit.")
@@ -369,10 +387,3 @@ def info_embed(record: GenerationRecord, request: GenerationRequest, command_lin
         embed.set_footer(text="Variation seeds have no /imagine option: the line above renders the base image; "
                               "use the V / Vary buttons for variations.")
     return embed
-
-
-def _wrap(text: str, width: int) -> str:
-    """Break a long command line between words, so Discord shows it without a scrollbar."""
-    import textwrap
-
-    return "\n".join(textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)) or text

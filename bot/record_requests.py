@@ -11,32 +11,34 @@ def format_value(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def imagine_command_line(request: GenerationRequest, *, with_init_image: bool = False) -> str:
-    """A `/imagine prompt: …` line that reproduces `request`, derived from the parameter table.
+def reproduce_prompt(request: GenerationRequest) -> str:
+    """What to paste into `/imagine prompt:` as is to render `request` again: its prompt and one inline flag
+    per parameter that has one, derived from the parameter table.
 
-    Parameters with an inline flag go into the prompt (`--no` last: it takes every word up to the next
-    flag); the others are written as the command's options (`width: 64`). Empty values and a count of 1
-    are left out. `with_init_image` marks a request whose init image was left out (kept as a file).
+    `--no` goes last (it takes every word up to the next flag); empty values and a count of 1 are left out.
+    Parameters without a flag are `reproduce_options`.
     """
     flags: list[str] = []
-    options: list[str] = []
     for parameter in PARAMETERS:
         value = getattr(request, parameter.field)
-        if parameter.field == "prompt" or value is None or value == "" or (parameter.field == "count" and value == 1):
-            continue
-        if parameter.field == "strength" and request.init_image is None and not with_init_image:
+        if parameter.flag is None or value is None or value == "" or (parameter.field == "count" and value == 1):
             continue
         if parameter.kind == "bool":
-            if value and parameter.flag is not None:
+            if value:
                 flags.append(parameter.flag)
-            elif value:
-                options.append(f"{parameter.option}: True")
-        elif parameter.flag is not None:
-            flags.append(f"{parameter.flag} {format_value(value)}")
         else:
-            options.append(f"{parameter.option}: {format_value(value)}")
+            flags.append(f"{parameter.flag} {format_value(value)}")
     flags.sort(key=lambda flag: flag.startswith("--no "))
-    line = " ".join([f"/imagine prompt: {request.prompt}", *flags, *options])
-    if request.init_image is not None or with_init_image:
-        line += " init_image: (the original picture)"
-    return line
+    return " ".join([request.prompt, *flags])
+
+
+def reproduce_options(request: GenerationRequest, *, with_init_image: bool = False) -> list[str]:
+    """The /imagine options that `reproduce_prompt` cannot carry (no inline flag): `init_image`, `strength`.
+
+    `with_init_image` marks a request whose init image was left out (kept as a file).
+    """
+    if request.init_image is None and not with_init_image:
+        return []
+    options = [f"{parameter.option}: {format_value(getattr(request, parameter.field))}" for parameter in PARAMETERS
+               if parameter.flag is None and parameter.field != "prompt"]
+    return ["init_image: (the original picture)", *options]

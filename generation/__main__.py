@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import GenerationRequest, GenerationService, JobFailed, Limits, RequestError, apply_prompt_flags
+from .console import silence_torchvision_fallback, step_printer
+from .cpu_threads import default_cpu_threads
 from .families import ModelInfo, read_model_info
 from .loras import LoraLibrary
 from .metadata import rendered_png
@@ -71,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", default="auto", help="auto (fp16 on CUDA, bf16 for SD3/Flux), float32, float16, bfloat16")
     parser.add_argument("--offload", default="none", choices=("none", "model", "sequential"),
                         help="CUDA: move weights to the GPU only while used (model) or layer by layer (sequential)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy small CPU)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: 1 for the shipped model, as the bot; else torch's default)")
     return parser
 
 
@@ -153,23 +155,29 @@ async def render(args: argparse.Namespace, plan: Plan) -> int:
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
+    silence_torchvision_fallback()
     from .renderer import Renderer  # imports torch: only once we know the arguments are sane
 
     diffusers_logging.disable_progress_bar()  # our own step counter is enough
     transformers_logging.disable_progress_bar()
     diffusers_logging.set_verbosity_error()
 
-    renderer = Renderer(plan.source, device=args.device, dtype=args.dtype, cpu_threads=args.threads,
+    # The bot's thread default (one thread for the shipped model) unless --threads says otherwise.
+    threads = args.threads if args.threads is not None else default_cpu_threads([plan.source])
+    renderer = Renderer(plan.source, device=args.device, dtype=args.dtype, cpu_threads=threads,
                         offload=args.offload, lora_dir=args.lora_dir)
     service = GenerationService(renderer, plan.limits)
     await service.start()
+    show_step = step_printer(sys.stderr)
     try:
         job = service.submit(service.prepare(plan.request), owner="cli")
-        job.add_progress_listener(lambda p: print(f"\rstep {p.step}/{p.total}", end="", file=sys.stderr))
+        if show_step is not None:
+            job.add_progress_listener(show_step)
         result = await job.result()
     finally:
         await service.close()
-    print(file=sys.stderr)
+    if show_step is not None:
+        print(file=sys.stderr)  # end the redrawn step line
     paths = output_paths(Path(args.output), len(result.images))
     for path, rendered in zip(paths, result.images):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -183,11 +191,21 @@ async def render(args: argparse.Namespace, plan: Plan) -> int:
     prepared = result.request
     print(
         f"{prepared.width}x{prepared.height}, {prepared.num_inference_steps} steps, {prepared.sampler} "
-        f"({plan.info.family.title}): rendered in {result.duration_s:.2f}s on {renderer.device}"
+        f"({plan.info.family.title}): rendered in {result.duration_s:.2f}s on {renderer.device}{cpu_threads_text()}"
         + (f" (model loaded in {result.model_load_s:.2f}s)" if result.model_load_s else ""),
         file=sys.stderr,
     )
     return 0
+
+
+def cpu_threads_text() -> str:
+    """", 1 thread" on the CPU (the figure a slow render is first checked against); "" on a GPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return ""
+    threads = torch.get_num_threads()
+    return f", {threads} thread{'s' if threads != 1 else ''}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ from .models import ModelSource, check_source
 from .prompts import has_weights, parse_attention, split_prompt
 from .request import GenerationRequest, RequestError
 from .samplers import FLOW_SAMPLERS, SD_SAMPLERS
+from .size_limits import check_model_size
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class Family:
             raise RequestError(f"Variations are not available for {info.label} ({info.pipeline_class}).")
         if request.init_image is not None and not info.img2img:
             raise RequestError(f"{info.label} ({info.pipeline_class}) has no image-to-image pipeline; remove the image.")
+        check_model_size(request, info.max_size, info.label)
 
     def defaults(self, info: ModelInfo) -> dict[str, Any]:
         """Request fields for a model of this family that nobody configured (steps, guidance, sampler)."""
@@ -248,6 +250,7 @@ class ModelInfo:
     true_cfg_scale: float = FLUX_TRUE_CFG_SCALE
     text_window: int | None = None
     img2img: bool = True
+    max_size: int | None = None  # the model entry's limit on a side (generation.size_limits)
     scheduler_class: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -357,6 +360,7 @@ def _info_from_configs(
         img2img=img2img,
         scheduler_class=(index.get("scheduler") or [None, ""])[1] or "",
         extra=extra,
+        max_size=source.size_limit(),
     )
 
 

@@ -89,7 +89,7 @@ def parse_prompt_flags(text: str, *, base_size: int = 64, multiple: int = 8) -> 
         if _is_flag(word):
             flag = word.lower()
             if flag not in FLAGS:
-                raise RequestError(f"Unknown flag {word}. Available flags: {', '.join(FLAGS)}.")
+                raise RequestError(f"Unknown flag {word}. Available flags: {', '.join((*FLAGS, REPEAT_FLAG))}.")
             if flag in flags:
                 raise RequestError(f"{flag} is given twice; use it once.")
             current = flags[flag] = []

@@ -78,6 +78,10 @@ class ModelSource:
         """The dtype an operator set for this model (None: the renderer's setting)."""
         return None
 
+    def size_limit(self) -> int | None:
+        """The longest side members may ask of this model (None: only the operator's limits)."""
+        return None
+
     def capabilities(self) -> Capabilities:
         """What this model can do beyond rendering (a bare path or hub id: nothing declared)."""
         return Capabilities()
@@ -97,6 +101,7 @@ class ModelSpec(ModelSource):
     guidance: float | None = None
     sampler: str | None = None
     size: int | None = None  # native square side: the default size and the base for --ar
+    max_size: int | None = None  # the longest side members may ask for (generation.size_limits)
     negative_prompt: str | None = None
     true_cfg_scale: float | None = None  # Flux: true CFG used with a negative prompt (1 = refuse them)
     dtype: str | None = None  # auto, float16, bfloat16, float32 (default: the renderer's setting)
@@ -124,6 +129,9 @@ class ModelSpec(ModelSource):
     def dtype_setting(self) -> str | None:
         return self.dtype
 
+    def size_limit(self) -> int | None:
+        return self.max_size
+
     def capabilities(self) -> Capabilities:
         return Capabilities(self.describer, self.blend_prompt, self.cpu_threads)
 
@@ -132,21 +140,13 @@ BUILTIN_MODELS: dict[str, ModelSource] = {
     # Today's request defaults are tinyshapes' own: 20 steps, CFG 5, DPM++ 2M. It draws one shape on one
     # background, so it describes pictures (and blends' sources) by reading them; a 4M-parameter UNet at
     # 64x64 spends more time handing work between threads than computing: one thread is faster on any
-    # machine, and on a loaded one by far (README, Benchmarks).
+    # machine, and on a loaded one by far (README, Benchmarks). Its trained sizes reach 88 pixels a side
+    # (the 16:9 bucket, 88×48; generation/tinyshapes/weights/training_state.json).
     "tinyshapes": ModelSpec(
         "tinyshapes", str(TINYSHAPES_DIR), display_name="tinyshapes", steps=20, guidance=5.0, sampler="DPM++ 2M",
-        describer="shapes", blend_prompt=True, cpu_threads=1,
+        describer="shapes", blend_prompt=True, cpu_threads=1, max_size=88,
     )
 }
-
-
-def default_cpu_threads(models: list[ModelSource]) -> int | None:
-    """CPU threads when the operator sets none: what the configured models declare (the fewest), or
-    None (torch's default) as soon as one model declares nothing."""
-    declared = [model.capabilities().cpu_threads for model in models]
-    if not declared or any(threads is None for threads in declared):
-        return None
-    return min(threads for threads in declared if threads is not None)
 
 
 def model_source(name: str | ModelSource) -> ModelSource:

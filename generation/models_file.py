@@ -24,7 +24,7 @@ class ModelConfigError(ValueError):
 _SPEC_KEYS = {f.name for f in fields(ModelSpec)} - {"name"}
 _TYPES: dict[str, tuple[type, ...]] = {
     "path": (str,), "config": (str,), "display_name": (str,), "family": (str,), "steps": (int,),
-    "guidance": (int, float), "sampler": (str,), "size": (int,), "negative_prompt": (str,),
+    "guidance": (int, float), "sampler": (str,), "size": (int,), "max_size": (int,), "negative_prompt": (str,),
     "true_cfg_scale": (int, float), "dtype": (str,), "describer": (str,), "blend_prompt": (bool,),
     "cpu_threads": (int,),
 }
@@ -58,6 +58,8 @@ def spec_from_mapping(name: str, values: dict[str, Any], *, base_dir: Path | Non
         raise ModelConfigError(f"{where}: guidance must be from 0 to 30, got {values['guidance']}.")
     if values.get("size") is not None and (values["size"] % 8 or not 64 <= values["size"] <= 4096):
         raise ModelConfigError(f"{where}: size must be a multiple of 8 from 64 to 4096, got {values['size']}.")
+    if values.get("max_size") is not None and (values["max_size"] % 8 or not 64 <= values["max_size"] <= 4096):
+        raise ModelConfigError(f"{where}: max_size must be a multiple of 8 from 64 to 4096, got {values['max_size']}.")
     if values.get("dtype") is not None and values["dtype"] not in ("auto", "float16", "fp16", "bfloat16", "float32"):
         raise ModelConfigError(f"{where}: dtype must be auto, float16, bfloat16 or float32, got {values['dtype']!r}.")
     if values.get("describer") is not None and values["describer"] not in DESCRIBERS:

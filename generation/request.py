@@ -71,10 +71,10 @@ class GenerationRequest:
         bounds=(1, MAX_PROMPT_CHARS), member_default=True))
     # None: the model's native size, filled in by GenerationService.prepare
     width: int | None = field(default=None, metadata=param(
-        "width", "Width", "Width in pixels (a multiple of 8)", "int", bounds=("min_size", "max_size"),
+        "width", "Width", "Width in pixels (a multiple of 8)", "int", flag="--width", bounds=("min_size", "max_size"),
         member_default=True))
     height: int | None = field(default=None, metadata=param(
-        "height", "Height", "Height in pixels (a multiple of 8)", "int", bounds=("min_size", "max_size"),
+        "height", "Height", "Height in pixels (a multiple of 8)", "int", flag="--height", bounds=("min_size", "max_size"),
         member_default=True))
     num_inference_steps: int = field(default=20, metadata=param(
         "steps", "Steps", "Denoising steps: more is slower and finer", "int", flag="--steps",
@@ -97,7 +97,7 @@ class GenerationRequest:
     variation_seed: int | None = None
     variation_strength: float = 0.0  # 0 = the seed's image, 1 = the variation seed's image
     model: str = field(default="tinyshapes", metadata=param(
-        "model", "Model", "Which model renders it", "choice"))
+        "model", "Model", "Which model renders it", "choice", flag="--model"))
     tiling: bool = field(default=False, metadata=param(
         "tile", "Seamless tiling", "Make the image tile seamlessly, edge to edge (a pattern, a texture)", "bool",
         flag="--tile"))

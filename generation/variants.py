@@ -11,6 +11,9 @@ from .request import GenerationRequest, RequestError
 SUBTLE_VARIATION = 0.15
 STRONG_VARIATION = 0.5
 UPSCALE_STRENGTH = 0.35
+# Vary of a result made from an init image: how far the img2img pass moves from the picture.
+SUBTLE_IMAGE_VARIATION = 0.35
+STRONG_IMAGE_VARIATION = 0.65
 
 
 def reroll_request(request: GenerationRequest) -> GenerationRequest:
@@ -33,6 +36,33 @@ def variation_request(
         count=request.count if count is None else count,
         variation_seed=None,  # prepare() picks new ones
         variation_strength=STRONG_VARIATION if strong else SUBTLE_VARIATION,
+    )
+
+
+def image_variation_request(
+    request: GenerationRequest, image: PIL.Image.Image | bytes, *, strong: bool = False, count: int | None = None
+) -> GenerationRequest:
+    """`count` variations of a result made from an init image (an edit, an upscale, img2img, a blend).
+
+    Subseed noise cannot apply where an init image sets the start, so the picture itself becomes the init
+    image of an img2img pass with the same prompt and new seeds (chosen by prepare()), at its own size.
+    """
+    if isinstance(image, bytes):
+        image = PIL.Image.open(io.BytesIO(image))
+    width, height = image.size
+    return request.replace(
+        init_image=image.convert("RGB"),
+        width=width,
+        height=height,
+        strength=STRONG_IMAGE_VARIATION if strong else SUBTLE_IMAGE_VARIATION,
+        seed=None,
+        count=request.count if count is None else count,
+        variation_seed=None,
+        variation_strength=0.0,
+        edit_mode=None,  # the picture is the whole image now: nothing left to outpaint or blend
+        edit_factor=None,
+        edit_direction=None,
+        edit_region=None,
     )
 
 

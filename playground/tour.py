@@ -26,8 +26,9 @@ from typing import Any
 
 from playground.screenshot import CDP, Failure, READY_JS, acted, browser, last_request_id, open_page, playground, run_command
 
-# alice's grid is big enough (4 images, 128x128, 50 steps) to be still rendering while bob queues.
-ALICE: dict[str, Any] = {"prompt": "a red circle on a blue background", "count": 4, "width": 128, "height": 128, "steps": 50,
+# alice's grid is big enough (4 images, 88x88 — the shipped model's largest side —, 50 steps) to be still
+# rendering while bob queues.
+ALICE: dict[str, Any] = {"prompt": "a red circle on a blue background", "count": 4, "width": 88, "height": 88, "steps": 50,
          "seed": 7}
 BOB_CANCELLED: dict[str, Any] = {"prompt": "a yellow square on a green background", "seed": 3}
 BOB_KEPT: dict[str, Any] = {"prompt": "a blue triangle on a white background", "seed": 5}

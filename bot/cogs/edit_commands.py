@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import Sequence
+from fractions import Fraction
 from typing import TYPE_CHECKING
 
 import discord
@@ -22,6 +24,7 @@ from bot.views import describe_text, describe_view
 from generation import RequestError
 from generation.describe import Captioner, check_describer, describe
 from generation.editing import BLEND_STRENGTH
+from generation.flags import MAX_ASPECT
 from storage import GenerationKind
 
 if TYPE_CHECKING:
@@ -50,7 +53,9 @@ class EditCommands(commands.Cog):
         fields = {"prompt": prompt or "", "edit_mode": "blend",
                   "strength": BLEND_STRENGTH if strength is None else strength,
                   "count": min(BLEND_GRID, self.bot.queue.limits.max_count)}
-        order = WorkOrder(GenerationKind.BLEND, fields, with_defaults=True, attachment=image1, more_attachments=more)
+        # The sources' own shape, not the member's default one: square pictures blend into a square.
+        order = WorkOrder(GenerationKind.BLEND, fields, with_defaults=True, attachment=image1, more_attachments=more,
+                          aspect_ratio=sources_aspect_ratio([image1, *more]))
         outcome = await self.bot.intake.submit(interaction, order)
         if isinstance(outcome, Refused):
             await send_ephemeral(interaction, outcome.message)
@@ -60,7 +65,7 @@ class EditCommands(commands.Cog):
     async def describe(self, interaction: Interaction, image: discord.Attachment) -> None:
         model = self.bot.settings.default_model
         try:
-            check_attachment(image)
+            check_attachment(image, option="image")
             check_describer(model, self.captioner)  # the model entry declares a describer, or DESCRIBE_MODEL is set
         except RequestError as error:
             await send_ephemeral(interaction, str(error))
@@ -71,8 +76,10 @@ class EditCommands(commands.Cog):
             prompts = await asyncio.to_thread(self._describe, data, model)
         except (RequestError, OSError, discord.HTTPException) as error:
             message = str(error) if isinstance(error, RequestError) else "The picture could not be read; attach a PNG, JPEG or WebP."
-            await interaction.followup.send(f"⚠️ {message}", ephemeral=True)
-            await interaction.delete_original_response()
+            # After a public defer the first followup IS the thinking message: turn that into a short public
+            # line, so the second followup is a new message and can be private (as /imagine's init image).
+            await interaction.edit_original_response(content="⚠️ /describe could not use that picture.")
+            await send_ephemeral(interaction, f"⚠️ {message}")
             return
         except Exception as error:
             await report_unexpected(interaction, error, job_id=None, action="describe")
@@ -87,6 +94,17 @@ class EditCommands(commands.Cog):
         except Exception:
             raise RequestError("The picture could not be read; attach a PNG, JPEG or WebP.") from None
         return describe(picture, model, self.captioner)
+
+
+def sources_aspect_ratio(sources: Sequence[discord.Attachment]) -> str:
+    """"W:H" of the blend's sources: their mean shape as Discord reports it, within --ar's range; "1:1" where
+    Discord gives no size (the sources are read only when the job runs)."""
+    shapes = [source.width / source.height for source in sources if source.width and source.height]
+    if not shapes:
+        return "1:1"
+    mean = min(max(sum(shapes) / len(shapes), 1 / MAX_ASPECT), MAX_ASPECT)
+    ratio = Fraction(mean).limit_denominator(16)
+    return f"{ratio.numerator}:{ratio.denominator}"
 
 
 async def setup(bot: Host) -> None:

@@ -10,13 +10,14 @@ import discord
 
 from bot import modlog, presentation
 from bot.errors import send_ephemeral
-from bot.record_requests import imagine_command_line
+from bot.record_requests import reproduce_options, reproduce_prompt
 from generation.queue.records import request_for_image, request_from_record
-from generation import reroll_request, upscale_request, variation_request
+from generation import GenerationRequest, reroll_request, upscale_request, variation_request
+from generation.variants import image_variation_request
 from storage import GenerationKind, GenerationStatus
 
 if TYPE_CHECKING:
-    from storage import GenerationRecord
+    from storage import GenerationRecord, ImageRecord
 
 log = logging.getLogger(__name__)
 from bot.views.base import (
@@ -25,6 +26,16 @@ from bot.views.base import (
 )
 
 VARY_GRID = 4  # a Vary (Subtle/Strong) click makes a grid of this many
+
+async def variation_of(interaction: Interaction, record: GenerationRecord, image: ImageRecord, *, strong: bool,
+                       count: int) -> GenerationRequest:
+    """Variations of one image: subseed noise for text-to-image, else an img2img pass from the image itself."""
+    source = await source_request(interaction.client.store, record)
+    if source.init_image is None and source.edit_mode is None:
+        return variation_request(source, image.seed, strong=strong, count=count)
+    png = await interaction.client.store.read_image(image)
+    return image_variation_request(source, png, strong=strong, count=count)
+
 
 REROLL_ID = CustomId("gen:reroll", generation_id=NUMBER)
 
@@ -58,8 +69,7 @@ class VariationButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button
 
     async def act(self, interaction: Interaction) -> None:
         image = self.record.images[image_index(self.record, self.index)]
-        source = await source_request(interaction.client.store, self.record)
-        request = variation_request(source, image.seed, strong=True, count=self.record.count or 1)
+        request = await variation_of(interaction, self.record, image, strong=True, count=self.record.count or 1)
         await submit_child(interaction, self.record, GenerationKind.VARIATION, request)
 
 
@@ -82,10 +92,9 @@ class VaryButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["dis
 
     async def act(self, interaction: Interaction) -> None:
         image = self.record.images[image_index(self.record, self.index)]
-        source = await source_request(interaction.client.store, self.record)
         # A grid, as V1–V4 give (Midjourney's Vary does the same): up to 4 images, within the operator's limit.
         count = min(VARY_GRID, interaction.client.queue.limits.max_count)
-        request = variation_request(source, image.seed, strong=self.how == "strong", count=count)
+        request = await variation_of(interaction, self.record, image, strong=self.how == "strong", count=count)
         await submit_child(interaction, self.record, GenerationKind.VARIATION, request)
 
 
@@ -192,9 +201,9 @@ class InfoButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["dis
 
     async def act(self, interaction: Interaction) -> None:
         request = request_from_record(self.record)
-        line = imagine_command_line(request, with_init_image=self.record.has_init_image)
+        options = reproduce_options(request, with_init_image=self.record.has_init_image)
         await interaction.response.send_message(
-            embed=presentation.info_embed(self.record, request, line), ephemeral=True)
+            embed=presentation.info_embed(self.record, request, reproduce_prompt(request), options), ephemeral=True)
 
 
 DELETE_ID = CustomId("gen:del", generation_id=NUMBER)

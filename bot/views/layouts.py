@@ -34,21 +34,18 @@ def result_view(record: GenerationRecord) -> discord.ui.View:
     then 💬 Continue (in servers) and ↩️ Not what I meant (under a turn's result). At most 5 rows of 4
     buttons: within Discord's 5 × 5.
 
-    Variations exist for text-to-image only, so results made from an init image (Upscale 2× ones
-    included) get no V / Vary buttons rather than buttons that can only refuse.
+    Results made from an init image (edits, Upscale 2×, img2img) vary by an img2img pass from the image.
     """
     view = discord.ui.View(timeout=None)
     count = len(record.images)
-    variations = not record.has_init_image
     if count > 1:
         for index in range(count):
             view.add_item(PickButton(record.id, index, row=0))
-        for index in range(count if variations else 0):
+        for index in range(count):
             view.add_item(VariationButton(record.id, index, row=1))
     elif count == 1:
-        if variations:
-            view.add_item(VaryButton(record.id, 0, "subtle", row=0))
-            view.add_item(VaryButton(record.id, 0, "strong", row=0))
+        view.add_item(VaryButton(record.id, 0, "subtle", row=0))
+        view.add_item(VaryButton(record.id, 0, "strong", row=0))
         view.add_item(VaryRegionButton(record.id, 0, row=0))
         view.add_item(UpscaleTwiceButton(record.id, 0, row=0))
         for tenths in ZOOM_BUTTONS:

@@ -63,6 +63,10 @@ class RenderQueue(Protocol):
 
     def model_label(self, model: str) -> str: ...
 
+    def skipped_words(self, model: str, prompt: str) -> list[str]:
+        """Words of `prompt` the model cannot read, so its picture went without them (blocking: a thread)."""
+        ...
+
     # -- jobs --
 
     def reserve(self, owner: str, cap: int | None = None) -> Reservation:

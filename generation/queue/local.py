@@ -66,6 +66,9 @@ class LocalQueue:
     def model_label(self, model: str) -> str:
         return self.scheduler.model_label(model)
 
+    def skipped_words(self, model: str, prompt: str) -> list[str]:
+        return self.scheduler.skipped_words(model, prompt)
+
     def reserve(self, owner: str, cap: int | None = None) -> Reservation:
         return self.scheduler.reserve(owner, cap)
 

@@ -8,6 +8,7 @@ import secrets
 from typing import Any
 
 from ..metadata import rendered_png
+from ..prompt_words import check_readable, skipped_words
 from ..prompts import encoded_text
 from ..request import SEED_RANGE, GenerationRequest, Limits, RenderedImage, RequestError
 from ..validation import check_model, check_prompt_length, validate_request
@@ -50,6 +51,15 @@ class RequestChecker:
         """How to show a model to users (a ModelSpec's display name, else its name)."""
         return str(self.renderer.source(model).label)
 
+    def skipped_words(self, model: str, prompt: str) -> list[str]:
+        """The words of `prompt` that `model` cannot read (generation.prompt_words); [] where its tokenizer
+        cannot be read (prepare() already spoke for that)."""
+        try:
+            tokenizer = self.renderer.tokenizer(model)
+        except Exception:
+            return []
+        return skipped_words(prompt, tokenizer) if tokenizer is not None else []
+
     def native_size(self, model: str) -> int:
         """The model's native image side in pixels (the base size for --ar); RequestError if unusable."""
         check_model(model, self.limits)
@@ -75,6 +85,7 @@ class RequestChecker:
         tokenizer, native = self._model_files(request.model)
         if tokenizer is not None:
             check_prompt_length("prompt", encoded_text(request.prompt), tokenizer)
+            check_readable(request.prompt, tokenizer, request.model)  # not only words it cannot read
             if request.negative_prompt:
                 check_prompt_length("negative prompt", encoded_text(request.negative_prompt), tokenizer)
         changes: dict[str, Any] = {}

@@ -117,6 +117,9 @@ class SharedQueue:
     def model_label(self, model: str) -> str:
         return self.requests.model_label(model)
 
+    def skipped_words(self, model: str, prompt: str) -> list[str]:
+        return self.requests.skipped_words(model, prompt)
+
     def reserve(self, owner: str, cap: int | None = None) -> Reservation:
         return self.admission.reserve(owner, cap)
 

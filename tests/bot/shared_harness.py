@@ -207,7 +207,8 @@ async def run_gateway(phase: str, events: Path, die_after: int | None, die_when_
         for who, count in (BURST if phase == "burst" else SMALL):
             for index in range(count):
                 doomed = phase == "small-doomed" and who == "bob" and index == 0
-                prompt = f"{who} doomed {index}" if doomed else f"{who} {index}"
+                # "circle": a word the shipped model reads (a prompt of names and digits only is refused).
+                prompt = f"{who} doomed {index}" if doomed else f"{who} {index} circle"
                 await members[who].slash(channel, "imagine", prompt=prompt, seed=index + 1)
         print("BURST IN", flush=True)
     elif phase == "cancel":

@@ -94,9 +94,10 @@ async def test_info_lists_every_parameter_and_a_line_that_reproduces_it(world):
         assert expected in text, (expected, text)
     # Nothing that does not apply: no variation or init-image rows for a plain render.
     assert "Variation" not in text and "Init image" not in text
-    line = " ".join(embed.fields[0].value.strip("`").split())
-    assert line == ("/imagine prompt: a green triangle --steps 4 --cfg 6.5 --seed 77 --sampler Euler a --no blur "
-                    "width: 48 height: 32 model: tinyshapes")
+    assert embed.fields[0].name == "Reproduce: paste into /imagine prompt:"
+    line = embed.fields[0].value.strip("`\n")
+    assert line == ("a green triangle --width 48 --height 32 --steps 4 --cfg 6.5 --seed 77 --sampler Euler a "
+                    "--model tinyshapes --no blur")
 
 
 async def test_anyone_may_build_on_a_result_and_the_new_generation_is_theirs(world):
@@ -194,8 +195,8 @@ async def test_vary_subtle_and_upscale_2x_on_a_single_image(world):
     upscaled = await world.store.get_by_message(bigger.id)
     assert upscaled.kind is GenerationKind.UPSCALE and upscaled.parent_id == parent.id and upscaled.has_init_image
     assert image_of(await attachment_bytes(bigger)).size == (parent.images[0].width * 2, parent.images[0].height * 2)
-    # An upscale is image-to-image, which has no variations: no buttons that could only refuse.
-    assert "Vary (Subtle)" not in button_labels(bigger) and "Upscale 2×" in button_labels(bigger)
+    # An upscale varies by an img2img pass from itself (tests/bot/test_messages.py).
+    assert {"Vary (Subtle)", "Vary (Strong)", "Upscale 2×"} <= set(button_labels(bigger))
 
 
 async def test_edit_modal_takes_inline_flags_like_imagine(world):

@@ -142,7 +142,7 @@ async def test_an_upload_that_keeps_failing_stays_in_history_with_its_reason(wor
 @pytest.mark.bot(service=huge_noise_service)
 @pytest.mark.simcord(settle_timeout=240.0)
 async def test_a_result_over_the_upload_limit_is_shrunk_and_the_full_png_kept(world):
-    result = await world.alice.slash(world.channel, "imagine", prompt="static", seed=1, steps=4)
+    result = await world.alice.slash(world.channel, "imagine", prompt="a static square", seed=1, steps=4)
 
     message = result.response
     attachment = message.attachments[0]

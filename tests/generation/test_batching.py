@@ -290,7 +290,8 @@ async def test_auto_on_a_cpu_probes_once_when_images_could_share_a_call(renderer
     service = await started(renderer, batch_images="auto")
     await submit(service, "alone", owner="alice").result()
     assert service.batch_limit.needs_probe("tinyshapes")  # nothing could share a call: no probe yet
-    jobs = [submit(service, name, owner=name) for name in ("alice", "bob")]
+    # "circle": a word the shipped model reads ("bob" alone is refused: tinyshapes cannot spell it).
+    jobs = [submit(service, f"{name} circle", owner=name) for name in ("alice", "bob")]
     await asyncio.gather(*(job.result() for job in jobs))
     assert not service.batch_limit.needs_probe("tinyshapes")
     assert service.batch_limit.limit("tinyshapes", 64, 64) >= 1

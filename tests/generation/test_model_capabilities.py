@@ -8,7 +8,8 @@ import PIL.ImageDraw
 import pytest
 
 from generation.describe import Captioner, blend_prompt, check_describer, describe
-from generation.models import BUILTIN_MODELS, TINYSHAPES_DIR, Capabilities, ModelSource, ModelSpec, default_cpu_threads
+from generation.cpu_threads import configured_cpu_threads, default_cpu_threads
+from generation.models import BUILTIN_MODELS, TINYSHAPES_DIR, Capabilities, ModelSource, ModelSpec
 from generation.models_file import ModelConfigError, load_model_specs
 from generation.request import RequestError
 from generation.shape_reading import PALETTE, SHAPES
@@ -90,3 +91,14 @@ def test_a_family_says_whether_its_img2img_pipeline_takes_a_size(key):
     family = FAMILIES[key]
     parameters = inspect.signature(getattr(diffusers, family.pipelines[1]).__call__).parameters
     assert family.img2img_takes_size == ({"width", "height"} <= set(parameters))
+
+
+def test_a_models_file_entry_declares_its_threads_and_a_broken_file_leaves_torchs_default(tmp_path):
+    models_file = tmp_path / "models.toml"
+    models_file.write_text('[models.tinyshapes]\n\n[models.sd]\npath = "/models/sd"\ncpu_threads = 4\n')
+    assert configured_cpu_threads(["sd"], models_file) == 4
+    assert configured_cpu_threads(["tinyshapes", "sd"], models_file) == 1  # the fewest declared
+    assert configured_cpu_threads(["sd", "/models/other"], models_file) is None  # one declares nothing
+    assert configured_cpu_threads(["tinyshapes"], None) == 1  # no models file: the built-in entry
+    models_file.write_text("[models.sd]\ncpu_threads = 0\n")
+    assert configured_cpu_threads(["sd"], models_file) is None  # the app reports the file's problem

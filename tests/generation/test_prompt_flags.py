@@ -7,7 +7,7 @@ import re
 import pytest
 
 from generation import GenerationRequest, RequestError, apply_prompt_flags, expand_prompt, parse_prompt_flags
-from generation.flags import FLAGS, size_for_aspect_ratio
+from generation.flags import FLAGS, REPEAT_FLAG, size_for_aspect_ratio
 
 
 def test_every_flag():
@@ -53,7 +53,7 @@ def test_em_dash_and_case_are_accepted():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("a circle --chaos 50", f"Unknown flag --chaos. Available flags: {', '.join(FLAGS)}."),
+        ("a circle --chaos 50", f"Unknown flag --chaos. Available flags: {', '.join((*FLAGS, REPEAT_FLAG))}."),
         ("a circle --seed", "--seed needs a value, e.g. --seed 42."),
         ("a circle --seed abc", "--seed needs a whole number, got 'abc' (e.g. --seed 42)."),
         ("a circle --steps 2.5", "--steps needs a whole number, got '2.5' (e.g. --steps 20)."),

@@ -1,17 +1,22 @@
 """Time to render one image at native size with the shipped model, at the default settings.
 
-    python -m training.tinyshapes.bench [--weights PATH] [--repeats 10] [--aspect 16:9]
+    python -m training.tinyshapes.bench [--weights PATH] [--repeats 10] [--aspect 16:9] [--threads N]
+
+CPU threads default to the bot's and the CLI's (one for the shipped model: generation.cpu_threads).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from generation.console import silence_torchvision_fallback
+from generation.cpu_threads import default_cpu_threads
 from .build import WEIGHTS_DIR
 from .data import BUCKETS
 from .evaluate import GUIDANCE, STEPS, load, render
@@ -22,10 +27,17 @@ def main(argv=None):
     parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--aspect", default="1:1", choices=list(BUCKETS), help="render at this bucket's size")
+    parser.add_argument("--threads", type=int, default=default_cpu_threads(["tinyshapes"]),
+                        help="torch CPU threads (default: the bot's for the shipped model)")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    silence_torchvision_fallback()
     started = time.perf_counter()
     pipe = load(args.weights)
-    print(f"load: {time.perf_counter() - started:.2f}s ({torch.get_num_threads()} threads)")
+    # The load average says how far a figure is from a quiet machine's (the dev machine is shared).
+    print(f"load: {time.perf_counter() - started:.2f}s ({torch.get_num_threads()} threads, "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     width, height = BUCKETS[args.aspect]
     prompt = ["a red circle on a blue background"]
     render(pipe, prompt, [0], width=width, height=height)  # warm-up: first call allocates and picks kernels

@@ -1,0 +1,22 @@
+"""The model entry's max_size: read from a models file, carried to ModelInfo, checked with the family rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from generation import RequestError
+from generation.families import read_model_info
+from generation.models_file import ModelConfigError, spec_from_mapping
+
+
+def test_a_models_file_entry_declares_its_max_size_and_requests_over_it_are_refused():
+    spec = spec_from_mapping("tinyshapes", {"max_size": 64})
+    info = read_model_info(spec)
+    assert info.max_size == 64
+    from generation import GenerationRequest
+
+    info.family.check_request(GenerationRequest("a red circle", width=64, height=64, sampler="DPM++ 2M"), info)
+    with pytest.raises(RequestError, match=r"draws at most 64 pixels a side .* 72×64 is larger"):
+        info.family.check_request(GenerationRequest("a red circle", width=72, height=64, sampler="DPM++ 2M"), info)
+    with pytest.raises(ModelConfigError, match="max_size must be a multiple of 8"):
+        spec_from_mapping("tinyshapes", {"max_size": 65})

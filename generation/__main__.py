@@ -152,7 +152,7 @@ def plan_render(args: argparse.Namespace) -> Plan:
     loras = LoraLibrary(args.lora_dir)
     for tag in split_prompt(request.prompt).loras:
         loras.check_fits(tag.name, info)
-    check_references(request, info, IpAdapters(args.ip_adapter_dir).name_for(source))
+    check_references(request, info, IpAdapters(args.ip_adapter_dir), source)
     return Plan(source, info, request, limits)
 
 

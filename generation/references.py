@@ -91,7 +91,7 @@ def check_reference_fields(request: GenerationRequest) -> None:
                 raise RequestError(f"The {label.lower()} is not a readable image; use a PNG or JPEG file.") from None
 
 
-def check_references(request: GenerationRequest, info: Any, ip_adapter: str | None) -> None:
+def check_references(request: GenerationRequest, info: Any, adapters: IpAdapters, source: Any) -> None:
     """RequestError when the request has references its model cannot take (the message says which can)."""
     from .edit_families import pictures_per_call
 
@@ -109,7 +109,7 @@ def check_references(request: GenerationRequest, info: Any, ip_adapter: str | No
             )
         return
     if family.key in ("sd", "sdxl"):
-        if ip_adapter is None:
+        if adapters.name_for(source) is None:
             raise RequestError(
                 f"{info.label} cannot take a {what}: no IP-Adapter is set up for it (the operator sets "
                 f"ip_adapter in the models file, in IP_ADAPTER_DIR). Remove {_flags(kinds)}."
@@ -143,9 +143,13 @@ class IpAdapters:
         self.folder = Path(folder).expanduser() if folder else None
 
     def name_for(self, source: Any) -> str | None:
-        """The model's configured IP-Adapter file (None: none, or no IP_ADAPTER_DIR)."""
+        """The model's configured IP-Adapter file (None: none, or no IP_ADAPTER_DIR); RequestError when the
+        models file names one that is not there."""
         name = getattr(source, "ip_adapter", None)
-        return name if name and self.folder is not None else None
+        if not name or self.folder is None:
+            return None
+        self.path(name)
+        return str(name)
 
     def path(self, name: str) -> Path:
         assert self.folder is not None

@@ -232,7 +232,7 @@ class Renderer:
         info.family.check_request(request, info)
         for tag in split_prompt(request.prompt).loras:
             self.loras.check_fits(tag.name, info)
-        check_references(request, info, self.ip_adapters.name_for(self.source(request.model)))
+        check_references(request, info, self.ip_adapters, self.source(request.model))
 
     def lora_names(self) -> list[str]:
         """The LoRAs in LORA_DIR (the choices for a lora option)."""

@@ -155,6 +155,52 @@ def write_tiny_edit_pipeline(family: str, folder: str | Path) -> Path:
     return folder
 
 
+def write_tiny_ip_adapter(folder: str | Path, unet_folder: str | Path, name: str = "ip-adapter_tiny.safetensors",
+                          image_embed_dim: int = 32) -> Path:
+    """An IP-Adapter for the UNet in `unet_folder` in diffusers' layout: `image_proj.*` (an ImageProjection to
+    4 tokens) and `ip_adapter.{n}.to_k_ip/to_v_ip.weight` for the n-th cross-attention (1, 3, 5, …), plus a
+    tiny CLIPVisionModelWithProjection in `image_encoder/` next to it. Returns the weight file."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from diffusers.models.embeddings import ImageProjection
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    folder = Path(folder)
+    config = UNet2DConditionModel.load_config(str(unet_folder), subfolder="unet")
+    channels, cross = list(config["block_out_channels"]), int(config["cross_attention_dim"])
+    unet = UNet2DConditionModel.from_config(config)  # only its attention layout is read
+    generator = torch.Generator().manual_seed(0)
+    state: dict[str, Any] = {}
+    key_id = 1
+    for processor in unet.attn_processors:
+        if processor.endswith("attn1.processor"):
+            continue
+        if processor.startswith("mid_block"):
+            hidden = channels[-1]
+        elif processor.startswith("up_blocks"):
+            hidden = list(reversed(channels))[int(processor[len("up_blocks.")])]
+        else:
+            hidden = channels[int(processor[len("down_blocks.")])]
+        for part in ("to_k_ip", "to_v_ip"):  # strong enough that a reference shows in a tiny model
+            state[f"ip_adapter.{key_id}.{part}.weight"] = torch.randn((hidden, cross), generator=generator) * 0.5
+        key_id += 2
+    torch.manual_seed(0)
+    projection = ImageProjection(cross_attention_dim=cross, image_embed_dim=image_embed_dim, num_image_text_embeds=4)
+    # The original IP-Adapter names: proj.* (diffusers renames it image_embeds.* on loading) and norm.*
+    state.update({f"image_proj.{key.replace('image_embeds.', 'proj.')}": value.contiguous()
+                  for key, value in projection.state_dict().items()})
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(folder / name))
+    torch.manual_seed(0)
+    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, projection_dim=image_embed_dim, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=37, image_size=32, patch_size=4,
+    ))
+    encoder.save_pretrained(folder / "image_encoder")
+    return folder / name
+
+
 def main(argv: list[str]) -> None:
     out = Path(argv[0])
     for family in EDIT_FAMILIES:

@@ -26,7 +26,7 @@ def kontext_pipeline() -> Any:
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxTransformer2DModel
     from transformers import CLIPTextModel
 
-    from tests.generation.tiny_pipelines import _clip_config, _t5, _vae
+    from tiny_pipelines import _clip_config, _t5, _vae
 
     torch.manual_seed(0)
     transformer = FluxTransformer2DModel(

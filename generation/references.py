@@ -80,7 +80,7 @@ def check_reference_fields(request: GenerationRequest) -> None:
             raise RequestError(f"{weight_label} must be a whole number from 0 to {MAX_WEIGHT}, got {weight!r}.")
         url, image = getattr(request, f"{kind}_url"), getattr(request, f"{kind}_image")
         if weight is not None and url is None and image is None:
-            raise RequestError(f"{weight_label} needs a {label.lower()}: add {flag} with a picture's URL.")
+            raise RequestError(f"{weight_label} weighs the {label.lower()}: add {flag} with a picture's URL.")
         if url is not None and (not isinstance(url, str) or not url.startswith(("https://", "http://"))):
             raise RequestError(f"{flag} needs a picture's URL (https://…), got {url!r}.")
         if image is not None:

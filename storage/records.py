@@ -85,6 +85,8 @@ class GenerationRecord:
     variation_strength: float | None
     model: str | None
     tiling: bool | None
+    sref_weight: int | None  # references (0010); their pictures are files like the init image
+    oref_weight: int | None
     has_init_image: bool
     init_image_url: str | None  # still to download (the job does that before rendering)
     interaction_token: str | None = field(repr=False)  # a secret: never in logs or reprs

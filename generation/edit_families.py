@@ -33,6 +33,7 @@ class EditFamily(Family):
     pictures_per_call: int = 1  # the edited picture plus references the pipeline takes in one call
     memory_gb: float = 0.0  # bf16 weights on one GPU, an estimate until measured (docs/edit-families.md)
     min_picture_side: int = 0  # FLUX.2 refuses pictures under 64 px a side
+    min_steps: int = 1  # Qwen-Image's terminal time shift divides by zero with one step
 
     def check_request(self, request: GenerationRequest, info: ModelInfo) -> None:
         super().check_request(request, info)
@@ -50,6 +51,8 @@ class EditFamily(Family):
             raise RequestError(
                 f"{info.label} ({self.title}) edits a picture: attach one (init image) and say what to change."
             )
+        if request.num_inference_steps < self.min_steps:
+            raise RequestError(f"{info.label} ({self.title}) needs at least {self.min_steps} steps.")
         for what, data in (("picture", request.init_image), ("style reference", request.sref_image),
                            ("object reference", request.oref_image)):
             if data is not None and self.min_picture_side and min(_size(data)) < self.min_picture_side:
@@ -109,7 +112,7 @@ QWEN_EDIT = EditFamily(
     FLOW_SAMPLERS, "Euler", 50, 4.0, "cfg", "cfg", "transformer",
     latent_packing=2, size_multiple=16, cuda_dtype="bfloat16", default_size=1024,
     excluded_samplers=_only("Euler"),  # its exponential time shift lives in FlowMatchEuler only
-    prompt_weights=False, edits_by_instruction=True, guidance_argument="true_cfg_scale", memory_gb=58,
+    prompt_weights=False, edits_by_instruction=True, guidance_argument="true_cfg_scale", memory_gb=58, min_steps=2,
 )
 KLEIN = EditFamily(
     "klein", "FLUX.2 [klein]",
@@ -117,7 +120,7 @@ KLEIN = EditFamily(
     FLOW_SAMPLERS, "Euler", 4, 1.0, "distilled", "none", "transformer",
     latent_packing=2, size_multiple=16, cuda_dtype="bfloat16", text_window=512, default_size=1024,
     excluded_samplers=_only("Euler"), prompt_weights=False, edits_by_instruction=True, needs_image=False,
-    pictures_per_call=4, memory_gb=13, min_picture_side=64,
+    pictures_per_call=4, memory_gb=16, min_picture_side=64,
 )
 EDIT_FAMILIES: tuple[EditFamily, ...] = (KONTEXT, QWEN_EDIT, KLEIN)
 # Qwen-Image-Edit Plus takes the edited picture and up to two references; the first version one picture.

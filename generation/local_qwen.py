@@ -30,9 +30,9 @@ def special_ids() -> dict[str, int]:
 
 
 def qwen_tokenizer(max_length: int = 1024) -> Any:
-    """A Qwen2TokenizerFast over a byte-level BPE without merges."""
+    """A Qwen2 tokenizer (tokenizers-backed) over a byte-level BPE without merges."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import Qwen2TokenizerFast
+    from transformers import Qwen2Tokenizer
 
     vocab = {char: byte for byte, char in sorted(_bytes_to_unicode().items())}
     vocab.update(special_ids())
@@ -41,8 +41,8 @@ def qwen_tokenizer(max_length: int = 1024) -> Any:
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens(list(QWEN_SPECIAL))
-    tokenizer = Qwen2TokenizerFast(
-        tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None,
+    tokenizer = Qwen2Tokenizer(
+        tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token="<|endoftext|>",
         bos_token=None, model_max_length=max_length,
     )
     tokenizer.chat_template = CHAT_TEMPLATE

@@ -125,6 +125,8 @@ def test_what_an_edit_model_cannot_do_is_refused_before_rendering(edit_dirs):
         KLEIN.check_request(with_picture.replace(negative_prompt="red"), klein)
     with pytest.raises(RequestError, match="at least 64 pixels"):
         KLEIN.check_request(base.replace(init_image=png_bytes(picture(48, 48))), klein)
+    with pytest.raises(RequestError, match="needs at least 2 steps"):
+        QWEN_EDIT.check_request(with_picture.replace(num_inference_steps=1), qwen)
     with pytest.raises(RequestError, match="choose one of: Euler"):
         QWEN_EDIT.check_request(with_picture.replace(sampler="UniPC"), qwen)
     with pytest.raises(RequestError, match="Prompt weights"):

@@ -109,6 +109,9 @@ def check_references(request: GenerationRequest, info: Any, adapters: IpAdapters
             )
         return
     if family.key in ("sd", "sdxl"):
+        if request.edit_mode is not None:
+            raise RequestError(f"A {what} works with new pictures and image-to-image, not with a {request.edit_mode} "
+                               f"edit; remove {_flags(kinds)}.")
         if adapters.name_for(source) is None:
             raise RequestError(
                 f"{info.label} cannot take a {what}: no IP-Adapter is set up for it (the operator sets "

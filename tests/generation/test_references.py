@@ -133,6 +133,8 @@ def test_models_that_cannot_take_a_reference_refuse_it(edit_dirs, tinyshapes):  
     shipped = read_model_info(tinyshapes)
     with pytest.raises(RequestError, match="no IP-Adapter is set up"):
         check_references(GenerationRequest("a cat", sref_image=reference), shipped, none, tinyshapes)
+    with pytest.raises(RequestError, match="not with a zoom edit; remove --sref"):
+        check_references(GenerationRequest("a cat", sref_image=reference, edit_mode="zoom"), shipped, none, tinyshapes)
     missing = ModelSpec("tinyshapes", tinyshapes.path, ip_adapter="gone.safetensors")
     with pytest.raises(RequestError, match="not in IP_ADAPTER_DIR"):
         check_references(GenerationRequest("a cat", sref_image=reference), shipped, IpAdapters("/nonexistent"), missing)

@@ -144,3 +144,18 @@ def test_a_models_file_entry_names_an_edit_model(edit_dirs):
     spec = ModelSpec("kontext-dev", str(edit_dirs["kontext"]), display_name="Kontext", steps=2, guidance=2.5)
     info = read_model_info(spec)
     assert info.label == "Kontext" and info.family is KONTEXT
+
+
+def test_the_cuda_speed_ups_leave_qwen_image_s_3d_vae_alone(edit_dirs):
+    """channels_last is for 4D weights; Qwen-Image's VAE has Conv3d (5D) weights, which torch refuses."""
+    from generation.edit_families import load_edit_pipeline
+    from generation.renderer import Renderer
+
+    source = ModelSource("qwen", str(edit_dirs["qwen-edit"]))
+    renderer = Renderer(source, device="cpu")
+    pipe = load_edit_pipeline(source, read_model_info(source), None)
+    import torch
+
+    renderer.device = torch.device("cuda")  # the CUDA branch only sets memory formats and slicing
+    renderer._speed_up(pipe, QWEN_EDIT)
+    assert pipe.vae.use_slicing

@@ -79,9 +79,13 @@ PARAM_FIELDS: tuple[str, ...] = (
     "variation_strength",
     "model",
     "tiling",
+    "sref_url",
     "sref_weight",
+    "oref_url",
     "oref_weight",
 )
+# Reference pictures (0010) come in `params` as bytes and are kept as files, like the init image.
+REFERENCE_IMAGE_FIELDS: tuple[str, ...] = ("sref_image", "oref_image")
 
 
 def utcnow() -> datetime:

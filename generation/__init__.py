@@ -7,6 +7,7 @@ Importing this package does not import torch; `Renderer` loads it on first use.
 from .flags import apply_prompt_flags, expand_prompt, parse_prompt_flags, size_for_aspect_ratio
 from .jobs import Job, JobCancelled, JobFailed, QueueEntry, QueueSnapshot
 from .families import FAMILIES, Family, ModelInfo, read_model_info
+from .edit_families import register as _register_edit_families
 from .metadata import a1111_parameters, encode_png
 from .models import ModelConfigError, ModelSource, ModelSpec, load_model_specs, model_source, resolve_model
 from .parameters import Parameter
@@ -27,6 +28,8 @@ from .samplers import SAMPLERS
 from .queue.admission import Reservation
 from .queue.inprocess import GenerationService
 from .variants import reroll_request, upscale_request, variation_request
+
+_register_edit_families()  # Kontext, Qwen-Image-Edit and klein join FAMILIES
 
 __all__ = [
     "FAMILIES",

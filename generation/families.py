@@ -50,6 +50,9 @@ class Family:
     tested: bool = True
     excluded_samplers: tuple[str, ...] = ()
     prompt_weights: bool = True  # A1111 (word:1.3) through compel (SD, SDXL, Flux)
+    # An init image is a picture to change as the words say (generation.edit_families: Kontext, Qwen-Image-Edit,
+    # FLUX.2 [klein]); the conversation interpreter and the Edit form read this.
+    edits_by_instruction: bool = False
 
     @property
     def sampler_names(self) -> tuple[str, ...]:

@@ -57,6 +57,9 @@ def a1111_parameters(params: Mapping[str, Any], *, seed: int, width: int, height
                 fields.append((name, _format_number(params[key]) if key == "edit_factor" else params[key]))
     if params.get("tiling"):
         fields.append(("Tiling", "True"))
+    from .references import reference_text_fields
+
+    fields += reference_text_fields(dict(params))  # Style reference: <sha256>, Style weight: 100, …
     if lora_hashes:  # A1111: Lora hashes: "name: 0123456789ab, other: ..."
         fields.append(("Lora hashes", ", ".join(f"{name}: {digest}" for name, digest in lora_hashes.items())))
     lines.append(", ".join(f"{key}: {_quote(value)}" for key, value in fields if value is not None))

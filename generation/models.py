@@ -70,6 +70,7 @@ class ModelSpec(ModelSource):
     negative_prompt: str | None = None
     true_cfg_scale: float | None = None  # Flux: true CFG used with a negative prompt (1 = refuse them)
     dtype: str | None = None  # auto, float16, bfloat16, float32 (default: the renderer's setting)
+    ip_adapter: str | None = None  # SD 1.x/SDXL: IP-Adapter weights in IP_ADAPTER_DIR for --sref/--oref
 
     @property
     def label(self) -> str:
@@ -204,7 +205,7 @@ _SPEC_KEYS = {f.name for f in fields(ModelSpec)} - {"name"}
 _TYPES: dict[str, tuple[type, ...]] = {
     "path": (str,), "config": (str,), "display_name": (str,), "family": (str,), "steps": (int,),
     "guidance": (int, float), "sampler": (str,), "size": (int,), "negative_prompt": (str,),
-    "true_cfg_scale": (int, float), "dtype": (str,),
+    "true_cfg_scale": (int, float), "dtype": (str,), "ip_adapter": (str,),
 }
 
 

@@ -30,12 +30,14 @@ import PIL.Image
 import torch
 
 from .batching import IMPROVEMENT, PROBE_SIZES, batch_key, bucket
+from .edit_families import load_edit_pipeline, render_instruction_edit
 from .editing import render_edit
 from .families import Family, ModelInfo, read_model_info
 from .latents import LatentPreview
 from .loras import LoraLibrary, adapter_name
 from .models import ModelSource, model_source
 from .prompts import LoraTag, has_weights, plain_text, split_prompt
+from .references import IpAdapters, check_references, has_references, references_of
 from .request import (
     BatchPlace,
     GenerationRequest,
@@ -131,6 +133,7 @@ class Renderer:
         vae_tiling: str = "auto",
         lora_dir: str | Path | None = None,
         compile_denoiser: bool = False,
+        ip_adapter_dir: str | Path | None = None,
     ):
         default = model_source(model)
         self.default_model = default.name
@@ -148,6 +151,7 @@ class Renderer:
         self.offload = offload
         self.vae_tiling = vae_tiling
         self.loras = LoraLibrary(lora_dir)  # LORA_DIR: <lora:name:weight> in prompts
+        self.ip_adapters = IpAdapters(ip_adapter_dir)  # IP_ADAPTER_DIR: --sref/--oref on SD 1.x and SDXL
         self.preview_every = preview_every
         # On a shared or small CPU, fewer torch threads can be much faster (less oversubscription).
         self.cpu_threads = cpu_threads
@@ -228,6 +232,7 @@ class Renderer:
         info.family.check_request(request, info)
         for tag in split_prompt(request.prompt).loras:
             self.loras.check_fits(tag.name, info)
+        check_references(request, info, self.ip_adapters, self.source(request.model))
 
     def lora_names(self) -> list[str]:
         """The LoRAs in LORA_DIR (the choices for a lora option)."""
@@ -282,7 +287,7 @@ class Renderer:
         self._place(txt2img)
         self._speed_up(txt2img, family)
         preview = None
-        if family.tested and getattr(txt2img, "vae", None) is not None:
+        if family.tested and not family.edits_by_instruction and getattr(txt2img, "vae", None) is not None:
             preview = LatentPreview(txt2img.vae, txt2img.vae_scale_factor, device=txt2img._execution_device)
         load_s = time.perf_counter() - started
         scheduler_config = txt2img.scheduler.config
@@ -307,7 +312,8 @@ class Renderer:
             denoiser.to(memory_format=torch.channels_last)
         vae = getattr(pipe, "vae", None)
         if vae is not None:
-            vae.to(memory_format=torch.channels_last)
+            if all(parameter.dim() != 5 for parameter in vae.parameters()):  # Qwen-Image's VAE has 3D convolutions
+                vae.to(memory_format=torch.channels_last)
             if hasattr(vae, "enable_slicing"):  # a batch decodes image by image: its peak stays one image's
                 vae.enable_slicing()
         if self.compile_denoiser and denoiser is not None:
@@ -349,6 +355,8 @@ class Renderer:
         if not info.family.tested or not _per_image_noise(request.sampler, info.family):
             return None
         if request.edit_mode is not None:  # generation.editing: each image in a call of its own
+            return None
+        if info.family.edits_by_instruction or has_references(request):  # generation.edit_families, references
             return None
         return batch_key(request)
 
@@ -545,6 +553,13 @@ class Renderer:
             **self._text_arguments(lead, rows),
         )
         scheduler = make_scheduler(lead.sampler, model.scheduler_config, seed=rows[0].seed, table=family.samplers)
+        if family.edits_by_instruction:  # one image per call: see generation.edit_families
+            pictures = [reference.picture() for reference in references_of(lead)]
+            output = render_instruction_edit(model.txt2img, family, call[0].init_image, pictures, common, scheduler,
+                                             width, height)
+            return [(_all_images(output)[0][0], False, BatchPlace())]
+        pipes = [pipe for pipe in (model.txt2img, model.img2img) if pipe is not None]
+        common.update(self.ip_adapters.call_arguments(pipes, model.source, lead))
         if lead.edit_mode is not None and call[0].init_image is not None:  # zoom, pan, region, blend: one image
             image, output = render_edit(model, lead, call[0].init_image, common, scheduler)
             return [(image, _all_images(output)[1][0], BatchPlace())]
@@ -694,6 +709,8 @@ def _load_pipeline(source: ModelSource, info: ModelInfo, dtype: torch.dtype) -> 
     import diffusers
     from diffusers.pipelines.auto_pipeline import AUTO_TEXT2IMAGE_PIPELINES_MAPPING, _get_task_class
 
+    if info.family.edits_by_instruction:
+        return load_edit_pipeline(source, info, dtype)
     forced = getattr(source, "family", None)
     class_name = info.family.pipelines[0] if forced else (info.pipeline_class or "StableDiffusionPipeline")
     if source.is_single_file:

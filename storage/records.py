@@ -85,6 +85,12 @@ class GenerationRecord:
     variation_strength: float | None
     model: str | None
     tiling: bool | None
+    sref_url: str | None  # references (0010): the URL given, its weight, and the stored picture's sha256
+    sref_weight: int | None
+    oref_url: str | None
+    oref_weight: int | None
+    sref_sha256: str | None
+    oref_sha256: str | None
     has_init_image: bool
     init_image_url: str | None  # still to download (the job does that before rendering)
     interaction_token: str | None = field(repr=False)  # a secret: never in logs or reprs
@@ -123,6 +129,8 @@ class GenerationRecord:
             attempts=row.attempts,
             source_index=row.source_index,
             **{name: getattr(row, name) for name in PARAM_FIELDS},
+            sref_sha256=row.sref_sha256,
+            oref_sha256=row.oref_sha256,
             has_init_image=row.init_image_path is not None or row.init_image_url is not None,
             init_image_url=row.init_image_url,
             interaction_token=row.interaction_token,

@@ -19,6 +19,7 @@ from sqlalchemy.orm import selectinload
 
 from .models import (
     PARAM_FIELDS,
+    REFERENCE_IMAGE_FIELDS,
     Generation,
     GenerationKind,
     GenerationStatus,
@@ -168,7 +169,7 @@ async def create_generation(
     interaction_token: str | None = None,
     interaction_expires_at: datetime | None = None,
 ) -> Generation:
-    unknown = set(params) - set(PARAM_FIELDS)
+    unknown = set(params) - set(PARAM_FIELDS) - set(REFERENCE_IMAGE_FIELDS)  # the pictures: Store writes files
     if unknown:
         raise ValueError(f"unknown generation parameter(s): {', '.join(sorted(unknown))}")
     if not isinstance(params.get("prompt"), str):
@@ -378,10 +379,12 @@ async def soft_delete(session: AsyncSession, generation_id: int) -> list[str]:
     paths = [image.path for image in row.images]
     if row.init_image_path:
         paths.append(row.init_image_path)
+    paths += [path for path in (row.sref_path, row.oref_path) if path]  # references (0010)
     row.images = []
     row.init_image_path = None
     row.init_image_sha256 = None
     row.init_image_url = None
+    row.sref_path = row.oref_path = None
     row.interaction_token = None
     row.deleted_at = utcnow()
     log.info("generation %d deleted (%d file(s))", row.id, len(paths))

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from . import claims, files, queries, repository
 from .images import ImageStore, LocalImageStore, open_image_store
 from .engine import WRITE_OPTION, create_engine, default_url, is_sqlite, make_sessionmaker, migrate
-from .models import Generation, GenerationKind, GenerationStatus, GuildConfig
+from .models import REFERENCE_IMAGE_FIELDS, Generation, GenerationKind, GenerationStatus, GuildConfig
 from .records import GenerationRecord, GuildConfigRecord, ImageInput, ImageRecord, Lineage, Recovery, Stats
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,15 @@ class Store:
                     written.append(path)
                     row.init_image_path = path
                     row.init_image_sha256 = files.sha256_hex(init_image)
+                for field in REFERENCE_IMAGE_FIELDS:  # sref_image -> sref_path, sref_sha256 (0010)
+                    data = params.get(field)
+                    if data is not None:
+                        kind = field.removesuffix("_image")
+                        path = files.reference_path(row.id, kind, data)
+                        await asyncio.to_thread(self.images.write, path, data)
+                        written.append(path)
+                        setattr(row, f"{kind}_path", path)
+                        setattr(row, f"{kind}_sha256", files.sha256_hex(data))
                 record = GenerationRecord.from_row(row, with_images=False)
         except BaseException:
             await asyncio.to_thread(self.images.remove, written)

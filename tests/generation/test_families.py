@@ -208,6 +208,6 @@ def test_a_missing_folder_and_an_offline_hub_id_fail_with_one_line(tmp_path, mon
 
 
 def test_family_table_covers_the_first_class_families():
-    assert set(FAMILIES) == {"sd", "sdxl", "sd3", "flux"}
+    assert set(FAMILIES) == {"sd", "sdxl", "sd3", "flux", "kontext", "qwen-edit", "klein"}  # + generation.edit_families
     assert FAMILIES["flux"].latent_packing == 2 and FAMILIES["flux"].guidance == "distilled"
     assert FAMILIES["sd3"].flow_matching and not FAMILIES["sdxl"].flow_matching

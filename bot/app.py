@@ -59,7 +59,8 @@ def build_service(settings: Settings, waiter: Waiter = PLAIN) -> GenerationServi
         models = list(settings.model_names)
     renderer = Renderer(models[0], device=settings.device, dtype=settings.dtype, extra_models=tuple(models[1:]),
                         cpu_threads=settings.cpu_threads, compile_denoiser=settings.torch_compile,
-                        offload=settings.offload, lora_dir=settings.lora_dir)
+                        offload=settings.offload, lora_dir=settings.lora_dir,
+                        ip_adapter_dir=settings.ip_adapter_dir)
     limits = Limits(min_size=settings.min_size, max_size=settings.max_size, max_pixels=settings.max_pixels,
                     max_steps=settings.max_steps, max_count=settings.max_count, models=tuple(settings.model_names))
     return GenerationService(renderer, limits, per_owner_cap=settings.queue_per_user, total_cap=settings.queue_total,

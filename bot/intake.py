@@ -291,6 +291,9 @@ class Intake:
                 check_attachment(attachment)
         if order.attachment is None and order.with_defaults and "strength" in typed and fields.get("init_image") is None:
             raise RequestError("strength only applies with an init_image; attach one or leave strength out.")
+        if (order.attachment is not None and order.kind is GenerationKind.IMAGINE
+                and self.queue.instruction_pictures(str(fields.get("model")))):
+            fields["edit_mode"] = "instruction"  # the job downloads the picture, then sets the size (bot.instruction_edits)
         request = self.queue.prepare(GenerationRequest(**fields))
         if config is not None:
             await self.check_server_rules(config, owner_id, place, request, raw_prompt)

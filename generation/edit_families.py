@@ -42,12 +42,13 @@ class EditFamily(Family):
                 f"Variations are not available for {info.label} ({self.title}); it draws its own noise. "
                 "Reroll with another seed instead."
             )
-        if request.edit_mode is not None:
+        if request.edit_mode not in (None, "instruction"):
             raise RequestError(
                 f"{info.label} ({self.title}) edits by instruction, not by canvas ({request.edit_mode}); "
                 "describe the change in words instead."
             )
-        if self.needs_image and request.init_image is None:
+        # edit_mode "instruction" without the picture: it is still to download (the bot's job does that)
+        if self.needs_image and request.init_image is None and request.edit_mode != "instruction":
             raise RequestError(
                 f"{info.label} ({self.title}) edits a picture: attach one (init image) and say what to change."
             )

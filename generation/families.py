@@ -67,6 +67,11 @@ class Family:
     def check_request(self, request: GenerationRequest, info: ModelInfo) -> None:
         """RequestError when the request asks for something this family cannot do, naming what is allowed."""
         samplers = info.sampler_names
+        if request.edit_mode == "instruction" and not self.edits_by_instruction:
+            raise RequestError(
+                f"{info.label} ({self.title}) does not edit by instruction; use a model that does (FLUX.1 Kontext, "
+                "Qwen-Image-Edit, FLUX.2 [klein]), or /imagine with an init image and a strength."
+            )
         if request.sampler not in samplers:
             raise RequestError(
                 f"The sampler {request.sampler!r} does not work with {info.label} ({self.title}); "
@@ -210,7 +215,8 @@ FLUX = Family(
     excluded_samplers=("Heun",),  # FlowMatchHeun takes no custom sigmas, which FluxPipeline passes
 )
 FAMILIES: dict[str, Family] = {family.key: family for family in (SD, SDXL, SD3, FLUX)}
-SUPPORTED = "SD 1.x/2.x, SDXL, SD3/3.5 and Flux.1"
+SUPPORTED = ("SD 1.x/2.x, SDXL, SD3/3.5, Flux.1, and for instruction edits FLUX.1 Kontext, "
+             "Qwen-Image-Edit (and Plus) and FLUX.2 [klein]")
 FLUX_TRUE_CFG_SCALE = 4.0  # true CFG with a negative prompt (each step runs twice)
 
 

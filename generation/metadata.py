@@ -47,7 +47,7 @@ def a1111_parameters(params: Mapping[str, Any], *, seed: int, width: int, height
     if variation_seed is not None and variation_strength:
         fields.append(("Variation seed", variation_seed))
         fields.append(("Variation seed strength", _format_number(variation_strength)))
-    if img2img and params.get("strength") is not None:
+    if img2img and params.get("strength") is not None and params.get("edit_mode") != "instruction":
         fields.append(("Denoising strength", _format_number(params["strength"])))
     if params.get("edit_mode"):  # generation.editing: what re-derives the canvas and mask
         fields.append(("Edit", params["edit_mode"]))

@@ -104,20 +104,21 @@ class GenerationRequest:
         "tile", "Seamless tiling", "Make the image tile seamlessly, edge to edge (a pattern, a texture)", "bool",
         flag="--tile"))
     # References (generation.references): a picture whose style (--sref) or subject (--oref) to keep, each
-    # with a weight, Midjourney's 0–1000 (None: 100). The URL is what the user gave; the job downloads it
-    # into *_image after the row exists, and Reroll/Vary/re-render reuse the stored picture.
+    # with a weight, Midjourney's 0–1000 (None: 100). The URL is what the user gave (an inline flag; /imagine
+    # offers an attachment option of the same name, whose URL it records); the job downloads it into *_image
+    # after the row exists, and Reroll/Vary/re-render reuse the stored picture.
     sref_url: str | None = field(default=None, metadata=param(
         "sref", "Style reference", "A picture whose style to follow (URL)", "text", flag="--sref",
         command_option=False))
     sref_weight: int | None = field(default=None, metadata=param(
         "sw", "Style weight", "How strongly to follow the style reference, 0–1000 (default 100)", "int",
-        flag="--sw", bounds=(0, 1000), command_option=False))
+        flag="--sw", bounds=(0, 1000)))
     oref_url: str | None = field(default=None, metadata=param(
         "oref", "Object reference", "A picture of a subject or object to keep (URL)", "text", flag="--oref",
         command_option=False))
     oref_weight: int | None = field(default=None, metadata=param(
         "ow", "Object weight", "How strongly to keep the object reference, 0–1000 (default 100)", "int",
-        flag="--ow", bounds=(0, 1000), command_option=False))
+        flag="--ow", bounds=(0, 1000)))
     sref_image: bytes | None = None  # the style reference picture (PNG/JPEG bytes)
     oref_image: bytes | None = None  # the object reference picture
     # A masked edit of the init image (generation.editing): "zoom", "square", "pan", "region" or "blend".

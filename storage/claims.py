@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import Generation, GenerationKind, GenerationStatus, OwnerTurn, Worker
@@ -112,8 +112,8 @@ async def claim(session: AsyncSession, worker_id: str, *, models: Sequence[str],
                 max_attempts: int = 2) -> tuple[list[Generation], list[Generation]]:
     """Claim up to `limit` jobs for `worker_id` in fair order: (claimed, failed by expired leases on the way).
 
-    Only jobs this worker can render: its models, sides up to `max_size`, no init image still to download,
-    no picks (those copy a file: the gateway does them). Each claimed job is running, its attempt counted.
+    Only jobs this worker can render: its models, sides up to `max_size`, no init image or reference still
+    to download, no picks (those copy a file: the gateway does them). Each claimed job is running, its attempt counted.
     """
     await session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
     _, failed = await expire_leases(session, max_attempts)
@@ -128,6 +128,9 @@ async def claim(session: AsyncSession, worker_id: str, *, models: Sequence[str],
             .outerjoin(OwnerTurn, OwnerTurn.owner_id == Generation.owner_id)
             .where(Generation.status == S.QUEUED.value, Generation.deleted_at.is_(None),
                    Generation.init_image_url.is_(None), Generation.kind != GenerationKind.PICK.value,
+                   # a reference given by URL is held back until the gateway stored its picture (0010)
+                   or_(Generation.sref_url.is_(None), Generation.sref_path.is_not(None)),
+                   or_(Generation.oref_url.is_(None), Generation.oref_path.is_not(None)),
                    Generation.model.in_(list(models)),
                    func.coalesce(Generation.width, 0) <= max_size, func.coalesce(Generation.height, 0) <= max_size)
             .order_by(*order).limit(1)

@@ -91,6 +91,8 @@ class GenerationRecord:
     oref_weight: int | None
     sref_sha256: str | None
     oref_sha256: str | None
+    sref_path: str | None  # the stored reference pictures (None: none, or still to download)
+    oref_path: str | None
     has_init_image: bool
     init_image_url: str | None  # still to download (the job does that before rendering)
     interaction_token: str | None = field(repr=False)  # a secret: never in logs or reprs
@@ -131,6 +133,8 @@ class GenerationRecord:
             **{name: getattr(row, name) for name in PARAM_FIELDS},
             sref_sha256=row.sref_sha256,
             oref_sha256=row.oref_sha256,
+            sref_path=row.sref_path,
+            oref_path=row.oref_path,
             has_init_image=row.init_image_path is not None or row.init_image_url is not None,
             init_image_url=row.init_image_url,
             interaction_token=row.interaction_token,

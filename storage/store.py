@@ -129,17 +129,44 @@ class Store:
             raise
         return record
 
-    async def attach_init_image(self, generation_id: int, init_image: bytes) -> GenerationRecord:
-        """Store the downloaded init image of a generation created with `init_image_url`."""
+    async def attach_init_image(self, generation_id: int, init_image: bytes,
+                                size: tuple[int, int] | None = None) -> GenerationRecord:
+        """Store the downloaded init image of a generation created with `init_image_url`; `size`: the width
+        and height it renders at, known only now (an instruction edit keeps its picture's size)."""
         path = files.init_image_path(generation_id, init_image)
         await asyncio.to_thread(self.images.write, path, init_image)
         try:
             async with self._writing() as session:
-                row = await repository.attach_init_image(session, generation_id, path, files.sha256_hex(init_image))
+                row = await repository.attach_init_image(session, generation_id, path, files.sha256_hex(init_image),
+                                                         size)
                 return GenerationRecord.from_row(row)
         except BaseException:
             await asyncio.to_thread(self.images.remove, [path])
             raise
+
+    async def attach_reference(self, generation_id: int, kind: str, data: bytes) -> GenerationRecord:
+        """Store the downloaded style ("sref") or object ("oref") reference of a generation created with
+        its URL only; a shared-queue worker claims the job once every reference given has its file."""
+        path = files.reference_path(generation_id, kind, data)
+        await asyncio.to_thread(self.images.write, path, data)
+        try:
+            async with self._writing() as session:
+                row = await repository.attach_reference(session, generation_id, kind, path, files.sha256_hex(data))
+                return GenerationRecord.from_row(row)
+        except BaseException:
+            await asyncio.to_thread(self.images.remove, [path])
+            raise
+
+    async def read_references(self, generation_id: int) -> dict[str, bytes]:
+        """{"sref_image"/"oref_image": bytes} of the stored references (checked against their sha256), to
+        put back into a request: Reroll, Vary and re-render reuse the exact pictures."""
+        async with self._reading() as session:
+            row = await repository.get_generation(session, generation_id)
+            if row is None:
+                raise repository.GenerationNotFound(generation_id)
+            stored = {kind: (getattr(row, f"{kind}_path"), getattr(row, f"{kind}_sha256")) for kind in ("sref", "oref")}
+        return {f"{kind}_image": await asyncio.to_thread(self.images.read_checked, path, digest)
+                for kind, (path, digest) in stored.items() if path is not None and digest is not None}
 
     async def mark_running(self, generation_id: int) -> GenerationRecord:
         """Count a started attempt (call when the worker takes the job, before the model loads)."""

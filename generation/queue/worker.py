@@ -181,7 +181,8 @@ class RenderWorker:
         generation_id = record.id
         try:
             init_image = await self.store.read_init_image(generation_id) if record.has_init_image else None
-            request = self.scheduler.prepare(request_from_record(record, init_image))
+            references = await self.store.read_references(generation_id)
+            request = self.scheduler.prepare(request_from_record(record, init_image, references))
             # A job some worker was rendering when it died renders alone (a poison job takes nobody along).
             job = self.scheduler.submit(request, owner=str(record.owner_id), key=str(generation_id),
                                         enforce_caps=False, alone=record.attempts > 1)

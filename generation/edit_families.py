@@ -31,7 +31,7 @@ class EditFamily(Family):
     needs_image: bool = True  # Kontext and Qwen-Image-Edit only edit; klein also draws from words alone
     guidance_argument: str = "guidance_scale"  # Qwen-Image-Edit: true CFG ("true_cfg_scale")
     pictures_per_call: int = 1  # the edited picture plus references the pipeline takes in one call
-    memory_gb: float = 0.0  # bf16 weights on one GPU, an estimate until measured (docs/edit-families.md)
+    memory_gb: float = 0.0  # bf16 weights on one GPU, an estimate until measured (README: memory of the edit models)
     min_picture_side: int = 0  # FLUX.2 refuses pictures under 64 px a side
     min_steps: int = 1  # Qwen-Image's terminal time shift divides by zero with one step
 

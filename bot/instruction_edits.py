@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import io
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
@@ -23,6 +24,8 @@ from generation.queue.records import request_from_record
 
 if TYPE_CHECKING:
     from generation import GenerationRequest, Limits
+    import discord
+
     from generation.queue import RenderQueue
     from storage import GenerationRecord, Store
 
@@ -56,3 +59,15 @@ async def instruction_edit_request(store: Store, queue: RenderQueue, parent: Gen
         prompt=words.strip(), init_image=picture, edit_mode=INSTRUCTION, width=width, height=height, count=1,
         seed=seed, variation_seed=None, variation_strength=0.0, edit_factor=None, edit_direction=None,
         edit_region=None, negative_prompt=source.negative_prompt if negative_prompt is None else negative_prompt.strip())
+
+
+def blend_references(fields: Mapping[str, Any], more: Sequence[discord.Attachment],
+                     pictures: int) -> dict[str, Any] | None:
+    """/blend with words on a model that takes several pictures (FLUX.2 [klein], Qwen-Image-Edit Plus): the
+    first picture is edited by the words and the others go in as its references (`sref_url`, then `oref_url`:
+    these pipelines take them as plain extra pictures). None: a plain blend (no words, or more pictures than
+    the model or the two reference slots take)."""
+    if not str(fields.get("prompt", "")).strip() or not more or len(more) > 2 or pictures < 1 + len(more):
+        return None
+    urls = dict(zip(("sref_url", "oref_url"), (attachment.url for attachment in more)))
+    return {"edit_mode": INSTRUCTION, **urls}

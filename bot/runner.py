@@ -128,7 +128,8 @@ class JobRunner:
                    attachment_url: str | None = None) -> None:
         status = StatusMessage(reply, self.spawn, self.status_clock, self.status_interval_s)
         try:
-            if record.kind is GenerationKind.BLEND and (attachment is not None or attachment_url is not None):
+            # /blend's side-by-side strip (with words on a multi-picture model it is an instruction edit instead)
+            if request.edit_mode == "blend" and (attachment is not None or attachment_url is not None):
                 init_image = await self._download_blend(record, request)
                 await self.store.attach_init_image(record.id, init_image)
                 request = request.replace(init_image=init_image)

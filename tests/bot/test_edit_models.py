@@ -44,18 +44,20 @@ def model_folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     adapters = root / "ip-adapters"
     adapters.mkdir()
     tiny.write_tiny_ip_adapter(adapters, TINYSHAPES_DIR, name=ADAPTER)
-    path = root / "models.toml"
-    path.write_text("\n".join([
-        "[models.tinyshapes]", f'ip_adapter = "{ADAPTER}"', "",
-        "[models.klein]", 'display_name = "tiny klein"', f'path = "{klein}"', "size = 64", "",
-        "[models.plain]", f'path = "{TINYSHAPES_DIR}"', "",
-    ]))
-    return path, adapters
+    entries = {"tinyshapes": ["[models.tinyshapes]", f'ip_adapter = "{ADAPTER}"', ""],
+               "klein": ["[models.klein]", 'display_name = "tiny klein"', f'path = "{klein}"', "size = 64", ""],
+               "plain": ["[models.plain]", f'path = "{TINYSHAPES_DIR}"', ""]}
+    (root / "models.toml").write_text("\n".join(line for name in ("tinyshapes", "klein", "plain") for line in entries[name]))
+    # The same models with klein first: the default model, for commands without a model option (/blend).
+    (root / "klein-first.toml").write_text("\n".join(line for name in ("klein", "tinyshapes") for line in entries[name]))
+    return root, adapters
 
 
 @pytest.fixture
-def bot_settings(tmp_path: Path, model_folders: tuple[Path, Path]) -> Settings:
-    models_file, adapters = model_folders
+def bot_settings(tmp_path: Path, model_folders: tuple[Path, Path], request: pytest.FixtureRequest) -> Settings:
+    root, adapters = model_folders
+    marker = request.node.get_closest_marker("bot")  # bot(models="klein-first"): that models file
+    models_file = root / f"{marker.kwargs['models'] if marker else 'models'}.toml"
     return Settings(_env_file=None, data_dir=tmp_path / "data", device="cpu", dtype="float32", cpu_threads=1,
                     default_steps=4, models_file=models_file, ip_adapter_dir=adapters, log_level="DEBUG")
 
@@ -115,6 +117,22 @@ async def test_imagine_with_an_init_image_on_an_edit_model_keeps_the_picture_siz
     record = await world.store.get_by_message(made.id)
     assert record.edit_mode == "instruction" and (record.width, record.height) == (96, 64)
     assert image_of(await attachment_bytes(made)).size == (96, 64)
+
+
+@pytest.mark.bot(models="klein-first")
+@pytest.mark.simcord(settle_timeout=120.0)
+async def test_blend_with_words_on_a_multi_picture_model_edits_the_first_with_the_others_as_references(world) -> None:
+    first = png_of(Image.new("RGB", (80, 64), (200, 30, 30)))
+    second, third = stripes_png(), png_of(Image.new("RGB", (64, 64), (20, 200, 20)))
+    made = (await world.alice.slash(world.channel, "blend", image1=("a.png", first), image2=("b.png", second),
+                                    image3=("c.png", third), prompt="put the stripes on it")).response
+    record = await world.store.get_by_message(made.id)
+    assert record.kind is GenerationKind.BLEND and record.edit_mode == "instruction" and record.model == "klein"
+    assert await world.store.read_init_image(record.id) == first and (record.width, record.height) == (80, 64)
+    assert record.sref_sha256 == hashlib.sha256(second).hexdigest()
+    assert record.oref_sha256 == hashlib.sha256(third).hexdigest()
+    assert len(record.images) == 4  # a grid of edits, as /blend makes, each at the first picture's size
+    assert {image_of(await world.store.read_image(image)).size for image in record.images} == {(80, 64)}
 
 
 @pytest.mark.simcord(settle_timeout=120.0)

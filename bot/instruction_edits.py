@@ -53,7 +53,8 @@ async def instruction_edit_request(store: Store, queue: RenderQueue, parent: Gen
     the size is the picture's, one image, a new seed unless `seed` is given. `words` may carry inline --flags
     (Intake parses them). Submit the result as a child of `parent` (GenerationKind.EDIT)."""
     picture = await store.read_image(parent.images[index])
-    source = request_from_record(parent, None, await store.read_references(parent.id))
+    references = await store.read_references(parent.id) if parent.sref_path or parent.oref_path else {}
+    source = request_from_record(parent, None, references)
     width, height = picture_render_size(picture, queue.size_multiple(source.model), queue.limits)
     return source.replace(
         prompt=words.strip(), init_image=picture, edit_mode=INSTRUCTION, width=width, height=height, count=1,

@@ -78,7 +78,7 @@ class JobRunner:
         reply = Reply.from_record(self.bot, record)
         try:
             init_image = await self.store.read_init_image(record.id) if record.init_image_url is None else None
-            references = await self.store.read_references(record.id)
+            references = await self.store.read_references(record.id) if record.sref_path or record.oref_path else {}
             request = self.queue.prepare(request_from_record(record, init_image, references))
         except (RequestError, CorruptImage) as error:
             # Left queued it would fail the same way at every start; failed, it shows in /history with why.

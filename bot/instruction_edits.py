@@ -41,7 +41,7 @@ def picture_render_size(picture: bytes, multiple: int, limits: Limits) -> tuple[
         width, height = image.size
     scale = min(1.0, limits.max_size / width, limits.max_size / height, math.sqrt(limits.max_pixels / (width * height)))
     low = -(-limits.min_size // multiple) * multiple
-    return tuple(max(low, int(side * scale) // multiple * multiple) for side in (width, height))  # type: ignore[return-value]
+    return max(low, int(width * scale) // multiple * multiple), max(low, int(height * scale) // multiple * multiple)
 
 
 async def instruction_edit_request(store: Store, queue: RenderQueue, parent: GenerationRecord, words: str, *,
@@ -59,7 +59,8 @@ async def instruction_edit_request(store: Store, queue: RenderQueue, parent: Gen
     return source.replace(
         prompt=words.strip(), init_image=picture, edit_mode=INSTRUCTION, width=width, height=height, count=1,
         seed=seed, variation_seed=None, variation_strength=0.0, edit_factor=None, edit_direction=None,
-        edit_region=None, negative_prompt=source.negative_prompt if negative_prompt is None else negative_prompt.strip())
+        edit_region=None,
+        negative_prompt=source.negative_prompt if negative_prompt is None else negative_prompt.strip())
 
 
 def blend_references(fields: Mapping[str, Any], more: Sequence[discord.Attachment],

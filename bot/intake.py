@@ -301,7 +301,7 @@ class Intake:
                 fields.update(references)
         if (order.attachment is not None and order.kind in (GenerationKind.IMAGINE, GenerationKind.BLEND)
                 and self.queue.instruction_pictures(model) and fields.get("edit_mode") != "blend"):
-            fields["edit_mode"] = "instruction"  # the job downloads the picture, then sets the size (bot.instruction_edits)
+            fields["edit_mode"] = "instruction"  # the job downloads the picture, then sets its size (bot.instruction_edits)
         request = self.queue.prepare(GenerationRequest(**fields))
         if config is not None:
             await self.check_server_rules(config, owner_id, place, request, raw_prompt)

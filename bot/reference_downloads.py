@@ -47,8 +47,9 @@ async def attach_references(client: discord.Client, store: Store, record: Genera
             data = await client.http.get_from_cdn(url)
         except (discord.HTTPException, aiohttp.ClientError, ValueError) as error:
             status = getattr(error, "status", None)
-            raise ReferenceProblem(f"{NAMES[kind]} could not be downloaded"
-                                   f"{f' (HTTP {status})' if status else ''}; check the link or attach it again.") from None
+            http = f" (HTTP {status})" if status else ""
+            raise ReferenceProblem(f"{NAMES[kind]} could not be downloaded{http}; check the link or attach it again."
+                                   ) from None
         if data is None:
             raise ReferenceProblem(f"{NAMES[kind]} could not be downloaded; check the link or attach it again.")
         await asyncio.to_thread(check_reference, kind, data)

@@ -333,25 +333,13 @@ async def record_delivery(
 
 async def attach_init_image(session: AsyncSession, generation_id: int, path: str, sha256: str,
                             size: tuple[int, int] | None = None) -> Generation:
-    """The pending init image was downloaded and written to `path`: the job can be rendered now (at `size`,
-    where that was only known from the picture)."""
+    """The pending init image was downloaded to `path`: the job can render now (at `size` if given)."""
     row = await _require(session, generation_id)
     if size is not None:
         row.width, row.height = size
     row.init_image_path = path
     row.init_image_sha256 = sha256
     row.init_image_url = None
-    await session.flush()
-    return row
-
-
-async def attach_reference(session: AsyncSession, generation_id: int, kind: str, path: str, sha256: str) -> Generation:
-    """A reference picture ("sref"/"oref", from its URL) was downloaded and written to `path` (0010)."""
-    if kind not in ("sref", "oref"):
-        raise ValueError(f"unknown reference kind {kind!r}")
-    row = await _require(session, generation_id)
-    setattr(row, f"{kind}_path", path)
-    setattr(row, f"{kind}_sha256", sha256)
     await session.flush()
     return row
 

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from . import claims, files, queries, repository
+from . import claims, files, queries, references, repository
 from .images import ImageStore, LocalImageStore, open_image_store
 from .engine import WRITE_OPTION, create_engine, default_url, is_sqlite, make_sessionmaker, migrate
 from .models import REFERENCE_IMAGE_FIELDS, Generation, GenerationKind, GenerationStatus, GuildConfig
@@ -151,7 +151,7 @@ class Store:
         await asyncio.to_thread(self.images.write, path, data)
         try:
             async with self._writing() as session:
-                row = await repository.attach_reference(session, generation_id, kind, path, files.sha256_hex(data))
+                row = await references.attach_reference(session, generation_id, kind, path, files.sha256_hex(data))
                 return GenerationRecord.from_row(row)
         except BaseException:
             await asyncio.to_thread(self.images.remove, [path])
@@ -164,9 +164,9 @@ class Store:
             row = await repository.get_generation(session, generation_id)
             if row is None:
                 raise repository.GenerationNotFound(generation_id)
-            stored = {kind: (getattr(row, f"{kind}_path"), getattr(row, f"{kind}_sha256")) for kind in ("sref", "oref")}
+            stored = references.stored_references(row)
         return {f"{kind}_image": await asyncio.to_thread(self.images.read_checked, path, digest)
-                for kind, (path, digest) in stored.items() if path is not None and digest is not None}
+                for kind, (path, digest) in stored.items()}
 
     async def mark_running(self, generation_id: int) -> GenerationRecord:
         """Count a started attempt (call when the worker takes the job, before the model loads)."""

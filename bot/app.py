@@ -173,7 +173,10 @@ class ImagineBot(Host):
         """Read every model's tokenizer and config now, so /imagine's validation (before its defer) is fast."""
         for model in self.settings.model_names:
             try:
-                self.queue.prepare(GenerationRequest(prompt="warm up", model=model))
+                # The model's own defaults (klein takes Euler only); an edit-only model validates as an edit.
+                edit = {"edit_mode": "instruction"} if self.queue.instruction_pictures(model) else {}
+                self.queue.prepare(GenerationRequest(**{**self.queue.model_defaults(model), **edit,
+                                                        "prompt": "warm up", "model": model}))
             except Exception:
                 log.exception("warm-up validation of model %s failed; its first /imagine may be slow to answer",
                               model)

@@ -24,7 +24,8 @@ def imagine_command_line(request: GenerationRequest, *, with_init_image: bool = 
         value = getattr(request, parameter.field)
         if parameter.field == "prompt" or value is None or value == "" or (parameter.field == "count" and value == 1):
             continue
-        if parameter.field == "strength" and request.init_image is None and not with_init_image:
+        if parameter.field == "strength" and (request.init_image is None and not with_init_image
+                                              or request.edit_mode == "instruction"):  # an edit by words: no strength
             continue
         if parameter.kind == "bool":
             if value and parameter.flag is not None:

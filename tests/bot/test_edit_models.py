@@ -198,3 +198,22 @@ async def test_a_reference_that_cannot_be_downloaded_fails_the_job_privately(wor
     assert record.status.value == "failed" and "style reference" in (record.failure_reason or "")
     private = [message for message in (result.response, *result.followups) if message is not None and message.ephemeral]
     assert private and "could not be downloaded" in private[-1].content
+
+
+@pytest.mark.simcord(settle_timeout=120.0)
+async def test_a_reply_with_words_to_an_edit_model_result_is_an_instruction_edit_of_its_picture(world) -> None:
+    """Conversation turns reach bot.instruction_edits like the Edit form: the parent's picture, the words as
+    the instruction, its size and seed kept."""
+    made = (await world.alice.slash(world.channel, "imagine", prompt="a red circle", model="klein", seed=5)).response
+    parent = await world.store.get_by_message(made.id)
+    sent = await world.alice.send(world.channel, f"{world.env.bot.user.mention} make it blue", reply_to=made)
+    await world.env.settle()
+    [answer] = [message for message in world.channel.history()
+                if message.author.id == world.env.bot.user.id and message.reference is not None
+                and message.reference.message_id == sent.id]
+    child = await world.store.get_by_message(answer.id)
+    assert child.kind is GenerationKind.EDIT and child.parent_id == parent.id
+    assert child.edit_mode == "instruction" and child.prompt == "make it blue"
+    assert child.seed == parent.images[0].seed and (child.width, child.height) == (parent.width, parent.height)
+    assert await world.store.read_init_image(child.id) == await world.store.read_image(parent.images[0])
+    assert "Edit: instruction" in parameters_text(await attachment_bytes(answer))

@@ -335,19 +335,6 @@ async def record_delivery(
     return row
 
 
-async def attach_init_image(session: AsyncSession, generation_id: int, path: str, sha256: str,
-                            size: tuple[int, int] | None = None) -> Generation:
-    """The pending init image was downloaded to `path`: the job can render now (at `size` if given)."""
-    row = await _require(session, generation_id)
-    if size is not None:
-        row.width, row.height = size
-    row.init_image_path = path
-    row.init_image_sha256 = sha256
-    row.init_image_url = None
-    await session.flush()
-    return row
-
-
 async def clear_interaction(session: AsyncSession, generation_id: int) -> None:
     """The outcome has been shown (or can no longer be): forget the interaction token."""
     row = await _require(session, generation_id)

@@ -63,7 +63,8 @@ def build_service(settings: Settings, waiter: Waiter = PLAIN) -> GenerationServi
         models = list(settings.model_names)
     renderer = Renderer(models[0], device=settings.device, dtype=settings.dtype, extra_models=tuple(models[1:]),
                         cpu_threads=settings.cpu_threads, compile_denoiser=settings.torch_compile,
-                        offload=settings.offload, lora_dir=settings.lora_dir)
+                        offload=settings.offload, lora_dir=settings.lora_dir,
+                        ip_adapter_dir=settings.ip_adapter_dir)
     limits = Limits(min_size=settings.min_size, max_size=settings.max_size, max_pixels=settings.max_pixels,
                     max_steps=settings.max_steps, max_count=settings.max_count, models=tuple(settings.model_names))
     return GenerationService(renderer, limits, per_owner_cap=settings.queue_per_user, total_cap=settings.queue_total,
@@ -205,7 +206,10 @@ class ImagineBot(Host):
         """Read every model's tokenizer and config now, so /imagine's validation (before its defer) is fast."""
         for model in self.settings.model_names:
             try:
-                self.queue.prepare(GenerationRequest(prompt="warm up", model=model))
+                # The model's own defaults (klein takes Euler only); an edit-only model validates as an edit.
+                edit: dict[str, Any] = {"edit_mode": "instruction"} if self.queue.instruction_pictures(model) else {}
+                self.queue.prepare(GenerationRequest(**{**self.queue.model_defaults(model), **edit,
+                                                        "prompt": "warm up", "model": model}))
             except Exception:
                 log.exception("warm-up validation of model %s failed; its first /imagine may be slow to answer",
                               model)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import discord
 
 from bot import modlog, policy
+from bot.instruction_edits import blend_references
 from bot.reply import TOKEN_LIFETIME, Reply
 from generation.queue.records import request_to_params
 from generation.telemetry import Refusal, events
@@ -220,7 +221,8 @@ class Intake:
                         channel_id=interaction.channel_id, kind=order.kind,
                         parent_id=order.parent.id if order.parent else None,
                         params=request_to_params(draft.request), init_image=draft.request.init_image,
-                        init_image_url="\n".join(attachment.url for attachment in (order.attachment, *order.more_attachments)
+                        init_image_url="\n".join(attachment.url for attachment in (draft.order.attachment,
+                                                                                    *draft.order.more_attachments)
                                                   if attachment is not None) or None,
                         source_index=order.source_index, interaction_token=interaction.token if first else None,
                         interaction_expires_at=interaction.created_at + TOKEN_LIFETIME if first else None))
@@ -230,7 +232,7 @@ class Intake:
                         draft.reservation.release()
                 for record, draft in zip(records, drafts):
                     # Recorded but not started: queued rows that a restart would render.
-                    self.runner.start(record, draft.request, draft.reservation, None, order.attachment)
+                    self.runner.start(record, draft.request, draft.reservation, None, draft.order.attachment)
                 raise
         try:
             await interaction.response.defer(thinking=True)
@@ -242,7 +244,7 @@ class Intake:
             events.job_queued(self.services.metrics, record)
         replies = [Reply.from_interaction(interaction)] + await self.more_replies(interaction, records[1:])
         for record, draft, reply in zip(records, drafts, replies):
-            self.runner.start(record, draft.request, draft.reservation, reply, order.attachment)
+            self.runner.start(record, draft.request, draft.reservation, reply, draft.order.attachment)
         return Accepted(records[0])
 
     def expand(self, order: WorkOrder) -> list[WorkOrder]:
@@ -309,6 +311,15 @@ class Intake:
                 check_attachment(attachment, f"image{number}" if order.kind is GenerationKind.BLEND else "init_image")
         if order.attachment is None and order.with_defaults and "strength" in typed and fields.get("init_image") is None:
             raise RequestError("strength only applies with an init_image; attach one or leave strength out.")
+        if order.kind is GenerationKind.BLEND and order.attachment is not None:
+            # /blend with words on a model that takes several pictures: an instruction edit with references.
+            references = blend_references(fields, order.more_attachments, self.queue.instruction_pictures(model))
+            if references is not None:
+                order = dataclasses.replace(order, more_attachments=())
+                fields.update(references)
+        if (order.attachment is not None and order.kind in (GenerationKind.IMAGINE, GenerationKind.BLEND)
+                and self.queue.instruction_pictures(model) and fields.get("edit_mode") != "blend"):
+            fields["edit_mode"] = "instruction"  # the job downloads the picture, then sets its size (bot.instruction_edits)
         request = self.queue.prepare(GenerationRequest(**fields))
         if config is not None:
             await self.check_server_rules(config, owner_id, place, request, raw_prompt)

@@ -349,7 +349,9 @@ def info_embed(record: GenerationRecord, request: GenerationRequest, prompt_line
         if parameter.field == "seed":
             rows.append(("Seed" if len(seeds) <= 1 else "Seeds", _seeds_text(seeds)))
         elif parameter.field == "strength":
-            if record.has_init_image:
+            if record.has_init_image and record.edit_mode == "instruction":  # no strength: the words say what changes
+                rows.append(("Init image", "yes (the picture the words edit)"))
+            elif record.has_init_image:
                 rows.append(("Init image", f"yes (strength {value:g})"))
         elif parameter.field == "negative_prompt":
             rows.append((parameter.label, value or "none"))
@@ -380,7 +382,7 @@ def info_embed(record: GenerationRecord, request: GenerationRequest, prompt_line
     extra = f"\nwith the options {' '.join(options)}" if options else ""
     embed.add_field(name="Reproduce: paste into /imagine prompt:", value=f"```\n{prompt_line[:980]}\n```{extra}",
                     inline=False)
-    if edit is not None:
+    if edit is not None and record.edit_mode != "instruction":  # an instruction edit is /imagine with its picture
         embed.set_footer(text="An edit has no /imagine option: the line above renders its prompt on a blank canvas; "
                               "the record (and the PNG) keep what re-makes the edit.")
     elif variation_seeds:

@@ -40,5 +40,6 @@ def reproduce_options(request: GenerationRequest, *, with_init_image: bool = Fal
     if request.init_image is None and not with_init_image:
         return []
     options = [f"{parameter.option}: {format_value(getattr(request, parameter.field))}" for parameter in PARAMETERS
-               if parameter.flag is None and parameter.field != "prompt"]
+               if parameter.flag is None and parameter.field != "prompt"
+               and not (parameter.field == "strength" and request.edit_mode == "instruction")]  # edit by words
     return ["init_image: (the original picture)", *options]

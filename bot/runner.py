@@ -19,7 +19,9 @@ from PIL import Image
 from bot import presentation
 from bot.delivery import RETRY_DELAYS_S, Delivery
 from bot.errors import apology
+from bot.instruction_edits import picture_render_size
 from bot.moderation import Moderation, quietly
+from bot.reference_downloads import ReferenceProblem, attach_references
 from bot.reply import Reply
 from bot.status import STATUS_EDIT_INTERVAL_S, StatusMessage, StatusWatcher
 from generation import GenerationRequest, JobCancelled, JobFailed, RequestError
@@ -77,7 +79,8 @@ class JobRunner:
         reply = Reply.from_record(self.bot, record)
         try:
             init_image = await self.store.read_init_image(record.id) if record.init_image_url is None else None
-            request = self.queue.prepare(request_from_record(record, init_image))
+            references = await self.store.read_references(record.id) if record.sref_path or record.oref_path else {}
+            request = self.queue.prepare(request_from_record(record, init_image, references))
         except (RequestError, CorruptImage) as error:
             # Left queued it would fail the same way at every start; failed, it shows in /history with why.
             reason = f"could not be queued again after a restart: {error}"
@@ -126,19 +129,25 @@ class JobRunner:
                    attachment_url: str | None = None) -> None:
         status = StatusMessage(reply, self.spawn, self.status_clock, self.status_interval_s)
         try:
-            if record.kind is GenerationKind.BLEND and (attachment is not None or attachment_url is not None):
+            # /blend's side-by-side strip (with words on a multi-picture model it is an instruction edit instead)
+            if request.edit_mode == "blend" and (attachment is not None or attachment_url is not None):
                 init_image = await self._download_blend(record, request)
                 await self.store.attach_init_image(record.id, init_image)
                 request = request.replace(init_image=init_image)
             elif attachment is not None or attachment_url is not None:
                 init_image = await self._download_init_image(attachment, attachment_url)
-                await self.store.attach_init_image(record.id, init_image)
+                size = None
+                if request.edit_mode == "instruction":  # an instruction edit keeps the picture's size
+                    size = picture_render_size(init_image, self.queue.size_multiple(request.model), self.queue.limits)
+                    request = request.replace(width=size[0], height=size[1])
+                await self.store.attach_init_image(record.id, init_image, size=size)
                 request = request.replace(init_image=init_image)
+            request = await attach_references(self.bot, self.store, record, request)  # --sref/--oref URLs
             if record.kind is GenerationKind.PICK:
                 done = await self._copy_picked_image(record)
             else:
                 done = await self._render(record, request, reservation, status)
-        except JobProblem as problem:
+        except (JobProblem, ReferenceProblem) as problem:
             events.job_finished(self.services.metrics, record, Outcome.FAILED, reason=str(problem))
             await self._fail(record, request, str(problem), status)
             return

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     extra_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
     models_file: Path | None = None
     lora_dir: Path | None = None
+    ip_adapter_dir: Path | None = None  # IP-Adapter weights for --sref/--oref on SD 1.x/SDXL (models file: ip_adapter)
     offload: Literal["none", "model", "sequential"] = "none"
     device: str = "auto"
     dtype: str = "auto"

@@ -16,6 +16,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import UserFacingError
+from bot.instruction_edits import edits_by_instruction, instruction_edit_request
 from bot.intake import WorkOrder
 from bot.views.base import source_request
 from generation import (GenerationRequest, RequestError, parse_prompt_flags, reroll_request, resolve_model,
@@ -95,16 +96,16 @@ def new_request(words: str, attachment: discord.Attachment | None) -> tuple[Work
     return order, Interpretation(Kind.NEW, changes={"prompt": prompt}, summary=summary)
 
 
-async def read_turn(services: Services, parent: GenerationRecord, words: str, *,
-                    edits_by_instruction: bool = False) -> Interpretation:
+async def read_turn(services: Services, parent: GenerationRecord, words: str) -> Interpretation:
     """The interpreter's reading of `words` against the parent result.
 
-    `edits_by_instruction`: the parent's model edits an image by instruction (a model family capability
-    of the instruction-editing models); a prompt change is then sent as an instruction edit.
+    Where the parent's model edits an image by instruction (its family's capability, asked of the queue:
+    FLUX.1 Kontext, Qwen-Image-Edit, FLUX.2 [klein]), a prompt change is read as an instruction edit.
     """
     request = await source_request(services.store, parent)
+    by_instruction = edits_by_instruction(services.queue, request.model)
     context = TurnContext(words, request, image_count=max(len(parent.images), 1),
-                          vocabulary=vocabulary_of(request.model), edits_by_instruction=edits_by_instruction,
+                          vocabulary=vocabulary_of(request.model), edits_by_instruction=by_instruction,
                           limits=services.queue.limits)
     return await interpret(context, interpreter_config(services))
 
@@ -133,10 +134,13 @@ async def order_for(services: Services, parent: GenerationRecord, reading: Inter
     if reading.kind is Kind.NEW:
         return WorkOrder(GenerationKind.IMAGINE, _fields(request), parent=parent)
     if reading.prompt_edit == "instruction":
-        # An instruction edit works on the parent's picture itself.
+        # An instruction edit works on the parent's picture itself, its seed kept.
         image = parent.images[0]
-        png = await services.store.read_image(image)
-        request = request.replace(init_image=png, seed=image.seed)
+        if edits_by_instruction(services.queue, request.model):  # built as the Edit form builds it
+            request = await instruction_edit_request(services.store, services.queue, parent,
+                                                     reading.instruction or request.prompt, seed=image.seed)
+        else:
+            request = request.replace(init_image=await services.store.read_image(image), seed=image.seed)
     return WorkOrder(GenerationKind.EDIT, _fields(request), parent=parent)
 
 

@@ -7,6 +7,7 @@ Importing this package does not import torch; `Renderer` loads it on first use.
 from .flags import apply_prompt_flags, expand_prompt, parse_prompt_flags
 from .jobs import Job, JobCancelled, JobFailed, QueueEntry, QueueSnapshot
 from .families import FAMILIES, Family, ModelInfo, read_model_info
+from .edit_families import register as _register_edit_families
 from .metadata import a1111_parameters, encode_png
 from .models import ModelSource, ModelSpec, model_source, resolve_model
 from .models_file import ModelConfigError, load_model_specs
@@ -29,6 +30,8 @@ from .queue.admission import Reservation
 from .queue.inprocess import GenerationService
 from .sizes import ASPECT_RATIOS, size_for_aspect_ratio
 from .variants import reroll_request, upscale_request, variation_request
+
+_register_edit_families()  # Kontext, Qwen-Image-Edit and klein join FAMILIES
 
 __all__ = [
     "ASPECT_RATIOS",

@@ -25,14 +25,16 @@ from pathlib import Path
 from . import GenerationRequest, GenerationService, JobFailed, Limits, RequestError, apply_prompt_flags
 from .console import silence_torchvision_fallback, step_printer
 from .cpu_threads import default_cpu_threads
+from .edit_families import picture_size
 from .families import ModelInfo, read_model_info
 from .loras import LoraLibrary
 from .metadata import rendered_png
 from .models import ModelSource, check_source, hub_offline, hub_reachable, model_source
 from .models_file import ModelConfigError, load_model_specs
 from .prompts import split_prompt
-from .validation import validate_request
+from .references import IpAdapters, check_references
 from .samplers import SAMPLERS
+from .validation import validate_request
 
 # The CLI is the operator's own machine: roomier than the bot's defaults.
 CLI_LIMITS = dict(max_size=2048, max_pixels=2048 * 2048, max_steps=150, max_count=8)
@@ -54,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--count", type=int, default=1, help="images, 1-8 (seeds seed, seed+1, ...)")
     parser.add_argument("--init-image", type=Path, help="PNG/JPEG to start from (image-to-image)")
     parser.add_argument("--strength", type=float, default=0.75, help="image-to-image: 0 keeps the image, 1 ignores it")
+    parser.add_argument("--sref", type=Path, help="style reference picture (PNG/JPEG; generation.references)")
+    parser.add_argument("--sw", type=int, help="style weight, 0-1000 (default 100)")
+    parser.add_argument("--oref", type=Path, help="object reference picture (PNG/JPEG)")
+    parser.add_argument("--ow", type=int, help="object weight, 0-1000 (default 100)")
+    parser.add_argument("--ip-adapter-dir", default=None,
+                        help="folder of IP-Adapter weights for --sref/--oref on SD 1.x/SDXL (the bot's IP_ADAPTER_DIR)")
     parser.add_argument("--variation-seed", type=int, help="seed to blend towards (default: random if strength > 0)")
     parser.add_argument("--variation-strength", type=float, default=0.0, help="0-1")
     parser.add_argument(
@@ -107,19 +115,16 @@ def plan_render(args: argparse.Namespace) -> Plan:
     info = read_model_info(source)
     defaults = info.defaults()
     defaults.update(getattr(source, "request_defaults", dict)())
-    init_image = None
-    if args.init_image is not None:
-        try:
-            init_image = args.init_image.read_bytes()
-        except FileNotFoundError:
-            raise RequestError(f"--init-image {args.init_image}: no such file.") from None
-        except OSError as error:
-            raise RequestError(f"--init-image {args.init_image} could not be read ({error.strerror}).") from None
+    init_image, sref_image, oref_image = (_read_picture(flag, path) for flag, path in (
+        ("--init-image", args.init_image), ("--sref", args.sref), ("--oref", args.oref)))
+    width, height = args.width, args.height
+    if init_image is not None and info.family.edits_by_instruction and width is None and height is None:
+        width, height = picture_size(init_image, info.family.size_multiple)  # an instruction edit keeps the size
     request = GenerationRequest(
         prompt=args.prompt,
         negative_prompt=args.negative_prompt if args.negative_prompt is not None else defaults.get("negative_prompt", ""),
-        width=args.width,
-        height=args.height,
+        width=width,
+        height=height,
         num_inference_steps=args.steps if args.steps is not None else defaults["num_inference_steps"],
         guidance_scale=args.cfg if args.cfg is not None else defaults["guidance_scale"],
         seed=args.seed,
@@ -130,6 +135,10 @@ def plan_render(args: argparse.Namespace) -> Plan:
         variation_seed=args.variation_seed,
         variation_strength=args.variation_strength,
         model=source.name,
+        sref_image=sref_image,
+        sref_weight=args.sw,
+        oref_image=oref_image,
+        oref_weight=args.ow,
     )
     request = apply_prompt_flags(request, base_size=info.native_size)
     limits = Limits(models=(source.name,), **CLI_LIMITS)
@@ -138,7 +147,19 @@ def plan_render(args: argparse.Namespace) -> Plan:
     loras = LoraLibrary(args.lora_dir)
     for tag in split_prompt(request.prompt).loras:
         loras.check_fits(tag.name, info)
+    check_references(request, info, IpAdapters(args.ip_adapter_dir), source)
     return Plan(source, info, request, limits)
+
+
+def _read_picture(flag: str, path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise RequestError(f"{flag} {path}: no such file.") from None
+    except OSError as error:
+        raise RequestError(f"{flag} {path} could not be read ({error.strerror}).") from None
 
 
 def _go_offline() -> None:
@@ -165,7 +186,7 @@ async def render(args: argparse.Namespace, plan: Plan) -> int:
     # The bot's thread default (one thread for the shipped model) unless --threads says otherwise.
     threads = args.threads if args.threads is not None else default_cpu_threads([plan.source])
     renderer = Renderer(plan.source, device=args.device, dtype=args.dtype, cpu_threads=threads,
-                        offload=args.offload, lora_dir=args.lora_dir)
+                        offload=args.offload, lora_dir=args.lora_dir, ip_adapter_dir=args.ip_adapter_dir)
     service = GenerationService(renderer, plan.limits)
     await service.start()
     show_step = step_printer(sys.stderr)

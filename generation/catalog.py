@@ -15,6 +15,7 @@ from .families import ModelInfo, read_model_info
 from .loras import LoraLibrary
 from .models import ModelSource, model_source
 from .prompts import split_prompt
+from .references import IpAdapters, check_references
 from .request import GenerationRequest
 
 
@@ -22,11 +23,12 @@ class ModelCatalog:
     """The default model and the extra ones, with each model's family facts read once."""
 
     def __init__(self, model: str | ModelSource, extra_models: tuple[str | ModelSource, ...] = (),
-                 lora_dir: str | Path | None = None) -> None:
+                 lora_dir: str | Path | None = None, ip_adapter_dir: str | Path | None = None) -> None:
         default = model_source(model)
         self.default_model = default.name
         self._sources = {source.name: source for source in map(model_source, (default, *extra_models))}
         self.loras = LoraLibrary(lora_dir)  # LORA_DIR: <lora:name:weight> in prompts
+        self.ip_adapters = IpAdapters(ip_adapter_dir)  # IP_ADAPTER_DIR: --sref/--oref on SD 1.x and SDXL
         self._tokenizers: dict[str, Any] = {}
         self._infos: dict[str, ModelInfo] = {}
         self._lock = threading.Lock()
@@ -87,11 +89,12 @@ class ModelCatalog:
 
     def check_request(self, request: GenerationRequest) -> None:
         """RequestError if the request's model cannot render it (sampler, negative prompt, size, prompt
-        weights, a LoRA that is missing or made for another family)."""
+        weights, a LoRA that is missing or made for another family, a reference the model cannot take)."""
         info = self.model_info(request.model)
         info.family.check_request(request, info)
         for tag in split_prompt(request.prompt).loras:
             self.loras.check_fits(tag.name, info)
+        check_references(request, info, self.ip_adapters, self.source(request.model))
 
     def lora_names(self) -> list[str]:
         """The LoRAs in LORA_DIR (the choices for a lora option)."""

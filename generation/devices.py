@@ -86,7 +86,8 @@ def speed_up(pipe: Any, family: Family, device: torch.device, offload: str, comp
         denoiser.to(memory_format=torch.channels_last)
     vae = getattr(pipe, "vae", None)
     if vae is not None:
-        vae.to(memory_format=torch.channels_last)
+        if all(parameter.dim() != 5 for parameter in vae.parameters()):  # Qwen-Image's VAE has 3D convolutions
+            vae.to(memory_format=torch.channels_last)
         if hasattr(vae, "enable_slicing"):  # a batch decodes image by image: its peak stays one image's
             vae.enable_slicing()
     if compile_denoiser and denoiser is not None:

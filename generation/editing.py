@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from .request import GenerationRequest, Limits
 
 EDIT_MODES = ("zoom", "square", "pan", "region", "blend")
+# An instruction edit (generation.edit_families): the init image is the picture to change, the prompt says
+# how; recorded like the canvas edits so Info, /history and the PNG text say what it was.
+INSTRUCTION = "instruction"
 DIRECTIONS = ("left", "right", "up", "down")
 GRID = 3  # Vary (Region) picks cells of a GRID × GRID grid
 ZOOM_RANGE = (1.0, 2.0)
@@ -67,6 +70,8 @@ def region_text(cells: tuple[int, ...] | list[int]) -> str:
 def check_edit(request: GenerationRequest) -> None:
     """RequestError when the recorded edit parameters do not make sense (called by validate_request)."""
     mode = request.edit_mode
+    if mode == INSTRUCTION:
+        return  # the words are the edit: the model's family checks the rest (generation.edit_families)
     if mode not in EDIT_MODES:
         raise RequestError(f"Unknown edit {mode!r}; one of: {', '.join(EDIT_MODES)}.")
     if request.init_image is None and mode is not None:
@@ -95,6 +100,8 @@ def describe_edit(request: GenerationRequest) -> str | None:
         return "region " + ", ".join(CELL_NAMES[cell] for cell in cells)
     if mode == "blend":
         return "blend"
+    if mode == INSTRUCTION:
+        return "instruction edit"
     return None
 
 

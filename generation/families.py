@@ -55,6 +55,9 @@ class Family:
     # None: no length check (untested families; the pipeline truncates as it does).
     prompt_tokenizer: str | None = "tokenizer"
     img2img_takes_size: bool = False  # the img2img pipeline takes width and height (SD3, Flux)
+    # An init image is a picture to change as the words say (generation.edit_families: Kontext, Qwen-Image-Edit,
+    # FLUX.2 [klein]); the conversation interpreter and the Edit form read this.
+    edits_by_instruction: bool = False
 
     @property
     def sampler_names(self) -> tuple[str, ...]:
@@ -69,6 +72,11 @@ class Family:
     def check_request(self, request: GenerationRequest, info: ModelInfo) -> None:
         """RequestError when the request asks for something this family cannot do, naming what is allowed."""
         samplers = info.sampler_names
+        if request.edit_mode == "instruction" and not self.edits_by_instruction:
+            raise RequestError(
+                f"{info.label} ({self.title}) does not edit by instruction; use a model that does (FLUX.1 Kontext, "
+                "Qwen-Image-Edit, FLUX.2 [klein]), or /imagine with an init image and a strength."
+            )
         if request.sampler not in samplers:
             raise RequestError(
                 f"The sampler {request.sampler!r} does not work with {info.label} ({self.title}); "
@@ -215,7 +223,8 @@ FLUX = Family(
     prompt_tokenizer="tokenizer_2", img2img_takes_size=True,
 )
 FAMILIES: dict[str, Family] = {family.key: family for family in (SD, SDXL, SD3, FLUX)}
-SUPPORTED = "SD 1.x/2.x, SDXL, SD3/3.5 and Flux.1"
+SUPPORTED = ("SD 1.x/2.x, SDXL, SD3/3.5, Flux.1, and for instruction edits FLUX.1 Kontext, "
+             "Qwen-Image-Edit (and Plus) and FLUX.2 [klein]")
 FLUX_TRUE_CFG_SCALE = 4.0  # true CFG with a negative prompt (each step runs twice)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from .edit_families import load_edit_pipeline
 from .families import Family, ModelInfo
 from .latents import LatentPreview
 from .models import ModelSource
@@ -41,10 +42,13 @@ class LoadedModel:
 
 def load_pipeline(source: ModelSource, info: ModelInfo, dtype: torch.dtype) -> Any:
     """The family's text-to-image pipeline: AutoPipeline for folders and hub ids, from_single_file for a
-    checkpoint (with its config folder), or the forced family's class."""
+    checkpoint (with its config folder), or the forced family's class; an instruction-edit family's own
+    pipeline (generation.edit_families)."""
     import diffusers
     from diffusers.pipelines.auto_pipeline import AUTO_TEXT2IMAGE_PIPELINES_MAPPING, _get_task_class
 
+    if info.family.edits_by_instruction:
+        return load_edit_pipeline(source, info, dtype)
     forced = source.forced_family()
     class_name = info.family.pipelines[0] if forced else (info.pipeline_class or "StableDiffusionPipeline")
     if source.is_single_file:
@@ -84,7 +88,7 @@ def loaded_model(source: ModelSource, info: ModelInfo, txt2img: Any, img2img: An
                  load_s: float) -> LoadedModel:
     """The loaded model around its placed pipelines (previews decode on the pipeline's execution device)."""
     preview = None
-    if info.family.tested:  # a tested family's pipelines all have a VAE
+    if info.family.tested and not info.family.edits_by_instruction:  # a tested family's pipelines all have a VAE
         preview = LatentPreview(txt2img.vae, txt2img.vae_scale_factor, device=txt2img._execution_device)
     return LoadedModel(source, txt2img, img2img, info.native_size, preview, load_s, info, dtype,
                        txt2img.scheduler.config)

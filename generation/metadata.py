@@ -47,7 +47,7 @@ def a1111_parameters(params: Mapping[str, Any], *, seed: int, width: int, height
     if variation_seed is not None and variation_strength:
         fields.append(("Variation seed", variation_seed))
         fields.append(("Variation seed strength", _format_number(variation_strength)))
-    if img2img and params.get("strength") is not None:
+    if img2img and params.get("strength") is not None and params.get("edit_mode") != "instruction":
         fields.append(("Denoising strength", _format_number(params["strength"])))
     if params.get("edit_mode"):  # generation.editing: what re-derives the canvas and mask
         fields.append(("Edit", params["edit_mode"]))
@@ -57,6 +57,9 @@ def a1111_parameters(params: Mapping[str, Any], *, seed: int, width: int, height
                 fields.append((name, _format_number(params[key]) if key == "edit_factor" else params[key]))
     if params.get("tiling"):
         fields.append(("Tiling", "True"))
+    from .references import reference_text_fields
+
+    fields += reference_text_fields(dict(params))  # Style reference: <sha256>, Style weight: 100, …
     if lora_hashes:  # A1111: Lora hashes: "name: 0123456789ab, other: ..."
         fields.append(("Lora hashes", ", ".join(f"{name}: {digest}" for name, digest in lora_hashes.items())))
     lines.append(", ".join(f"{key}: {_quote(value)}" for key, value in fields if value is not None))

@@ -108,6 +108,7 @@ class ModelSpec(ModelSource):
     describer: str | None = None  # see Capabilities
     blend_prompt: bool = False
     cpu_threads: int | None = None
+    ip_adapter: str | None = None  # SD 1.x/SDXL: IP-Adapter weights in IP_ADAPTER_DIR for --sref/--oref
 
     @property
     def label(self) -> str:

@@ -26,7 +26,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "path": (str,), "config": (str,), "display_name": (str,), "family": (str,), "steps": (int,),
     "guidance": (int, float), "sampler": (str,), "size": (int,), "max_size": (int,), "negative_prompt": (str,),
     "true_cfg_scale": (int, float), "dtype": (str,), "describer": (str,), "blend_prompt": (bool,),
-    "cpu_threads": (int,),
+    "cpu_threads": (int,), "ip_adapter": (str,),
 }
 
 

@@ -19,11 +19,13 @@ import PIL.Image
 import torch
 
 from .batching import bucket
+from .edit_families import render_instruction_edit
 from .editing import render_edit
 from .families import Family
 from .loading import LoadedModel
 from .loras import LoraLibrary, adapter_name
 from .prompts import LoraTag, has_weights, plain_text, split_prompt
+from .references import IpAdapters, references_of
 from .request import BatchPlace, GenerationRequest, Progress, RenderError
 from .samplers import make_scheduler
 
@@ -130,7 +132,7 @@ def set_vae_tiling(model: LoadedModel, request: GenerationRequest, mode: str, de
 
 def render_call(
     model: LoadedModel, call: list[Slot], callback: Callable[..., dict], place: BatchPlace | None = None,
-    bucket_batches: bool = False,
+    bucket_batches: bool = False, ip_adapters: IpAdapters | None = None,
 ) -> list[tuple[PIL.Image.Image, bool, BatchPlace]]:
     """One pipeline call for `call`'s images: (image, flagged by the pipeline's safety checker, its place).
 
@@ -138,6 +140,7 @@ def render_call(
     from it on the CPU, prompt, negative prompt and init image. `place` pads the call to `place.size`
     rows (copies of the one image) and keeps row `place.index`; with `bucket_batches` a call is padded
     to the next power of two so compiled graphs are reused (the padding rows are thrown away).
+    `ip_adapters` takes a request's --sref/--oref on SD 1.x and SDXL (generation.references).
     """
     family = model.family
     lead = call[0].request
@@ -156,6 +159,14 @@ def render_call(
         **text_arguments(model, lead, rows),
     )
     scheduler = make_scheduler(lead.sampler, model.scheduler_config, seed=rows[0].seed, table=family.samplers)
+    if family.edits_by_instruction:  # one image per call: see generation.edit_families
+        pictures = [reference.picture() for reference in references_of(lead)]
+        output = render_instruction_edit(model.txt2img, family, call[0].init_image, pictures, common, scheduler,
+                                         width, height)
+        return [(all_images(output)[0][0], False, BatchPlace())]
+    if ip_adapters is not None:
+        pipes = [pipe for pipe in (model.txt2img, model.img2img) if pipe is not None]
+        common.update(ip_adapters.call_arguments(pipes, model.source, lead))
     if lead.edit_mode is not None and call[0].init_image is not None:  # zoom, pan, region, blend: one image
         image, output = render_edit(model, lead, call[0].init_image, common, scheduler)
         return [(image, all_images(output)[1][0], BatchPlace())]

@@ -53,6 +53,7 @@ from .pipeline_call import (
     step_callback,
 )
 from .prompts import split_prompt
+from .references import has_references
 from .request import (
     BatchPlace,
     GenerationRequest,
@@ -100,8 +101,9 @@ class Renderer:
         vae_tiling: str = "auto",
         lora_dir: str | Path | None = None,
         compile_denoiser: bool = False,
+        ip_adapter_dir: str | Path | None = None,
     ):
-        self.catalog = ModelCatalog(model, extra_models, lora_dir)
+        self.catalog = ModelCatalog(model, extra_models, lora_dir, ip_adapter_dir)
         self.default_model = self.catalog.default_model
         self.loras = self.catalog.loras  # LORA_DIR: <lora:name:weight> in prompts
         self.device = pick_device(device)
@@ -109,6 +111,7 @@ class Renderer:
         self.dtype = pick_dtype(dtype, self.device)  # SD 1.x's; each family may pick its own on load
         self.offload = checked_placement(offload, vae_tiling, self.device)
         self.vae_tiling = vae_tiling
+        self.ip_adapters = self.catalog.ip_adapters  # IP_ADAPTER_DIR: --sref/--oref on SD 1.x and SDXL
         self.preview_every = preview_every
         # On a shared or small CPU, fewer torch threads can be much faster (less oversubscription).
         self.cpu_threads = cpu_threads
@@ -229,6 +232,8 @@ class Renderer:
         if not info.family.tested or not per_image_noise(request.sampler, info.family):
             return None
         if request.edit_mode is not None:  # generation.editing: each image in a call of its own
+            return None
+        if info.family.edits_by_instruction or has_references(request):  # generation.edit_families, references
             return None
         return batch_key(request)
 
@@ -357,7 +362,7 @@ class Renderer:
             if is_cancelled is not None and is_cancelled():
                 raise RenderCancelled()
             callback = step_callback(model, progress, number, call, is_cancelled, self.preview_every)
-            outputs.extend(render_call(model, call, callback, place, self.bucket_batches))
+            outputs.extend(render_call(model, call, callback, place, self.bucket_batches, self.ip_adapters))
             if is_cancelled is not None and is_cancelled():
                 raise RenderCancelled()
         duration = time.perf_counter() - started

@@ -101,6 +101,24 @@ class GenerationRequest:
     tiling: bool = field(default=False, metadata=param(
         "tile", "Seamless tiling", "Make the image tile seamlessly, edge to edge (a pattern, a texture)", "bool",
         flag="--tile"))
+    # References (generation.references): a picture whose style (--sref) or subject (--oref) to keep, each
+    # with a weight, Midjourney's 0–1000 (None: 100). The URL is what the user gave (an inline flag; /imagine
+    # offers an attachment option of the same name, whose URL it records); the job downloads it into *_image
+    # after the row exists, and Reroll/Vary/re-render reuse the stored picture.
+    sref_url: str | None = field(default=None, metadata=param(
+        "sref", "Style reference", "A picture whose style to follow (URL)", "text", flag="--sref",
+        command_option=False))
+    sref_weight: int | None = field(default=None, metadata=param(
+        "sw", "Style weight", "How strongly to follow the style reference, 0–1000 (default 100)", "int",
+        flag="--sw", bounds=(0, 1000)))
+    oref_url: str | None = field(default=None, metadata=param(
+        "oref", "Object reference", "A picture of a subject or object to keep (URL)", "text", flag="--oref",
+        command_option=False))
+    oref_weight: int | None = field(default=None, metadata=param(
+        "ow", "Object weight", "How strongly to keep the object reference, 0–1000 (default 100)", "int",
+        flag="--ow", bounds=(0, 1000)))
+    sref_image: bytes | None = None  # the style reference picture (PNG/JPEG bytes)
+    oref_image: bytes | None = None  # the object reference picture
     # A masked edit of the init image (generation.editing): "zoom", "square", "pan", "region" or "blend".
     # Canvas and mask are derived from these and the init image, so an edit re-renders bit-exact.
     edit_mode: str | None = None
@@ -109,10 +127,11 @@ class GenerationRequest:
     edit_region: str | None = None  # region: cells of a 3×3 grid (0–8, row by row) joined with "+", e.g. "4"
 
     def __post_init__(self) -> None:
-        if isinstance(self.init_image, PIL.Image.Image):
-            buffer = io.BytesIO()
-            self.init_image.save(buffer, format="PNG")
-            object.__setattr__(self, "init_image", buffer.getvalue())
+        for name in ("init_image", "sref_image", "oref_image"):  # a PIL image is stored as PNG bytes
+            if isinstance(getattr(self, name), PIL.Image.Image):
+                buffer = io.BytesIO()
+                getattr(self, name).save(buffer, format="PNG")
+                object.__setattr__(self, name, buffer.getvalue())
 
     def replace(self, **changes: Any) -> GenerationRequest:
         return dataclasses.replace(self, **changes)

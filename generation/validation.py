@@ -15,6 +15,7 @@ from typing import Any
 import PIL.Image
 
 from .editing import check_edit
+from .references import check_reference_fields
 from .request import MAX_GUIDANCE, MAX_SEED, GenerationRequest, Limits, RequestError
 from .samplers import SAMPLERS
 
@@ -82,6 +83,9 @@ def validate_request(request: GenerationRequest, limits: Limits) -> None:
     _check_number("variation strength", request.variation_strength, 0.0, 1.0)
     if request.edit_mode is not None:
         check_edit(request)
+    if any(value is not None for value in (request.sref_url, request.oref_url, request.sref_image,
+                                           request.oref_image, request.sref_weight, request.oref_weight)):
+        check_reference_fields(request)
     if request.init_image is not None:
         if not isinstance(request.init_image, bytes):
             raise RequestError("The init image must be PNG or JPEG bytes or a PIL image.")

@@ -118,7 +118,8 @@ MAX_SKIPPED = 8  # candidates held by another transaction (a cancel in flight) p
 
 # The first owner in turn order with a job this worker can render, and that job (the loaded model first,
 # then the oldest): owners read from ix_owner_turns_last_claim, each one's queued jobs from
-# ix_generations_status_owner_id_id; the walk stops at the first owner that has one.
+# ix_generations_status_owner_id_id; the walk stops at the first owner that has one. A reference given by
+# URL is held back until the gateway stored its picture (0010).
 _NEXT_JOB_SQL = text("""
 SELECT job.id, turn.last_claim FROM owner_turns AS turn
 CROSS JOIN LATERAL (
@@ -126,6 +127,7 @@ CROSS JOIN LATERAL (
     FROM generations AS g
     WHERE g.status = 'queued' AND g.owner_id = turn.owner_id AND g.deleted_at IS NULL
       AND g.init_image_url IS NULL AND g.kind <> 'pick' AND g.model = ANY(:models)
+      AND (g.sref_url IS NULL OR g.sref_path IS NOT NULL) AND (g.oref_url IS NULL OR g.oref_path IS NOT NULL)
       AND coalesce(g.width, 0) <= :max_size AND coalesce(g.height, 0) <= :max_size AND g.id <> ALL(:skipped)
     ORDER BY preferred, g.id LIMIT 1) AS job
 WHERE turn.last_claim >= :floor
@@ -176,10 +178,10 @@ async def claim(session: AsyncSession, worker_id: str, *, models: Sequence[str],
                 max_attempts: int = 2) -> tuple[list[Generation], list[Generation]]:
     """Claim up to `limit` jobs for `worker_id` in fair order: (claimed, failed by expired leases on the way).
 
-    Only jobs this worker can render: its models, sides up to `max_size`, no init image still to download,
-    no picks (those copy a file: the gateway does them). Each claimed job is running, its attempt counted.
-    The order is read from indexes (revision 0011): a few owners' rows and one owner's jobs, whatever the
-    length of the queue. Owners take turns (never-served ones first, by arrival); the loaded model is
+    Only jobs this worker can render: its models, sides up to `max_size`, no init image or reference still
+    to download, no picks (those copy a file: the gateway does them). Each claimed job is running, its attempt
+    counted. The order is read from indexes (revision 0011): a few owners' rows and one owner's jobs, whatever
+    the length of the queue. Owners take turns (never-served ones first, by arrival); the loaded model is
     preferred among the jobs of the owner whose turn it is.
     """
     await session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))

@@ -29,6 +29,11 @@ def init_image_path(generation_id: int, data: bytes) -> str:
     return f"{IMAGES_DIR}/{generation_id // 1000}/{generation_id}-init{_sniff_extension(data)}"
 
 
+def reference_path(generation_id: int, kind: str, data: bytes) -> str:
+    """A style ("sref") or object ("oref") reference picture of a generation."""
+    return f"{IMAGES_DIR}/{generation_id // 1000}/{generation_id}-{kind}{_sniff_extension(data)}"
+
+
 def _sniff_extension(data: bytes) -> str:
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         return ".png"

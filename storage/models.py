@@ -79,7 +79,13 @@ PARAM_FIELDS: tuple[str, ...] = (
     "variation_strength",
     "model",
     "tiling",
+    "sref_url",
+    "sref_weight",
+    "oref_url",
+    "oref_weight",
 )
+# Reference pictures (0010) come in `params` as bytes and are kept as files, like the init image.
+REFERENCE_IMAGE_FIELDS: tuple[str, ...] = ("sref_image", "oref_image")
 
 
 def utcnow() -> datetime:
@@ -172,6 +178,15 @@ class Generation(Base):
     edit_factor: Mapped[float | None] = mapped_column(Float)
     edit_direction: Mapped[str | None] = mapped_column(String(8))
     edit_region: Mapped[str | None] = mapped_column(String(32))
+    # Style and object references (0010): a URL still to download, then the file, its sha256 and its weight.
+    sref_url: Mapped[str | None] = mapped_column(Text)
+    sref_path: Mapped[str | None] = mapped_column(String(255))
+    sref_sha256: Mapped[str | None] = mapped_column(String(64))
+    sref_weight: Mapped[int | None] = mapped_column(Integer)
+    oref_url: Mapped[str | None] = mapped_column(Text)
+    oref_path: Mapped[str | None] = mapped_column(String(255))
+    oref_sha256: Mapped[str | None] = mapped_column(String(64))
+    oref_weight: Mapped[int | None] = mapped_column(Integer)
 
     # The interaction that asked for it, so a restart can still edit its message while the token lives;
     # cleared once the job is finished and posted (0003). A secret: never logged.

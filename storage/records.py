@@ -85,6 +85,14 @@ class GenerationRecord:
     variation_strength: float | None
     model: str | None
     tiling: bool | None
+    sref_url: str | None  # references (0010): the URL given, its weight, and the stored picture's sha256
+    sref_weight: int | None
+    oref_url: str | None
+    oref_weight: int | None
+    sref_sha256: str | None
+    oref_sha256: str | None
+    sref_path: str | None  # the stored reference pictures (None: none, or still to download)
+    oref_path: str | None
     has_init_image: bool
     init_image_url: str | None  # still to download (the job does that before rendering)
     interaction_token: str | None = field(repr=False)  # a secret: never in logs or reprs
@@ -125,6 +133,10 @@ class GenerationRecord:
             attempts=row.attempts,
             source_index=row.source_index,
             **{name: getattr(row, name) for name in PARAM_FIELDS},
+            sref_sha256=row.sref_sha256,
+            oref_sha256=row.oref_sha256,
+            sref_path=row.sref_path,
+            oref_path=row.oref_path,
             has_init_image=row.init_image_path is not None or row.init_image_url is not None,
             init_image_url=row.init_image_url,
             interaction_token=row.interaction_token,

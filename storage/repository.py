@@ -19,6 +19,7 @@ from sqlalchemy.orm import selectinload
 
 from .models import (
     PARAM_FIELDS,
+    REFERENCE_IMAGE_FIELDS,
     Generation,
     GenerationKind,
     GenerationStatus,
@@ -170,7 +171,7 @@ async def create_generation(
     turn_text: str | None = None,
     turn_reading: Mapping[str, Any] | None = None,
 ) -> Generation:
-    unknown = set(params) - set(PARAM_FIELDS)
+    unknown = set(params) - set(PARAM_FIELDS) - set(REFERENCE_IMAGE_FIELDS)  # the pictures: Store writes files
     if unknown:
         raise ValueError(f"unknown generation parameter(s): {', '.join(sorted(unknown))}")
     if not isinstance(params.get("prompt"), str):
@@ -334,16 +335,6 @@ async def record_delivery(
     return row
 
 
-async def attach_init_image(session: AsyncSession, generation_id: int, path: str, sha256: str) -> Generation:
-    """The pending init image was downloaded and written to `path`: the job can be rendered now."""
-    row = await _require(session, generation_id)
-    row.init_image_path = path
-    row.init_image_sha256 = sha256
-    row.init_image_url = None
-    await session.flush()
-    return row
-
-
 async def clear_interaction(session: AsyncSession, generation_id: int) -> None:
     """The outcome has been shown (or can no longer be): forget the interaction token."""
     row = await _require(session, generation_id)
@@ -382,10 +373,12 @@ async def soft_delete(session: AsyncSession, generation_id: int) -> list[str]:
     paths = [image.path for image in row.images]
     if row.init_image_path:
         paths.append(row.init_image_path)
+    paths += [path for path in (row.sref_path, row.oref_path) if path]  # references (0010)
     row.images = []
     row.init_image_path = None
     row.init_image_sha256 = None
     row.init_image_url = None
+    row.sref_path = row.oref_path = None
     row.interaction_token = None
     row.deleted_at = utcnow()
     log.info("generation %d deleted (%d file(s))", row.id, len(paths))

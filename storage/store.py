@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from . import claims, files, queries, repository, turns
+from . import claims, files, queries, references, repository, turns
 from .images import ImageStore, LocalImageStore, open_image_store
 from .engine import WRITE_OPTION, create_engine, default_url, is_sqlite, make_sessionmaker, migrate
 from .models import Generation, GenerationKind, GenerationStatus, GuildConfig
@@ -116,29 +116,53 @@ class Store:
                 )
                 if turn_message_id is not None:
                     await turns.attach_generation(session, turn_message_id, row.id)
-                if init_image is not None:
-                    path = files.init_image_path(row.id, init_image)
-                    await asyncio.to_thread(self.images.write, path, init_image)
+                for prefix, path, data in references.pictures_to_store(row.id, init_image, params):
+                    await asyncio.to_thread(self.images.write, path, data)
                     written.append(path)
-                    row.init_image_path = path
-                    row.init_image_sha256 = files.sha256_hex(init_image)
+                    setattr(row, f"{prefix}_path", path)  # init_image_path, sref_path, oref_path (0010)
+                    setattr(row, f"{prefix}_sha256", files.sha256_hex(data))
                 record = GenerationRecord.from_row(row, with_images=False)
         except BaseException:
             await asyncio.to_thread(self.images.remove, written)
             raise
         return record
 
-    async def attach_init_image(self, generation_id: int, init_image: bytes) -> GenerationRecord:
-        """Store the downloaded init image of a generation created with `init_image_url`."""
+    async def attach_init_image(self, generation_id: int, init_image: bytes,
+                                size: tuple[int, int] | None = None) -> GenerationRecord:
+        """Store the downloaded init image of a generation created with `init_image_url`; `size`: the width
+        and height it renders at, known only now (an instruction edit keeps its picture's size)."""
         path = files.init_image_path(generation_id, init_image)
-        await asyncio.to_thread(self.images.write, path, init_image)
+        return await self._attach_file(path, init_image, lambda session: references.attach_init_image(
+            session, generation_id, path, files.sha256_hex(init_image), size))
+
+    async def attach_reference(self, generation_id: int, kind: str, data: bytes) -> GenerationRecord:
+        """Store the downloaded style ("sref") or object ("oref") reference of a generation created with
+        its URL only; a shared-queue worker claims the job once every reference given has its file."""
+        path = files.reference_path(generation_id, kind, data)
+        return await self._attach_file(path, data, lambda session: references.attach_reference(
+            session, generation_id, kind, path, files.sha256_hex(data)))
+
+    async def _attach_file(self, path: str, data: bytes,
+                           attach: Callable[[AsyncSession], Awaitable[Generation]]) -> GenerationRecord:
+        """Write a downloaded picture, then record it on its row; the file goes again if recording fails."""
+        await asyncio.to_thread(self.images.write, path, data)
         try:
             async with self._writing() as session:
-                row = await repository.attach_init_image(session, generation_id, path, files.sha256_hex(init_image))
-                return GenerationRecord.from_row(row)
+                return GenerationRecord.from_row(await attach(session))
         except BaseException:
             await asyncio.to_thread(self.images.remove, [path])
             raise
+
+    async def read_references(self, generation_id: int) -> dict[str, bytes]:
+        """{"sref_image"/"oref_image": bytes} of the stored references (checked against their sha256), to
+        put back into a request: Reroll, Vary and re-render reuse the exact pictures."""
+        async with self._reading() as session:
+            row = await repository.get_generation(session, generation_id)
+            if row is None:
+                raise repository.GenerationNotFound(generation_id)
+            stored = references.stored_references(row)
+        return {f"{kind}_image": await asyncio.to_thread(self.images.read_checked, path, digest)
+                for kind, (path, digest) in stored.items()}
 
     async def mark_running(self, generation_id: int) -> GenerationRecord:
         """Count a started attempt (call when the worker takes the job, before the model loads)."""

@@ -72,6 +72,8 @@ def format_entry(record: GenerationRecord) -> str:
     if record.kind is not GenerationKind.IMAGINE:
         origin = f" of #{record.parent_id}" if record.parent_id is not None else ""
         parts.insert(1, f"{record.kind.value}{origin}")
+    if record.edit_mode == "instruction":  # bot.instruction_edits: the words changed a picture
+        parts.insert(1, "instruction edit")
     line = " · ".join(parts)
     if status is GenerationStatus.FAILED and record.failure_reason:
         line += f": {discord.utils.escape_markdown(truncate(record.failure_reason, REASON_PREVIEW_CHARS))}"

@@ -16,8 +16,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import send_ephemeral
-from bot.intake import Refused, WorkOrder
-from generation import ASPECT_RATIOS, PARAMETERS, SAMPLERS, Limits, Parameter
+from bot.intake import Refused, WorkOrder, check_attachment
+from generation import ASPECT_RATIOS, PARAMETERS, SAMPLERS, Limits, Parameter, RequestError
 from storage import GenerationKind
 
 if TYPE_CHECKING:
@@ -92,6 +92,8 @@ def model_choices(bot: Host) -> dict[str, str]:
 
 IMAGINE_PARAMETERS = tuple(parameter for parameter in PARAMETERS if parameter.command_option)
 OPTION_FIELDS = {parameter.option: parameter.field for parameter in IMAGINE_PARAMETERS}
+# Reference pictures (--sref, --oref): an attachment each, whose URL the job downloads (bot.reference_downloads).
+REFERENCE_PARAMETERS = tuple(parameter for parameter in PARAMETERS if parameter.field in ("sref_url", "oref_url"))
 
 
 class Imagine(commands.Cog):
@@ -106,9 +108,14 @@ class Imagine(commands.Cog):
             inspect.Parameter("aspect_ratio", keyword, annotation=Optional[str], default=None),
             inspect.Parameter("init_image", keyword, annotation=Optional[discord.Attachment], default=None),
         ]
+        # --sref/--oref: an attachment option named like the flag (the parameter table declares the URL field).
+        extra += [inspect.Parameter(parameter.option, keyword, annotation=Optional[discord.Attachment], default=None)
+                  for parameter in REFERENCE_PARAMETERS]
         choices = {"aspect_ratio": [app_commands.Choice(name=ratio, value=ratio) for ratio in ASPECT_RATIOS]}
         descriptions = {"aspect_ratio": "Shape of the image (ignored when width and height are given)",
-                        "init_image": "Start from this picture (PNG, JPEG or WebP)"}
+                        "init_image": "Start from this picture (PNG, JPEG or WebP)",
+                        **{parameter.option: parameter.description.replace("(URL)", "(PNG, JPEG or WebP)")
+                           for parameter in REFERENCE_PARAMETERS}}
         loras = bot.queue.lora_names()[:MAX_CHOICES]
         if loras:  # the same as <lora:name:weight> in the prompt, picked from LORA_DIR
             extra += [inspect.Parameter("lora", keyword, annotation=Optional[str], default=None),
@@ -131,7 +138,17 @@ class Imagine(commands.Cog):
     async def imagine(self, interaction: Interaction, *, aspect_ratio: str | None = None,
                       init_image: discord.Attachment | None = None, lora: str | None = None,
                       lora_weight: float | None = None, **options: Any) -> None:
+        references = {parameter.field: options.pop(parameter.option, None) for parameter in REFERENCE_PARAMETERS}
         fields = {OPTION_FIELDS[option]: value for option, value in options.items() if value is not None}
+        for field, attachment in references.items():
+            if attachment is None:
+                continue
+            try:
+                check_attachment(attachment)
+            except RequestError as error:
+                await send_ephemeral(interaction, str(error).replace("init_image", field.removesuffix("_url")))
+                return
+            fields[field] = attachment.url
         if lora is not None:
             fields["prompt"] = f"{fields['prompt']} <lora:{lora}:{DEFAULT_LORA_WEIGHT if lora_weight is None else lora_weight:g}>"
         order = WorkOrder(GenerationKind.IMAGINE, fields, with_defaults=True, aspect_ratio=aspect_ratio,

@@ -63,8 +63,10 @@ async def submit_child(interaction: Interaction, parent: GenerationRecord, kind:
 
 
 async def source_request(store: Store, record: GenerationRecord) -> GenerationRequest:
+    """The record's request with its stored pictures: the init image and the references (the exact bytes)."""
     init_image = await store.read_init_image(record.id) if record.has_init_image else None
-    return request_from_record(record, init_image)
+    references = await store.read_references(record.id) if record.sref_path or record.oref_path else {}
+    return request_from_record(record, init_image, references)
 
 
 class GenerationButton:

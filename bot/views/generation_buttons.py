@@ -10,6 +10,7 @@ import discord
 
 from bot import modlog, presentation
 from bot.errors import send_ephemeral
+from bot.instruction_edits import edits_by_instruction, instruction_edit_request
 from bot.record_requests import reproduce_options, reproduce_prompt
 from generation.queue.records import request_for_image, request_from_record
 from generation import GenerationRequest, reroll_request, upscale_request, variation_request
@@ -120,7 +121,8 @@ class PickButton(GenerationButton, discord.ui.DynamicItem[discord.ui.Button["dis
         record = self.record
         image = record.images[image_index(record, self.index)]
         source = await source_request(interaction.client.store, record)
-        request = request_for_image(record, image, source.init_image)
+        request = request_for_image(record, image, source.init_image,
+                                    {"sref_image": source.sref_image, "oref_image": source.oref_image})
         await submit_child(interaction, record, GenerationKind.PICK, request, source_index=self.index)
 
 
@@ -148,7 +150,8 @@ class UpscaleTwiceButton(GenerationButton, discord.ui.DynamicItem[discord.ui.But
 
 
 class EditModal(GenerationModal):
-    """Change the prompt (and negative prompt) of a generation and render it again."""
+    """Change the prompt (and negative prompt) of a generation and render it again; with a model that edits by
+    instruction, the words are the instruction on the result's picture (bot.instruction_edits)."""
 
     action = "edit"
 
@@ -167,11 +170,19 @@ class EditModal(GenerationModal):
                                        component=self.keep_seed))
 
     async def submitted(self, interaction: Interaction) -> None:
-        source = await source_request(interaction.client.store, self.record)
+        queue, store = interaction.client.queue, interaction.client.store
+        seed = self.record.seed if self.keep_seed.value else None
+        if edits_by_instruction(queue, self.record.model or "") and self.record.images:
+            # The words are the instruction on the picture shown (bot.instruction_edits).
+            request = await instruction_edit_request(store, queue, self.record, self.prompt.value,
+                                                     negative_prompt=self.negative_prompt.value or "", seed=seed)
+            await submit_child(interaction, self.record, GenerationKind.EDIT, request)
+            return
+        source = await source_request(store, self.record)
         # The prompt box takes the same inline --flags as /imagine's prompt (the entry point parses them).
         request = source.replace(
             prompt=self.prompt.value.strip(), negative_prompt=(self.negative_prompt.value or "").strip(),
-            seed=self.record.seed if self.keep_seed.value else None)
+            seed=seed)
         await submit_child(interaction, self.record, GenerationKind.EDIT, request)
 
 

@@ -15,7 +15,7 @@ DEFAULT_SECONDS_PER_STEP = 0.1
 def steps_of(request: GenerationRequest) -> int:
     """Denoising steps each image of a request runs; render time is about proportional to images x steps."""
     steps = request.num_inference_steps
-    if request.init_image is not None:
+    if request.init_image is not None and request.edit_mode != "instruction":  # an instruction edit runs every step
         steps = int(steps * request.strength)
     return max(steps, 1)
 

@@ -61,6 +61,10 @@ class RenderQueue(Protocol):
 
     def lora_names(self) -> list[str]: ...
 
+    def instruction_pictures(self, model: str) -> int:
+        """Pictures per instruction edit (edited one plus references); 0: the model does not edit by instruction."""
+        ...
+
     def model_label(self, model: str) -> str: ...
 
     def skipped_words(self, model: str, prompt: str) -> list[str]:

@@ -63,6 +63,9 @@ class LocalQueue:
     def lora_names(self) -> list[str]:
         return self.scheduler.lora_names()
 
+    def instruction_pictures(self, model: str) -> int:
+        return self.scheduler.instruction_pictures(model)
+
     def model_label(self, model: str) -> str:
         return self.scheduler.model_label(model)
 

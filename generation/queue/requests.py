@@ -43,6 +43,16 @@ class RequestChecker:
         except RequestError:
             return 8  # an unusable model: prepare() reports it with its reason
 
+    def instruction_pictures(self, model: str) -> int:
+        """How many pictures (the edited one plus references) `model` takes in an instruction edit; 0: it
+        does not edit by instruction (generation.edit_families)."""
+        from ..edit_families import pictures_per_call
+
+        try:
+            return pictures_per_call(self.renderer.model_info(model))
+        except RequestError:
+            return 0
+
     def lora_names(self) -> list[str]:
         """The LoRAs members may pick (the renderer's LORA_DIR), for the /imagine lora option."""
         return list(self.renderer.lora_names())
@@ -80,6 +90,8 @@ class RequestChecker:
 
         The chosen seeds are part of the returned request, so every image can be rendered again.
         """
+        if request.init_image is not None and request.edit_mode is None and self.instruction_pictures(request.model):
+            request = request.replace(edit_mode="instruction")  # the picture to change: recorded as such
         validate_request(request, self.limits)
         self.renderer.check_request(request)  # the model's family rules, naming what is allowed
         tokenizer, native = self._model_files(request.model)

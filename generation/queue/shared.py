@@ -114,6 +114,9 @@ class SharedQueue:
     def lora_names(self) -> list[str]:
         return self.requests.lora_names()
 
+    def instruction_pictures(self, model: str) -> int:
+        return self.requests.instruction_pictures(model)
+
     def model_label(self, model: str) -> str:
         return self.requests.model_label(model)
 

@@ -194,7 +194,9 @@ class RenderWorker:
         events.job_started(self.metrics, record, attempt=record.attempts, worker_id=self.worker_id)
         try:
             init_image = await self.store.read_init_image(generation_id) if record.has_init_image else None
-            request = self.scheduler.prepare(request_from_record(record, init_image))
+            # Read only where there are some: with no await before submit, jobs claimed together share a call.
+            references = await self.store.read_references(generation_id) if record.sref_path or record.oref_path else {}
+            request = self.scheduler.prepare(request_from_record(record, init_image, references))
             # A job some worker was rendering when it died renders alone (a poison job takes nobody along).
             job = self.scheduler.submit(request, owner=str(record.owner_id), key=str(generation_id),
                                         enforce_caps=False, alone=record.attempts > 1)

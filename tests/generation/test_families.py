@@ -11,7 +11,7 @@ import pytest
 import torch
 from gen_helpers import fast_request
 
-from generation import RenderCancelled, RequestError, upscale_request, variation_request
+from generation import GenerationRequest, RenderCancelled, RequestError, upscale_request, variation_request
 from generation.families import FAMILIES, read_model_info
 from generation.models import ModelSource, ModelSpec
 
@@ -180,7 +180,8 @@ def test_an_unsupported_pipeline_is_named(tmp_path):
         read_model_info(ModelSource("custom", str(folder)))
     assert str(error.value) == (
         "Model 'custom' is a MyVideoPipeline, which imagine-bot cannot render; "
-        "supported families: SD 1.x/2.x, SDXL, SD3/3.5 and Flux.1."
+        "supported families: SD 1.x/2.x, SDXL, SD3/3.5, Flux.1, and for instruction edits FLUX.1 Kontext, "
+        "Qwen-Image-Edit (and Plus) and FLUX.2 [klein]."
     )
 
 
@@ -208,6 +209,13 @@ def test_a_missing_folder_and_an_offline_hub_id_fail_with_one_line(tmp_path, mon
 
 
 def test_family_table_covers_the_first_class_families():
-    assert set(FAMILIES) == {"sd", "sdxl", "sd3", "flux"}
+    assert set(FAMILIES) == {"sd", "sdxl", "sd3", "flux", "kontext", "qwen-edit", "klein"}  # + generation.edit_families
     assert FAMILIES["flux"].latent_packing == 2 and FAMILIES["flux"].guidance == "distilled"
     assert FAMILIES["sd3"].flow_matching and not FAMILIES["sdxl"].flow_matching
+
+
+def test_only_an_instruction_edit_family_takes_an_instruction_edit(tinyshapes):
+    info = read_model_info(tinyshapes)
+    request = GenerationRequest("make it blue", edit_mode="instruction")
+    with pytest.raises(RequestError, match="does not edit by instruction"):
+        info.family.check_request(request, info)

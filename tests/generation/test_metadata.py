@@ -68,3 +68,16 @@ def test_an_image_to_image_png_records_its_denoising_strength() -> None:
     png = rendered_png(request, RenderedImage(Image.new("RGB", (64, 48)), seed=5))
     assert float(_parameters(png)["Denoising strength"]) == 0.6
     assert b"Negative prompt:" not in png
+
+
+def test_an_instruction_edit_png_says_so_and_has_no_denoising_strength() -> None:
+    from generation.queue.eta import steps_of
+
+    upload = io.BytesIO()
+    Image.new("RGB", (64, 48), "green").save(upload, format="PNG")
+    request = GenerationRequest(prompt="make it red", width=64, height=48, seed=5, num_inference_steps=28,
+                                init_image=upload.getvalue(), edit_mode="instruction")
+    parameters = _parameters(rendered_png(request, RenderedImage(Image.new("RGB", (64, 48)), seed=5)))
+    assert parameters["Edit"] == "instruction" and "Denoising strength" not in parameters
+    # The model runs every step of an instruction edit: the ETA does not scale them by strength.
+    assert steps_of(request) == 28 and steps_of(request.replace(edit_mode=None)) == 21

@@ -58,7 +58,7 @@ dtype = "bfloat16"
         ('[models.a]\npath = "x"\nstep = 3\n', "model 'a': unknown key(s) step; allowed: "),
         ('[models.a]\npath = "x"\nsteps = "3"\n', "model 'a': steps must be int, got '3'."),
         ('[models.a]\nsteps = 3\n', "model 'a': needs path = a diffusers folder, a hub id or a .safetensors file."),
-        ('[models.a]\npath = "x"\nfamily = "sd4"\n', "model 'a': family must be one of sd, sdxl, sd3, flux, got 'sd4'."),
+        ('[models.a]\npath = "x"\nfamily = "sd4"\n', "model 'a': family must be one of sd, sdxl, sd3, flux, kontext, qwen-edit, klein, got 'sd4'."),
         ('[models.a]\npath = "x"\nsampler = "Euler b"\n', "model 'a': unknown sampler 'Euler b'; samplers: "),
         ('[models.a]\npath = "x"\nsize = 1004\n', "model 'a': size must be a multiple of 8 from 64 to 4096, got 1004."),
         ('model = "a"\n', "unknown top-level key(s) model; put models under [models.NAME]."),

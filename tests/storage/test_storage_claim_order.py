@@ -77,7 +77,7 @@ async def test_the_migration_gives_owners_already_queued_their_turn(shared: Stor
     carol = await queue(shared, CAROL)
     async with shared.engine.begin() as connection:
         await connection.execute(text("DELETE FROM owner_turns"))
-        await connection.execute(text("UPDATE alembic_version SET version_num = '0008'"))
+        await connection.execute(text("UPDATE alembic_version SET version_num = '0010'"))  # 0011's down_revision
         await connection.execute(text("DROP TRIGGER imagine_owner_turn_on_insert ON generations"))
         await connection.execute(text("DROP TRIGGER imagine_owner_turn_on_requeue ON generations"))
         await connection.execute(text("DROP INDEX ix_owner_turns_last_claim"))

@@ -142,3 +142,12 @@ async def test_gateway_recovery_leaves_live_leases_alone(shared: Store) -> None:
     statuses = {record.id: record.status for record in recovery.to_render}
     assert statuses == {live.id: GenerationStatus.RUNNING, dead.id: GenerationStatus.QUEUED,
                         waiting.id: GenerationStatus.QUEUED}
+
+
+async def test_a_job_with_a_reference_still_to_download_is_not_claimed(shared: Store) -> None:
+    # The gateway downloads --sref/--oref after the row exists; workers wait for the stored picture.
+    waiting = await queue(shared, ALICE, sref_url="https://cdn.example/style.png")
+    assert await claim_one(shared, "worker-0") is None
+    await shared.attach_reference(waiting.id, "sref", b"\x89PNG\r\n\x1a\n" + b"style")
+    claimed = await claim_one(shared, "worker-0")
+    assert claimed is not None and claimed.id == waiting.id and claimed.sref_path is not None

@@ -1,7 +1,7 @@
 """A claim of the shared queue reads a few index entries, not the whole queue.
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-04
 
 `ix_owner_turns_last_claim`: the claim walks owners in round-robin order (their latest claim number) and
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -306,8 +306,18 @@ def queued_status(request: GenerationRequest, entry: QueueEntry | None) -> str:
     if entry is None:
         return f"{status_header(request)}\n⏳ Starting…"
     eta = "under a second" if entry.eta_s < 1 else f"~{entry.eta_s:.0f} s"
-    where = "Starting now" if entry.position == 0 else f"Queued — position {entry.position}"
+    where = "Starting now" if entry.position == 0 else f"Queued — {queue_place(entry)}"
     return f"{status_header(request)}\n⏳ {where}, ETA {eta}"
+
+
+def queue_place(entry: QueueEntry) -> str:
+    """Where a waiting job stands: batches ahead of it, and the jobs that share its batch (one call renders
+    them together, so they share its place and ETA)."""
+    others = entry.batch_jobs - 1
+    with_others = f", with {others} other{'s' if others != 1 else ''}" if others else ""
+    if entry.position == 1 and others:
+        return f"next batch{with_others}"
+    return f"position {entry.position}" + (f" (a batch{with_others})" if others else "")
 
 
 def rendering_status(request: GenerationRequest, progress: Progress) -> str:

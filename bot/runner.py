@@ -214,7 +214,8 @@ class JobRunner:
         for key, (status, request) in list(self._waiting.items()):
             entry = snapshot.entry(key)
             if entry is not None and entry.position > 0:
-                status.offer(f"queued {entry.position}", content=presentation.queued_status(request, entry))
+                status.offer(f"queued {entry.position} of {entry.batch_jobs}",
+                             content=presentation.queued_status(request, entry))
 
     async def _fail(self, record: GenerationRecord, request: GenerationRequest, reason: str,
                     status: StatusMessage) -> None:

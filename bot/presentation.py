@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import discord
-from PIL import Image
+from PIL import Image, ImageFilter
 from PIL.PngImagePlugin import PngInfo
 
 from generation import PARAMETERS, GenerationRequest
@@ -320,15 +320,23 @@ def queue_place(entry: QueueEntry) -> str:
     return f"position {entry.position}" + (f" (a batch{with_others})" if others else "")
 
 
-def rendering_status(request: GenerationRequest, progress: Progress) -> str:
-    return f"{status_header(request)}\n🎨 Rendering step {progress.step}/{progress.total}"
+def rendering_status(request: GenerationRequest, progress: Progress, blurred: bool = False) -> str:
+    note = " · preview blurred by this server's content rules" if blurred else ""
+    return f"{status_header(request)}\n🎨 Rendering step {progress.step}/{progress.total}{note}"
 
 
-def preview_file(progress: Progress) -> discord.File | None:
+# A blurred preview keeps the layout and colours, nothing recognisable (radius: this share of the longer side).
+PREVIEW_BLUR_SHARE = 0.12
+
+
+def preview_file(progress: Progress, blurred: bool = False) -> discord.File | None:
     if progress.preview is None:
         return None
     buffer = io.BytesIO()
-    progress.preview.convert("RGB").save(buffer, format="PNG")
+    preview = progress.preview.convert("RGB")
+    if blurred:
+        preview = preview.filter(ImageFilter.GaussianBlur(max(4.0, PREVIEW_BLUR_SHARE * max(preview.size))))
+    preview.save(buffer, format="PNG")
     buffer.seek(0)
     return discord.File(buffer, filename="preview.png")
 

@@ -204,7 +204,8 @@ class JobRunner:
 
     async def _render(self, record: GenerationRecord, request: GenerationRequest, reservation: Reservation | None,
                       status: StatusMessage) -> GenerationRecord:
-        watcher = StatusWatcher(record, request, status, self._waiting, self._refresh_positions)
+        blur = await self.moderation.blur_previews(record.guild_id, record.channel_id, request.model)
+        watcher = StatusWatcher(record, request, status, self._waiting, self._refresh_positions, blur)
         return await self.queue.render(record, request, reservation, watcher,
                                        classify=not self.moderation.age_restricted(record.channel_id))
 

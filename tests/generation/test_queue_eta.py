@@ -44,3 +44,31 @@ def test_the_status_line_says_which_batch_and_with_how_many_others():
     assert "Queued — position 1, ETA" in queued_status(request, QueueEntry("a", "x", 1, 13.0, 1))
     assert queue_place(QueueEntry("a", "x", 3, 30.0, 2)) == "position 3 (a batch, with 1 other)"
     assert "Starting now" in queued_status(request, QueueEntry("a", "x", 0, 3.0, 2))
+
+
+async def test_the_service_gives_a_running_job_the_time_its_steps_left_need(monkeypatch):
+    import asyncio
+    import threading
+
+    from gen_helpers import HANG_GUARD_S, BatchingFakeRenderer
+
+    import generation.queue.inprocess as inprocess
+    from generation import GenerationService, Limits
+    from generation.request import Progress
+
+    gate = threading.Event()
+    renderer = BatchingFakeRenderer(gate=gate, steps=4)
+    service = GenerationService(renderer, Limits())
+    await service.start()
+    running = service.submit(service.prepare(fast_request("a red circle")), owner="alice")
+    waiting = service.submit(service.prepare(fast_request("a blue square", width=128)), owner="bob")
+    assert await asyncio.to_thread(renderer.started.wait, HANG_GUARD_S)
+    # A virtual clock: 8 s since the batch started, and the job reports step 10 of 50.
+    monkeypatch.setattr(inprocess, "_monotonic", lambda: service._running_since + 8.0)
+    running.progress = Progress(10, 50, None)
+    entries = service.snapshot().entries
+    assert [(entry.key, entry.position, entry.eta_s) for entry in entries][0] == (running.key, 0, 32.0)
+    assert entries[1].key == waiting.key and entries[1].eta_s > 32.0
+    gate.set()
+    await asyncio.gather(running.result(), waiting.result())
+    await service.close()

@@ -106,6 +106,12 @@ def default_cpu_threads(settings: Settings) -> Settings:
     return settings if threads is None else settings.model_copy(update={"cpu_threads": threads})
 
 
+def load_settings() -> Settings:
+    """The settings of every entry point (`python -m bot`, `python -m bot.worker`): .env and the environment,
+    with the CPU-thread default of the configured models."""
+    return default_cpu_threads(Settings())
+
+
 def run_until_signalled(work: Callable[[asyncio.Event], Coroutine[Any, Any, Any]]) -> Any:
     """Run `work(stop)` on a fresh event loop; SIGINT/SIGTERM set `stop` once (a second one forces the exit)."""
 
@@ -139,11 +145,10 @@ EXIT_NO_TOKEN = 2
 
 
 def main() -> int:
-    settings = Settings()
+    settings = load_settings()
     if settings.discord_token is None:
         print(NO_TOKEN, file=sys.stderr)
         return EXIT_NO_TOKEN
-    settings = default_cpu_threads(settings)
     apply_log_format(configure_logging(settings.log_level), settings)
     return run_discord(settings)
 

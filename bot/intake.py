@@ -198,7 +198,9 @@ class Intake:
             drafts: list[Draft] = []
             try:
                 for one in self.expand(order):
-                    drafts.append(await self.draft(interaction.user.id, one, place))
+                    # The whole command must fit the daily quota: earlier drafts count as already used.
+                    drafted = sum(draft.request.count for draft in drafts)
+                    drafts.append(await self.draft(interaction.user.id, one, place, drafted=drafted))
             except RequestError as error:
                 self.services.metrics.refused(refusal_of(error))
                 for draft in drafts:
@@ -270,8 +272,11 @@ class Intake:
             log.info("follow-up status messages failed (%s); those results go to the channel", error)
         return replies + [None] * (len(records) - len(replies))
 
-    async def draft(self, owner_id: int, order: WorkOrder, place: Place | None = None) -> Draft:
-        """Merge and validate (RequestError; PolicyRefusal for a server's rule), and reserve queue room."""
+    async def draft(self, owner_id: int, order: WorkOrder, place: Place | None = None, drafted: int = 0) -> Draft:
+        """Merge and validate (RequestError; PolicyRefusal for a server's rule), and reserve queue room.
+
+        `drafted`: images this command's earlier drafts ask for, counted against the daily quota too.
+        """
         place = place or Place()
         config = await self.guild_config(place.guild_id)
         if config is not None and not policy.channel_allowed(config.allowed_channel_ids,
@@ -322,12 +327,12 @@ class Intake:
             fields["edit_mode"] = "instruction"  # the job downloads the picture, then sets its size (bot.instruction_edits)
         request = self.queue.prepare(GenerationRequest(**fields))
         if config is not None:
-            await self.check_server_rules(config, owner_id, place, request, raw_prompt)
+            await self.check_server_rules(config, owner_id, place, request, raw_prompt, drafted)
         cap = config.queue_cap if config is not None and config.queue_cap else None
         return Draft(order, request, self.queue.reserve(str(owner_id), cap))
 
     async def check_server_rules(self, config: GuildConfigRecord, owner_id: int, place: Place,
-                                 request: GenerationRequest, raw_prompt: str) -> None:
+                                 request: GenerationRequest, raw_prompt: str, drafted: int = 0) -> None:
         """PolicyRefusal when the server's allowed models, banned words or daily quota refuse `request`."""
         if config.allowed_models and request.model not in config.allowed_models:
             raise PolicyRefusal(f"This server allows these models only: {', '.join(config.allowed_models)}.")
@@ -343,9 +348,11 @@ class Intake:
         if config.daily_quota:
             start, reset = policy.quota_window(discord.utils.utcnow())
             used = await self.store.images_made_since(owner_id, place.guild_id, start)
-            if used + request.count > config.daily_quota:
+            asking = drafted + request.count  # the whole command, all or none
+            if used + asking > config.daily_quota:
                 left = max(config.daily_quota - used, 0)
-                asked = f"; this request asks for {request.count}" if request.count > 1 and left else ""
+                asked = f"; this command asks for at least {asking}" if drafted and left else (
+                    f"; this request asks for {request.count}" if request.count > 1 and left else "")
                 raise PolicyRefusal(
                     f"You have used {used} of this server's {config.daily_quota} images for today "
                     f"({left} left{asked}). The quota resets {discord.utils.format_dt(reset, 'R')} "

@@ -14,6 +14,7 @@ import discord
 
 from bot import modlog
 from bot.policy import NSFW_SOURCES, Screening, nsfw_decision
+from generation.models import BUILTIN_MODELS
 
 if TYPE_CHECKING:
     from bot.reply import Reply
@@ -36,6 +37,7 @@ class Moderation:
 
     def __init__(self, bot: discord.Client, services: Services) -> None:
         self.bot = bot
+        self.services = services
         self.store = services.store
         self.settings = services.settings
 
@@ -53,6 +55,22 @@ class Moderation:
         if not self.bot.is_ready():
             await self.bot.wait_until_ready()
         return self.bot.get_guild(guild_id) is not None
+
+    async def blur_previews(self, guild_id: int | None, channel_id: int | None, model: str) -> bool:
+        """Whether a job's live previews are blurred: the classifier and a model's safety checker see only the
+        final image, so where the policy would hold or spoiler a flagged result (block, spoiler: the server's,
+        or the operator's in DMs), outside age-restricted channels, an unchecked preview is not shown sharp.
+        The shipped built-in model (coloured shapes, no safety checker) without a classifier is never flagged."""
+        if self.age_restricted(channel_id):
+            return False
+        if self.services.finisher.classifier is None and self.settings.nsfw_classifier is None \
+                and model in BUILTIN_MODELS:
+            return False
+        policy: str = self.settings.nsfw_policy
+        if await self.bot_in_guild(guild_id):
+            assert guild_id is not None
+            policy = (await self.store.guild_config(guild_id)).nsfw_policy or policy
+        return policy != "allow"
 
     async def screen(self, record: GenerationRecord, guild_id: int | None, channel_id: int | None) -> Screening:
         """What the content policy says about posting `record` in that channel."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import discord
-from PIL import Image
+from PIL import Image, ImageFilter
 from PIL.PngImagePlugin import PngInfo
 
 from generation import PARAMETERS, GenerationRequest
@@ -320,19 +320,37 @@ def queued_status(request: GenerationRequest, entry: QueueEntry | None) -> str:
     if entry is None:
         return f"{status_header(request)}\n⏳ Starting…"
     eta = "under a second" if entry.eta_s < 1 else f"~{entry.eta_s:.0f} s"
-    where = "Starting now" if entry.position == 0 else f"Queued — position {entry.position}"
+    where = "Starting now" if entry.position == 0 else f"Queued — {queue_place(entry)}"
     return f"{status_header(request)}\n⏳ {where}, ETA {eta}"
 
 
-def rendering_status(request: GenerationRequest, progress: Progress) -> str:
-    return f"{status_header(request)}\n🎨 Rendering step {progress.step}/{progress.total}"
+def queue_place(entry: QueueEntry) -> str:
+    """Where a waiting job stands: batches ahead of it, and the jobs that share its batch (one call renders
+    them together, so they share its place and ETA)."""
+    others = entry.batch_jobs - 1
+    with_others = f", with {others} other{'s' if others != 1 else ''}" if others else ""
+    if entry.position == 1 and others:
+        return f"next batch{with_others}"
+    return f"position {entry.position}" + (f" (a batch{with_others})" if others else "")
 
 
-def preview_file(progress: Progress) -> discord.File | None:
+def rendering_status(request: GenerationRequest, progress: Progress, blurred: bool = False) -> str:
+    note = " · preview blurred by this server's content rules" if blurred else ""
+    return f"{status_header(request)}\n🎨 Rendering step {progress.step}/{progress.total}{note}"
+
+
+# A blurred preview keeps the layout and colours, nothing recognisable (radius: this share of the longer side).
+PREVIEW_BLUR_SHARE = 0.12
+
+
+def preview_file(progress: Progress, blurred: bool = False) -> discord.File | None:
     if progress.preview is None:
         return None
     buffer = io.BytesIO()
-    progress.preview.convert("RGB").save(buffer, format="PNG")
+    preview = progress.preview.convert("RGB")
+    if blurred:
+        preview = preview.filter(ImageFilter.GaussianBlur(max(4.0, PREVIEW_BLUR_SHARE * max(preview.size))))
+    preview.save(buffer, format="PNG")
     buffer.seek(0)
     return discord.File(buffer, filename="preview.png")
 

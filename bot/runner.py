@@ -213,7 +213,8 @@ class JobRunner:
 
     async def _render(self, record: GenerationRecord, request: GenerationRequest, reservation: Reservation | None,
                       status: StatusMessage) -> GenerationRecord:
-        watcher = StatusWatcher(record, request, status, self._waiting, self._refresh_positions)
+        blur = await self.moderation.blur_previews(record.guild_id, record.channel_id, request.model)
+        watcher = StatusWatcher(record, request, status, self._waiting, self._refresh_positions, blur)
         return await self.queue.render(record, request, reservation, watcher,
                                        classify=not self.moderation.age_restricted(record.channel_id))
 
@@ -223,7 +224,8 @@ class JobRunner:
         for key, (status, request) in list(self._waiting.items()):
             entry = snapshot.entry(key)
             if entry is not None and entry.position > 0:
-                status.offer(f"queued {entry.position}", content=presentation.queued_status(request, entry))
+                status.offer(f"queued {entry.position} of {entry.batch_jobs}",
+                             content=presentation.queued_status(request, entry))
 
     async def _fail(self, record: GenerationRecord, request: GenerationRequest, reason: str,
                     status: StatusMessage) -> None:

@@ -97,7 +97,9 @@ class StatusWatcher:
     """A job's status line, following the render queue: queued (and its place), rendering, progress."""
 
     def __init__(self, record: GenerationRecord, request: GenerationRequest, status: StatusMessage,
-                 waiting: dict[str, tuple[StatusMessage, GenerationRequest]], queue_moved: Callable[[], None]) -> None:
+                 waiting: dict[str, tuple[StatusMessage, GenerationRequest]], queue_moved: Callable[[], None],
+                 blur_previews: bool = False) -> None:
+        self.blur_previews = blur_previews  # the content policy would screen the result (Moderation.blur_previews)
         self.waiting = waiting  # status lines of jobs still in the queue, kept up to date as it moves
         self.queue_moved = queue_moved
         self.record = record
@@ -128,8 +130,8 @@ class StatusWatcher:
     def _show_progress(self, progress: Progress) -> None:
         if progress.preview is not None:
             self._unsent_preview[:] = [progress]
-        fields: dict[str, Any] = {"content": presentation.rendering_status(self.request, progress)}
+        fields: dict[str, Any] = {"content": presentation.rendering_status(self.request, progress, self.blur_previews)}
         if self._unsent_preview:
-            fields["attachments"] = [presentation.preview_file(self._unsent_preview[0])]
+            fields["attachments"] = [presentation.preview_file(self._unsent_preview[0], self.blur_previews)]
         if self.status.offer("rendering", **fields) and self._unsent_preview:
             self._unsent_preview.clear()

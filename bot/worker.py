@@ -15,7 +15,7 @@ import logging
 import signal
 import sys
 
-from bot.__main__ import configure_logging, default_cpu_threads
+from bot.__main__ import configure_logging, load_settings
 from bot.app import build_finisher, build_service, worker_config
 from bot.observability import apply_log_format, database_check, event_check, start_health
 from bot.settings import Settings
@@ -64,7 +64,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, metrics: Metrics |
 
 
 def main() -> int:
-    settings = default_cpu_threads(Settings())
+    settings = load_settings()  # the same CPU-thread default as the bot
     apply_log_format(configure_logging(settings.log_level), settings)
 
     async def run() -> int:

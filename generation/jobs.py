@@ -37,6 +37,7 @@ class Job:
         self.error: str | None = None  # why it failed
         self.cancelled = False
         self.started_at: float | None = None  # loop time when the worker took it
+        self.progress: Progress | None = None  # the latest step reported (the running batch's ETA reads it)
         self.sequence = 0  # submission order, set by the service
         # Set by the service: what a pipeline call needs equal to share it (None: renders in a call of its
         # own), and for a re-render the place its image had in the recorded call.
@@ -74,6 +75,7 @@ class Job:
         self._log("running")
 
     def _emit(self, progress: Progress) -> None:
+        self.progress = progress
         for listener in list(self._listeners):
             try:
                 listener(progress)
@@ -101,6 +103,7 @@ class QueueEntry:
     owner: str
     position: int  # 0 = in the batch rendering now, 1 = in the next batch, ...
     eta_s: float  # estimated seconds until this job is done
+    batch_jobs: int = 1  # jobs in its batch, itself included (they share the position and the ETA)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import Generation, GenerationKind, GenerationStatus, OwnerTurn, Worker
-from .repository import S, _transition, interrupted_reason, with_images
+from .repository import S, _transition, lost_lease_reason, with_images
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,8 @@ async def expire_leases(session: AsyncSession, max_attempts: int) -> tuple[list[
             row.started_at = None
             requeued.append(row)
         else:
-            reason = interrupted_reason(row.attempts)
+            # The worker went silent, not the request's fault (a renderer crash on it is recover()'s case).
+            reason = lost_lease_reason(row.attempts)
             _transition(row, S.FAILED, f": {reason} (lease of {row.lease_owner} expired)")
             row.failure_reason = reason
             row.finished_at = now

@@ -47,9 +47,19 @@ FINAL = frozenset({S.DONE, S.FAILED, S.CANCELLED})
 DEFAULT_MAX_ATTEMPTS = 2
 
 
+def _times(attempts: int) -> str:
+    return "once" if attempts == 1 else "twice" if attempts == 2 else f"{attempts} times"
+
+
 def interrupted_reason(attempts: int) -> str:
-    times = "twice" if attempts == 2 else f"{attempts} times"
-    return f"this request stopped the renderer {times}; try a smaller size or fewer images"
+    """The process rendering this job died while rendering it, each time: the request is the likely cause."""
+    return f"this request stopped the renderer {_times(attempts)}; try a smaller size or fewer images"
+
+
+def lost_lease_reason(attempts: int) -> str:
+    """Shared queue: the workers holding this job stopped heartbeating (machine gone, network lost), each time."""
+    return (f"the render workers stopped responding {_times(attempts)} while rendering it; "
+            "it was not your request — try again")
 
 
 class GenerationNotFound(LookupError):

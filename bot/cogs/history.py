@@ -278,7 +278,7 @@ class History(commands.Cog):
             elif entry.position == 0:
                 where = f"is rendering now (about {entry.eta_s:.0f} s left)"
             else:
-                where = f"is number {entry.position} in the queue (about {entry.eta_s:.0f} s to go)"
+                where = f"is queued: {presentation.queue_place(entry)} (about {entry.eta_s:.0f} s to go)"
             return f"Generation #{record.id} {where}. It is posted when it's done; /queue shows your jobs."
         if status is GenerationStatus.FAILED:
             reason = record.failure_reason or "no reason was recorded"

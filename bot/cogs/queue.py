@@ -8,6 +8,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.presentation import queue_place
+
 if TYPE_CHECKING:
     from bot.host import Host
     from generation import QueueEntry
@@ -22,11 +24,6 @@ def format_duration(seconds: float) -> str:
         return f"{seconds} s"
     minutes, rest = divmod(seconds, 60)
     return f"{minutes} min {rest} s" if rest else f"{minutes} min"
-
-
-def ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
 
 
 def job_label(key: str) -> str:
@@ -69,7 +66,7 @@ class Queue(commands.Cog):
         if entry.position == 0:
             where = f"🎨 rendering now, done in about {format_duration(entry.eta_s)}"
         else:
-            where = f"⏳ {ordinal(entry.position)} in line, done in about {format_duration(entry.eta_s)}"
+            where = f"⏳ {queue_place(entry)}, done in about {format_duration(entry.eta_s)}"
         queued_prompt = self.render_queue.prompt(entry.key)
         prompt = ""
         if queued_prompt is not None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+from ..jobs import QueueEntry
 
 if TYPE_CHECKING:
     from ..request import GenerationRequest
@@ -49,3 +52,38 @@ class RenderSpeed:
         images = sum(request.count for request in requests)
         steps = max((steps_of(request) for request in requests), default=1)
         return self.seconds_per_image_step(per_call) * images * steps
+
+
+def seconds_left(estimate_s: float, elapsed_s: float, step: int, total: int) -> float:
+    """Seconds left of a running batch: at the pace measured so far once a step is done (so step 10/50 has
+    40 steps' worth left, whatever the estimate said), else the estimate less the time spent."""
+    if total > 0 and step >= total:
+        return 0.0
+    if total > 0 and step > 0:
+        return elapsed_s / step * (total - step)
+    return max(estimate_s - elapsed_s, 0.0)
+
+
+Member = tuple[str, str]  # (job key, owner)
+
+
+def queue_entries(running: Sequence[Member], running_left_s: float,
+                  batches: Sequence[tuple[Sequence[Member], float]]) -> list[QueueEntry]:
+    """Entries in queue order: the running batch at position 0, then each planned batch (its members and
+    seconds) at 1, 2, …; jobs of one batch share its position and ETA, and ETAs never decrease."""
+    entries = [QueueEntry(key, owner, 0, round(running_left_s, 1), len(running)) for key, owner in running]
+    eta = running_left_s if running else 0.0
+    for position, (members, seconds) in enumerate(batches, start=1):
+        eta += max(seconds, 0.0)
+        entries.extend(QueueEntry(key, owner, position, round(eta, 1), len(members)) for key, owner in members)
+    return entries
+
+
+def never_decreasing(entries: Sequence[QueueEntry]) -> list[QueueEntry]:
+    """The same entries, each ETA raised to the one before it: a job is not done before those ahead of it."""
+    floor = 0.0
+    result = []
+    for entry in entries:
+        floor = max(floor, entry.eta_s)
+        result.append(QueueEntry(entry.key, entry.owner, entry.position, floor, entry.batch_jobs))
+    return result

@@ -25,11 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from ..batching import BatchLimit
-from ..jobs import Job, QueueEntry, QueueSnapshot
+from ..jobs import Job, QueueSnapshot
 from ..request import BatchPlace, GenerationRequest, Limits, Progress, RenderCancelled, RenderError, RenderResult
 from ..telemetry.metrics import Metrics
 from .admission import Admission, Reservation
-from .eta import RenderSpeed
+from .eta import RenderSpeed, queue_entries, seconds_left
 from .renderer import RendererLike
 from .requests import RequestChecker
 from .scheduler import FairQueue, retry_plan
@@ -218,15 +218,16 @@ class GenerationService(RequestChecker):
     def snapshot(self) -> QueueSnapshot:
         """Queue order with ETAs from measured render speed. Position 0 is the batch rendering now, 1 the
         next batch, and so on: jobs that will share a batch share its position and its ETA."""
-        entries: list[QueueEntry] = []
-        eta = 0.0
-        if self._running:
-            elapsed = _monotonic() - self._running_since
-            eta = max(self._batch_seconds(self._running) - elapsed, 0.0)
-            entries.extend(QueueEntry(job.key, job.owner, 0, round(eta, 1)) for job in self._running if not job.done)
-        for position, batch in enumerate(self._plan(), start=1):
-            eta += self._batch_seconds(batch)
-            entries.extend(QueueEntry(job.key, job.owner, position, round(eta, 1)) for job in batch)
+        running = [job for job in self._running if not job.done]
+        left = 0.0
+        if running:
+            # The batch's steps advance together: its least advanced job says how far the call has come.
+            progress = min((job.progress for job in running if job.progress is not None),
+                           key=lambda done: done.step / max(done.total, 1), default=None)
+            left = seconds_left(self._batch_seconds(self._running), _monotonic() - self._running_since,
+                                progress.step if progress else 0, progress.total if progress else 0)
+        batches = [([(job.key, job.owner) for job in batch], self._batch_seconds(batch)) for batch in self._plan()]
+        entries = queue_entries([(job.key, job.owner) for job in running], left, batches)
         return QueueSnapshot(entries, round(self.speed.average_call_s(), 3))
 
     # -- batches --

@@ -21,7 +21,7 @@ from storage.repository import FINAL
 from ..jobs import JobCancelled, JobFailed, QueueEntry, QueueSnapshot
 from ..request import Progress
 from .admission import Admission
-from .eta import DEFAULT_SECONDS_PER_STEP
+from .eta import DEFAULT_SECONDS_PER_STEP, never_decreasing
 from .listening import start_listening
 from .waiter import PLAIN, Waiter
 
@@ -257,4 +257,4 @@ class SharedQueue:
             entries.append(QueueEntry(str(job.id), str(job.owner_id), waiting // workers + 1,
                                       round(ahead / workers, 1)))
             waiting += 1
-        return QueueSnapshot(entries, round(per_image, 3))
+        return QueueSnapshot(never_decreasing(entries), round(per_image, 3))

@@ -65,7 +65,7 @@ async def test_queue_shows_your_jobs_with_positions_and_eta(world):
     rendering, waiting = your_jobs(message)
     assert rendering.startswith(f"**#{first}** · 🎨 rendering now, done in about ")
     assert rendering.endswith(" — a long red render")
-    assert waiting.startswith(f"**#{second}** · ⏳ 2nd in line, done in about ")
+    assert waiting.startswith(f"**#{second}** · ⏳ position 2, done in about ")
     assert waiting.endswith(" — a small green square")
     assert f"#{bobs}" not in message.embeds[0].description, "other members' jobs are counted, not listed"
     assert eta_seconds(waiting) >= eta_seconds(rendering)
@@ -85,5 +85,5 @@ async def test_show_of_a_queued_generation_says_where_it_is(world):
     result = await world.alice.slash(world.channel, "show", id=second)
     assert result.response.ephemeral
     text = result.response.content
-    assert text.startswith(f"Generation #{second} is number 1 in the queue (about ")
+    assert text.startswith(f"Generation #{second} is queued: position 1 (about ")
     assert text.endswith("s to go). It is posted when it's done; /queue shows your jobs.")

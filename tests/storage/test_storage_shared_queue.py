@@ -72,12 +72,15 @@ async def test_an_expired_lease_requeues_with_the_attempt_counted_then_fails(sha
     assert first.id == job.id
     second = await claim_one(shared, "alive", lease_s=0)
     assert second is not None and second.id == job.id and second.attempts == 2
-    # A second expiry: started twice, so it fails for good (max_attempts=2), with the same reason as recover().
+    # A second expiry: started twice, so it fails for good (max_attempts=2); the workers went silent, so the
+    # reason does not blame the request (as recover() does for a renderer that died rendering it).
     claimed, failed = await shared.claim("third", models=["tinyshapes"], max_size=1024, loaded_model=None,
                                          lease_s=LONG)
     assert claimed == [] and [record.id for record in failed] == [job.id]
     assert failed[0].status is GenerationStatus.FAILED
-    assert failed[0].failure_reason == "this request stopped the renderer twice; try a smaller size or fewer images"
+    assert failed[0].failure_reason == ("the render workers stopped responding twice while rendering it; "
+                                        "it was not your request — try again")
+    assert "this request" not in (await shared.get(job.id)).failure_reason
 
 
 async def test_only_the_lease_holder_finishes_and_only_once(shared: Store) -> None:

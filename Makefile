@@ -24,9 +24,13 @@ run: $(VENV)/.installed
 		(echo "DISCORD_TOKEN is not set in the environment or .env (see .env.example)"; exit 1)
 	@$(PY) -m bot; status=$$?; [ $$status -eq 75 ] || exit $$status
 
-# Everything (CI runs exactly this): types, import contracts, every test tier; the 15 slowest tests last.
+# Everything (CI runs exactly this): types, import contracts, every test tier; the 15 slowest tests of each
+# run last. In-process tests on two pytest workers (one per core); process and PostgreSQL tests (`system`)
+# one at a time, since they start servers and kill processes of their own.
 test: $(VENV)/.installed
-	$(PY) -m mypy && $(VENV)/bin/lint-imports && HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=15
+	$(PY) -m mypy && $(VENV)/bin/lint-imports
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n 2 -m "not system" --durations=15
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m system --durations=15
 
 # The inner loop: unit tests with fakes; no subprocesses or PostgreSQL (`system`), no long renders (`slow`);
 # two pytest workers (pytest-xdist), one per core.
@@ -35,7 +39,7 @@ check: $(VENV)/.installed
 
 # Figures for the README's Benchmarks table (prints them; nothing is timed in the tests).
 bench: $(VENV)/.installed
-	HF_HUB_OFFLINE=1 $(PY) -m generation.tinyshapes.bench
+	HF_HUB_OFFLINE=1 $(PY) -m training.tinyshapes.bench
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.generation_bench --threads 1
 	$(PY) -m benchmarks.storage_bench
 

@@ -102,8 +102,8 @@ async def test_edit_by_words_on_an_edit_model_is_an_instruction_edit(world) -> N
     description = info.embeds[0].description
     assert info.ephemeral and "instruction edit" in description and "strength" not in description
     line = " ".join(info.embeds[0].fields[0].value.strip("`").split())
-    assert line.startswith("/imagine prompt: make it blue") and line.endswith("init_image: (the original picture)")
-    assert "strength" not in line and "model: klein" in line
+    assert line.startswith("make it blue") and line.endswith("init_image: (the original picture)")
+    assert "strength" not in line and "--model klein" in line
     history = (await alice.slash(world.channel, "history")).response
     assert "instruction edit" in history.embeds[0].description.split("\n")[0]
 

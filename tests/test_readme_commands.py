@@ -1,0 +1,107 @@
+"""The READMEs' command examples that run offline and cheaply, taken from the README text itself.
+
+A README that names a `python -m …` module or a `python path.py` script that no longer exists (or no longer
+takes `--help`) fails here; the few examples with a promised outcome (the CLI render, `python -m bot`
+without a token, the interpreter's accuracy table) are run and their outcome checked.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import PIL.Image
+import pytest
+
+pytestmark = pytest.mark.system
+
+REPO = Path(__file__).resolve().parents[1]
+READMES = ["README.md", "generation/README.md", "storage/README.md", "generation/tinyshapes/README.md",
+           "evaluation/README.md"]
+MODULE = re.compile(r"python -m ([A-Za-z_][\w.]*)")
+SCRIPT = re.compile(r"python ([\w/]+\.py)")
+# Examples run on their own below, or that `--help` would start for real (no argument parser).
+RUN_AS_EXAMPLES = {"bot", "bot.worker", "playground", "generation", "evaluation.interpreter", "pytest"}
+CLI_EXAMPLE = re.compile(r'python -m generation "a red circle on a blue background" --seed 7 -o out\.png')
+
+
+def readme_text() -> str:
+    return "\n".join((REPO / name).read_text(encoding="utf-8") for name in READMES)
+
+
+def child_env(tmp_path: Path) -> dict[str, str]:
+    # The worktree's code first (the shared venv may hold an editable install of another checkout); a
+    # cwd without .env, so a developer's token or settings change nothing.
+    env = {key: value for key, value in os.environ.items() if key != "DISCORD_TOKEN"}
+    env.update(PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", DATA_DIR=str(tmp_path / "data"))
+    return env
+
+
+def run(args: list[str], tmp_path: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], cwd=tmp_path, env=child_env(tmp_path), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def help_commands() -> list[list[str]]:
+    text = readme_text()
+    modules = sorted(set(MODULE.findall(text)) - RUN_AS_EXAMPLES)
+    scripts = sorted(set(SCRIPT.findall(text)))
+    return [["-m", module, "--help"] for module in modules] + [[str(REPO / script), "--help"] for script in scripts]
+
+
+def test_the_readmes_name_the_tooling_commands():
+    named = {" ".join(command[:-1]) for command in help_commands()}
+    # guards the extraction itself: an empty or truncated list would pass the --help test trivially
+    for expected in ("-m benchmarks.storage_bench", "-m training.tinyshapes.evaluate", "-m playground.tour",
+                     "-m bot.workers", f"{REPO}/benchmarks/queue_scale.py"):
+        assert expected in named
+
+
+def test_every_named_tooling_command_answers_help(tmp_path):
+    commands = help_commands()
+    with ThreadPoolExecutor(max_workers=2) as pool:  # one per core
+        results = list(pool.map(lambda command: run(command, tmp_path), commands))
+    failures = [f"{' '.join(command)}: exit {result.returncode}: {result.stderr.strip()[-300:]}"
+                for command, result in zip(commands, results)
+                if result.returncode != 0 or "usage:" not in result.stdout]
+    assert not failures, "\n".join(failures)
+
+
+def test_the_cli_example_renders_the_shipped_model(tmp_path):
+    example = CLI_EXAMPLE.search(readme_text())
+    assert example is not None, "the README's `python -m generation` example changed"
+    args = shlex.split(example.group(0))[1:]
+    output = tmp_path / "out.png"
+    args[args.index("out.png")] = str(output)
+    result = run(args, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{output} seed=7"
+    with PIL.Image.open(output) as image:
+        assert image.size == (64, 64)  # the shipped model's native size
+        assert "Seed: 7" in image.info["parameters"]
+
+
+def test_bot_without_a_token_exits_2_with_one_line(tmp_path):
+    assert "without a token it exits with status 2 and one line pointing to `make demo`" in readme_text()
+    result = run(["-m", "bot"], tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "DISCORD_TOKEN" in lines[0] and "make demo" in lines[0]
+
+
+def test_the_interpreter_prints_the_readme_accuracy_table(tmp_path):
+    result = run(["-m", "evaluation.interpreter"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    printed = {line.strip() for line in result.stdout.splitlines()}
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = readme.split("| category | right | total | accuracy |", 1)[1].split("\n\n", 1)[0]
+    rows = [line.strip() for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) > 10 and rows[-1].startswith("| **overall** |")
+    missing = [row for row in rows if row not in printed]
+    assert not missing, f"the README's table differs from what `python -m evaluation.interpreter` prints: {missing}"

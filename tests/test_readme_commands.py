@@ -95,13 +95,14 @@ def test_bot_without_a_token_exits_2_with_one_line(tmp_path):
     assert len(lines) == 1 and "DISCORD_TOKEN" in lines[0] and "make demo" in lines[0]
 
 
-def test_the_interpreter_prints_the_readme_accuracy_table(tmp_path):
+@pytest.mark.parametrize("readme", ["README.md", "evaluation/README.md"])
+def test_the_interpreter_prints_the_readme_accuracy_table(tmp_path, readme):
     result = run(["-m", "evaluation.interpreter"], tmp_path)
     assert result.returncode == 0, result.stderr
     printed = {line.strip() for line in result.stdout.splitlines()}
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    table = readme.split("| category | right | total | accuracy |", 1)[1].split("\n\n", 1)[0]
+    text = (REPO / readme).read_text(encoding="utf-8")
+    table = text.split("| category | right | total | accuracy |", 1)[1].split("\n\n", 1)[0]
     rows = [line.strip() for line in table.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) > 10 and rows[-1].startswith("| **overall** |")
     missing = [row for row in rows if row not in printed]
-    assert not missing, f"the README's table differs from what `python -m evaluation.interpreter` prints: {missing}"
+    assert not missing, f"{readme}'s table differs from what `python -m evaluation.interpreter` prints: {missing}"

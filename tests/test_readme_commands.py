@@ -2,7 +2,8 @@
 
 A README that names a `python -m …` module or a `python path.py` script that no longer exists (or no longer
 takes `--help`) fails here; the few examples with a promised outcome (the CLI render, `python -m bot`
-without a token, the interpreter's accuracy table) are run and their outcome checked.
+without a token, the interpreter's accuracy table) are run and their outcome checked (`system`: subprocesses).
+Every upper-case setting name the READMEs use must exist in bot/settings.py.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from pathlib import Path
 import PIL.Image
 import pytest
 
-pytestmark = pytest.mark.system
-
 REPO = Path(__file__).resolve().parents[1]
 READMES = ["README.md", "generation/README.md", "storage/README.md", "generation/tinyshapes/README.md",
            "evaluation/README.md"]
@@ -27,6 +26,9 @@ MODULE = re.compile(r"python -m ([A-Za-z_][\w.]*)")
 SCRIPT = re.compile(r"python ([\w/]+\.py)")
 # Examples run on their own below, or that `--help` would start for real (no argument parser).
 RUN_AS_EXAMPLES = {"bot", "bot.worker", "playground", "generation", "evaluation.interpreter", "pytest"}
+# Upper-case names in the READMEs that are not settings: other programs' environment, make variables, constants.
+NOT_SETTINGS = {"APPLICATION_ID", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "HF_HUB_OFFLINE",
+                "TORCH_SPEC", "IMAGINE_TEST_POSTGRES_URL", "BATCH_TOLERANCE_MAX", "DYNAMIC_ITEMS", "TYPE_CHECKING"}
 CLI_EXAMPLE = re.compile(r'python -m generation "a red circle on a blue background" --seed 7 -o out\.png')
 
 
@@ -54,6 +56,15 @@ def help_commands() -> list[list[str]]:
     return [["-m", module, "--help"] for module in modules] + [[str(REPO / script), "--help"] for script in scripts]
 
 
+def test_every_setting_the_readmes_name_exists():
+    from bot.settings import Settings
+
+    settings = {name.upper() for name in Settings.model_fields}
+    named = set(re.findall(r"\b([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)\b", readme_text()))
+    assert named - settings - NOT_SETTINGS == set(), "the READMEs name settings bot/settings.py does not have"
+    assert {"SHARE_RESULTS", "BATCH_IMAGES", "MAX_RENDER_ATTEMPTS"} <= named
+
+
 def test_the_readmes_name_the_tooling_commands():
     named = {" ".join(command[:-1]) for command in help_commands()}
     # guards the extraction itself: an empty or truncated list would pass the --help test trivially
@@ -62,6 +73,7 @@ def test_the_readmes_name_the_tooling_commands():
         assert expected in named
 
 
+@pytest.mark.system
 def test_every_named_tooling_command_answers_help(tmp_path):
     commands = help_commands()
     with ThreadPoolExecutor(max_workers=2) as pool:  # one per core
@@ -72,6 +84,7 @@ def test_every_named_tooling_command_answers_help(tmp_path):
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.system
 def test_the_cli_example_renders_the_shipped_model(tmp_path):
     example = CLI_EXAMPLE.search(readme_text())
     assert example is not None, "the README's `python -m generation` example changed"
@@ -86,6 +99,7 @@ def test_the_cli_example_renders_the_shipped_model(tmp_path):
         assert "Seed: 7" in image.info["parameters"]
 
 
+@pytest.mark.system
 def test_bot_without_a_token_exits_2_with_one_line(tmp_path):
     assert "without a token it exits with status 2 and one line pointing to `make demo`" in readme_text()
     result = run(["-m", "bot"], tmp_path)
@@ -95,6 +109,7 @@ def test_bot_without_a_token_exits_2_with_one_line(tmp_path):
     assert len(lines) == 1 and "DISCORD_TOKEN" in lines[0] and "make demo" in lines[0]
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("readme", ["README.md", "evaluation/README.md"])
 def test_the_interpreter_prints_the_readme_accuracy_table(tmp_path, readme):
     result = run(["-m", "evaluation.interpreter"], tmp_path)

@@ -1,7 +1,7 @@
 """The READMEs' command examples that run offline and cheaply, taken from the README text itself.
 
-A README that names a `python -m …` module or a `python path.py` script that no longer exists (or no longer
-takes `--help`) fails here; the few examples with a promised outcome (the CLI render, `python -m bot`
+A README that names a `python -m …` module or a `python path.py` script that no longer exists, no longer
+takes `--help`, or does not take a flag an example passes it fails here; the few examples with a promised outcome (the CLI render, `python -m bot`
 without a token, the interpreter's accuracy table) are run and their outcome checked (`system`: subprocesses).
 Every upper-case setting name the READMEs use must exist in bot/settings.py.
 """
@@ -22,10 +22,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 READMES = ["README.md", "generation/README.md", "storage/README.md", "generation/tinyshapes/README.md",
            "evaluation/README.md"]
-MODULE = re.compile(r"python -m ([A-Za-z_][\w.]*)")
-SCRIPT = re.compile(r"python ([\w/]+\.py)")
-# Examples run on their own below, or that `--help` would start for real (no argument parser).
-RUN_AS_EXAMPLES = {"bot", "bot.worker", "playground", "generation", "evaluation.interpreter", "pytest"}
+# `python -m module` or `python path.py`, then the rest of its line (a `\` continuation joined)
+COMMAND = re.compile(r"python (?:-m ([A-Za-z_][\w.]*)|([\w/]+\.py))([^\n`#]*)")
+FLAG = re.compile(r"(?<![\w-])(--[a-z][\w-]*)")
+# No argument parser (`--help` would start them for real; `bot` without a token is run below), or not ours.
+NO_HELP = {"bot", "bot.worker", "playground", "pytest"}
 # Upper-case names in the READMEs that are not settings: other programs' environment, make variables, constants.
 NOT_SETTINGS = {"APPLICATION_ID", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "HF_HUB_OFFLINE",
                 "TORCH_SPEC", "IMAGINE_TEST_POSTGRES_URL", "BATCH_TOLERANCE_MAX", "DYNAMIC_ITEMS", "TYPE_CHECKING"}
@@ -34,6 +35,14 @@ CLI_EXAMPLE = re.compile(r'python -m generation "a red circle on a blue backgrou
 
 def readme_text() -> str:
     return "\n".join((REPO / name).read_text(encoding="utf-8") for name in READMES)
+
+
+def named_commands() -> dict[str, set[str]]:
+    """Every `python -m …`/`python ….py` the READMEs name, with the --flags their examples pass it."""
+    flags: dict[str, set[str]] = {}
+    for match in COMMAND.finditer(readme_text().replace("\\\n", " ")):
+        flags.setdefault(match.group(1) or match.group(2), set()).update(FLAG.findall(match.group(3)))
+    return flags
 
 
 def child_env(tmp_path: Path) -> dict[str, str]:
@@ -49,11 +58,15 @@ def run(args: list[str], tmp_path: Path, timeout: float = 120) -> subprocess.Com
                           text=True, timeout=timeout)
 
 
-def help_commands() -> list[list[str]]:
-    text = readme_text()
-    modules = sorted(set(MODULE.findall(text)) - RUN_AS_EXAMPLES)
-    scripts = sorted(set(SCRIPT.findall(text)))
-    return [["-m", module, "--help"] for module in modules] + [[str(REPO / script), "--help"] for script in scripts]
+def help_commands() -> list[tuple[list[str], set[str]]]:
+    """(`--help` command line, the flags the READMEs pass it) for every named command with an argument parser."""
+    commands = []
+    for name, flags in sorted(named_commands().items()):
+        if name in NO_HELP:
+            continue
+        target = ["-m", name] if not name.endswith(".py") else [str(REPO / name)]
+        commands.append(([*target, "--help"], flags))
+    return commands
 
 
 def test_every_setting_the_readmes_name_exists():
@@ -66,21 +79,25 @@ def test_every_setting_the_readmes_name_exists():
 
 
 def test_the_readmes_name_the_tooling_commands():
-    named = {" ".join(command[:-1]) for command in help_commands()}
+    named = {" ".join(command[:-1]) for command, _ in help_commands()}
     # guards the extraction itself: an empty or truncated list would pass the --help test trivially
     for expected in ("-m benchmarks.storage_bench", "-m training.tinyshapes.evaluate", "-m playground.tour",
-                     "-m bot.workers", f"{REPO}/benchmarks/queue_scale.py"):
+                     "-m bot.workers", "-m generation", f"{REPO}/benchmarks/queue_scale.py"):
         assert expected in named
+    assert {"--unet-minutes", "--finetune-from"} <= named_commands()["training.tinyshapes.train"]
 
 
 @pytest.mark.system
-def test_every_named_tooling_command_answers_help(tmp_path):
+def test_every_named_command_answers_help_with_the_flags_the_readmes_use(tmp_path):
     commands = help_commands()
     with ThreadPoolExecutor(max_workers=2) as pool:  # one per core
-        results = list(pool.map(lambda command: run(command, tmp_path), commands))
-    failures = [f"{' '.join(command)}: exit {result.returncode}: {result.stderr.strip()[-300:]}"
-                for command, result in zip(commands, results)
-                if result.returncode != 0 or "usage:" not in result.stdout]
+        results = list(pool.map(lambda command: run(command[0], tmp_path), commands))
+    failures = []
+    for (command, flags), result in zip(commands, results):
+        if result.returncode != 0 or "usage:" not in result.stdout:
+            failures.append(f"{' '.join(command)}: exit {result.returncode}: {result.stderr.strip()[-300:]}")
+        elif unknown := sorted(flag for flag in flags if not re.search(rf"{flag}\b", result.stdout)):
+            failures.append(f"{' '.join(command)}: the READMEs pass flags it does not take: {unknown}")
     assert not failures, "\n".join(failures)
 
 

@@ -78,6 +78,20 @@ def test_every_setting_the_readmes_name_exists():
     assert {"SHARE_RESULTS", "BATCH_IMAGES", "MAX_RENDER_ATTEMPTS"} <= named
 
 
+
+def heading_anchor(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("readme", READMES)
+def test_every_link_to_a_section_finds_it(readme):
+    text = (REPO / readme).read_text(encoding="utf-8")
+    anchors = {heading_anchor(heading) for heading in re.findall(r"^#+ (.+)$", text, flags=re.MULTILINE)}
+    links = set(re.findall(r"\]\(#([^)]+)\)", text))
+    assert links - anchors == set()
+
+
 def test_the_readmes_name_the_tooling_commands():
     named = {" ".join(command[:-1]) for command, _ in help_commands()}
     # guards the extraction itself: an empty or truncated list would pass the --help test trivially

@@ -56,10 +56,11 @@ def colour_share(image: Image.Image, colour: str) -> float:
     return float((labels == _NAMES.index(colour)).mean())
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
+def components(mask: np.ndarray) -> list[np.ndarray]:
+    """4-connected regions of ``mask`` as (n, 2) arrays of (y, x), largest first (ties in scan order)."""
     height, width = mask.shape
     seen = np.zeros_like(mask)
-    best: list[tuple[int, int]] = []
+    found = []
     for start in zip(*np.nonzero(mask)):
         if seen[start]:
             continue
@@ -72,12 +73,15 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
                 if 0 <= ny < height and 0 <= nx < width and mask[ny, nx] and not seen[ny, nx]:
                     seen[ny, nx] = True
                     queue.append((ny, nx))
-        if len(component) > len(best):
-            best = component
+        found.append(np.array(component))
+    return sorted(found, key=len, reverse=True)
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
     out = np.zeros_like(mask)
-    if best:
-        ys, xs = zip(*best)
-        out[list(ys), list(xs)] = True
+    found = components(mask)
+    if found:
+        out[found[0][:, 0], found[0][:, 1]] = True
     return out
 
 

@@ -7,11 +7,13 @@ accuracy there. /describe (``generation/describe.py``) names what it sees with t
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+from generation.shape_reading import components
 
 from .scenes import PALETTE, position_name, size_word, slot
 
@@ -56,27 +58,6 @@ def colour_share(image: Image.Image, colour: str) -> float:
     """Fraction of pixels whose nearest palette colour is ``colour``."""
     labels = nearest_colours(np.asarray(image.convert("RGB"), dtype=np.float32))
     return float((labels == _NAMES.index(colour)).mean())
-
-
-def components(mask: np.ndarray) -> list[np.ndarray]:
-    """4-connected regions of ``mask`` as (n, 2) arrays of (y, x), largest first."""
-    height, width = mask.shape
-    seen = np.zeros_like(mask)
-    found = []
-    for start in zip(*np.nonzero(mask)):
-        if seen[start]:
-            continue
-        seen[start] = True
-        component, queue = [], deque([start])
-        while queue:
-            y, x = queue.popleft()
-            component.append((y, x))
-            for ny, nx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
-                if 0 <= ny < height and 0 <= nx < width and mask[ny, nx] and not seen[ny, nx]:
-                    seen[ny, nx] = True
-                    queue.append((ny, nx))
-        found.append(np.array(component))
-    return sorted(found, key=len, reverse=True)
 
 
 def _templates(top: int, bottom: int, left: int, right: int):

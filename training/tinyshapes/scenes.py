@@ -8,19 +8,10 @@ conversation interpreter (a test checks the two agree).
 
 from __future__ import annotations
 
-# Eight colours far apart in RGB, so a nearest-colour rule can tell them apart.
-PALETTE: dict[str, tuple[int, int, int]] = {
-    "red": (220, 30, 30),
-    "orange": (245, 140, 20),
-    "yellow": (240, 220, 40),
-    "green": (30, 160, 50),
-    "blue": (30, 70, 220),
-    "purple": (130, 40, 170),
-    "white": (245, 245, 245),
-    "black": (20, 20, 20),
-}
+# The palette and shapes are the product's (the /describe reader's), declared once there.
+from generation.shape_reading import PALETTE, SHAPES
+
 COLOURS: tuple[str, ...] = tuple(PALETTE)
-SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 
 # Size words: the shape's bounding-box side as a fraction of the image's shorter side. The bins leave
 # gaps, so a measure can tell them apart; without a size word a shape is 0.38-0.72 (medium to large).

@@ -27,6 +27,7 @@ from bot.status import STATUS_EDIT_INTERVAL_S, StatusMessage, StatusWatcher
 from generation import GenerationRequest, JobCancelled, JobFailed, RequestError
 from generation.editing import blend_strip_png
 from generation.queue.records import request_from_record
+from generation.queue.tasks import BackgroundTasks
 from generation.telemetry import Outcome, events
 from storage import CorruptImage, GenerationKind, GenerationStatus, ImageInput
 
@@ -63,7 +64,7 @@ class JobRunner:
         # What status-edit throttling measures time with (None = the event loop's clock), and how often.
         self.status_clock = status_clock
         self.status_interval_s = STATUS_EDIT_INTERVAL_S
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks("job runner")
         # Status lines of jobs still waiting in the queue, kept up to date as the queue moves.
         self._waiting: dict[str, tuple[StatusMessage, GenerationRequest]] = {}
 
@@ -108,21 +109,10 @@ class JobRunner:
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], *, name: str | None = None) -> asyncio.Task[Any]:
         """Run `coroutine` in the background; kept until done, closed with the runner, failures logged."""
-        task = asyncio.get_running_loop().create_task(coroutine, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            # Nobody awaits a background task: without this its error would only surface at garbage collection.
-            log.error("background task %r failed", task.get_name(), exc_info=task.exception())
+        return self._tasks.spawn(coroutine, name=name)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
 
     async def _run(self, record: GenerationRecord, request: GenerationRequest, reservation: Reservation | None,
                    reply: Reply | None, attachment: discord.Attachment | None, *,

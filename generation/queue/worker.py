@@ -22,6 +22,7 @@ from ..request import RequestError
 from ..telemetry import events
 from .listening import start_listening
 from .records import request_from_record
+from .tasks import BackgroundTasks
 from .waiter import PLAIN, Waiter
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ class RenderWorker:
         self.waiter = waiter
         self.inflight: dict[int, Job | None] = {}
         self._wake = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks("worker")
         self._listener: signals.Listener | None = None
         self._listening: asyncio.Task[None] | None = None
         self._done = (0, 0, 0.0)  # jobs, images, render seconds since the last heartbeat
@@ -103,9 +104,7 @@ class RenderWorker:
         for job in self.inflight.values():
             if job is not None:
                 self.scheduler.cancel(job.key)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
         try:
             await self.store.worker_heartbeat(self.worker_id, loaded_model=self.loaded_model, current_jobs=[],
                                               stopped=True)
@@ -113,15 +112,7 @@ class RenderWorker:
             log.info("worker %s: could not record the stop", self.worker_id, exc_info=True)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coroutine, name=f"worker {name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("worker task %r failed", task.get_name(), exc_info=task.exception())
+        return self._tasks.spawn(coroutine, name=f"worker {name}")
 
     def _on_signal(self, channel: str, payload: str) -> None:
         if channel == signals.WORK:

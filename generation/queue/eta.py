@@ -64,6 +64,29 @@ def seconds_left(estimate_s: float, elapsed_s: float, step: int, total: int) -> 
     return max(estimate_s - elapsed_s, 0.0)
 
 
+class RunningPace:
+    """A rendering job's steps as heard from its worker (the shared queue): the first step heard and when, and
+    the latest, so the time left follows the pace measured since, whenever the gateway started listening."""
+
+    def __init__(self, step: int, total: int, at: float) -> None:
+        self.first_step, self.first_at = step, at
+        self.step, self.total = step, total
+
+    def heard(self, step: int, total: int) -> None:
+        self.step, self.total = step, total
+
+    def seconds_left(self, estimate_s: float, now: float) -> float:
+        """At the measured pace once a step has passed since the first one heard; until then the estimate's
+        share for the steps left."""
+        if self.total > 0 and self.step >= self.total:
+            return 0.0
+        if self.step > self.first_step:
+            return (now - self.first_at) / (self.step - self.first_step) * (self.total - self.step)
+        if self.total > 0:
+            return estimate_s * (self.total - self.step) / self.total
+        return estimate_s
+
+
 Member = tuple[str, str]  # (job key, owner)
 
 

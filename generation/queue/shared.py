@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from storage.repository import FINAL
 from ..jobs import JobCancelled, JobFailed, QueueEntry, QueueSnapshot
 from ..request import Progress
 from .admission import Admission
-from .eta import DEFAULT_SECONDS_PER_STEP, never_decreasing
+from .eta import DEFAULT_SECONDS_PER_STEP, RunningPace, never_decreasing
 from .listening import start_listening
 from .waiter import PLAIN, Waiter
 
@@ -53,7 +54,8 @@ class SharedQueue:
     their defaults, as the workers' would."""
 
     def __init__(self, requests: RequestChecker, store: Store, *, per_owner_cap: int, total_cap: int,
-                 poll_s: float, max_attempts: int, waiter: Waiter = PLAIN, metrics: Metrics | None = None) -> None:
+                 poll_s: float, max_attempts: int, waiter: Waiter = PLAIN, metrics: Metrics | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if not store.shared:
             raise RuntimeError("SHARED_QUEUE=true needs PostgreSQL: set DATABASE_URL=postgresql+asyncpg://...")
         self.requests = requests
@@ -67,6 +69,9 @@ class SharedQueue:
         self.followers: dict[int, Follower] = {}
         self.shared_entries: list[QueuedJob] = []
         self.shared_workers: list[WorkerRecord] = []
+        self.clock = clock
+        # Rendering jobs' progress as heard from the workers (any gateway's jobs): their ETAs come from it.
+        self.paces: dict[int, RunningPace] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listener: signals.Listener | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -193,6 +198,7 @@ class SharedQueue:
     def _on_signal(self, channel: str, payload: str) -> None:
         parts = payload.split()
         if channel == signals.PROGRESS and len(parts) == 3:
+            self._heard_progress(int(parts[0]), int(parts[1]), int(parts[2]))
             follower = self.followers.get(int(parts[0]))
             if follower is not None and follower.on_progress is not None:
                 follower.on_progress(int(parts[1]), int(parts[2]))
@@ -203,6 +209,13 @@ class SharedQueue:
             self._spawn(self.refresh())
         elif channel == signals.WORK:
             self._spawn(self.refresh())
+
+    def _heard_progress(self, generation_id: int, step: int, total: int) -> None:
+        pace = self.paces.get(generation_id)
+        if pace is None or step < pace.step:  # a new attempt starts over
+            self.paces[generation_id] = RunningPace(step, total, self.clock())
+        else:
+            pace.heard(step, total)
 
     async def _tick(self) -> None:
         """Every QUEUE_POLL_S: take back jobs of workers that stopped heartbeating, refresh /queue, and let
@@ -226,6 +239,8 @@ class SharedQueue:
     async def refresh(self) -> None:
         self.shared_entries = await self.store.shared_queue()
         self.shared_workers = await self.store.workers()
+        rendering = {job.id for job in self.shared_entries if job.status is GenerationStatus.RUNNING}
+        self.paces = {key: pace for key, pace in self.paces.items() if key in rendering}
         if self.metrics is not None:
             running = sum(1 for job in self.shared_entries if job.status is GenerationStatus.RUNNING)
             self.metrics.set_queue(len(self.shared_entries) - running, running)
@@ -242,14 +257,18 @@ class SharedQueue:
 
     def snapshot(self) -> QueueSnapshot:
         """Every worker's queue: rendering jobs at position 0; queued ones in claim order, as many per
-        position as there are live workers; ETAs from the workers' measured seconds per image."""
+        position as there are live workers; ETAs from the workers' measured seconds per image, and a
+        rendering job's from the pace of its steps so far."""
         per_image = self.seconds_per_image()
         workers = max(len(self.live_workers()), 1)
         entries: list[QueueEntry] = []
         ahead = 0.0
         waiting = 0
+        now = self.clock()
         for job in self.shared_entries:
             work = job.images * per_image
+            if job.status is GenerationStatus.RUNNING and job.id in self.paces:
+                work = self.paces[job.id].seconds_left(work, now)
             ahead += work
             if job.status is GenerationStatus.RUNNING:
                 entries.append(QueueEntry(str(job.id), str(job.owner_id), 0, round(work, 1)))

@@ -72,3 +72,32 @@ async def test_the_service_gives_a_running_job_the_time_its_steps_left_need(monk
     gate.set()
     await asyncio.gather(running.result(), waiting.result())
     await service.close()
+
+
+def test_a_rendering_job_on_the_shared_queue_has_the_time_its_steps_left_need():
+    """Issue 20.4 on SHARED_QUEUE=true: the gateway hears a worker's progress and gives the rendering job the
+    pace of its steps, and the jobs behind it wait only for what is left (a virtual clock)."""
+    from types import SimpleNamespace
+
+    from storage import GenerationStatus
+    from storage.claims import QueuedJob, WorkerRecord
+
+    from generation.queue.shared import SharedQueue
+    from storage import signals
+
+    now = [100.0]
+    queue = SharedQueue(None, SimpleNamespace(shared=True), per_owner_cap=3, total_cap=10, poll_s=0,
+                        max_attempts=2, clock=lambda: now[0])
+    queue.shared_workers = [WorkerRecord(id="w1", host="h", models=["tinyshapes"], max_size=88, loaded_model=None,
+                                         current_jobs=[1], jobs_done=5, images_done=10, render_s=20.0,
+                                         started_at=None, heartbeat_at=None, stopped_at=None)]  # 2 s per image
+    queue.shared_entries = [QueuedJob(1, 7, GenerationStatus.RUNNING, 4, 20, "w1", None),
+                            QueuedJob(2, 8, GenerationStatus.QUEUED, 1, 20, None, None)]
+    assert [entry.eta_s for entry in queue.snapshot().entries] == [8.0, 10.0]  # nothing heard: whole estimate
+    queue._on_signal(signals.PROGRESS, "1 5 20")
+    assert [entry.eta_s for entry in queue.snapshot().entries] == [6.0, 8.0]  # 15 of 20 steps of the estimate
+    now[0] += 10.0
+    queue._on_signal(signals.PROGRESS, "1 10 20")  # 5 steps in 10 s: 10 steps left take 20 s
+    assert [entry.eta_s for entry in queue.snapshot().entries] == [20.0, 22.0]
+    queue._on_signal(signals.PROGRESS, "1 2 20")  # a new attempt starts over
+    assert queue.paces[1].first_step == 2

@@ -126,23 +126,27 @@ def vae_key_to_ldm(key: str, num_blocks: int) -> str:
     raise ValueError(f"Unexpected VAE key {name!r}")
 
 
-def convert_folder_to_ldm_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
-    """Read a diffusers SD folder (safetensors) and return one state dict in LDM key layout."""
-    folder = Path(folder)
+def unet_and_vae_in_ldm_layout(folder: Path) -> dict[str, torch.Tensor]:
+    """The UNet's and the VAE's weights under their original (LDM and SGM alike) keys."""
     unet_config = json.loads((folder / "unet" / "config.json").read_text())
     vae_config = json.loads((folder / "vae" / "config.json").read_text())
     has_up_attentions = any("CrossAttn" in t for t in unet_config["up_block_types"])
-
     state: dict[str, torch.Tensor] = {}
     for key, tensor in load_file(folder / "unet" / "diffusion_pytorch_model.safetensors").items():
-        ldm = unet_key_to_ldm(key, unet_config["layers_per_block"], has_up_attentions)
-        state[UNET_PREFIX + ldm] = tensor
+        state[UNET_PREFIX + unet_key_to_ldm(key, unet_config["layers_per_block"], has_up_attentions)] = tensor
     num_vae_blocks = len(vae_config["down_block_types"])
     for key, tensor in load_file(folder / "vae" / "diffusion_pytorch_model.safetensors").items():
         ldm = vae_key_to_ldm(key, num_vae_blocks)
         if ".mid.attn_1." in ldm and ldm.endswith(".weight") and tensor.ndim == 2:
             tensor = tensor[:, :, None, None]  # LDM's VAE attention uses 1x1 convolutions
         state[VAE_PREFIX + ldm] = tensor
+    return state
+
+
+def convert_folder_to_ldm_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
+    """Read a diffusers SD folder (safetensors) and return one state dict in LDM key layout."""
+    folder = Path(folder)
+    state = unet_and_vae_in_ldm_layout(folder)
     for key, tensor in load_file(folder / "text_encoder" / "model.safetensors").items():
         # transformers >= 5.6 saves CLIPTextModel without the "text_model." level that LDM keys keep
         if not key.startswith("text_model."):
@@ -198,18 +202,7 @@ def open_clip_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
 def convert_sdxl_folder_to_sgm_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
     """Read a diffusers SDXL folder and return one state dict in the original SGM layout."""
     folder = Path(folder)
-    unet_config = json.loads((folder / "unet" / "config.json").read_text())
-    vae_config = json.loads((folder / "vae" / "config.json").read_text())
-    has_up_attentions = any("CrossAttn" in t for t in unet_config["up_block_types"])
-    state: dict[str, torch.Tensor] = {}
-    for key, tensor in load_file(folder / "unet" / "diffusion_pytorch_model.safetensors").items():
-        state[UNET_PREFIX + unet_key_to_ldm(key, unet_config["layers_per_block"], has_up_attentions)] = tensor
-    num_vae_blocks = len(vae_config["down_block_types"])
-    for key, tensor in load_file(folder / "vae" / "diffusion_pytorch_model.safetensors").items():
-        ldm = vae_key_to_ldm(key, num_vae_blocks)
-        if ".mid.attn_1." in ldm and ldm.endswith(".weight") and tensor.ndim == 2:
-            tensor = tensor[:, :, None, None]
-        state[VAE_PREFIX + ldm] = tensor
+    state = unet_and_vae_in_ldm_layout(folder)
     for key, tensor in load_file(folder / "text_encoder" / "model.safetensors").items():
         state[SDXL_TEXT_ENCODER_PREFIX + _with_text_model(key)] = tensor
     second = open_clip_state_dict(load_file(folder / "text_encoder_2" / "model.safetensors"))

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .models import PARAM_FIELDS, Generation, GenerationKind, GenerationStatus, GuildConfig, Image, Turn, TurnState
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+RecordT = TypeVar("RecordT", bound="DataclassInstance")
+
+
+def from_columns(record: type[RecordT], row: object, **derived: Any) -> RecordT:
+    """A record from an ORM row: every field read from the row's attribute of the same name, except the
+    `derived` ones (computed by the caller; a relationship is never touched unless asked for)."""
+    names = [item.name for item in fields(record) if item.name not in derived]
+    return record(**{name: getattr(row, name) for name in names}, **derived)
 
 
 @dataclass(frozen=True)
@@ -39,19 +51,7 @@ class ImageRecord:
 
     @classmethod
     def from_row(cls, row: Image) -> ImageRecord:
-        return cls(
-            index=row.index,
-            seed=row.seed,
-            variation_seed=row.variation_seed,
-            variation_strength=row.variation_strength,
-            width=row.width,
-            height=row.height,
-            path=row.path,
-            sha256=row.sha256,
-            nsfw=row.nsfw,
-            batch_size=row.batch_size,
-            batch_index=row.batch_index,
-        )
+        return from_columns(cls, row)
 
 
 @dataclass(frozen=True)
@@ -121,39 +121,11 @@ class GenerationRecord:
 
     @classmethod
     def from_row(cls, row: Generation, *, with_images: bool = True) -> GenerationRecord:
-        return cls(
-            id=row.id,
-            owner_id=row.owner_id,
-            guild_id=row.guild_id,
-            channel_id=row.channel_id,
-            kind=row.kind,
-            parent_id=row.parent_id,
-            status=row.status,
-            failure_reason=row.failure_reason,
-            attempts=row.attempts,
-            source_index=row.source_index,
-            **{name: getattr(row, name) for name in PARAM_FIELDS},
-            sref_sha256=row.sref_sha256,
-            oref_sha256=row.oref_sha256,
-            sref_path=row.sref_path,
-            oref_path=row.oref_path,
+        return from_columns(
+            cls, row,
             has_init_image=row.init_image_path is not None or row.init_image_url is not None,
-            init_image_url=row.init_image_url,
-            interaction_token=row.interaction_token,
-            interaction_expires_at=row.interaction_expires_at,
-            created_at=row.created_at,
-            started_at=row.started_at,
-            finished_at=row.finished_at,
-            duration_s=row.duration_s,
-            message_id=row.message_id,
-            message_channel_id=row.message_channel_id,
-            delivered_at=row.delivered_at,
-            delivery_failure=row.delivery_failure,
-            delivery_started_at=row.delivery_started_at,
             deleted=row.deleted_at is not None,
             images=tuple(ImageRecord.from_row(image) for image in row.images) if with_images else (),
-            turn_text=row.turn_text,
-            turn_reading=row.turn_reading,
         )
 
 
@@ -172,9 +144,7 @@ class TurnRecord:
 
     @classmethod
     def from_row(cls, row: Turn) -> TurnRecord:
-        return cls(message_id=row.message_id, channel_id=row.channel_id, author_id=row.author_id,
-                   generation_id=row.generation_id, state=row.state, reason=row.reason,
-                   created_at=row.created_at, finished_at=row.finished_at)
+        return from_columns(cls, row)
 
 
 @dataclass(frozen=True)
@@ -217,17 +187,12 @@ class GuildConfigRecord:
 
     @classmethod
     def from_row(cls, row: GuildConfig) -> GuildConfigRecord:
-        return cls(
-            guild_id=row.guild_id,
+        return from_columns(
+            cls, row,
             allowed_channel_ids=tuple(int(value) for value in row.allowed_channel_ids or ()),
             defaults=dict(row.defaults or {}),
-            nsfw_policy=row.nsfw_policy,
             banned_words=tuple(row.banned_words or ()),
-            queue_cap=row.queue_cap,
-            daily_quota=row.daily_quota,
             allowed_models=tuple(row.allowed_models or ()),
-            mod_log_channel_id=row.mod_log_channel_id,
-            updated_at=row.updated_at,
         )
 
 

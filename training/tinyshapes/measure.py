@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from generation.shape_reading import components
+from generation.shape_reading import colour_share, components, nearest_colours
 
 from .scenes import PALETTE, position_name, size_word, slot
 
@@ -46,18 +46,6 @@ class Reading:
     @property
     def count(self) -> int:
         return len(self.shapes)
-
-
-def nearest_colours(pixels: np.ndarray) -> np.ndarray:
-    """Palette index of the nearest colour, per pixel of an (..., 3) array."""
-    distance = ((pixels[..., None, :] - _RGB) ** 2).sum(-1)
-    return distance.argmin(-1)
-
-
-def colour_share(image: Image.Image, colour: str) -> float:
-    """Fraction of pixels whose nearest palette colour is ``colour``."""
-    labels = nearest_colours(np.asarray(image.convert("RGB"), dtype=np.float32))
-    return float((labels == _NAMES.index(colour)).mean())
 
 
 def _templates(top: int, bottom: int, left: int, right: int):

@@ -66,19 +66,12 @@ class EditFamily(Family):
                 "sampler": self.default_sampler}
 
     def call_arguments(self, request: GenerationRequest, info: ModelInfo) -> dict[str, Any]:
-        arguments: dict[str, Any] = {}
-        if self.guidance_argument == "true_cfg_scale":
-            # Qwen-Image-Edit: CFG runs only with a negative prompt; an empty one is the plain unconditional.
-            arguments["true_cfg_scale"] = request.guidance_scale
-            if request.guidance_scale > 1:
-                arguments["negative_prompt"] = request.negative_prompt or " "
-        else:
-            arguments["guidance_scale"] = request.guidance_scale
-            if self.negative_prompt == "true_cfg" and request.negative_prompt:
-                arguments["negative_prompt"] = request.negative_prompt
-                arguments["true_cfg_scale"] = info.true_cfg_scale
-        if self.text_window is not None:
-            arguments["max_sequence_length"] = self.text_window
+        if self.guidance_argument != "true_cfg_scale":
+            return super().call_arguments(request, info)
+        # Qwen-Image-Edit: CFG runs only with a negative prompt; an empty one is the plain unconditional.
+        arguments: dict[str, Any] = {"true_cfg_scale": request.guidance_scale}
+        if request.guidance_scale > 1:
+            arguments["negative_prompt"] = request.negative_prompt or " "
         return arguments
 
     def preview_latents(self, pipe: Any, latents: Any, width: int, height: int) -> Any:

@@ -31,6 +31,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from benchmarks.gpu_check import NanWatch  # noqa: E402
+
 FLUX1_TRANSFORMER: dict[str, Any] = {  # FLUX.1-dev = FLUX.1 Kontext [dev]
     "attention_head_dim": 128, "guidance_embeds": True, "in_channels": 64, "joint_attention_dim": 4096,
     "num_attention_heads": 24, "num_layers": 19, "num_single_layers": 38, "patch_size": 1,
@@ -208,29 +210,6 @@ def write_config_folder(pipe: Any, folder: Path) -> Path:
         component.save_config(folder / name)
     (folder / "model_index.json").write_text(json.dumps(index))
     return folder
-
-
-class NanWatch:
-    """Forward hooks noting NaN/inf in the transformer's output and the VAE decoder's output."""
-
-    def __init__(self, pipe: Any):
-        self.found = {"transformer": False, "vae_decoder": False}
-        self.handles = [pipe.transformer.register_forward_hook(self._hook("transformer")),
-                        pipe.vae.decoder.register_forward_hook(self._hook("vae_decoder"))]
-
-    def _hook(self, name: str) -> Any:
-        import torch
-
-        def check(module: Any, inputs: Any, output: Any) -> None:
-            tensor = output[0] if isinstance(output, (tuple, list)) else getattr(output, "sample", output)
-            if isinstance(tensor, torch.Tensor) and not torch.isfinite(tensor).all():
-                self.found[name] = True
-
-        return check
-
-    def close(self) -> None:
-        for handle in self.handles:
-            handle.remove()
 
 
 def _picture(size: int) -> bytes:

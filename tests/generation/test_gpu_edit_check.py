@@ -18,5 +18,5 @@ def test_the_edit_check_builds_adopts_and_renders_each_family_at_toy_scale(capsy
     assert [row["pipeline"] for row in rows] == ["Flux2KleinPipeline", "FluxKontextPipeline"]
     for row in rows:
         assert row["output"] == "64x64" and row["s_per_step"] > 0
-        assert row["nan"] == {"transformer": False, "vae_decoder": False}
+        assert row["nan"] == {"denoiser": False, "vae_decoder": False}
     assert "no NaN/inf" in capsys.readouterr().out

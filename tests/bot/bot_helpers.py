@@ -1,4 +1,5 @@
-"""Helpers for the bot tests: read what a user would see on a message (images, embed fields, buttons)."""
+"""Helpers for the bot tests: read what a user would see on a message (images, embed fields, buttons), and
+compare a stored image with a render of it again."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import io
 import re
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 
@@ -111,3 +113,15 @@ def png_of(image: Image.Image) -> bytes:
 def message_text(message: Any) -> str:
     """All the text a member reads on a message: its content and, in the gallery layout, its text displays."""
     return "\n".join([message.content or "", *_texts(message)])
+
+
+async def stored_and_rendered_again(store: Any, record: Any, image: Any) -> tuple[np.ndarray, np.ndarray]:
+    """RGB pixels of a stored image, and of its request rendered again alone in the place of the call it was
+    recorded in (a fresh CPU renderer, float32, one thread, as the crash tests' processes render)."""
+    from generation import Renderer
+    from generation.queue.records import place_of, request_for_image
+
+    stored = Image.open(io.BytesIO(await store.read_image(image))).convert("RGB")
+    renderer = Renderer("tinyshapes", device="cpu", dtype="float32", cpu_threads=1)
+    again = renderer.render_batch([request_for_image(record, image)], place=place_of(image))[0].images[0].image
+    return np.asarray(stored), np.asarray(again.convert("RGB"))

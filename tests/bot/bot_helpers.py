@@ -115,13 +115,20 @@ def message_text(message: Any) -> str:
     return "\n".join([message.content or "", *_texts(message)])
 
 
-async def stored_and_rendered_again(store: Any, record: Any, image: Any) -> tuple[np.ndarray, np.ndarray]:
-    """RGB pixels of a stored image, and of its request rendered again alone in the place of the call it was
-    recorded in (a fresh CPU renderer, float32, one thread, as the crash tests' processes render)."""
+
+async def differing_from_a_render_again(store: Any, records: list[Any]) -> list[str]:
+    """The prompts of those records whose stored images differ (any pixel) from their requests rendered again
+    alone in the place of the call each image was recorded in (a fresh CPU renderer, float32, one thread, as
+    the crash tests' processes render)."""
     from generation import Renderer
     from generation.queue.records import place_of, request_for_image
 
-    stored = Image.open(io.BytesIO(await store.read_image(image))).convert("RGB")
     renderer = Renderer("tinyshapes", device="cpu", dtype="float32", cpu_threads=1)
-    again = renderer.render_batch([request_for_image(record, image)], place=place_of(image))[0].images[0].image
-    return np.asarray(stored), np.asarray(again.convert("RGB"))
+    differing = []
+    for record in records:
+        for image in record.images:
+            stored = Image.open(io.BytesIO(await store.read_image(image))).convert("RGB")
+            [again] = renderer.render_batch([request_for_image(record, image)], place=place_of(image))
+            if not np.array_equal(np.asarray(stored), np.asarray(again.images[0].image.convert("RGB"))):
+                differing.append(record.prompt)
+    return differing

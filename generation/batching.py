@@ -5,7 +5,9 @@ images one call may hold.
 equal keys can be rendered as one call (per-image prompts, negative prompts, seeds, variation noise and
 init images; everything else shared). `BatchLimit` is the `BATCH_IMAGES` setting: a fixed number of
 images per call, or `auto` (CPU: a quick probe at load; CUDA: grow while images/s improves, halve and
-remember on out-of-memory, per model and size).
+remember on out-of-memory, per model and size). The CPU probe's rule is pure: `probe_rates` (which sizes to
+measure, from the seconds each call took) and `probed_limit` (the limit those rates give); the renderer
+times its probe calls through a `ProbeTimer` (`wall_clock` in production).
 
 Importing this module does not import torch.
 """
@@ -13,7 +15,8 @@ Importing this module does not import torch.
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .prompts import has_weights, split_prompt
@@ -62,6 +65,36 @@ def batch_key(request: GenerationRequest) -> Hashable:
     )
 
 
+# Runs one probe call of that many images (the callable) and says how many seconds it took.
+ProbeTimer = Callable[[int, Callable[[], object]], float]
+
+
+def wall_clock(images: int, call: Callable[[], object]) -> float:
+    """The production ProbeTimer: the call's wall-clock seconds."""
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+def probe_rates(seconds_for: Callable[[int], float], sizes: Sequence[int] = PROBE_SIZES) -> dict[int, float]:
+    """Images/s per call size, where `seconds_for(size)` runs (or looks up) one call of `size` images and
+    gives its seconds; stops after the first size that does not beat the best so far by IMPROVEMENT."""
+    rates: dict[int, float] = {}
+    best = 0.0
+    for size in sizes:
+        rates[size] = size / max(seconds_for(size), 1e-9)
+        if rates[size] < best * IMPROVEMENT:
+            break
+        best = max(best, rates[size])
+    return rates
+
+
+def probed_limit(rates: Mapping[int, float]) -> int:
+    """The images per call a CPU probe's rates give: the smallest size within 5 % of the best (1 if none)."""
+    best_rate = max(rates.values(), default=0.0)
+    return min((size for size, rate in rates.items() if rate * IMPROVEMENT >= best_rate), default=1)
+
+
 def bucket(images: int) -> int:
     """The batch size a call is padded to when compiled graphs should be reused: the next power of two."""
     size = 1
@@ -83,7 +116,7 @@ class BatchLimit:
     """How many images one pipeline call may hold (`BATCH_IMAGES`): a number, or `auto`.
 
     `auto` on a CPU: `set_probed(model, rates)` with images/s at 1, 2, 4, … images per call (measured
-    by the renderer at load, stopping when images/s stops improving) fixes the model's limit. `auto` on
+    by the renderer at load through `probe_rates`) fixes the model's limit. `auto` on
     CUDA (`grows=True`): the limit per model and size starts at 1 and doubles after a full batch that
     beat the previous size's images/s by 5 %; a batch that did not improve settles it at the previous
     size. Either way an out-of-memory batch halves the limit for that model and size, for good.
@@ -116,9 +149,8 @@ class BatchLimit:
         return self.auto and not self.grows and model not in self._probed
 
     def set_probed(self, model: str, rates: dict[int, float]) -> int:
-        """Fix `model`'s limit from measured images/s per batch size: the smallest size within 5 % of the best."""
-        best_rate = max(rates.values(), default=0.0)
-        chosen = min((size for size, rate in rates.items() if rate * IMPROVEMENT >= best_rate), default=1)
+        """Fix `model`'s limit from measured images/s per batch size (`probed_limit`)."""
+        chosen = probed_limit(rates)
         self._probed[model] = chosen
         log.info("batch limit for %s: %d image(s) per call (probe, images/s: %s)", model, chosen,
                  ", ".join(f"{size}: {rate:.2f}" for size, rate in sorted(rates.items())))

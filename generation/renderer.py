@@ -24,7 +24,7 @@ from typing import Any, Callable
 import PIL.Image
 import torch
 
-from .batching import IMPROVEMENT, PROBE_SIZES, batch_key
+from .batching import PROBE_SIZES, ProbeTimer, batch_key, probe_rates, wall_clock
 from .catalog import ModelCatalog
 from .devices import (
     OFFLOAD_MODES,
@@ -288,9 +288,10 @@ class Renderer:
             retryable=True,
         )
 
-    def probe_batch_images(self, model: str, sizes: Sequence[int] = PROBE_SIZES, steps: int = 2) -> dict[int, float]:
-        """Images/s at 1, 2, 4, … images per call (native size, `steps` steps), stopping once a size does
-        not beat the previous one by 5 %: what BATCH_IMAGES=auto picks from on a CPU (a few seconds)."""
+    def probe_batch_images(self, model: str, sizes: Sequence[int] = PROBE_SIZES, steps: int = 2,
+                           timer: ProbeTimer = wall_clock) -> dict[int, float]:
+        """Images/s at 1, 2, 4, … images per call (native size, `steps` steps; `probe_rates` says when to
+        stop): what BATCH_IMAGES=auto picks from on a CPU (a few seconds). `timer` runs and times each call."""
         self.load(model)
         native = self.native_size(model)
         defaults = self.defaults(model)
@@ -299,16 +300,7 @@ class Renderer:
             guidance_scale=defaults["guidance_scale"], sampler=defaults["sampler"], seed=0, model=model,
         )
         self.render_batch([request])  # warm-up: first-call allocations
-        rates: dict[int, float] = {}
-        best = 0.0
-        for size in sizes:
-            started = time.perf_counter()
-            self.render_batch([request.replace(count=size)])
-            rates[size] = size / (time.perf_counter() - started)
-            if rates[size] < best * IMPROVEMENT:
-                break
-            best = max(best, rates[size])
-        return rates
+        return probe_rates(lambda size: timer(size, lambda: self.render_batch([request.replace(count=size)])), sizes)
 
     def warm_up(self, model: str, batch_sizes: Sequence[int] = (1,), steps: int = 2) -> None:
         """Render throwaway batches of these sizes at the native size (compiled graphs, kernel choice)."""

@@ -1,4 +1,5 @@
-"""Helpers for the bot tests: read what a user would see on a message (images, embed fields, buttons)."""
+"""Helpers for the bot tests: read what a user would see on a message (images, embed fields, buttons), and
+compare a stored image with a render of it again."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import io
 import re
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 
@@ -111,3 +113,22 @@ def png_of(image: Image.Image) -> bytes:
 def message_text(message: Any) -> str:
     """All the text a member reads on a message: its content and, in the gallery layout, its text displays."""
     return "\n".join([message.content or "", *_texts(message)])
+
+
+
+async def differing_from_a_render_again(store: Any, records: list[Any]) -> list[str]:
+    """The prompts of those records whose stored images differ (any pixel) from their requests rendered again
+    alone in the place of the call each image was recorded in (a fresh CPU renderer, float32, one thread, as
+    the crash tests' processes render)."""
+    from generation import Renderer
+    from generation.queue.records import place_of, request_for_image
+
+    renderer = Renderer("tinyshapes", device="cpu", dtype="float32", cpu_threads=1)
+    differing = []
+    for record in records:
+        for image in record.images:
+            stored = Image.open(io.BytesIO(await store.read_image(image))).convert("RGB")
+            [again] = renderer.render_batch([request_for_image(record, image)], place=place_of(image))
+            if not np.array_equal(np.asarray(stored), np.asarray(again.images[0].image.convert("RGB"))):
+                differing.append(record.prompt)
+    return differing

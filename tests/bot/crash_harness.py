@@ -4,7 +4,9 @@
 
 Each run builds the same SimCord world (a fresh backend with its clock at the same start, so the
 guild, channel and members get the same ids in every process) around a bot on DATA_DIR. A renderer
-wrapper appends one line per finished render to RENDER_LOG and kills the process:
+wrapper appends one line per finished render to RENDER_LOG and kills the process (the render service
+batches as by default, BATCH_IMAGES=auto, its probe timed by tests/bot/batch_cost_model.py: `probe limit=N`
+in RENDER_LOG):
 - at step 2 of "a green circle" in the `burst` phase (mid-render);
 - at step 1 of any "triangle" in every phase (a request that always brings the renderer down).
 Phases:
@@ -30,6 +32,7 @@ sys.path.insert(0, str(REPO))
 import discord  # noqa: E402
 import simcord  # noqa: E402
 
+from batch_cost_model import modelled_probe  # noqa: E402
 from bot.app import build_service, create_bot  # noqa: E402
 from generation.queue import CallbackWaiter  # noqa: E402
 from bot.settings import Settings  # noqa: E402
@@ -59,6 +62,13 @@ class CrashingRenderer:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._renderer, name)
+
+    def probe_batch_images(self, model: str) -> dict[int, float]:
+        def log_line(line: str) -> None:
+            with self._log_path.open("a") as log:
+                log.write(f"probe {line}\n")
+
+        return modelled_probe(self._renderer, model, log_line)
 
     def render_batch(self, requests: list[Any], *, on_progress: Any = None, is_cancelled: Any = None,
                      **options: Any) -> Any:
@@ -91,10 +101,8 @@ class CrashingRenderer:
 
 
 async def main(data_dir: Path, phase: str, log_path: Path) -> None:
-    # Batches of two: BATCH_IMAGES=auto would probe on this CPU, and under load may settle on one image per
-    # call; the kill must land in a call of two jobs.
     settings = Settings(_env_file=None, data_dir=data_dir, device="cpu", dtype="float32", default_steps=4,
-                        cpu_threads=1, batch_images=2)
+                        cpu_threads=1)
     gate = asyncio.Event()
     if phase != "burst":
         gate.set()

@@ -14,10 +14,14 @@ Gateway phases (the SimCord world has the same ids in every process, as Discord 
 Every phase then waits (on NOTIFY imagine_done and the rows, bounded) until every job is final and every done one
 posted, and prints `MESSAGE <generation id>` per result message in the channel.
 
-A worker appends to EVENTS_LOG: `FINISH <worker> <prompt>` per completed render, `STEP <worker> <prompt> <n>`
-per step of a "slow" prompt, `STOPPED <worker> <prompt>` when a render stopped on a cancel. It SIGKILLs itself at
-step 2 of the first render anywhere of a prompt containing "doomed" (a marker file makes it the first only);
-at step 2 of a "slow" prompt it waits (bounded) until that job's row is cancelled (the user clicks Cancel then).
+A worker batches as by default (BATCH_IMAGES=auto), its probe timed by tests/bot/batch_cost_model.py. It appends
+to EVENTS_LOG: `PROBE <worker> limit=<n>` (the probe's outcome), `BATCH <worker> <prompt>|<prompt>…` per pipeline
+call, `FINISH <worker> <prompt>` per completed render, `STEP <worker> <prompt> <n>` per step of a "slow" prompt,
+`STOPPED <worker> <prompt>` when a render stopped on a cancel. It SIGKILLs itself at step 2 of the first render
+anywhere of a prompt containing "doomed" (a marker file makes it the first only); at step 2 of a "slow" prompt it
+waits (bounded) until that job's row is cancelled (the user clicks Cancel then). With HOLD_LOCK=<key> in its
+environment, its first call waits at step 2 until it can take that PostgreSQL advisory lock (the test holds it
+until the gateway is dead), between `HOLD <worker> <prompts>` and `RESUME <worker> <prompts>`.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ sys.path.insert(0, str(REPO))
 import discord  # noqa: E402
 import simcord  # noqa: E402
 
+from batch_cost_model import modelled_probe  # noqa: E402
 from bot import presentation  # noqa: E402
 from bot.__main__ import configure_logging  # noqa: E402
 from bot.app import build_finisher, build_service, create_bot, worker_config  # noqa: E402
@@ -65,14 +70,19 @@ def append(path: Path, line: str) -> None:
 
 
 class HarnessRenderer:
-    def __init__(self, renderer: Any, events: Path, worker_id: str, url: str) -> None:
+    def __init__(self, renderer: Any, events: Path, worker_id: str, url: str, hold_lock: int | None) -> None:
         self._renderer = renderer
         self._events = events
         self._worker_id = worker_id
         self._url = url
+        self._hold_lock = hold_lock  # the first call waits for this advisory lock at step 2
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._renderer, name)
+
+    def probe_batch_images(self, model: str) -> dict[int, float]:
+        return modelled_probe(self._renderer, model,
+                              lambda line: append(self._events, f"PROBE {self._worker_id} {line}"))
 
     def render_batch(self, requests: list[Any], *, on_progress: Any = None, is_cancelled: Any = None,
                      **options: Any) -> Any:
@@ -83,9 +93,16 @@ class HarnessRenderer:
                   for prompt in prompts]
         slow = ["slow" in prompt for prompt in prompts]
         append(self._events, f"BATCH {self._worker_id} {'|'.join(prompts)}")
+        hold, self._hold_lock = self._hold_lock, None
 
         def progress(index: int, event: Any) -> None:
+            nonlocal hold
             prompt = prompts[index]
+            if hold is not None and event.step == 2:
+                append(self._events, f"HOLD {self._worker_id} {'|'.join(prompts)}")
+                asyncio.run(_wait_for_lock(self._url, hold))
+                append(self._events, f"RESUME {self._worker_id} {'|'.join(prompts)}")
+                hold = None
             if slow[index]:
                 append(self._events, f"STEP {self._worker_id} {prompt} {event.step}")
             if doomed[index] and event.step >= 2:
@@ -132,11 +149,24 @@ async def _wait_until_cancelled(url: str, prompt: str) -> None:
         await connection.close()
 
 
+async def _wait_for_lock(url: str, key: int) -> None:
+    """In the render thread: wait (bounded) until advisory lock `key` is free, then let it go."""
+    import asyncpg
+
+    connection = await asyncpg.connect(signals.driver_dsn(url))
+    try:
+        await asyncio.wait_for(connection.execute("SELECT pg_advisory_lock($1)", key), HANG_GUARD_S)
+        await connection.execute("SELECT pg_advisory_unlock($1)", key)
+    finally:
+        await connection.close()
+
+
 async def run_worker(events: Path, worker_id: str) -> None:
     settings = Settings(_env_file=None)
     store = await Store.open(settings.resolved_database_url, settings.data_dir, image_store=settings.image_store)
     service = build_service(settings)
-    service.renderer = HarnessRenderer(service.renderer, events, worker_id, settings.resolved_database_url)
+    hold_lock = int(os.environ["HOLD_LOCK"]) if os.environ.get("HOLD_LOCK") else None
+    service.renderer = HarnessRenderer(service.renderer, events, worker_id, settings.resolved_database_url, hold_lock)
     await service.start()
     config = dataclasses.replace(worker_config(settings), worker_id=worker_id)
     worker = RenderWorker(store, service, build_finisher(settings, service), config)

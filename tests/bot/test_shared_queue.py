@@ -16,12 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
+from bot_helpers import differing_from_a_render_again
 
-from storage import GenerationStatus, Store
+from storage import GenerationStatus, Store, signals
 
 HARNESS = Path(__file__).with_name("shared_harness.py")
 TIMEOUT_S = 600
+HOLD_LOCK = 1919  # the advisory lock the gateway-kill test holds while a worker's first call waits on it
 
 
 @pytest.fixture
@@ -125,6 +128,19 @@ async def all_records(url: str, data_dir: Path) -> list:
         await store.close()
 
 
+async def differing_from_records_rendered_again(shared_env: dict[str, str], records: list) -> list[str]:
+    store = await Store.open(shared_env["DATABASE_URL"], Path(shared_env["DATA_DIR"]))
+    try:
+        return await differing_from_a_render_again(store, records)
+    finally:
+        await store.close()
+
+
+def probed_limits(processes: Processes) -> list[int]:
+    """The limits BATCH_IMAGES=auto's probe settled on, one per worker that probed."""
+    return [int(outcome.removeprefix("limit=")) for _, outcome in processes.event_lines("PROBE")]
+
+
 def posted_ids(stdout: str) -> Counter[int]:
     return Counter(int(line.split()[1]) for line in stdout.splitlines() if line.startswith("MESSAGE "))
 
@@ -167,9 +183,9 @@ async def test_twenty_jobs_from_three_owners_finish_once_in_fair_order_across_tw
 async def test_a_worker_killed_mid_render_loses_its_job_to_the_other_worker(
         processes: Processes, shared_env: dict[str, str]) -> None:
     shared_env["DEFAULT_STEPS"] = "6"
-    # Each worker renders the two jobs it holds in one pipeline call. BATCH_IMAGES=auto would probe on this
-    # CPU, and under load the probe may settle on 1 (seen: one worker 4, the other 1, in one run).
-    shared_env.update(WORKER_JOBS="2", BATCH_IMAGES="2")
+    # Each worker renders the two jobs it holds in one pipeline call, at the default BATCH_IMAGES=auto (its
+    # probe timed by batch_cost_model, so that a loaded machine settles on 2+ per call too).
+    shared_env["WORKER_JOBS"] = "2"
     gateway = processes.gateway("small-doomed")
     read_until(gateway, "BURST IN")  # every job is queued before a worker starts: their first claims are pairs
     processes.worker("w1")
@@ -184,6 +200,7 @@ async def test_a_worker_killed_mid_render_loses_its_job_to_the_other_worker(
     doomed = next(record for record in records if "doomed" in record.prompt)
     assert doomed.status is GenerationStatus.DONE and doomed.attempts == 2 and len(doomed.images) == 1
     # The kill landed in a pipeline call of two jobs; its other job was taken back too, and rendered once.
+    assert probed_limits(processes) and min(probed_limits(processes)) >= 2, processes.event_lines("PROBE")
     (killed_call,) = [line[1].split("|") for line in processes.event_lines("KILL")]
     assert len(killed_call) >= 2 and doomed.prompt in killed_call, killed_call
     assert all(record.status is GenerationStatus.DONE and record.message_id is not None for record in records)
@@ -192,6 +209,10 @@ async def test_a_worker_killed_mid_render_loses_its_job_to_the_other_worker(
     assert set(posted_ids(out).values()) == {1} and len(posted_ids(out)) == len(records)
     image_files = sorted(path.name for path in (Path(shared_env["DATA_DIR"]) / "images").rglob("*.png"))
     assert len(image_files) == len(records) == len(set(image_files))
+    # The killed call's images, rendered by the other worker once their lease ran out, are what a fresh
+    # render of each request gives in its recorded place.
+    interrupted = [record for record in records if record.prompt in killed_call]
+    assert await differing_from_records_rendered_again(shared_env, interrupted) == []
 
 
 @pytest.mark.slow
@@ -221,19 +242,22 @@ async def test_a_gateway_killed_in_a_burst_delivers_every_acknowledged_job_once_
 @pytest.mark.system
 async def test_a_gateway_killed_while_a_worker_renders_a_batch_delivers_every_job_once_after_restart(
         processes: Processes, shared_env: dict[str, str]) -> None:
-    # Each worker renders the two jobs it holds in one pipeline call. BATCH_IMAGES=auto would probe on this
-    # CPU, and under load the probe may settle on 1 (seen: one worker 4, the other 1, in one run).
-    shared_env.update(WORKER_JOBS="2", BATCH_IMAGES="2")
+    # Each worker renders the two jobs it holds in one pipeline call, at the default BATCH_IMAGES=auto (its
+    # probe timed by batch_cost_model). A worker's first call waits at step 2 for an advisory lock this test
+    # holds until the gateway is dead; the gateway kills itself at the first progress a worker reports.
+    shared_env.update(WORKER_JOBS="2", HOLD_LOCK=str(HOLD_LOCK))
     first = processes.gateway("small", die_after="rendering")
     acked = [line[4:] for line in read_until(first, "BURST IN") if line.startswith("ACK ")]
-    processes.worker("w1")
-    processes.worker("w2")
-    code, _, err = finish(first)
+    lock = await asyncpg.connect(signals.driver_dsn(shared_env["DATABASE_URL"]))
+    try:
+        await lock.execute("SELECT pg_advisory_lock($1)", HOLD_LOCK)
+        processes.worker("w1")
+        processes.worker("w2")
+        code, _, err = finish(first)
+    finally:
+        await lock.close()  # lets the held calls go on
     assert code == -signal.SIGKILL, err[-4000:]
     assert len(acked) == 6
-    # The gateway died while a pipeline call of two jobs was rendering.
-    batches = [line[1].split("|") for line in processes.event_lines("BATCH")]
-    assert processes.event_lines("GATEWAY") and batches and len(batches[0]) == 2, batches
     second = processes.gateway("recover")
     code, out_after, err = finish(second)
     processes.stop_workers()
@@ -244,6 +268,17 @@ async def test_a_gateway_killed_while_a_worker_renders_a_batch_delivers_every_jo
     assert all(record.status is GenerationStatus.DONE and record.message_id is not None for record in records)
     assert Counter(prompt for _, prompt in processes.event_lines("FINISH")) == Counter({p: 1 for p in acked})
     assert len(posted_ids(out_after)) == 6 and set(posted_ids(out_after).values()) == {1}
+    # The gateway died while a pipeline call of two jobs was rendering: begun before, went on after.
+    assert probed_limits(processes) and min(probed_limits(processes)) >= 2, processes.event_lines("PROBE")
+    events = processes.events.read_text().splitlines()
+    died = next(index for index, line in enumerate(events) if line.startswith("GATEWAY "))
+    resumed = [line.removeprefix("RESUME ") for line in events[died:] if line.startswith("RESUME ")]
+    held_across = [call.split(" ", 1)[1].split("|") for call in resumed if f"BATCH {call}" in events[:died]]
+    assert held_across and all(len(call) == 2 for call in held_across), events
+    # The held calls' images (their worker went on after the gateway died) are what a fresh render of each
+    # request gives in its recorded place.
+    interrupted = [record for record in records if any(record.prompt in call for call in held_across)]
+    assert await differing_from_records_rendered_again(shared_env, interrupted) == []
 
 
 @pytest.mark.slow

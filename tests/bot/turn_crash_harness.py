@@ -3,7 +3,8 @@
     python tests/bot/turn_crash_harness.py DATA_DIR PHASE RENDER_LOG
 
 Each run builds the same SimCord world around a bot on DATA_DIR (the render service with its default
-batching, as in production). Messages members sent in earlier runs are put back in place under their ids
+batching, BATCH_IMAGES=auto, as in production; its probe timed by tests/bot/batch_cost_model.py, logged as
+`probe limit=N` in RENDER_LOG). Messages members sent in earlier runs are put back in place under their ids
 (Discord keeps them; the bot only sees them again if it fetches them). Phases:
 - `claim`: alice mentions the bot with a new request; the process dies right after the bot claimed the
   message, before anything else is recorded or answered;
@@ -30,6 +31,7 @@ sys.path.insert(0, str(REPO))
 
 import simcord  # noqa: E402
 
+from batch_cost_model import modelled_probe  # noqa: E402
 from bot.app import build_service, create_bot  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from generation.queue import CallbackWaiter  # noqa: E402
@@ -54,6 +56,13 @@ class CrashingRenderer:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._renderer, name)
+
+    def probe_batch_images(self, model: str) -> dict[int, float]:
+        def log_line(line: str) -> None:
+            with self._log_path.open("a") as log:
+                log.write(f"probe {line}\n")
+
+        return modelled_probe(self._renderer, model, log_line)
 
     def render_batch(self, requests: list[Any], *, on_progress: Any = None, **options: Any) -> Any:
         doomed = [self._phase == "render" and request.prompt.startswith("a green circle") for request in requests]

@@ -15,7 +15,15 @@ import pytest
 from gen_helpers import HANG_GUARD_S, BatchingFakeRenderer, FakeRenderer, fast_request
 
 from generation import GenerationService, JobCancelled, JobFailed, Limits
-from generation.batching import BATCH_TOLERANCE_MAX, BATCH_TOLERANCE_MEAN, BatchLimit, batch_key, parse_batch_images
+from generation.batching import (
+    BATCH_TOLERANCE_MAX,
+    BATCH_TOLERANCE_MEAN,
+    BatchLimit,
+    batch_key,
+    parse_batch_images,
+    probe_rates,
+    probed_limit,
+)
 from generation.request import BatchPlace
 from generation.queue.eta import DEFAULT_SECONDS_PER_STEP
 
@@ -78,6 +86,41 @@ def test_the_auto_limit_grows_while_images_per_second_improve_and_halves_on_out_
     assert not cpu.needs_probe("m") and cpu.limit("m", 64, 64) == 4
     assert BatchLimit(6).limit("m", 64, 64) == 6
 
+
+
+def test_the_cpu_probe_measures_until_a_size_stops_paying_and_takes_the_smallest_near_the_best():
+    measured: list[int] = []
+
+    def seconds(table: dict[int, float]):
+        def seconds_for(size: int) -> float:
+            measured.append(size)
+            return table[size]
+        return seconds_for
+
+    # 1, 2, 4 images/s, then 8 images in 2 s is no better than 4: it stops there and takes 4.
+    rates = probe_rates(seconds({1: 1.0, 2: 1.0, 4: 1.0, 8: 2.0, 16: 4.0}))
+    assert measured == [1, 2, 4, 8] and rates == {1: 1.0, 2: 2.0, 4: 4.0, 8: 4.0}
+    assert probed_limit(rates) == 4
+    # A batch only as fast per image as one alone: 1 per call; a slower 2 stops the probe at once.
+    assert probed_limit(probe_rates(seconds({1: 1.0, 2: 2.0, 4: 4.0}))) == 1
+    assert probe_rates(seconds({1: 1.0, 2: 2.5})) == {1: 1.0, 2: 0.8}
+    # Better by less than 5 %: not worth the bigger call.
+    assert probed_limit(probe_rates(seconds({1: 1.0, 2: 1.0, 4: 1.97, 8: 4.0}))) == 2
+    assert probed_limit(probe_rates(seconds({1: 1.0, 2: 1.0}), sizes=(1, 2))) == 2  # the largest size tried
+    assert probed_limit({}) == 1
+
+
+def test_the_renderer_probes_with_real_calls_timed_by_its_timer(renderer):
+    calls: list[int] = []
+
+    def modelled(images: int, call) -> float:  # runs the real call; reads modelled seconds
+        calls.append(images)
+        call()
+        return 1.0 if images <= 2 else images / 2
+
+    rates = renderer.probe_batch_images("tinyshapes", timer=modelled)
+    assert calls == [1, 2, 4] and rates == {1: 1.0, 2: 2.0, 4: 2.0}
+    assert BatchLimit("auto").set_probed("tinyshapes", rates) == 2
 
 # -- fairness --
 

@@ -1,10 +1,11 @@
-"""`python -m bot.worker`: one render worker of the shared queue (one process per GPU).
+"""`python -m generation.worker`: one render worker of the shared queue (one process per GPU).
 
-It reads the same settings as the bot (.env / environment): DATABASE_URL (PostgreSQL, the shared queue),
-IMAGE_STORE (where images go; every machine must see the same one), MODEL / EXTRA_MODELS (what it can
-render), DEVICE, LEASE_S, WORKER_ID, WORKER_JOBS. It needs no Discord token and opens no Discord
-connection: it claims jobs, renders them, stores the images and marks them done; the gateway posts them.
-The worker itself is `generation.queue.worker.RenderWorker`; this module only wires it from Settings.
+It reads the render settings (generation.settings.RenderSettings, from .env / the environment):
+DATABASE_URL (PostgreSQL, the shared queue), IMAGE_STORE (where images go; every machine must see the same
+one), MODEL / EXTRA_MODELS / MODELS_FILE (what it can render), DEVICE, DTYPE, CPU_THREADS, LEASE_S,
+WORKER_ID, WORKER_JOBS, BATCH_IMAGES, NSFW_CLASSIFIER, METRICS_PORT, LOG_FORMAT. It imports nothing of the
+bot and opens no Discord connection: it claims jobs, renders them, stores the images and marks them done;
+the gateway posts them. The worker itself is `generation.queue.worker.RenderWorker`; this module wires it.
 SIGINT / SIGTERM stop it: a job in flight is dropped and its lease expires, so another worker renders it.
 """
 
@@ -15,29 +16,30 @@ import logging
 import signal
 import sys
 
-from bot.__main__ import configure_logging, load_settings
-from bot.app import build_finisher, build_service, worker_config
-from bot.observability import apply_log_format, database_check, event_check, start_health
-from bot.settings import Settings
-from generation.queue.worker import RenderWorker
-from generation.telemetry import Metrics, Role
 from storage import Store
 
-log = logging.getLogger("bot.worker")
+from .queue.assembly import build_finisher, build_service, worker_config
+from .queue.worker import RenderWorker
+from .settings import RenderSettings
+from .telemetry import Metrics, Role, apply_log_format, configure_logging, database_check, event_check, start_health
+
+log = logging.getLogger(__name__)
+
+EXIT_NOT_SHARED = 2  # DATABASE_URL is not PostgreSQL: there is no shared queue to claim from
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event, metrics: Metrics | None = None) -> int:
+async def run_worker(settings: RenderSettings, stop: asyncio.Event, metrics: Metrics | None = None) -> int:
     """`metrics`: the process's (built here unless given); METRICS_PORT serves it with /healthz and /readyz."""
     metrics = metrics if metrics is not None else Metrics(Role.WORKER)
     store = await Store.open(settings.resolved_database_url, settings.data_dir, image_store=settings.image_store)
     model_loaded = asyncio.Event()
-    health = await start_health(settings, metrics, {"database": database_check(store),
-                                                    "model": event_check(model_loaded)})
+    health = await start_health(metrics, {"database": database_check(store.ping), "model": event_check(model_loaded)},
+                                port=settings.metrics_port, host=settings.metrics_host)
     try:
         if not store.shared:
-            print("bot.worker needs the shared queue on PostgreSQL: set DATABASE_URL=postgresql+asyncpg://...",
+            print("generation.worker needs the shared queue on PostgreSQL: set DATABASE_URL=postgresql+asyncpg://...",
                   file=sys.stderr)
-            return 2
+            return EXIT_NOT_SHARED
         service = build_service(settings)
         service.metrics = metrics
         await service.start()
@@ -64,8 +66,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event, metrics: Metrics |
 
 
 def main() -> int:
-    settings = load_settings()  # the same CPU-thread default as the bot
-    apply_log_format(configure_logging(settings.log_level), settings)
+    settings = RenderSettings().with_cpu_thread_default()  # the same CPU-thread default as the bot
+    apply_log_format(configure_logging(settings.log_level), settings.log_format, settings.log_salt)
 
     async def run() -> int:
         stop = asyncio.Event()

@@ -44,13 +44,14 @@ async def run_worker(settings: RenderSettings, stop: asyncio.Event, metrics: Met
         service.metrics = metrics
         await service.start()
         # Load the default model now: the first claimed job should not pay for it (and it is "loaded").
-        load_s = await service.load_model(settings.model)
-        log.info("loaded %s in %.1fs", settings.model, load_s)
-        metrics.model_load_finished(settings.model, load_s)
+        model = settings.default_model  # MODELS_FILE's first, else MODEL
+        load_s = await service.load_model(model)
+        log.info("loaded %s in %.1fs", model, load_s)
+        metrics.model_load_finished(model, load_s)
         model_loaded.set()
         worker = RenderWorker(store, service, build_finisher(settings, service), worker_config(settings),
                               metrics=metrics)
-        worker.loaded_model = settings.model
+        worker.loaded_model = model
         try:
             await worker.start()
             print(f"worker {worker.worker_id} ready", flush=True)

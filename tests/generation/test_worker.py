@@ -12,6 +12,7 @@ import pytest
 
 import generation.worker as worker_module
 from gen_helpers import samples, scrape
+from generation.models import BUILTIN_MODELS
 from generation.settings import RenderSettings
 from generation.telemetry import Metrics, Role
 from postgres_server import free_port
@@ -72,9 +73,12 @@ class WatchedMetrics(Metrics):
 async def test_a_render_worker_serves_its_metrics_and_is_ready_once_its_model_is_loaded(
         postgres_database: str, tmp_path: Path) -> None:
     port = free_port()
+    # A models file whose first model is not MODEL's default: the worker loads (and claims for) that one.
+    models_file = tmp_path / "models.toml"
+    models_file.write_text(f'[models.shapes]\npath = "{BUILTIN_MODELS["tinyshapes"].path}"\n')
     settings = RenderSettings(_env_file=None, database_url=postgres_database, data_dir=tmp_path, device="cpu",
                               dtype="float32", cpu_threads=1, metrics_port=port, metrics_host="127.0.0.1",
-                              queue_poll_s=0)
+                              queue_poll_s=0, models_file=models_file)
     metrics = WatchedMetrics()
     stop = asyncio.Event()
     worker = asyncio.create_task(worker_module.run_worker(settings, stop, metrics))
@@ -87,8 +91,8 @@ async def test_a_render_worker_serves_its_metrics_and_is_ready_once_its_model_is
         assert (await scrape(port, "/healthz")) == (200, json.dumps({"status": "alive", "role": "worker"}))
         values = samples((await scrape(port, "/metrics"))[1])
         assert values[("imagine_claim_seconds_count", ())] >= 1
-        assert values[("imagine_model_loaded", (("model", "tinyshapes"),))] == 1
-        assert values[("imagine_model_load_seconds_count", (("model", "tinyshapes"),))] == 1
+        assert values[("imagine_model_loaded", (("model", "shapes"),))] == 1
+        assert values[("imagine_model_load_seconds_count", (("model", "shapes"),))] == 1
         assert values[("imagine_process_info", (("role", "worker"),))] == 1
     finally:
         claimed.cancel()

@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.shared_queue_bench [--jobs 24] [--steps 20] [--url postgresql+asyncpg://...]
 
 Starts a throwaway PostgreSQL (tests/postgres_server.py) unless --url names one, then for each worker count:
-a fresh database, N `python -m bot.worker` processes (CPU, 1 torch thread each, model loaded before timing),
+a fresh database, N `python -m generation.worker` processes (CPU, 1 torch thread each, model loaded before timing),
 one burst of --jobs single-image /imagine-like jobs from 3 owners queued at once, and the time from the burst's
 NOTIFY to the last job done (on the database's clock). Prints images/s and the scaling efficiency
 (images/s with 2 workers / (2 x images/s with 1)).
@@ -33,7 +33,7 @@ async def one_run(admin_url: str, workers: int, jobs: int, steps: int, data_dir:
                "CPU_THREADS": "1", "OMP_NUM_THREADS": "1", "LEASE_S": "30", "QUEUE_POLL_S": "1",
                "LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1"}
         store = await Store.open(url, data_dir)
-        processes = [subprocess.Popen([sys.executable, "-m", "bot.worker"], cwd=REPO, env={**env, "WORKER_ID": f"w{n}"},
+        processes = [subprocess.Popen([sys.executable, "-m", "generation.worker"], cwd=REPO, env={**env, "WORKER_ID": f"w{n}"},
                                       stdout=subprocess.PIPE, text=True) for n in range(workers)]
         try:
             for process in processes:  # "worker … ready": model loaded

@@ -20,96 +20,34 @@ import aiohttp
 import discord
 
 from bot.lock import AlreadyRunning, InstanceLock
-from bot.observability import apply_log_format
 from bot.settings import Settings
-from generation.cpu_threads import configured_cpu_threads
+from generation import telemetry
 
 # Exit status of a refused second instance (EX_TEMPFAIL: try again later). `make demo` treats it as
 # "already said so" and adds no error line of its own.
 EXIT_ALREADY_RUNNING = 75
 
-# Log records that tell a newcomer nothing they can act on.
-NOISE = (
+# discord.py's log records that tell a newcomer nothing they can act on (the render libraries' own noise:
+# generation.telemetry.log_setup).
+DISCORD_NOISE = (
     "PyNaCl is not installed",  # discord.py < 2.7: voice support; the bot has no voice features
     "davey is not installed",  # discord.py 2.7: the same
     "Guilds intent seems to be disabled",  # SimCord's import-time check client; the bot has the intent
     "logging in using static token",  # discord.py: says nothing (and there is no token in the playground)
     "Privileged message content intent is missing",  # commands.Bot: the bot uses slash commands only
-    "`accelerate` was not found",  # diffusers: advice for multi-GB models, not the ones loaded here
-    "requires torchvision",  # transformers: image processors the text-to-image path never uses
 )
-QUIET_LOGGERS = ("alembic",)  # INFO lines on every start ("Context impl SQLiteImpl", "Will assume …")
-LOG_FORMAT = "[{asctime}] [{levelname:<8}] {name}: {message}"
-
-
-class NoiseFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not any(noise in message for noise in NOISE)
 
 
 def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> logging.Handler:
-    """One handler on the root logger: colours only on a terminal (never in a file), no known noise.
-
-    diffusers and transformers get no handlers of their own (their records reach this one) and no
-    progress bars: the status line already counts steps.
-    """
-    stream = stream if stream is not None else sys.stderr
-    handler = logging.StreamHandler(stream)
-    if _is_terminal(stream):
-        handler.setFormatter(discord.utils._ColourFormatter())
-    else:
-        handler.setFormatter(logging.Formatter(LOG_FORMAT, "%Y-%m-%d %H:%M:%S", style="{"))
-    handler.addFilter(NoiseFilter())
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        if getattr(old, "_imagine_bot", False):
-            root.removeHandler(old)
-    handler._imagine_bot = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
-    root.setLevel(getattr(logging, level.upper(), logging.INFO))
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    _quiet_hugging_face()
-    return handler
-
-
-def _is_terminal(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def _quiet_hugging_face() -> None:
-    try:
-        from diffusers.utils import logging as diffusers_logging
-        from huggingface_hub.utils import disable_progress_bars
-        from transformers.utils import logging as transformers_logging
-    except ImportError:  # pragma: no cover - all three are dependencies
-        return
-    disable_progress_bars()  # downloads of a hub model
-    for library in (diffusers_logging, transformers_logging):
-        library.disable_progress_bar()
-        library.disable_default_handler()  # their records go through the root handler above
-        library.enable_propagation()
-
-
-def default_cpu_threads(settings: Settings) -> Settings:
-    """CPU_THREADS left empty: what the configured models' entries declare (the shipped tiny model: 1,
-    faster on any machine and by far on a loaded one; see README, Benchmarks), else torch's default.
-    The bot, the render worker and the playground all start through here; the CLI and the bench ask
-    generation.cpu_threads the same way."""
-    if settings.cpu_threads is not None:
-        return settings
-    threads = configured_cpu_threads(settings.model_names, settings.models_file)
-    return settings if threads is None else settings.model_copy(update={"cpu_threads": threads})
+    """generation.telemetry's one root handler, with discord.py's colours on a terminal and its noise dropped."""
+    return telemetry.configure_logging(level, stream, terminal_formatter=discord.utils._ColourFormatter(),
+                                       extra_noise=DISCORD_NOISE)
 
 
 def load_settings() -> Settings:
-    """The settings of every entry point (`python -m bot`, `python -m bot.worker`): .env and the environment,
-    with the CPU-thread default of the configured models."""
-    return default_cpu_threads(Settings())
+    """The settings of the bot and the playground: .env and the environment, with the CPU-thread default
+    of the configured models (RenderSettings.with_cpu_thread_default, as the render worker takes it)."""
+    return Settings().with_cpu_thread_default()
 
 
 def run_until_signalled(work: Callable[[asyncio.Event], Coroutine[Any, Any, Any]]) -> Any:
@@ -149,7 +87,7 @@ def main() -> int:
     if settings.discord_token is None:
         print(NO_TOKEN, file=sys.stderr)
         return EXIT_NO_TOKEN
-    apply_log_format(configure_logging(settings.log_level), settings)
+    telemetry.apply_log_format(configure_logging(settings.log_level), settings.log_format, settings.log_salt)
     return run_discord(settings)
 
 

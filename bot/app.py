@@ -20,19 +20,17 @@ from discord.ext import commands
 from bot.errors import on_app_command_error
 from bot.host import Host
 from bot.intake import Intake
-from bot.observability import database_check, event_check, gateway_check, start_health
 from bot.runner import JobRunner
 from bot.services import Services
 from bot.settings import Settings
 from bot.sharding import ShardPlan
 from bot.views import DYNAMIC_ITEMS
-from generation import GenerationRequest, GenerationService, Limits
+from generation import GenerationRequest, GenerationService
 from generation.queue import PLAIN, RenderQueue, Waiter
-from generation.queue.classifier import build_classifier
+from generation.queue.assembly import build_finisher, build_service, worker_config
 from generation.queue.finish import Finisher
 from generation.queue.local import LocalQueue
-from generation.queue.worker import WorkerConfig
-from generation.telemetry import HealthServer, Metrics, Role
+from generation.telemetry import HealthServer, Metrics, ReadinessCheck, Role, database_check, event_check, start_health
 from storage import Store
 
 log = logging.getLogger(__name__)
@@ -52,36 +50,12 @@ class Closeable(Protocol):
     async def close(self) -> None: ...
 
 
-def build_service(settings: Settings, waiter: Waiter = PLAIN) -> GenerationService:
-    """The in-process scheduler that Settings describe (not started)."""
-    from generation import ModelSource, Renderer, load_model_specs
+def gateway_check(client: discord.Client) -> ReadinessCheck:
+    """/readyz "gateway": connected to Discord."""
+    async def gateway() -> bool:
+        return client.is_ready() and not client.is_closed()
 
-    models: list[str | ModelSource]
-    if settings.models_file is not None:
-        models = list(load_model_specs(settings.models_file).values())  # ModelConfigError names the problem
-    else:
-        models = list(settings.model_names)
-    renderer = Renderer(models[0], device=settings.device, dtype=settings.dtype, extra_models=tuple(models[1:]),
-                        cpu_threads=settings.cpu_threads, compile_denoiser=settings.torch_compile,
-                        offload=settings.offload, lora_dir=settings.lora_dir,
-                        ip_adapter_dir=settings.ip_adapter_dir)
-    limits = Limits(min_size=settings.min_size, max_size=settings.max_size, max_pixels=settings.max_pixels,
-                    max_steps=settings.max_steps, max_count=settings.max_count, models=tuple(settings.model_names))
-    return GenerationService(renderer, limits, per_owner_cap=settings.queue_per_user, total_cap=settings.queue_total,
-                             waiter=waiter, batch_images=settings.batch_images)
-
-
-def worker_config(settings: Settings) -> WorkerConfig:
-    """What a render worker of the shared queue claims, and how it holds it."""
-    return WorkerConfig(models=tuple(settings.model_names), max_size=settings.max_size, lease_s=settings.lease_s,
-                        poll_s=settings.queue_poll_s, jobs=settings.worker_jobs,
-                        max_attempts=settings.max_render_attempts, worker_id=settings.worker_id)
-
-
-def build_finisher(settings: Settings, scheduler: GenerationService) -> Finisher:
-    classifier = build_classifier(settings.nsfw_classifier, settings.nsfw_classifier_labels,
-                                  settings.nsfw_classifier_threshold)
-    return Finisher(scheduler.renderer, classifier)
+    return gateway
 
 
 ServiceFactory = Callable[[Settings, Waiter], GenerationService]
@@ -170,11 +144,12 @@ class ImagineBot(Host):
 
     async def _serve_health(self, scheduler: GenerationService) -> None:
         """METRICS_PORT: /metrics, /healthz, /readyz (database; gateway connected; model, where it renders)."""
-        checks = {"database": database_check(self.store), "gateway": gateway_check(self)}
+        checks = {"database": database_check(self.store.ping), "gateway": gateway_check(self)}
         if self.settings.metrics_port is not None and self.metrics.role is not Role.GATEWAY:
             checks["model"] = event_check(self.model_loaded)
             self.runner.spawn(self._load_default_model(scheduler), name="load the default model")
-        self.health = await start_health(self.settings, self.metrics, checks)
+        self.health = await start_health(self.metrics, checks, port=self.settings.metrics_port,
+                                         host=self.settings.metrics_host)
         if self.health is not None:
             self._owned.append(self.health)
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import sys
 
-from bot.__main__ import EXIT_ALREADY_RUNNING, configure_logging, default_cpu_threads, run_until_signalled
+from bot.__main__ import EXIT_ALREADY_RUNNING, configure_logging, load_settings, run_until_signalled
 from bot.lock import AlreadyRunning
 from bot.settings import Settings
 from playground import simulator
 
 
 def main() -> int:
-    settings = default_cpu_threads(Settings())
+    settings = load_settings()
     configure_logging(settings.log_level)
     return run_playground_until_stopped(settings)
 

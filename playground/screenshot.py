@@ -302,11 +302,10 @@ async def click_result_button(cdp: CDP, message_id: str, label: str) -> dict:
 
 async def start_playground(data_dir: Path, on_world: Callable | None = None, **changes: Any) -> tuple[asyncio.Task, str]:
     """Run the playground in this process (data in `data_dir`, a free port; `on_world` gets its World)."""
-    from bot.__main__ import default_cpu_threads
     from playground.simulator import run_playground
     from bot.settings import Settings
 
-    settings = default_cpu_threads(Settings(data_dir=data_dir, playground_port=free_port(), **changes))
+    settings = Settings(data_dir=data_dir, playground_port=free_port(), **changes).with_cpu_thread_default()
     ready = asyncio.Event()
     urls: list[str] = []
     task = asyncio.create_task(run_playground(settings, ready=ready, urls=urls, on_world=on_world))

@@ -85,7 +85,8 @@ async def open_world(settings: Settings, *, service: Any = None, settle_timeout:
     The service is started here, outside the bot, so SimCord treats rendering as external work.
     An injected `service` (tests) must not be started yet; `World.close()` closes it either way.
     """
-    from bot.app import build_service, create_bot
+    from bot.app import create_bot
+    from generation.queue.assembly import build_service
     from generation.queue import CallbackWaiter
 
     closers: list[Callable[[], Awaitable[Any]]] = []

@@ -26,10 +26,11 @@ READMES = ["README.md", "generation/README.md", "storage/README.md", "generation
 COMMAND = re.compile(r"python (?:-m ([A-Za-z_][\w.]*)|([\w/]+\.py))([^\n`#]*)")
 FLAG = re.compile(r"(?<![\w-])(--[a-z][\w-]*)")
 # No argument parser (`--help` would start them for real; `bot` without a token is run below), or not ours.
-NO_HELP = {"bot", "bot.worker", "playground", "pytest"}
+NO_HELP = {"bot", "generation.worker", "playground", "pytest"}
 # Upper-case names in the READMEs that are not settings: other programs' environment, make variables, constants.
 NOT_SETTINGS = {"APPLICATION_ID", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "HF_HUB_OFFLINE",
-                "TORCH_SPEC", "IMAGINE_TEST_POSTGRES_URL", "BATCH_TOLERANCE_MAX", "DYNAMIC_ITEMS", "TYPE_CHECKING"}
+                "TORCH_SPEC", "IMAGINE_TEST_POSTGRES_URL", "BATCH_TOLERANCE_MAX", "DYNAMIC_ITEMS", "TYPE_CHECKING",
+                "RENDER_NOISE", "DISCORD_NOISE"}
 CLI_EXAMPLE = re.compile(r'python -m generation "a red circle on a blue background" --seed 7 -o out\.png')
 
 
@@ -96,7 +97,7 @@ def test_the_readmes_name_the_tooling_commands():
     named = {" ".join(command[:-1]) for command, _ in help_commands()}
     # guards the extraction itself: an empty or truncated list would pass the --help test trivially
     for expected in ("-m benchmarks.storage_bench", "-m training.tinyshapes.evaluate", "-m playground.tour",
-                     "-m bot.workers", "-m generation", f"{REPO}/benchmarks/queue_scale.py"):
+                     "-m generation.workers", "-m generation", f"{REPO}/benchmarks/queue_scale.py"):
         assert expected in named
     assert {"--unet-minutes", "--finetune-from"} <= named_commands()["training.tinyshapes.train"]
 

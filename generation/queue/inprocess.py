@@ -77,7 +77,7 @@ class GenerationService(RequestChecker):
         self._wakeup: asyncio.Event | None = None
         self._dispatcher: asyncio.Task[None] | None = None
         self._closing = False
-        self.metrics: Metrics | None = None  # set by whoever wires the process (bot.app, bot.worker)
+        self.metrics: Metrics | None = None  # set by whoever wires the process (bot.app, generation.worker)
 
     # -- lifecycle --
 

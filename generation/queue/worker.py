@@ -1,6 +1,6 @@
 """A render worker of the shared queue: claims jobs from PostgreSQL in fair order (storage.claims),
 renders them on its own scheduler, finishes them (the same step as the in-process queue, NSFW_CLASSIFIER
-included) under its lease, and heartbeats. `python -m bot.worker` runs one per process.
+included) under its lease, and heartbeats. `python -m generation.worker` runs one per process.
 """
 
 from __future__ import annotations

@@ -89,3 +89,30 @@ class HealthServer:
         ready, checks = await self.readiness()
         return web.json_response({"status": "ready" if ready else "not ready", "checks": checks},
                                  status=200 if ready else 503)
+
+
+async def start_health(metrics: Metrics, checks: dict[str, ReadinessCheck], *, port: int | None,
+                       host: str) -> HealthServer | None:
+    """Listen on METRICS_PORT (`port`; None: off) with `checks` behind /readyz; the caller stops the server."""
+    if port is None:
+        return None
+    server = HealthServer(metrics, host=host, port=port, checks=dict(checks))
+    await server.start()
+    return server
+
+
+def database_check(ping: Callable[[], Awaitable[object]]) -> ReadinessCheck:
+    """Ready while `ping` (Store.ping: a `SELECT 1`) answers; it raises, with its reason, when unreachable."""
+    async def database() -> bool:
+        await ping()
+        return True
+
+    return database
+
+
+def event_check(event: asyncio.Event) -> ReadinessCheck:
+    """Ready once `event` is set (the model loaded)."""
+    async def model() -> bool:
+        return event.is_set()
+
+    return model

@@ -1,5 +1,5 @@
 """Processes for the shared-queue tests: a gateway (the real bot in SimCord, SHARED_QUEUE=true, LOCAL_WORKER=false)
-and render workers (bot.shared_queue.RenderWorker, as `python -m bot.worker` runs it), on one PostgreSQL database.
+and render workers (bot.shared_queue.RenderWorker, as `python -m generation.worker` runs it), on one PostgreSQL database.
 
     python tests/bot/shared_harness.py gateway PHASE EVENTS_LOG [DIE_AFTER_ACKS]
     python tests/bot/shared_harness.py worker EVENTS_LOG WORKER_ID

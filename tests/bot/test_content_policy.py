@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from bot_helpers import attachment_bytes, image_of, is_spoiler
 
-from bot.app import build_service
+from generation.queue.assembly import build_service
 from generation.queue.classifier import TransformersClassifier, build_classifier
 from bot.settings import Settings
 from generation import RenderResult

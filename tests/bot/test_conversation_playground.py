@@ -12,7 +12,7 @@ from bot_helpers import custom_ids, message_text, result_title
 from test_conversation import answer_to
 from test_playground import SAFETY_S, BrowserPage, playground_settings
 
-from bot.app import build_service
+from generation.queue.assembly import build_service
 from playground.simulator import open_world
 from generation.queue import PLAIN
 

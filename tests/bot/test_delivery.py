@@ -10,7 +10,7 @@ import pytest
 from bot_helpers import attachment_bytes, embed_field, image_of, message_text, png_of, result_footer, result_title
 from PIL import Image
 
-from bot.app import build_service
+from generation.queue.assembly import build_service
 from generation import RenderedImage, RenderResult
 from storage import GenerationKind, ImageInput
 

@@ -196,7 +196,7 @@ class _BrokenRenderer:
 
 
 def _broken_service(settings, waiter):
-    from bot.app import build_service
+    from generation.queue.assembly import build_service
 
     service = build_service(settings, waiter)
     service.renderer = _BrokenRenderer(service.renderer)

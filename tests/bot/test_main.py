@@ -200,5 +200,5 @@ def test_hugging_face_progress_bars_are_off_and_its_records_reach_the_one_handle
 ])
 def test_the_cpu_thread_default_suits_the_model(values, threads, monkeypatch):
     monkeypatch.delenv("CPU_THREADS", raising=False)
-    settings = main_module.default_cpu_threads(Settings(_env_file=None, **values))
+    settings = Settings(_env_file=None, **values).with_cpu_thread_default()
     assert settings.cpu_threads == threads

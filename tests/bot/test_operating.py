@@ -1,5 +1,6 @@
 """Operating it, through SimCord: /metrics moves as jobs do, /readyz waits for the model, JSON log lines
-follow one job through its states (README "Operating it")."""
+follow one job through its states (README "Operating it"). A render worker's port:
+tests/generation/test_worker.py."""
 
 from __future__ import annotations
 
@@ -7,19 +8,14 @@ import asyncio
 import io
 import json
 import logging
-import socket
-from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from bot.app import build_service
-from bot.observability import apply_log_format
 from bot.settings import Settings
-from bot.worker import run_worker
-from generation.telemetry import Metrics, Role
+from generation.queue.assembly import build_service
+from generation.telemetry import apply_log_format
+from tests.generation.gen_helpers import samples, scrape
 
 
 class GatedLoad:
@@ -43,17 +39,6 @@ class GatedLoad:
 GATED = GatedLoad()
 
 
-async def get(port: int, path: str) -> tuple[int, str]:
-    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}{path}") as response:
-        return response.status, await response.text()
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of a Prometheus text page by (name, sorted labels)."""
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
-
-
 @pytest.mark.bot(metrics_port=0, metrics_host="127.0.0.1", service=GATED)
 async def test_metrics_health_and_json_logs_follow_the_jobs(world) -> None:
     bot = world.bot
@@ -61,14 +46,14 @@ async def test_metrics_health_and_json_logs_follow_the_jobs(world) -> None:
     port = bot.health.port
     lines = io.StringIO()
     handler = logging.StreamHandler(lines)
-    apply_log_format(handler, Settings(_env_file=None, log_format="json", log_salt="test-salt"))
+    apply_log_format(handler, "json", "test-salt")
     jobs_log = logging.getLogger("imagine.jobs")
     jobs_log.addHandler(handler)
     level = jobs_log.level
     jobs_log.setLevel(logging.INFO)
     try:
-        assert (await get(port, "/healthz"))[0] == 200
-        status, body = await get(port, "/readyz")
+        assert (await scrape(port, "/healthz"))[0] == 200
+        status, body = await scrape(port, "/readyz")
         checks = json.loads(body)["checks"]
         assert status == 503 and checks["model"] == {"ok": False}
         assert checks["database"]["ok"] and checks["gateway"]["ok"], checks
@@ -76,7 +61,7 @@ async def test_metrics_health_and_json_logs_follow_the_jobs(world) -> None:
         GATED.gate.set()
         await world.env.settle()  # the load is bot work: settled, it is done
         assert bot.model_loaded.is_set()
-        status, body = await get(port, "/readyz")
+        status, body = await scrape(port, "/readyz")
         assert status == 200 and json.loads(body)["status"] == "ready"
 
         await world.store.update_guild_config(world.guild.id, banned_words=["cat"])
@@ -87,7 +72,7 @@ async def test_metrics_health_and_json_logs_follow_the_jobs(world) -> None:
         await world.env.settle()
         assert first.response.attachments
 
-        status, text = await get(port, "/metrics")
+        status, text = await scrape(port, "/metrics")
     finally:
         jobs_log.removeHandler(handler)
         jobs_log.setLevel(level)
@@ -143,49 +128,3 @@ async def test_a_full_queue_and_a_daily_quota_count_as_caps_and_quota(world, bot
     values = samples(world.bot.metrics.exposition().decode())
     refusals = {labels[0][1]: value for (name, labels), value in values.items() if name == "imagine_refusals_total"}
     assert refusals == {"validation": 0, "caps": 1, "quota": 1, "banned_word": 0, "channel": 0, "nsfw": 0}
-
-
-class WatchedMetrics(Metrics):
-    """A worker's metrics that also tell the test when the first claim was made (an event, not a clock)."""
-
-    def __init__(self) -> None:
-        super().__init__(Role.WORKER)
-        self.first_claim = asyncio.Event()
-
-    def claimed(self, seconds: float) -> None:
-        super().claimed(seconds)
-        self.first_claim.set()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.mark.system
-async def test_a_render_worker_serves_its_metrics_and_is_ready_once_its_model_is_loaded(
-        postgres_database: str, tmp_path: Path) -> None:
-    port = free_port()
-    settings = Settings(_env_file=None, database_url=postgres_database, shared_queue=True, data_dir=tmp_path,
-                        device="cpu", dtype="float32", cpu_threads=1, metrics_port=port, metrics_host="127.0.0.1",
-                        queue_poll_s=0)
-    metrics = WatchedMetrics()
-    stop = asyncio.Event()
-    worker = asyncio.create_task(run_worker(settings, stop, metrics))
-    claimed = asyncio.create_task(metrics.first_claim.wait())
-    try:
-        await asyncio.wait({worker, claimed}, return_when=asyncio.FIRST_COMPLETED)
-        assert not worker.done(), worker.result()
-        status, body = await get(port, "/readyz")  # claims start only after the model is loaded
-        assert status == 200 and json.loads(body)["checks"] == {"database": {"ok": True}, "model": {"ok": True}}
-        assert (await get(port, "/healthz")) == (200, json.dumps({"status": "alive", "role": "worker"}))
-        values = samples((await get(port, "/metrics"))[1])
-        assert values[("imagine_claim_seconds_count", ())] >= 1
-        assert values[("imagine_model_loaded", (("model", "tinyshapes"),))] == 1
-        assert values[("imagine_model_load_seconds_count", (("model", "tinyshapes"),))] == 1
-        assert values[("imagine_process_info", (("role", "worker"),))] == 1
-    finally:
-        claimed.cancel()
-        stop.set()
-        assert await worker == 0

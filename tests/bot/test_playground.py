@@ -21,7 +21,7 @@ import PIL.Image
 import pytest
 import pytest_asyncio
 
-from bot.app import build_service
+from generation.queue.assembly import build_service
 from bot.lock import AlreadyRunning, InstanceLock
 from playground.simulator import BOT_NAME, LiveSync, catch_up_clock, lock_path, open_world, run_playground
 from bot.settings import Settings

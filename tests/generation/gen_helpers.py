@@ -189,3 +189,19 @@ class BatchingFakeRenderer(FakeRenderer):
             return results
         finally:
             self.finished.set()
+
+
+async def scrape(port: int, path: str) -> tuple[int, str]:
+    """GET a path of a process's operator port (METRICS_PORT) on this machine: (status, body)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}{path}") as response:
+        return response.status, await response.text()
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus text page by (name, sorted labels)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}

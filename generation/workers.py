@@ -1,9 +1,9 @@
-"""`python -m bot.workers`: the render workers of the shared queue, for operators.
+"""`python -m generation.workers`: the render workers of the shared queue, for operators.
 
 One line per worker: id, host, state (rendering / idle / silent: no heartbeat for longer than a lease /
 stopped), models (the loaded one starred), jobs rendering now, jobs and images done, images/s while
 rendering, and seconds since its last heartbeat (on the database's clock). Then the queue: jobs queued and
-rendering. Reads DATABASE_URL like the bot.
+rendering. Reads DATABASE_URL and LEASE_S like the workers (RenderSettings): it runs wherever they do.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import argparse
 import asyncio
 import sys
 
-from bot.settings import Settings
 from storage import GenerationStatus, Store
 from storage.claims import WorkerRecord
+
+from .settings import RenderSettings
 
 
 def describe(worker: WorkerRecord, now_s: float, lease_s: float) -> str:
@@ -40,7 +41,7 @@ async def report(url: str) -> str:
     try:
         if not store.shared:
             return "no shared queue here: DATABASE_URL is not PostgreSQL (the bot renders in its own process)"
-        settings_lease = Settings().lease_s
+        settings_lease = RenderSettings().lease_s
         now_s = (await store.database_now()).timestamp()
         workers = await store.workers()
         queue = await store.shared_queue()
@@ -48,17 +49,17 @@ async def report(url: str) -> str:
         await store.close()
     lines = [HEADER] + [describe(worker, now_s, settings_lease) for worker in workers]
     if not workers:
-        lines.append("(no worker has registered yet: start one with python -m bot.worker)")
+        lines.append("(no worker has registered yet: start one with python -m generation.worker)")
     rendering = sum(1 for job in queue if job.status is GenerationStatus.RUNNING)
     lines.append(f"queue: {rendering} rendering, {len(queue) - rendering} waiting")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bot.workers", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m generation.workers", description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="database URL (default: DATABASE_URL from the environment or .env)")
     args = parser.parse_args(argv)
-    url = args.url or Settings().resolved_database_url
+    url = args.url or RenderSettings().resolved_database_url
     print(asyncio.run(report(url)))
     return 0
 

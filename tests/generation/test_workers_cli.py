@@ -1,4 +1,4 @@
-"""`python -m bot.workers`: the operator's list of render workers and the shared queue."""
+"""`python -m generation.workers`: the operator's list of render workers and the shared queue."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.workers import report
+from generation.workers import report
 from storage import Store
 
 

@@ -43,7 +43,8 @@ import simcord  # noqa: E402
 from batch_cost_model import modelled_probe  # noqa: E402
 from bot import presentation  # noqa: E402
 from bot.__main__ import configure_logging  # noqa: E402
-from bot.app import build_finisher, build_service, create_bot, worker_config  # noqa: E402
+from bot.app import create_bot  # noqa: E402
+from generation.queue.assembly import build_finisher, build_service, worker_config  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from generation.queue import CallbackWaiter  # noqa: E402
 from generation.queue.worker import RenderWorker  # noqa: E402

@@ -32,7 +32,8 @@ sys.path.insert(0, str(REPO))
 import simcord  # noqa: E402
 
 from batch_cost_model import modelled_probe  # noqa: E402
-from bot.app import build_service, create_bot  # noqa: E402
+from bot.app import create_bot  # noqa: E402
+from generation.queue.assembly import build_service  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from generation.queue import CallbackWaiter  # noqa: E402
 from storage.turns import TurnLog  # noqa: E402

@@ -8,7 +8,8 @@ bit-exact like any other request:
 - zoom / square / pan: the source is placed on a larger canvas (centred; for a pan, against the side
   away from the new strip) and the rest is the mask. A source too large for the limits is scaled down
   first. `outpaint.py` then fills the new area with the scene's background and adds the source's
-  thin border band to the repainted area (see there why).
+  thin border band to the repainted area, converts the strength to the model's noise schedule and
+  matches the repainted tone to the source's (see there why).
 - region: the canvas is the source; the mask is the chosen cells of a 3×3 grid.
 - blend: the init image holds the 2–5 sources side by side, each at the canvas size; they are encoded
   with the model's VAE, averaged in latent space, decoded, and that picture is the image-to-image start.
@@ -32,7 +33,7 @@ import numpy as np
 import PIL.Image
 
 from .describe import blend_prompt
-from .outpaint import outpaint_canvas, outpaint_steps, schedule_strength
+from .outpaint import match_tone, outpaint_canvas, outpaint_steps, schedule_strength
 from .request import RequestError
 
 if TYPE_CHECKING:
@@ -301,6 +302,8 @@ def render_edit(model: Any, request: GenerationRequest, source: PIL.Image.Image,
     painted = output.images[0].convert("RGB")
     if painted.size != canvas.size:
         painted = painted.resize(canvas.size, PIL.Image.Resampling.LANCZOS)
+    if request.edit_mode != "region":
+        painted = match_tone(painted, mask, canvas)
     return PIL.Image.composite(painted, canvas, soft_mask(mask)), output
 
 

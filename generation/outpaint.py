@@ -19,6 +19,8 @@ new area around an untouched source leaves two defects whatever the model family
   training timestep 500 on SD's scaled-linear betas but far more on linear betas (the shipped model's),
   enough to compose a second, larger subject over the start. So the strength is stated on SD's schedule
   and `schedule_strength` converts it to the model's own (same signal share ᾱ) before the call.
+- the denoiser repaints a flat background a few levels off the source's (the shipped model: up to ~6), which
+  shows the old frame as a faint rectangle; `match_tone` shifts the repainted area back by that drift.
 
 Pure numpy/PIL; the same for every family (SD, SDXL, SD3, Flux): only the denoise call differs.
 """
@@ -31,6 +33,8 @@ from typing import Any
 import numpy as np
 import PIL.Image
 
+TONE_BAND = 4  # pixels either side of the seam whose colours the tone match compares
+TONE_LIMIT = 16.0  # RGB distance: a larger difference across the seam is content, not a drift of tone
 FADE_SHARE = 0.25  # the edge colour fades into the background estimate over this share of the new area's depth
 OUTLIER_LEVELS = 48.0  # an edge pixel further than this (RGB distance) from the background is not extended
 
@@ -138,3 +142,24 @@ def outpaint_canvas(canvas: PIL.Image.Image, mask: PIL.Image.Image) -> tuple[PIL
     repaint = np.full(filled.shape[:2], 255, dtype=np.uint8)
     repaint[y0:y1, x0:x1] = 0
     return PIL.Image.fromarray(filled, "RGB"), PIL.Image.fromarray(repaint, "L")
+
+
+def match_tone(painted: PIL.Image.Image, repaint: PIL.Image.Image, start: PIL.Image.Image) -> PIL.Image.Image:
+    """`painted` with its repainted area shifted by the tone it drifted from the kept source: the median colour
+    of the source just inside the seam minus that of the painted pixels just outside it (a flat background
+    repainted a few levels off shows the old frame as a rectangle). A difference over TONE_LIMIT is left as is."""
+    box = source_box(repaint)
+    pixels = np.asarray(painted.convert("RGB"), dtype=np.float32)
+    distance = _distance_outside(box, painted.size)
+    outside = pixels[(distance > 0) & (distance <= TONE_BAND)]
+    x0, y0, x1, y1 = box
+    kept = np.asarray(start.convert("RGB"), dtype=np.float32)[y0:y1, x0:x1]
+    ring = np.ones(kept.shape[:2], dtype=bool)
+    ring[TONE_BAND:-TONE_BAND, TONE_BAND:-TONE_BAND] = False
+    if not len(outside) or not ring.any():
+        return painted
+    offset = np.median(kept[ring], axis=0) - np.median(outside, axis=0)
+    if np.linalg.norm(offset) > TONE_LIMIT:
+        return painted
+    shifted = np.where((distance > 0)[..., None], pixels + offset, pixels)
+    return PIL.Image.fromarray(np.clip(np.rint(shifted), 0, 255).astype(np.uint8), "RGB")

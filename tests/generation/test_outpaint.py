@@ -61,6 +61,21 @@ def test_a_pan_trims_only_the_side_that_meets_the_new_strip():
     assert np.array_equal(np.asarray(canvas)[:48 - trim], np.asarray(source)[:48 - trim])
 
 
+def test_a_repainted_background_a_few_levels_off_is_shifted_back_to_the_sources_tone():
+    from generation.outpaint import match_tone
+
+    repaint = np.full((128, 128), 255, dtype=np.uint8)
+    repaint[32:96, 32:96] = 0
+    start = Image.new("RGB", (128, 128), BLUE)
+    drifted = np.asarray(start).copy()
+    drifted[repaint > 0] = (24, 70, 226)  # 6 levels off: a rectangle where the old frame was
+    matched = np.asarray(match_tone(Image.fromarray(drifted), Image.fromarray(repaint), start)).astype(int)
+    assert (np.abs(matched - BLUE).max(axis=-1) <= 1).all()
+    content = np.asarray(start).copy()
+    content[repaint > 0] = RED  # a different colour across the seam is content: left alone
+    assert np.array_equal(np.asarray(match_tone(Image.fromarray(content), Image.fromarray(repaint), start)), content)
+
+
 def test_the_seam_measure_sees_a_step_and_not_a_smooth_extension():
     flat = Image.new("RGB", (128, 128), BLUE)
     assert seam_ratio(flat, (32, 32, 96, 96)) == pytest.approx(0.0)

@@ -153,9 +153,13 @@ def match_tone(painted: PIL.Image.Image, repaint: PIL.Image.Image, start: PIL.Im
     distance = _distance_outside(box, painted.size)
     outside = pixels[(distance > 0) & (distance <= TONE_BAND)]
     x0, y0, x1, y1 = box
+    width, height = painted.size
     kept = np.asarray(start.convert("RGB"), dtype=np.float32)[y0:y1, x0:x1]
-    ring = np.ones(kept.shape[:2], dtype=bool)
-    ring[TONE_BAND:-TONE_BAND, TONE_BAND:-TONE_BAND] = False
+    ring = np.zeros(kept.shape[:2], dtype=bool)  # only along the seam: a side on the canvas edge keeps its frame
+    ring[:, :TONE_BAND] |= x0 > 0
+    ring[:, -TONE_BAND:] |= x1 < width
+    ring[:TONE_BAND] |= y0 > 0
+    ring[-TONE_BAND:] |= y1 < height
     if not len(outside) or not ring.any():
         return painted
     offset = np.median(kept[ring], axis=0) - np.median(outside, axis=0)

@@ -93,10 +93,13 @@ def render_edits(renderer: Renderer, sources: int, steps: int, save: Path | None
     return readings
 
 
-# The README's editing picture (Zoom Out 2× of seed 7) and the 88×48 green triangle.
+# The README's editing picture (Zoom Out 2× of seed 7), the 88×48 green triangle, and two benchmark
+# sources that got a second subject or blob before the strength was converted (tests/generation/test_outpaint.py).
 SHOWCASE = [("a red circle on a blue background", 7, (64, 64), ["zoom 2×"]),
             ("a green triangle on a white background", 3, (88, 48),
-             ["zoom 2×", "zoom 1.5×", "custom zoom 1.25", "pan down", "make square"])]
+             ["zoom 2×", "zoom 1.5×", "custom zoom 1.25", "pan down", "make square"]),
+            ("an orange circle on a purple background", 109, (88, 48), ["zoom 2×", "make square"]),
+            ("a purple triangle on a green background", 129, (88, 48), ["zoom 1.5×", "pan down"])]
 
 
 def showcase(renderer: Renderer, steps: int, out: Path) -> list[str]:

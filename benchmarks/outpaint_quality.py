@@ -3,8 +3,8 @@
     OMP_NUM_THREADS=1 python -m benchmarks.outpaint_quality [--sources 48] [--steps 10] [--save DIR] [--showcase DIR]
 
 At the default 10 steps (the edits run 3 of them: strength 0.5 on SD's schedule is 0.353 on the shipped
-model's, `generation.outpaint.schedule_strength`) it took 8 min on the shared 2-core dev machine under a
-load of ~5, one thread (13 min under a load of ~15). `--steps 20` (the bot's default) takes twice as long.
+model's, `generation.outpaint.schedule_strength`) it took 5–8 min on the shared 2-core dev machine under a
+load of 4–6, one thread (13 min under a load of ~15). `--steps 20` (the bot's default) takes twice as long.
 
 Renders `--sources` pictures with the shipped model (every colour × shape on two backgrounds, several
 seeds, square and 16:9), then every edit of each through the Renderer, exactly as the bot's buttons

@@ -2,9 +2,9 @@
 
     OMP_NUM_THREADS=1 python -m benchmarks.outpaint_quality [--sources 48] [--steps 10] [--save DIR] [--showcase DIR]
 
-At the default 10 steps (the edits run half of them, at strength 0.5) it took 13 min (17 min on the old
-code, strength 1) on the shared 2-core dev machine under a load of ~15, one thread; an idle thread is
-several times faster. `--steps 20` (the bot's default) takes twice as long and gave cleaner zooms (7 of 8).
+At the default 10 steps (the edits run 3 of them: strength 0.5 on SD's schedule is 0.353 on the shipped
+model's, `generation.outpaint.schedule_strength`) it took 5–8 min on the shared 2-core dev machine under a
+load of 4–6, one thread (13 min under a load of ~15). `--steps 20` (the bot's default) takes twice as long.
 
 Renders `--sources` pictures with the shipped model (every colour × shape on two backgrounds, several
 seeds, square and 16:9), then every edit of each through the Renderer, exactly as the bot's buttons
@@ -93,10 +93,13 @@ def render_edits(renderer: Renderer, sources: int, steps: int, save: Path | None
     return readings
 
 
-# The README's editing picture (Zoom Out 2× of seed 7) and the 88×48 green triangle.
+# The README's editing picture (Zoom Out 2× of seed 7), the 88×48 green triangle, and two benchmark
+# sources that got a second subject or blob before the strength was converted (tests/generation/test_outpaint.py).
 SHOWCASE = [("a red circle on a blue background", 7, (64, 64), ["zoom 2×"]),
             ("a green triangle on a white background", 3, (88, 48),
-             ["zoom 2×", "zoom 1.5×", "custom zoom 1.25", "pan down", "make square"])]
+             ["zoom 2×", "zoom 1.5×", "custom zoom 1.25", "pan down", "make square"]),
+            ("an orange circle on a purple background", 109, (88, 48), ["zoom 2×", "make square"]),
+            ("a purple triangle on a green background", 129, (88, 48), ["zoom 1.5×", "pan down"])]
 
 
 def showcase(renderer: Renderer, steps: int, out: Path) -> list[str]:

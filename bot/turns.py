@@ -169,8 +169,8 @@ async def _action_order(services: Services, parent: GenerationRecord, reading: I
         return WorkOrder(GenerationKind.UPSCALE, _fields(request), parent=parent)
     if action in EDIT_KINDS:
         source = request_for_image(parent, image)
-        request = edit_request(source, png, image.seed, EDIT_MODES[action], queue.limits, factor=reading.factor,
-                               direction=reading.direction, region=reading.region,
+        request = edit_request(source, png, image.seed, EDIT_MODES[action], queue.picture_limits(source.model),
+                               factor=reading.factor, direction=reading.direction, region=reading.region,
                                multiple=queue.size_multiple(source.model))
         return WorkOrder(EDIT_KINDS[action], _fields(request), parent=parent)
     raise UserFacingError(f"I can't do “{action}” yet.")

@@ -8,7 +8,8 @@ bit-exact like any other request:
 - zoom / square / pan: the source is placed on a larger canvas (centred; for a pan, against the side
   away from the new strip) and the rest is the mask. A source too large for the limits is scaled down
   first. `outpaint.py` then fills the new area with the scene's background and adds the source's
-  thin border band to the repainted area (see there why).
+  thin border band to the repainted area, converts the strength to the model's noise schedule and
+  matches the repainted tone to the source's (see there why).
 - region: the canvas is the source; the mask is the chosen cells of a 3×3 grid.
 - blend: the init image holds the 2–5 sources side by side, each at the canvas size; they are encoded
   with the model's VAE, averaged in latent space, decoded, and that picture is the image-to-image start.
@@ -32,7 +33,7 @@ import numpy as np
 import PIL.Image
 
 from .describe import blend_prompt
-from .outpaint import outpaint_canvas, outpaint_steps
+from .outpaint import match_tone, outpaint_canvas, outpaint_steps, schedule_strength
 from .request import RequestError
 
 if TYPE_CHECKING:
@@ -45,7 +46,9 @@ INSTRUCTION = "instruction"
 DIRECTIONS = ("left", "right", "up", "down")
 GRID = 3  # Vary (Region) picks cells of a GRID × GRID grid
 ZOOM_RANGE = (1.0, 2.0)
-OUTPAINT_STRENGTH = 0.5  # the new area keeps the composition of its start (the background); see outpaint.py
+# The new area keeps the composition of its start (the background); on SD's noise schedule, converted to
+# the model's at render time (outpaint.schedule_strength).
+OUTPAINT_STRENGTH = 0.5
 REGION_STRENGTH = 1.0
 BLEND_STRENGTH = 0.5
 MAX_BLEND = 5
@@ -288,15 +291,19 @@ def render_edit(model: Any, request: GenerationRequest, source: PIL.Image.Image,
         output = pipe(**common, **extra, image=start, strength=request.strength)
         return output.images[0], output
     canvas, mask = edit_canvas(source, request)
+    strength = request.strength
     if request.edit_mode != "region":  # outpainting: start from the background, repaint the source's border band
         canvas, mask = outpaint_canvas(canvas, mask)
-        common = {**common, "num_inference_steps": outpaint_steps(request.num_inference_steps, request.strength)}
+        strength = schedule_strength(strength, scheduler)  # recorded on SD's schedule: the same noise everywhere
+        common = {**common, "num_inference_steps": outpaint_steps(request.num_inference_steps, strength)}
     pipe = inpaint_pipeline(model.txt2img)
     pipe.scheduler = scheduler
-    output = pipe(**common, image=canvas, mask_image=mask, strength=request.strength, width=width, height=height)
+    output = pipe(**common, image=canvas, mask_image=mask, strength=strength, width=width, height=height)
     painted = output.images[0].convert("RGB")
     if painted.size != canvas.size:
         painted = painted.resize(canvas.size, PIL.Image.Resampling.LANCZOS)
+    if request.edit_mode != "region":
+        painted = match_tone(painted, mask, canvas)
     return PIL.Image.composite(painted, canvas, soft_mask(mask)), output
 
 

@@ -15,6 +15,12 @@ new area around an untouched source leaves two defects whatever the model family
   look like the background, fading into the background colour estimated from a ring inside the source
   (its median colour); the denoiser then adds the detail at `editing.OUTPAINT_STRENGTH` (< 1), which
   keeps the composition of the start.
+- how much noise that strength adds depends on the model's noise schedule: the same 0.5 is the noise of
+  training timestep 500 on SD's scaled-linear betas but far more on linear betas (the shipped model's),
+  enough to compose a second, larger subject over the start. So the strength is stated on SD's schedule
+  and `schedule_strength` converts it to the model's own (same signal share ᾱ) before the call.
+- the denoiser repaints a flat background a few levels off the source's (the shipped model: up to ~6), which
+  shows the old frame as a faint rectangle; `match_tone` shifts the repainted area back by that drift.
 
 Pure numpy/PIL; the same for every family (SD, SDXL, SD3, Flux): only the denoise call differs.
 """
@@ -22,12 +28,43 @@ Pure numpy/PIL; the same for every family (SD, SDXL, SD3, Flux): only the denois
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import PIL.Image
 
+TONE_BAND = 4  # pixels either side of the seam whose colours the tone match compares
+TONE_LIMIT = 16.0  # RGB distance: a larger difference across the seam is content, not a drift of tone
 FADE_SHARE = 0.25  # the edge colour fades into the background estimate over this share of the new area's depth
 OUTLIER_LEVELS = 48.0  # an edge pixel further than this (RGB distance) from the background is not extended
+
+
+# SD 1.x/2.x's and SDXL's training schedule (scaled-linear betas over 1000 steps): the scale strengths are stated on.
+SD_BETAS = (0.00085, 0.012)
+SD_TIMESTEPS = 1000
+
+
+def _sd_alphas_cumprod() -> np.ndarray:
+    betas = np.linspace(SD_BETAS[0] ** 0.5, SD_BETAS[1] ** 0.5, SD_TIMESTEPS, dtype=np.float64) ** 2
+    return np.cumprod(1.0 - betas)
+
+
+def schedule_strength(strength: float, scheduler: Any) -> float:
+    """`strength` on SD's schedule converted to `scheduler`'s: the share of its training timesteps whose
+    signal share ᾱ equals SD's at `strength` (SD and SDXL: unchanged; linear betas 1e-4–0.02: 0.5 → 0.353).
+    Flow-matching schedules (SD3, Flux: no betas, σ = t shifted for the picture size) keep `strength`, and
+    so does 1 (pure noise on any schedule)."""
+    alphas = getattr(scheduler, "alphas_cumprod", None)
+    config = getattr(scheduler, "config", {})
+    if alphas is None or config.get("use_flow_sigmas") or config.get("prediction_type") == "flow_prediction":
+        return strength
+    if strength <= 0 or strength >= 1:
+        return strength
+    reference = _sd_alphas_cumprod()
+    target = float(np.interp(strength * (SD_TIMESTEPS - 1), np.arange(SD_TIMESTEPS), reference))
+    own = np.asarray(alphas, dtype=np.float64)
+    timestep = float(np.interp(-target, -own, np.arange(len(own))))  # ᾱ falls with t: interpolate on -ᾱ
+    return min(1.0, max(timestep / (len(own) - 1), 1.0 / len(own)))
 
 
 def outpaint_steps(steps: int, strength: float) -> int:
@@ -105,3 +142,28 @@ def outpaint_canvas(canvas: PIL.Image.Image, mask: PIL.Image.Image) -> tuple[PIL
     repaint = np.full(filled.shape[:2], 255, dtype=np.uint8)
     repaint[y0:y1, x0:x1] = 0
     return PIL.Image.fromarray(filled, "RGB"), PIL.Image.fromarray(repaint, "L")
+
+
+def match_tone(painted: PIL.Image.Image, repaint: PIL.Image.Image, start: PIL.Image.Image) -> PIL.Image.Image:
+    """`painted` with its repainted area shifted by the tone it drifted from the kept source: the median colour
+    of the source just inside the seam minus that of the painted pixels just outside it (a flat background
+    repainted a few levels off shows the old frame as a rectangle). A difference over TONE_LIMIT is left as is."""
+    box = source_box(repaint)
+    pixels = np.asarray(painted.convert("RGB"), dtype=np.float32)
+    distance = _distance_outside(box, painted.size)
+    outside = pixels[(distance > 0) & (distance <= TONE_BAND)]
+    x0, y0, x1, y1 = box
+    width, height = painted.size
+    kept = np.asarray(start.convert("RGB"), dtype=np.float32)[y0:y1, x0:x1]
+    ring = np.zeros(kept.shape[:2], dtype=bool)  # only along the seam: a side on the canvas edge keeps its frame
+    ring[:, :TONE_BAND] |= x0 > 0
+    ring[:, -TONE_BAND:] |= x1 < width
+    ring[:TONE_BAND] |= y0 > 0
+    ring[-TONE_BAND:] |= y1 < height
+    if not len(outside) or not ring.any():
+        return painted
+    offset = np.median(kept[ring], axis=0) - np.median(outside, axis=0)
+    if np.linalg.norm(offset) > TONE_LIMIT:
+        return painted
+    shifted = np.where((distance > 0)[..., None], pixels + offset, pixels)
+    return PIL.Image.fromarray(np.clip(np.rint(shifted), 0, 255).astype(np.uint8), "RGB")

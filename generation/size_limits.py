@@ -9,9 +9,19 @@ generation.queue.requests).
 
 from __future__ import annotations
 
-from .request import GenerationRequest, RequestError
+from dataclasses import replace
+
+from .request import GenerationRequest, Limits, RequestError
 
 EDIT_SIZE_FACTOR = 2
+
+
+def picture_limits(limits: Limits, max_size: int | None) -> Limits:
+    """The operator's `limits` with the longest side a picture made from another may have under a model
+    limit of `max_size` (None: no model limit): what an edit's canvas is shrunk to fit."""
+    if max_size is None:
+        return limits
+    return replace(limits, max_size=min(limits.max_size, max_size * EDIT_SIZE_FACTOR))
 
 
 def largest_side(request: GenerationRequest, max_size: int) -> int:

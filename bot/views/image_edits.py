@@ -34,7 +34,7 @@ async def submit_edit(interaction: Interaction, record: GenerationRecord, index:
     png = await interaction.client.store.read_image(image)
     source = request_for_image(record, image)
     queue = interaction.client.queue
-    request = edit_request(source, png, image.seed, mode, queue.limits, factor=factor, direction=direction,
+    request = edit_request(source, png, image.seed, mode, queue.picture_limits(source.model), factor=factor, direction=direction,
                            region=region, prompt=prompt, multiple=queue.size_multiple(source.model))
     await submit_child(interaction, record, EDIT_KINDS[mode], request)
 

@@ -59,6 +59,10 @@ class RenderQueue(Protocol):
 
     def size_multiple(self, model: str) -> int: ...
 
+    def picture_limits(self, model: str) -> Limits:
+        """The limits an edit's canvas (Zoom Out, Pan, Make Square) of a `model` picture is shrunk to fit."""
+        ...
+
     def lora_names(self) -> list[str]: ...
 
     def instruction_pictures(self, model: str) -> int:

@@ -60,6 +60,9 @@ class LocalQueue:
     def size_multiple(self, model: str) -> int:
         return self.scheduler.size_multiple(model)
 
+    def picture_limits(self, model: str) -> Limits:
+        return self.scheduler.picture_limits(model)
+
     def lora_names(self) -> list[str]:
         return self.scheduler.lora_names()
 

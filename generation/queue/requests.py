@@ -11,6 +11,7 @@ from ..metadata import rendered_png
 from ..prompt_words import check_readable, skipped_words
 from ..prompts import encoded_text
 from ..request import SEED_RANGE, GenerationRequest, Limits, RenderedImage, RequestError
+from ..size_limits import picture_limits
 from ..validation import check_model, check_prompt_length, validate_request
 from .renderer import RendererLike
 
@@ -42,6 +43,14 @@ class RequestChecker:
             return int(self.renderer.model_info(model).family.size_multiple)
         except RequestError:
             return 8  # an unusable model: prepare() reports it with its reason
+
+    def picture_limits(self, model: str) -> Limits:
+        """The limits a picture made from one of `model`'s (Zoom Out, Pan, Make Square) is shrunk to fit: the
+        operator's, within the model's own limit for pictures (generation.size_limits)."""
+        try:
+            return picture_limits(self.limits, self.renderer.model_info(model).max_size)
+        except RequestError:
+            return self.limits  # an unusable model: prepare() reports it with its reason
 
     def instruction_pictures(self, model: str) -> int:
         """How many pictures (the edited one plus references) `model` takes in an instruction edit; 0: it

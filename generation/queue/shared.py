@@ -116,6 +116,9 @@ class SharedQueue:
     def size_multiple(self, model: str) -> int:
         return self.requests.size_multiple(model)
 
+    def picture_limits(self, model: str) -> Limits:
+        return self.requests.picture_limits(model)
+
     def lora_names(self) -> list[str]:
         return self.requests.lora_names()
 

@@ -69,6 +69,21 @@ async def test_pan_right_extends_the_width_by_half_and_keeps_the_left(world):
     assert child.kind is GenerationKind.PAN and child.edit_direction == "right"
 
 
+async def test_pan_past_the_models_limit_shrinks_the_canvas_to_fit(world):
+    # The shipped model draws at most 176 px a side from a picture; ➡️ on a 128×128 zoom asks 192×128.
+    message = await _imagine(world, seed=8)
+    zoomed = (await world.alice.click(message, label="Zoom Out 2×")).response
+    parent = await world.store.get_by_message(zoomed.id)
+    assert (parent.width, parent.height) == (128, 128)
+    panned = (await world.alice.click(zoomed, custom_id=f"gen:pan:{parent.id}:0:right")).response
+    assert not panned.ephemeral and panned.attachments, panned.content
+    child = await world.store.get_by_message(panned.id)
+    assert child.kind is GenerationKind.PAN and (child.width, child.height) == (176, 112)
+    # The zoomed picture, scaled to 112×112, against the left side: its interior kept.
+    shrunk = image_of(await world.store.read_image(parent.images[0])).convert("RGB").resize((112, 112), Image.LANCZOS)
+    assert np.abs((await _pixels(world, child))[4:108, 4:108] - np.asarray(shrunk).astype(int)[4:108, 4:108]).max() <= 2
+
+
 async def test_vary_region_on_the_centre_changes_the_centre_and_keeps_the_corners(world):
     message = await _imagine(world, seed=9)
     parent = await world.store.get_by_message(message.id)

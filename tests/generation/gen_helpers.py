@@ -77,7 +77,7 @@ class FakeRenderer:
         return {}
 
     def model_info(self, model: str) -> Any:
-        return SimpleNamespace(family=SimpleNamespace(size_multiple=8))
+        return SimpleNamespace(family=SimpleNamespace(size_multiple=8), max_size=None)
 
     def source(self, model: str) -> Any:
         return SimpleNamespace(label=model)

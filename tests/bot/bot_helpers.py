@@ -1,12 +1,13 @@
 """Helpers for the bot tests: read what a user would see on a message (images, embed fields, buttons),
-compare a stored image with a render of it again, and load tests/generation's helper
-modules."""
+compare a stored image with a render of it again, run a crash harness's process, and load tests/generation's
+helper modules."""
 
 from __future__ import annotations
 
 import importlib.util
 import io
 import re
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -152,3 +153,8 @@ def load_generation_helper(name: str) -> ModuleType:
     spec.loader.exec_module(module)
     return module
 
+
+def run_crash_harness(script: str, data_dir: Path, phase: str, render_log: Path) -> subprocess.CompletedProcess[str]:
+    """One process of a crash harness of this folder (crash_harness.py, turn_crash_harness.py), run to its end."""
+    return subprocess.run([sys.executable, str(Path(__file__).with_name(script)), str(data_dir), phase,
+                           str(render_log)], capture_output=True, text=True, timeout=600)

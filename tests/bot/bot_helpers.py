@@ -1,10 +1,16 @@
-"""Helpers for the bot tests: read what a user would see on a message (images, embed fields, buttons), and
-compare a stored image with a render of it again."""
+"""Helpers for the bot tests: read what a user would see on a message (images, embed fields, buttons),
+compare a stored image with a render of it again, run a crash harness's process, and load tests/generation's
+helper modules."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -132,3 +138,23 @@ async def differing_from_a_render_again(store: Any, records: list[Any]) -> list[
             if not np.array_equal(np.asarray(stored), np.asarray(again.images[0].image.convert("RGB"))):
                 differing.append(record.prompt)
     return differing
+
+
+GENERATION_TESTS = Path(__file__).resolve().parents[1] / "generation"
+
+
+def load_generation_helper(name: str) -> ModuleType:
+    """A helper module of tests/generation (it imports that folder's other helpers)."""
+    if str(GENERATION_TESTS) not in sys.path:
+        sys.path.append(str(GENERATION_TESTS))
+    spec = importlib.util.spec_from_file_location(name, GENERATION_TESTS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_crash_harness(script: str, data_dir: Path, phase: str, render_log: Path) -> subprocess.CompletedProcess[str]:
+    """One process of a crash harness of this folder (crash_harness.py, turn_crash_harness.py), run to its end."""
+    return subprocess.run([sys.executable, str(Path(__file__).with_name(script)), str(data_dir), phase,
+                           str(render_log)], capture_output=True, text=True, timeout=600)

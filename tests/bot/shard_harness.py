@@ -17,24 +17,14 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from pathlib import Path
-from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).parent))
+from harness_common import (all_final_and_posted, bot_in_simcord, close, imagine_channel, notifications_handled,
+                            print_acknowledgements, print_posted, quiet_libraries, wait_until)
+import discord
 
-import discord  # noqa: E402
-import simcord  # noqa: E402
-from shared_harness import _all_final_and_posted, _until, die  # noqa: E402
-
-from bot import presentation  # noqa: E402
-from bot.__main__ import configure_logging  # noqa: E402
-from bot.app import create_bot  # noqa: E402
-from bot.settings import Settings  # noqa: E402
-from bot.sharding import ShardPlan  # noqa: E402
-from generation.queue import CallbackWaiter  # noqa: E402
-from storage import signals  # noqa: E402
+from bot.__main__ import configure_logging
+from bot.settings import Settings
+from bot.sharding import ShardPlan
 
 SERVERS_PER_SHARD = 2
 ASKS = [("alice", 2), ("bob", 1)]
@@ -43,65 +33,29 @@ ASKS = [("alice", 2), ("bob", 1)]
 async def run_sharded_gateway(shard: int, phase: str, die_after: int | None) -> None:
     settings = Settings(_env_file=None)
     assert settings.shard_count == 2 and settings.shard_ids == [shard], (settings.shard_count, settings.shard_ids)
-    env_holder: list[simcord.Env] = []
-
-    async def external(awaitable: Any) -> Any:
-        return await env_holder[0].external_wait(awaitable, reason="shared queue")
-
-    bot = create_bot(settings, waiter=CallbackWaiter(external))
+    bot, env = bot_in_simcord(settings, "shared queue")
     assert isinstance(bot, discord.AutoShardedClient)
-    env = simcord.Env(bot, settle_timeout=120.0)
-    env_holder.append(env)
-    acks = [0]
-    original_defer = discord.InteractionResponse.defer
-
-    async def defer_then_maybe_die(self: Any, *args: Any, **kwargs: Any) -> Any:
-        outcome = await original_defer(self, *args, **kwargs)
-        print(f"ACK {self._parent.namespace.prompt}", flush=True)
-        acks[0] += 1
-        if die_after is not None and acks[0] >= die_after:
-            die()
-        return outcome
-
-    discord.InteractionResponse.defer = defer_then_maybe_die  # type: ignore[method-assign]
-    servers = []
-    for number in range(SERVERS_PER_SHARD):
-        guild = env.create_guild(f"server {number} of shard {shard}", shard_id=shard)
-        channel = guild.create_text_channel("imagine")
-        members = {name: guild.add_member(env.create_user(name)) for name, _ in ASKS}
-        servers.append((guild, channel, members))
+    print_acknowledgements(kill_at_ack=die_after)
+    servers = [imagine_channel(env, [name for name, _ in ASKS], f"server {number} of shard {shard}", shard_id=shard)
+               for number in range(SERVERS_PER_SHARD)]
     await env.start()
     print(f"SHARDS {sorted(bot.shards)}", flush=True)  # what discord.py's AutoShardedClient runs here
     store = bot.store
-    done = asyncio.Event()
-    queue: Any = bot.queue
-    handle = queue._listener.callback
-
-    def spy(channel: str, payload: str) -> None:
-        handle(channel, payload)
-        if channel in (signals.DONE, signals.PROGRESS):
-            done.set()
-
-    queue._listener.callback = spy
+    done = notifications_handled(bot)
     if phase == "jobs":
-        for number, (guild, channel, members) in enumerate(servers):
+        for number, (channel, members) in enumerate(servers):
             for who, count in ASKS:
                 for index in range(count):
                     await members[who].slash(channel, "imagine", prompt=f"shard {shard} server {number} {who} {index}",
                                              seed=index + 1)
     plan = ShardPlan.from_settings(settings)
-    await _until(env, done, store, lambda records: _all_final_and_posted([r for r in records if plan.owns(r)]))
-    for _, channel, _ in servers:
-        for message in channel.history():
-            for generation_id in presentation.message_generation_ids(message):
-                print(f"MESSAGE {generation_id}", flush=True)
-    await env.shutdown()
-    await bot.close_resources()
+    await wait_until(env, done, store, lambda records: all_final_and_posted([r for r in records if plan.owns(r)]))
+    print_posted(channel for channel, _ in servers)
+    await close(env, bot)
 
 
 if __name__ == "__main__":
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
-    for noisy in ("discord", "simcord", "alembic", "sqlalchemy"):
-        __import__("logging").getLogger(noisy).setLevel("WARNING")
+    quiet_libraries()
     when = sys.argv[3] if len(sys.argv) > 3 else None
     asyncio.run(run_sharded_gateway(int(sys.argv[1]), sys.argv[2], int(when) if when else None))

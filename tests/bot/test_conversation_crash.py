@@ -6,20 +6,15 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from bot_helpers import run_crash_harness
 
 from storage import GenerationStatus, Store, TurnState
 
-HARNESS = Path(__file__).with_name("turn_crash_harness.py")
-
-
-def run_step(data_dir: Path, phase: str, render_log: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(HARNESS), str(data_dir), phase, str(render_log)],
-                          capture_output=True, text=True, timeout=600)
+HARNESS = "turn_crash_harness.py"
 
 
 @pytest.mark.slow
@@ -29,7 +24,7 @@ async def test_kill_9_between_claim_and_answer_and_mid_render_answers_every_turn
     data_dir.mkdir()
 
     def run(phase: str, ending: int) -> subprocess.CompletedProcess[str]:
-        process = run_step(data_dir, phase, render_log)
+        process = run_crash_harness(HARNESS, data_dir, phase, render_log)
         assert process.returncode == ending, f"{phase}: rc {process.returncode}\n{process.stderr[-3000:]}"
         return process
 

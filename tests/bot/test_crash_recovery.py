@@ -13,26 +13,19 @@ Each step runs `crash_harness.py` in its own process (the real bot in SimCord on
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from bot_helpers import differing_from_a_render_again
+from bot_helpers import differing_from_a_render_again, run_crash_harness
 
 from storage import GenerationStatus, Store
 
-HARNESS = Path(__file__).with_name("crash_harness.py")
+HARNESS = "crash_harness.py"
 # Restarts after the burst until a run ends by itself: the triangle kills every call it is in (twice at
 # most: then it fails), and how many jobs share those calls depends on BATCH_IMAGES=auto's probe (timed by
 # batch_cost_model: 4 per call).
 MAX_RECOVERIES = 4
-
-
-def run_step(data_dir: Path, phase: str, render_log: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(HARNESS), str(data_dir), phase, str(render_log)],
-                          capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.slow
@@ -44,7 +37,7 @@ async def test_kill_9_at_any_moment_loses_nothing_and_renders_nothing_twice(tmp_
 
     def run(phase: str, *endings: int) -> int:
         """Run one process of the harness; its exit status, which must be one of `endings`."""
-        process = run_step(data_dir, phase, render_log)
+        process = run_crash_harness(HARNESS, data_dir, phase, render_log)
         outputs.append(process.stdout)
         assert process.returncode in endings, f"{phase}: rc {process.returncode}\n{process.stderr[-3000:]}"
         acknowledged.extend(line[4:] for line in process.stdout.splitlines() if line.startswith("ACK "))

@@ -5,14 +5,12 @@ MODELS_FILE; `plain` is the shipped model again without an adapter."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from bot_helpers import attachment_bytes, image_of, png_of
+from bot_helpers import attachment_bytes, image_of, load_generation_helper, png_of
 from PIL import Image
 
 from bot.settings import Settings
@@ -20,25 +18,13 @@ from generation.models import TINYSHAPES_DIR
 from generation.queue.records import request_for_image
 from storage import GenerationKind
 
-GENERATION_TESTS = Path(__file__).resolve().parents[1] / "generation"
 ADAPTER = "ip-adapter_tiny.safetensors"
-
-
-def _load(name: str):
-    """A helper module of tests/generation (it imports that folder's other helpers)."""
-    if str(GENERATION_TESTS) not in sys.path:
-        sys.path.append(str(GENERATION_TESTS))
-    spec = importlib.util.spec_from_file_location(name, GENERATION_TESTS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def model_folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(the models file, IP_ADAPTER_DIR)."""
-    tiny = _load("tiny_edit_pipelines")
+    tiny = load_generation_helper("tiny_edit_pipelines")
     root = tmp_path_factory.mktemp("edit-models")
     klein = tiny.write_tiny_edit_pipeline("klein", root / "klein")
     adapters = root / "ip-adapters"

@@ -3,34 +3,20 @@ by tests/generation/tiny_pipelines.py), listed in a MODELS_FILE beside the shipp
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from bot_helpers import attachment_bytes, image_of, result_footer, result_title
+from bot_helpers import attachment_bytes, image_of, load_generation_helper, result_footer, result_title
 
 from bot.settings import Settings
 
 FAMILIES = ("sdxl", "sd3", "flux")
-GENERATION_TESTS = Path(__file__).resolve().parents[1] / "generation"
-
-
-def _load(name: str):
-    """A helper module of tests/generation (it imports that folder's other helpers)."""
-    if str(GENERATION_TESTS) not in sys.path:
-        sys.path.append(str(GENERATION_TESTS))
-    spec = importlib.util.spec_from_file_location(name, GENERATION_TESTS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def models_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tiny = _load("tiny_pipelines")
+    tiny = load_generation_helper("tiny_pipelines")
     root = tmp_path_factory.mktemp("families")
     lines = ["[models.tinyshapes]", ""]
     for family in FAMILIES:
@@ -45,7 +31,7 @@ def models_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def lora_dir(models_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("loras")
-    _load("test_loras_and_weights").make_lora(models_file.parent / "sdxl", folder, "tiny-style", "unet")
+    load_generation_helper("test_loras_and_weights").make_lora(models_file.parent / "sdxl", folder, "tiny-style", "unet")
     return folder
 
 

@@ -11,6 +11,8 @@ import os
 import re
 import signal
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -228,15 +230,25 @@ def _text_displays(components: Any) -> list[str]:
     return found
 
 
+@asynccontextmanager
+async def live_page(world: Any, viewers: list[Any], now: list[float] | None = None, *,
+                    remember_viewer: bool = False) -> AsyncIterator[tuple[Any, LiveSync, BrowserPage]]:
+    """A channel preview for `viewers`, its LiveSync (page actions held; on the counter clock `now[0]` when
+    given) and a browser page open on it."""
+    async with world.env.preview(world.channel, viewers=viewers, layout="channel", port=0) as preview:
+        sync = LiveSync(world.env, preview) if now is None else LiveSync(world.env, preview, monotonic=lambda: now[0])
+        sync.hold_page_actions()
+        if remember_viewer:
+            sync.remember_viewer()
+        async with BrowserPage(preview.url) as page:
+            yield preview, sync, page
+
+
 async def test_the_page_is_republished_when_the_bot_changes_something(playground):
     world, renderer = playground
     now = [0.0]
-    async with world.env.preview(world.channel, viewers=[world.alice, world.bob], layout="channel",
-                                 port=0) as preview:
-        sync = LiveSync(world.env, preview, monotonic=lambda: now[0])
-        sync.hold_page_actions()
-        async with BrowserPage(preview.url) as page:
-            await pushed_updates(world, renderer, sync, page, now)
+    async with live_page(world, [world.alice, world.bob], now) as (_, sync, page):
+        await pushed_updates(world, renderer, sync, page, now)
 
 
 async def pushed_updates(world: Any, renderer: GatedRenderer, sync: LiveSync, page: BrowserPage,
@@ -267,34 +279,30 @@ async def pushed_updates(world: Any, renderer: GatedRenderer, sync: LiveSync, pa
 async def test_an_action_made_stale_only_by_pushed_updates_still_counts(playground):
     world, renderer = playground
     now = [0.0]
-    async with world.env.preview(world.channel, viewers=[world.alice, world.bob], layout="channel",
-                                 port=0) as preview:
-        sync = LiveSync(world.env, preview, monotonic=lambda: now[0])
-        sync.hold_page_actions()
-        async with BrowserPage(preview.url) as page:
-            result = await world.alice.slash(world.channel, "imagine", prompt="a red circle")
-            job = job_of(world, result.response)
-            assert await sync.step()
-            shown = await page.state()  # what alice's page shows: "Queued" with Cancel
+    async with live_page(world, [world.alice, world.bob], now) as (preview, sync, page):
+        result = await world.alice.slash(world.channel, "imagine", prompt="a red circle")
+        job = job_of(world, result.response)
+        assert await sync.step()
+        shown = await page.state()  # what alice's page shows: "Queued" with Cancel
 
-            renderer.allow(1)  # a progress edit, pushed before the page reads it again
-            await wait_thread_event(renderer.steps_shown)
-            await world.env.advance_time(1.0)
-            await world.env.settle()
-            now[0] += sync.refresh_s
-            assert await sync.step()
-            assert (await page.state())["publishedRevision"] > shown["publishedRevision"]
+        renderer.allow(1)  # a progress edit, pushed before the page reads it again
+        await wait_thread_event(renderer.steps_shown)
+        await world.env.advance_time(1.0)
+        await world.env.settle()
+        now[0] += sync.refresh_s
+        assert await sync.step()
+        assert (await page.state())["publishedRevision"] > shown["publishedRevision"]
 
-            receipt = await page.click(shown, result.response.id, "Cancel", sequence=1)
-            assert not receipt.get("rejected"), receipt
-            await render_done(world, renderer, job)
-            assert "Cancelled" in result.response.content
+        receipt = await page.click(shown, result.response.id, "Cancel", sequence=1)
+        assert not receipt.get("rejected"), receipt
+        await render_done(world, renderer, job)
+        assert "Cancelled" in result.response.content
 
-            # Published by someone else (not a push of the bot's changes): SimCord's answer stands.
-            shown = await page.state()
-            await preview.refresh()
-            receipt = await page.click(shown, result.response.id, "Cancel", sequence=2)
-            assert receipt.get("rejected") and "stale-revision" in str(receipt.get("diagnostics")), receipt
+        # Published by someone else (not a push of the bot's changes): SimCord's answer stands.
+        shown = await page.state()
+        await preview.refresh()
+        receipt = await page.click(shown, result.response.id, "Cancel", sequence=2)
+        assert receipt.get("rejected") and "stale-revision" in str(receipt.get("diagnostics")), receipt
 
 
 class BrowserPage:
@@ -366,44 +374,35 @@ class BrowserPage:
 
 async def test_a_reloaded_page_opens_as_the_member_chosen_last(playground):
     world, _ = playground
-    async with world.env.preview(world.channel, viewers=[world.alice, world.bob, world.carol], layout="channel",
-                                 port=0) as preview:
-        sync = LiveSync(world.env, preview)
-        sync.hold_page_actions()
-        sync.remember_viewer()
-        async with BrowserPage(preview.url) as page:
-            state = await page.state()
-            assert state["viewerId"] == str(world.alice.id)  # SimCord's default: the first member
-            receipt = await page.view_as(state, world.carol.id, sequence=1)
-            assert not receipt.get("rejected"), receipt
-            assert (await page.state())["viewerId"] == str(world.carol.id)
-            await page.open()  # the browser's reload: a new page
-            assert (await page.state())["viewerId"] == str(world.carol.id)
+    async with live_page(world, [world.alice, world.bob, world.carol], remember_viewer=True) as (_, _, page):
+        state = await page.state()
+        assert state["viewerId"] == str(world.alice.id)  # SimCord's default: the first member
+        receipt = await page.view_as(state, world.carol.id, sequence=1)
+        assert not receipt.get("rejected"), receipt
+        assert (await page.state())["viewerId"] == str(world.carol.id)
+        await page.open()  # the browser's reload: a new page
+        assert (await page.state())["viewerId"] == str(world.carol.id)
 
 
 async def test_a_page_follows_the_bots_newest_message_unless_its_person_went_elsewhere(playground):
     world, renderer = playground
     now = [0.0]
-    async with world.env.preview(world.channel, viewers=[world.alice, world.bob], layout="channel",
-                                 port=0) as preview:
-        sync = LiveSync(world.env, preview, monotonic=lambda: now[0])
-        sync.hold_page_actions()
-        async with BrowserPage(preview.url) as page:
-            first = await world.alice.slash(world.channel, "imagine", prompt="a red circle")
-            assert await sync.step()
-            assert (await page.state())["targetId"] == str(first.response.id)  # the page scrolls to it
-            second = await world.bob.slash(world.channel, "imagine", prompt="a blue square")
-            now[0] += sync.refresh_s
-            assert await sync.step()
-            assert (await page.state())["targetId"] == str(second.response.id)
+    async with live_page(world, [world.alice, world.bob], now) as (_, sync, page):
+        first = await world.alice.slash(world.channel, "imagine", prompt="a red circle")
+        assert await sync.step()
+        assert (await page.state())["targetId"] == str(first.response.id)  # the page scrolls to it
+        second = await world.bob.slash(world.channel, "imagine", prompt="a blue square")
+        now[0] += sync.refresh_s
+        assert await sync.step()
+        assert (await page.state())["targetId"] == str(second.response.id)
 
-            receipt = await page.focus(await page.state(), first.response.id, sequence=1)  # "Jump to message"
-            assert not receipt.get("rejected"), receipt
-            third = await world.bob.slash(world.channel, "imagine", prompt="a green triangle")
-            now[0] += sync.refresh_s
-            assert await sync.step()
-            assert (await page.state())["targetId"] == str(first.response.id)  # left where its person went
-            assert str(third.response.id) != str(first.response.id)
+        receipt = await page.focus(await page.state(), first.response.id, sequence=1)  # "Jump to message"
+        assert not receipt.get("rejected"), receipt
+        third = await world.bob.slash(world.channel, "imagine", prompt="a green triangle")
+        now[0] += sync.refresh_s
+        assert await sync.step()
+        assert (await page.state())["targetId"] == str(first.response.id)  # left where its person went
+        assert str(third.response.id) != str(first.response.id)
 
 
 async def test_carol_the_admin_can_use_config_and_alice_cannot(playground):

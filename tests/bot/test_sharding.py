@@ -5,7 +5,6 @@ with SIGKILL posts its jobs when it returns, and the other gateway's recovery le
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -23,13 +22,9 @@ JOBS_PER_GATEWAY = 6
 def sharded_gateway(processes: Processes, shard: int, phase: str, die_after: int | None = None,
                     ) -> subprocess.Popen[str]:
     extra = [str(die_after)] if die_after is not None else []
-    with processes._log(f"gateway-{shard}-{phase}") as log:
-        process = subprocess.Popen([sys.executable, str(SHARD_HARNESS), str(shard), phase, *extra],
-                                   env={**processes.env, "QUEUE_POLL_S": "0", "SHARD_COUNT": "2",
-                                        "SHARD_IDS": str(shard)},
-                                   stdout=subprocess.PIPE, stderr=log, text=True)
-    process.log = processes.logs[-1]  # type: ignore[attr-defined]
-    return process
+    return processes.start(f"gateway-{shard}-{phase}", [str(SHARD_HARNESS), str(shard), phase, *extra],
+                           {**processes.env, "QUEUE_POLL_S": "0", "SHARD_COUNT": "2", "SHARD_IDS": str(shard)},
+                           read_stdout=True)
 
 
 def test_shard_plan_owns_its_servers_and_shard_0_the_dms() -> None:

@@ -12,13 +12,14 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
 from bot_helpers import differing_from_a_render_again
+from harness_common import stored_records
 
 from storage import GenerationStatus, Store, signals
 
@@ -43,15 +44,20 @@ class Processes:
         self.workers: list[subprocess.Popen[str]] = []
         self.logs: list[Path] = []
 
-    def _log(self, name: str) -> Any:
+    def start(self, name: str, args: list[str], env: dict[str, str], *, read_stdout: bool = False,
+              ) -> subprocess.Popen[str]:
+        """`python ARGS…`, its output in a log file of its own (`process.log`); with `read_stdout`, only its
+        stderr (the test reads its stdout)."""
         self.logs.append(self.events.with_name(f"{name}-{len(self.logs)}.log"))
-        return self.logs[-1].open("w")
+        with self.logs[-1].open("w") as log:
+            process = subprocess.Popen([sys.executable, *args], env=env, text=True,
+                                       stdout=subprocess.PIPE if read_stdout else log,
+                                       stderr=log if read_stdout else subprocess.STDOUT)
+        process.log = self.logs[-1]  # type: ignore[attr-defined]
+        return process
 
     def worker(self, worker_id: str) -> subprocess.Popen[str]:
-        with self._log(worker_id) as log:
-            process = subprocess.Popen([sys.executable, str(HARNESS), "worker", str(self.events), worker_id],
-                                       env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True)
-        process.log = self.logs[-1]  # type: ignore[attr-defined]
+        process = self.start(worker_id, [str(HARNESS), "worker", str(self.events), worker_id], self.env)
         self.workers.append(process)
         return process
 
@@ -59,12 +65,8 @@ class Processes:
         """`die_after`: that many acknowledgements, or "rendering" (the first progress a worker reports)."""
         extra = [str(die_after)] if die_after is not None else []
         # In SimCord a periodic timer would keep the bot busy forever: the gateway runs on notifications only.
-        with self._log(f"gateway-{phase}") as log:
-            process = subprocess.Popen([sys.executable, str(HARNESS), "gateway", phase, str(self.events), *extra],
-                                       env={**self.env, "QUEUE_POLL_S": "0"}, stdout=subprocess.PIPE, stderr=log,
-                                       text=True)
-        process.log = self.logs[-1]  # type: ignore[attr-defined]
-        return process
+        return self.start(f"gateway-{phase}", [str(HARNESS), "gateway", phase, str(self.events), *extra],
+                          {**self.env, "QUEUE_POLL_S": "0"}, read_stdout=True)
 
     def stop_workers(self) -> list[str]:
         errors = []
@@ -115,25 +117,44 @@ def read_until(process: subprocess.Popen[str], marker: str) -> list[str]:
     raise AssertionError(f"{marker!r} never came; stderr:\n{process.log.read_text()[-3000:]}")  # type: ignore[attr-defined]
 
 
-async def all_records(url: str, data_dir: Path) -> list:
+@asynccontextmanager
+async def opened_store(url: str, data_dir: Path) -> AsyncIterator[Store]:
     store = await Store.open(url, data_dir)
     try:
-        found = []
-        generation_id = 1
-        while (record := await store.get(generation_id, include_deleted=True)) is not None:
-            found.append(record)
-            generation_id += 1
-        return found
+        yield store
     finally:
         await store.close()
+
+
+async def all_records(url: str, data_dir: Path) -> list:
+    async with opened_store(url, data_dir) as store:
+        return await stored_records(store)
 
 
 async def differing_from_records_rendered_again(shared_env: dict[str, str], records: list) -> list[str]:
-    store = await Store.open(shared_env["DATABASE_URL"], Path(shared_env["DATA_DIR"]))
-    try:
+    async with opened_store(shared_env["DATABASE_URL"], Path(shared_env["DATA_DIR"])) as store:
         return await differing_from_a_render_again(store, records)
-    finally:
-        await store.close()
+
+
+def acknowledged(stdout_lines: list[str]) -> list[str]:
+    """The prompts of the commands a gateway acknowledged (`ACK <prompt>`)."""
+    return [line[4:] for line in stdout_lines if line.startswith("ACK ")]
+
+
+async def restart_gateway_then_each_acknowledged_job_is_posted_once(processes: Processes, shared_env: dict[str, str],
+                                                                    acked: list[str]) -> list:
+    """After the first gateway was killed: a `recover` gateway delivers every acknowledged job, rendered once
+    and posted once. Its records."""
+    code, out_after, err = finish(processes.gateway("recover"))
+    processes.stop_workers()
+    assert code == 0, err[-4000:]
+
+    records = await all_records(shared_env["DATABASE_URL"], Path(shared_env["DATA_DIR"]))
+    assert sorted(record.prompt for record in records) == sorted(acked)
+    assert all(record.status is GenerationStatus.DONE and record.message_id is not None for record in records)
+    assert Counter(prompt for _, prompt in processes.event_lines("FINISH")) == Counter({p: 1 for p in acked})
+    assert len(posted_ids(out_after)) == len(acked) and set(posted_ids(out_after).values()) == {1}
+    return records
 
 
 def probed_limits(processes: Processes) -> list[int]:
@@ -150,7 +171,7 @@ def posted_ids(stdout: str) -> Counter[int]:
 async def test_twenty_jobs_from_three_owners_finish_once_in_fair_order_across_two_workers(
         processes: Processes, shared_env: dict[str, str]) -> None:
     gateway = processes.gateway("burst")
-    acked = [line[4:] for line in read_until(gateway, "BURST IN") if line.startswith("ACK ")]
+    acked = acknowledged(read_until(gateway, "BURST IN"))
     assert len(acked) == 20
     processes.worker("w1")
     processes.worker("w2")
@@ -224,18 +245,9 @@ async def test_a_gateway_killed_in_a_burst_delivers_every_acknowledged_job_once_
     first = processes.gateway("small", die_after=4)
     code, out_before, err = finish(first)
     assert code == -signal.SIGKILL, err[-4000:]
-    acked = [line[4:] for line in out_before.splitlines() if line.startswith("ACK ")]
+    acked = acknowledged(out_before.splitlines())
     assert len(acked) == 4
-    second = processes.gateway("recover")
-    code, out_after, err = finish(second)
-    processes.stop_workers()
-    assert code == 0, err[-4000:]
-
-    records = await all_records(shared_env["DATABASE_URL"], Path(shared_env["DATA_DIR"]))
-    assert sorted(record.prompt for record in records) == sorted(acked)
-    assert all(record.status is GenerationStatus.DONE and record.message_id is not None for record in records)
-    assert Counter(prompt for _, prompt in processes.event_lines("FINISH")) == Counter({p: 1 for p in acked})
-    assert len(posted_ids(out_after)) == 4 and set(posted_ids(out_after).values()) == {1}
+    await restart_gateway_then_each_acknowledged_job_is_posted_once(processes, shared_env, acked)
 
 
 @pytest.mark.slow
@@ -247,7 +259,7 @@ async def test_a_gateway_killed_while_a_worker_renders_a_batch_delivers_every_jo
     # holds until the gateway is dead; the gateway kills itself at the first progress a worker reports.
     shared_env.update(WORKER_JOBS="2", HOLD_LOCK=str(HOLD_LOCK))
     first = processes.gateway("small", die_after="rendering")
-    acked = [line[4:] for line in read_until(first, "BURST IN") if line.startswith("ACK ")]
+    acked = acknowledged(read_until(first, "BURST IN"))
     lock = await asyncpg.connect(signals.driver_dsn(shared_env["DATABASE_URL"]))
     try:
         await lock.execute("SELECT pg_advisory_lock($1)", HOLD_LOCK)
@@ -258,16 +270,7 @@ async def test_a_gateway_killed_while_a_worker_renders_a_batch_delivers_every_jo
         await lock.close()  # lets the held calls go on
     assert code == -signal.SIGKILL, err[-4000:]
     assert len(acked) == 6
-    second = processes.gateway("recover")
-    code, out_after, err = finish(second)
-    processes.stop_workers()
-    assert code == 0, err[-4000:]
-
-    records = await all_records(shared_env["DATABASE_URL"], Path(shared_env["DATA_DIR"]))
-    assert sorted(record.prompt for record in records) == sorted(acked)
-    assert all(record.status is GenerationStatus.DONE and record.message_id is not None for record in records)
-    assert Counter(prompt for _, prompt in processes.event_lines("FINISH")) == Counter({p: 1 for p in acked})
-    assert len(posted_ids(out_after)) == 6 and set(posted_ids(out_after).values()) == {1}
+    records = await restart_gateway_then_each_acknowledged_job_is_posted_once(processes, shared_env, acked)
     # The gateway died while a pipeline call of two jobs was rendering: begun before, went on after.
     assert probed_limits(processes) and min(probed_limits(processes)) >= 2, processes.event_lines("PROBE")
     events = processes.events.read_text().splitlines()

@@ -17,72 +17,34 @@ Each message is written to DATA_DIR/messages.json before the bot can see it.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import os
-import signal
-import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from harness_common import (HeldWorker, KillingRenderer, bot_in_simcord, close, die, imagine_channel,
+                            run_local_harness, start_local_service)
+import simcord
 
-import simcord  # noqa: E402
-
-from batch_cost_model import modelled_probe  # noqa: E402
-from bot.app import create_bot  # noqa: E402
-from generation.queue.assembly import build_service  # noqa: E402
-from bot.settings import Settings  # noqa: E402
-from generation.queue import CallbackWaiter  # noqa: E402
-from storage.turns import TurnLog  # noqa: E402
+from bot.settings import Settings
+from storage.turns import TurnLog
 
 TURNS = {"claim": "a red circle on a blue background --seed 21",
          "render": "a green circle on a yellow background --seed 22"}
 
 
-def die() -> None:
-    sys.stdout.flush()
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-class CrashingRenderer:
-    """The real renderer; logs finished renders and kills the process at step 2 of the green circle."""
+class CrashingRenderer(KillingRenderer):
+    """Kills the process at step 2 of the green circle in the `render` phase."""
 
     def __init__(self, renderer: Any, phase: str, log_path: Path) -> None:
-        self._renderer = renderer
+        super().__init__(renderer, log_path)
         self._phase = phase
-        self._log_path = log_path
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._renderer, name)
+    def kill_step(self, request: Any) -> int | None:
+        return 2 if self._phase == "render" and request.prompt.startswith("a green circle") else None
 
-    def probe_batch_images(self, model: str) -> dict[int, float]:
-        def log_line(line: str) -> None:
-            with self._log_path.open("a") as log:
-                log.write(f"probe {line}\n")
-
-        return modelled_probe(self._renderer, model, log_line)
-
-    def render_batch(self, requests: list[Any], *, on_progress: Any = None, **options: Any) -> Any:
-        doomed = [self._phase == "render" and request.prompt.startswith("a green circle") for request in requests]
-        with self._log_path.open("a") as log:
-            log.write(f"batch {' | '.join(request.prompt for request in requests)}\n")
-
-        def progress(index: int, event: Any) -> None:
-            if doomed[index] and event.step >= 2:
-                with self._log_path.open("a") as log:
-                    log.write(f"killed in a batch of {len(requests)}\n")
-                die()
-            if on_progress is not None:
-                on_progress(index, event)
-
-        results = self._renderer.render_batch(requests, on_progress=progress, **options)
-        with self._log_path.open("a") as log:
-            for request in requests:
-                log.write(f"rendered prompt={request.prompt}\n")
-        return results
+    def kill_line(self, prompts: Sequence[str]) -> str:
+        return f"killed in a batch of {len(prompts)}"
 
 
 def kill_after_claiming() -> None:
@@ -113,32 +75,12 @@ async def main(data_dir: Path, phase: str, log_path: Path) -> None:
                         cpu_threads=1)
     if phase == "claim":
         kill_after_claiming()
-    env_holder: list[simcord.Env] = []
-    idle = asyncio.Condition()
     # `render`: the worker waits until both turns are queued, so they share one batch call (default batching).
-    both_queued = asyncio.Event()
-    if phase != "render":
-        both_queued.set()
-
-    async def worker_idle(awaitable: Any) -> Any:
-        async with idle:
-            idle.notify_all()
-        woken = await awaitable
-        await both_queued.wait()
-        return woken
-
-    async def result_wait(awaitable: Any) -> Any:
-        return await env_holder[0].external_wait(awaitable, reason="render result")
-
-    service = build_service(settings, CallbackWaiter(worker_idle))
-    service.renderer = CrashingRenderer(service.renderer, phase, log_path)
-    await service.start()
-    bot = create_bot(settings, service=service, waiter=CallbackWaiter(result_wait))
-    env = simcord.Env(bot, settle_timeout=120.0)
-    env_holder.append(env)
-    guild = env.create_guild("Imagine Test")
-    channel = guild.create_text_channel("imagine")
-    alice = guild.add_member(env.create_user("alice"))
+    worker = HeldWorker(held=phase == "render")
+    service = await start_local_service(settings, worker, lambda renderer: CrashingRenderer(renderer, phase, log_path))
+    bot, env = bot_in_simcord(settings, "render result", service=service)
+    channel, members = imagine_channel(env, ("alice",))
+    alice = members["alice"]
     sent_file = data_dir / "messages.json"
     sent: list[dict[str, Any]] = json.loads(sent_file.read_text()) if sent_file.exists() else []
     earlier = [put_back(env, channel.id, alice.id, item["content"], item["id"]) for item in sent]
@@ -151,23 +93,15 @@ async def main(data_dir: Path, phase: str, log_path: Path) -> None:
         sent_file.write_text(json.dumps([*sent, {"id": message.id, "content": content}]))
         env.backend.announce_message_create(message)
         await env.settle(timeout=300)  # start-up finished the claimed turn; the new one is queued too
-        both_queued.set()
+        worker.release()
     else:
         for message in earlier:  # the gateway delivers them again
             env.backend.announce_message_create(message)
-    await env.settle(timeout=300)
-    async with idle:  # every queued job rendered (or the process was killed on the way)
-        await idle.wait_for(lambda: not service.snapshot().entries)
-    await env.settle(timeout=300)  # and posted
+    await worker.until_done_and_posted(env, service)
     for posted in channel.history():
         print(f"MESSAGE {posted.author.name}: {posted.content!r}", flush=True)
-    await env.shutdown()
-    await bot.close_resources()
-    await service.close()
+    await close(env, bot, service)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("discord", "simcord", "alembic", "sqlalchemy"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    asyncio.run(main(Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])))
+    run_local_harness(main)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 from types import SimpleNamespace
 from typing import Any
@@ -113,22 +114,32 @@ class FakeRenderer:
             if time.monotonic() > deadline:
                 raise RuntimeError("the test never opened the fake renderer's gate")
 
+    def _load_and_step(self, model: str, is_cancelled: Callable[[], bool] | None,
+                       on_step: Callable[[int], None]) -> tuple[float, float]:
+        """Load, wait at the gate (if any), then the steps, each cancellable and reported by `on_step(step)`:
+        (the load's seconds, when the steps began)."""
+        load_s = self.load(model)
+        if self.gate is not None:
+            self._wait_for_gate(is_cancelled)
+        started = time.perf_counter()
+        for step in range(1, self.steps + 1):
+            if is_cancelled is not None and is_cancelled():
+                raise RenderCancelled()
+            time.sleep(self.seconds / self.steps)
+            on_step(step)
+        return load_s, started
+
     def render(self, request, *, on_progress=None, is_cancelled=None) -> RenderResult:
         self.threads.add(threading.current_thread().name)
         self.events.append(f"render {request.prompt}")
         self.finished.clear()
         self.started.set()
         try:
-            load_s = self.load(request.model)
-            if self.gate is not None:
-                self._wait_for_gate(is_cancelled)
-            started = time.perf_counter()
-            for step in range(1, self.steps + 1):
-                if is_cancelled is not None and is_cancelled():
-                    raise RenderCancelled()
-                time.sleep(self.seconds / self.steps)
+            def report(step: int) -> None:
                 if on_progress is not None:
                     on_progress(Progress(step, self.steps, None))
+
+            load_s, started = self._load_and_step(request.model, is_cancelled, report)
             if "explode" in request.prompt:
                 raise RuntimeError("the fake renderer exploded")
             self.rendered.append(request.prompt)
@@ -164,17 +175,12 @@ class BatchingFakeRenderer(FakeRenderer):
         self.finished.clear()
         self.started.set()
         try:
-            load_s = self.load(requests[0].model)
-            if self.gate is not None:
-                self._wait_for_gate(is_cancelled)
-            started = time.perf_counter()
-            for step in range(1, self.steps + 1):
-                if is_cancelled is not None and is_cancelled():
-                    raise RenderCancelled()
-                time.sleep(self.seconds / self.steps)
+            def report(step: int) -> None:
                 if on_progress is not None:
                     for index in range(len(requests)):
                         on_progress(index, Progress(step, self.steps, None))
+
+            load_s, started = self._load_and_step(requests[0].model, is_cancelled, report)
             self.calls.append(prompts)
             self.rendered.extend(prompts)
             results, row = [], 0

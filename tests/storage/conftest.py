@@ -43,3 +43,13 @@ async def store(database_url: str | None, data_dir: Path) -> AsyncIterator[Store
         yield store
     finally:
         await store.close()
+
+
+@pytest.fixture
+async def shared(postgres_database: str, tmp_path: Path) -> AsyncIterator[Store]:
+    """A store on a fresh PostgreSQL database only (the shared queue's claims need it)."""
+    store = await Store.open(postgres_database, tmp_path / "data")
+    try:
+        yield store
+    finally:
+        await store.close()

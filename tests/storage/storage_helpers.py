@@ -79,3 +79,10 @@ async def finish(store: Store, generation_id: int, duration_s: float = 1.25):
     assert record is not None
     await store.mark_running(generation_id)
     return await store.mark_done(generation_id, rendered(request_params(**record.request_params)), duration_s)
+
+
+async def claim_next(store: Store, worker: str = "w", lease_s: float = 600.0, **options: Any) -> Any:
+    """The one job `worker` claims next (for any model it is asked about, by default the shipped one), or None."""
+    options = {"models": ["tinyshapes"], "max_size": 1024, "loaded_model": None, **options}
+    claimed, _ = await store.claim(worker, lease_s=lease_s, **options)
+    return claimed[0] if claimed else None

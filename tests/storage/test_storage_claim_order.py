@@ -3,12 +3,8 @@ set aside from the walk and come back in their place; a job held by another tran
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 from sqlalchemy import select, text
-from storage_helpers import queue
+from storage_helpers import claim_next, queue
 
 from storage import Store
 from storage.claims import IDLE_OFFSET, NEWCOMER_BASE
@@ -17,18 +13,9 @@ from storage.models import OwnerTurn
 ALICE, BOB, CAROL = 2001, 2002, 2003
 
 
-@pytest.fixture
-async def shared(postgres_database: str, tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(postgres_database, tmp_path / "data")
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
 async def claim_one(store: Store, worker: str = "w") -> int | None:
-    claimed, _ = await store.claim(worker, models=["tinyshapes"], max_size=1024, loaded_model=None, lease_s=600)
-    return claimed[0].id if claimed else None
+    claimed = await claim_next(store, worker)
+    return claimed.id if claimed else None
 
 
 async def turns(store: Store) -> dict[int, int]:

@@ -1,4 +1,4 @@
-"""Test-wide setup: no model hub, ever."""
+"""Test-wide setup: no model hub, ever; the tiers `make check` and `make test` select (markers in pyproject)."""
 
 import os
 
@@ -7,7 +7,28 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
+from collections.abc import Iterator  # noqa: E402
+
 import pytest  # noqa: E402
+from tiers import ProcessGuard, mark_postgres_tests  # noqa: E402
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    mark_postgres_tests(items)
+
+
+@pytest.fixture(autouse=True)
+def process_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[ProcessGuard | None]:
+    """`make check` is in-process: a test that starts a process (a CLI, a server, a harness) is `system`."""
+    if request.node.get_closest_marker("system") is not None:
+        yield None
+        return
+    guard = ProcessGuard(request.node.nodeid)
+    guard.install(monkeypatch)
+    yield guard
+    if guard.attempts:
+        pytest.fail(f"{guard.test} started processes outside the system tier: {guard.attempts}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

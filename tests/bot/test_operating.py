@@ -163,7 +163,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.mark.system
+@pytest.mark.system(reason="a render worker on PostgreSQL")
 async def test_a_render_worker_serves_its_metrics_and_is_ready_once_its_model_is_loaded(
         postgres_database: str, tmp_path: Path) -> None:
     port = free_port()

@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -110,6 +111,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.system(reason="two processes start on one database")
 async def test_two_processes_starting_on_a_new_database_migrate_once(
     database_url: str | None, data_dir: Path
 ) -> None:
@@ -156,6 +158,7 @@ async def test_downgrade_to_0001_and_back(store: Store) -> None:
     assert (await store.get(record.id)).message_id == 3
 
 
+@pytest.mark.system(reason="the alembic command in a process")
 def test_alembic_cli_uses_the_packaged_ini(tmp_path: Path) -> None:
     env = dict(os.environ)
     url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"

@@ -6,12 +6,14 @@ Tests that need a different bot pass Settings fields, or `service=` a service fa
 `(settings, waiter) -> GenerationService-like` (a fake renderer, a slow queue), through
 `@pytest.mark.bot(...)`, e.g. `@pytest.mark.bot(default_steps=8, service=huge_noise_service)`.
 
-Each bot's SQLite database starts as a copy of one migrated once per test process (`migrated_database`).
+Each bot's SQLite database starts as a copy of one migrated once per test process (`migrated_database`),
+and each model a bot loads is read from disk once per test process (`PipelineCache`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import shutil
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ import pytest_asyncio
 import simcord
 from bot_helpers import BOT_BATCH_IMAGES
 
+import generation.renderer
 from bot.app import ImagineBot, create_bot
 from bot.settings import Settings
 from generation.queue import CallbackWaiter
@@ -104,6 +107,32 @@ class World:
         fresh = self.factory()
         await self.env.restart_bot(fresh)
         return fresh
+
+
+class PipelineCache:
+    """generation.renderer.load_pipeline, reading each model once per test process: every bot gets its own
+    deep copy (modules, scheduler, tokenizers), so nothing a test does to its pipeline reaches another;
+    the pixels are the same as a fresh load's."""
+
+    def __init__(self, load: Callable[..., Any]) -> None:
+        self._load = load
+        self._pristine: dict[tuple[str, str], Any] = {}
+
+    def __call__(self, source: Any, info: Any, dtype: Any) -> Any:
+        key = (repr(source), str(dtype))  # a ModelSpec's repr holds every field: path, family, size...
+        if key not in self._pristine:
+            self._pristine[key] = self._load(source, info, dtype)
+        return copy.deepcopy(self._pristine[key])
+
+
+@pytest.fixture(scope="session")
+def pipeline_cache() -> PipelineCache:
+    return PipelineCache(generation.renderer.load_pipeline)
+
+
+@pytest.fixture(autouse=True)
+def cached_pipelines(pipeline_cache: PipelineCache, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(generation.renderer, "load_pipeline", pipeline_cache)
 
 
 @pytest.fixture(scope="session")

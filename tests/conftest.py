@@ -11,10 +11,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 import gc  # noqa: E402
+import platform  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
 import pytest  # noqa: E402
 from tiers import ProcessGuard, mark_postgres_tests  # noqa: E402
+
+# Runs `uname -p` once per process and caches it (the OpenAI client asks, for its headers): here, not
+# inside whichever test asks first (the process guard would refuse it).
+platform.processor()
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker

@@ -60,7 +60,7 @@ def test_simcord_is_an_extra_not_a_runtime_requirement():
     assert any(requirement.startswith("simcord") for requirement in project["optional-dependencies"]["playground"])
 
 
-@pytest.mark.system  # pip in a subprocess, on a copy of the checkout (setuptools writes build/ next to the source)
+@pytest.mark.system(reason="pip builds the wheel in a process")  # on a copy of the checkout (setuptools writes build/ next to the source)
 def test_the_built_wheel_holds_the_product_only(tmp_path):
     source = tmp_path / "source"
     ignore = shutil.ignore_patterns(".venv", ".git", "data", "build", "__pycache__", "*.egg-info", ".pytest_cache",

@@ -102,7 +102,7 @@ def test_the_readmes_name_the_tooling_commands():
     assert {"--unet-minutes", "--finetune-from"} <= named_commands()["training.tinyshapes.train"]
 
 
-@pytest.mark.system
+@pytest.mark.system(reason="the README's commands in processes")
 def test_every_named_command_answers_help_with_the_flags_the_readmes_use(tmp_path):
     commands = help_commands()
     with ThreadPoolExecutor(max_workers=2) as pool:  # one per core
@@ -116,7 +116,7 @@ def test_every_named_command_answers_help_with_the_flags_the_readmes_use(tmp_pat
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.system
+@pytest.mark.system(reason="the README's commands in processes")
 def test_the_cli_example_renders_the_shipped_model(tmp_path):
     example = CLI_EXAMPLE.search(readme_text())
     assert example is not None, "the README's `python -m generation` example changed"
@@ -131,7 +131,7 @@ def test_the_cli_example_renders_the_shipped_model(tmp_path):
         assert "Seed: 7" in image.info["parameters"]
 
 
-@pytest.mark.system
+@pytest.mark.system(reason="the README's commands in processes")
 def test_bot_without_a_token_exits_2_with_one_line(tmp_path):
     assert "without a token it exits with status 2 and one line pointing to `make demo`" in readme_text()
     result = run(["-m", "bot"], tmp_path)
@@ -141,7 +141,7 @@ def test_bot_without_a_token_exits_2_with_one_line(tmp_path):
     assert len(lines) == 1 and "DISCORD_TOKEN" in lines[0] and "make demo" in lines[0]
 
 
-@pytest.mark.system
+@pytest.mark.system(reason="the README's commands in processes")
 @pytest.mark.parametrize("readme", ["README.md", "evaluation/README.md"])
 def test_the_interpreter_prints_the_readme_accuracy_table(tmp_path, readme):
     result = run(["-m", "evaluation.interpreter"], tmp_path)

@@ -28,6 +28,12 @@ def _url() -> str:
 
 
 def _run(connection: Connection) -> None:
+    # Every migration in one transaction, the caller's (it commits): begun before Alembic looks at the
+    # connection, so that Alembic runs inside it. Left to itself on SQLite (no transactional DDL, it
+    # assumes) Alembic commits after each migration, and another process starting at that moment takes
+    # the write lock (BEGIN IMMEDIATE) and applies the remaining migrations too.
+    if not connection.in_transaction():
+        connection.begin()
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -16,6 +16,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+# The SimCord test bots' BATCH_IMAGES: fixed, since `auto` times batch sizes on each new bot (seconds of
+# renders per test, and a limit that depends on the machine's load). A test about one image per call says
+# @pytest.mark.bot(batch_images=1).
+BOT_BATCH_IMAGES = 4
+
 
 async def attachment_bytes(message: Any, index: int = 0) -> bytes:
     attachments = message.attachments

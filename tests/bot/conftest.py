@@ -5,11 +5,16 @@
 Tests that need a different bot pass Settings fields, or `service=` a service factory
 `(settings, waiter) -> GenerationService-like` (a fake renderer, a slow queue), through
 `@pytest.mark.bot(...)`, e.g. `@pytest.mark.bot(default_steps=8, service=huge_noise_service)`.
+
+Each bot's SQLite database starts as a copy of one migrated once per test process (`migrated_database`),
+and each model a bot loads is read from disk once per test process (`PipelineCache`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import shutil
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,25 +23,24 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import simcord
+from bot_helpers import BOT_BATCH_IMAGES
 
+import generation.renderer
 from bot.app import ImagineBot, create_bot
 from bot.settings import Settings
 from generation.queue import CallbackWaiter
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "bot(**overrides): settings fields and injected services for the world bot")
-    # Also to be declared in pyproject's pytest section (the lead's merge): subprocesses or PostgreSQL.
-    config.addinivalue_line("markers", "system: starts processes or a PostgreSQL server")
+from storage import Store
 
 
 @pytest.fixture
 def bot_settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
-    """Settings for a test bot: a fresh data folder, CPU, and few steps (the machine is shared)."""
+    """Settings for a test bot: a fresh data folder, CPU, few steps and one thread (the machine is shared),
+    a fixed batch limit (bot_helpers.BOT_BATCH_IMAGES)."""
     marker = request.node.get_closest_marker("bot")
     overrides = {key: value for key, value in (marker.kwargs if marker else {}).items() if key != "service"}
     values: dict[str, Any] = {"data_dir": tmp_path / "data", "device": "cpu", "dtype": "float32",
-                              "default_steps": 4, "cpu_threads": 1, "log_level": "DEBUG", **overrides}
+                              "default_steps": 4, "cpu_threads": 1, "log_level": "DEBUG",
+                              "batch_images": BOT_BATCH_IMAGES, **overrides}
     return Settings(_env_file=None, **values)
 
 
@@ -105,8 +109,50 @@ class World:
         return fresh
 
 
+class PipelineCache:
+    """generation.renderer.load_pipeline, reading each model once per test process: every bot gets its own
+    deep copy (modules, scheduler, tokenizers), so nothing a test does to its pipeline reaches another;
+    the pixels are the same as a fresh load's."""
+
+    def __init__(self, load: Callable[..., Any]) -> None:
+        self._load = load
+        self._pristine: dict[tuple[str, str], Any] = {}
+
+    def __call__(self, source: Any, info: Any, dtype: Any) -> Any:
+        key = (repr(source), str(dtype))  # a ModelSpec's repr holds every field: path, family, size...
+        if key not in self._pristine:
+            self._pristine[key] = self._load(source, info, dtype)
+        return copy.deepcopy(self._pristine[key])
+
+
+@pytest.fixture(scope="session")
+def pipeline_cache() -> PipelineCache:
+    return PipelineCache(generation.renderer.load_pipeline)
+
+
+@pytest.fixture(autouse=True)
+def cached_pipelines(pipeline_cache: PipelineCache, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(generation.renderer, "load_pipeline", pipeline_cache)
+
+
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite database at the newest schema, made once per test process: migrating a new file for each
+    bot costs a tenth of a second of fsyncs; a copy, a few milliseconds (Store.open finds it at head)."""
+    folder = tmp_path_factory.mktemp("migrated")
+
+    async def migrate() -> None:
+        await (await Store.open(None, folder)).close()
+
+    asyncio.run(migrate())
+    return folder / "imagine.db"
+
+
 @pytest.fixture
-def bot_factory(bot_settings: Settings, request: pytest.FixtureRequest) -> BotFactory:
+def bot_factory(bot_settings: Settings, migrated_database: Path, request: pytest.FixtureRequest) -> BotFactory:
+    if bot_settings.database_url is None:  # the default SQLite file, not a PostgreSQL test's database
+        bot_settings.data_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(migrated_database, bot_settings.data_dir / "imagine.db")
     marker = request.node.get_closest_marker("bot")
     service_factory = (marker.kwargs if marker else {}).get("service")
     return BotFactory(bot_settings, service_factory)

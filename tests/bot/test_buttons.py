@@ -149,6 +149,7 @@ async def test_buttons_still_work_after_a_restart(world):
     assert refused.response.ephemeral and "Not yours" in refused.response.content
 
 
+@pytest.mark.bot(batch_images=1)  # positions of single-image calls
 async def test_cancel_stops_a_queued_job_and_says_so(world):
     world.factory.hold_queue()
     first = await world.alice.slash(world.channel, "imagine", prompt="a red circle", steps=4)

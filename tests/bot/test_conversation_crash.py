@@ -18,7 +18,7 @@ HARNESS = "turn_crash_harness.py"
 
 
 @pytest.mark.slow
-@pytest.mark.system
+@pytest.mark.system(reason="bot processes killed with SIGKILL")
 async def test_kill_9_between_claim_and_answer_and_mid_render_answers_every_turn_once(tmp_path: Path) -> None:
     data_dir, render_log = tmp_path / "data", tmp_path / "renders.log"
     data_dir.mkdir()

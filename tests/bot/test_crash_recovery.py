@@ -29,7 +29,7 @@ MAX_RECOVERIES = 4
 
 
 @pytest.mark.slow
-@pytest.mark.system
+@pytest.mark.system(reason="bot processes killed with SIGKILL")
 async def test_kill_9_at_any_moment_loses_nothing_and_renders_nothing_twice(tmp_path: Path) -> None:
     data_dir, render_log = tmp_path / "data", tmp_path / "renders.log"
     acknowledged: list[str] = []

@@ -14,6 +14,10 @@ from generation.queue.assembly import build_service
 from generation import RenderedImage, RenderResult
 from storage import GenerationKind, ImageInput
 
+# The retries' count, not their real-time spacing (bot.delivery.RETRY_DELAYS_S: 2 s asleep), is what these
+# tests check.
+SHORT_RETRY_DELAYS_S = (0.01, 0.01)
+
 TOKEN_LIFETIME_S = 15 * 60
 
 
@@ -107,6 +111,7 @@ async def test_a_result_ready_after_the_token_expired_is_posted_in_the_channel(w
 async def test_an_upload_failing_with_503_is_retried_and_arrives(world):
     grid = (await world.alice.slash(world.channel, "imagine", prompt="a red circle", seed=3, count=2,
                                     steps=4)).response
+    world.bot.runner.delivery.retry_delays_s = SHORT_RETRY_DELAYS_S
     before = len(_original_edits(world))
     world.env.inject_error("PATCH", f"/webhooks/{world.bot.application_id}/*/messages/@original",
                            status=503, message="Service Unavailable", times=2)
@@ -121,6 +126,7 @@ async def test_an_upload_failing_with_503_is_retried_and_arrives(world):
 async def test_an_upload_that_keeps_failing_stays_in_history_with_its_reason(world):
     grid = (await world.alice.slash(world.channel, "imagine", prompt="a red circle", seed=3, count=2,
                                     steps=4)).response
+    world.bot.runner.delivery.retry_delays_s = SHORT_RETRY_DELAYS_S
     world.env.inject_error("PATCH", f"/webhooks/{world.bot.application_id}/*/messages/@original",
                            status=503, message="Service Unavailable", times=None)
 

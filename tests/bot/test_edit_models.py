@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bot_helpers import attachment_bytes, image_of, load_generation_helper, png_of
+from bot_helpers import BOT_BATCH_IMAGES, attachment_bytes, image_of, load_generation_helper, png_of
 from PIL import Image
 
 from bot.settings import Settings
@@ -45,7 +45,8 @@ def bot_settings(tmp_path: Path, model_folders: tuple[Path, Path], request: pyte
     marker = request.node.get_closest_marker("bot")  # bot(models="klein-first"): that models file
     models_file = root / f"{marker.kwargs['models'] if marker else 'models'}.toml"
     return Settings(_env_file=None, data_dir=tmp_path / "data", device="cpu", dtype="float32", cpu_threads=1,
-                    default_steps=4, models_file=models_file, ip_adapter_dir=adapters, log_level="DEBUG")
+                    default_steps=4, models_file=models_file, ip_adapter_dir=adapters, log_level="DEBUG",
+                    batch_images=BOT_BATCH_IMAGES)
 
 
 def stripes_png() -> bytes:

@@ -234,6 +234,7 @@ async def test_a_damaged_init_image_fails_the_job_with_a_private_reason(world):
     assert accepted.response.attachments
 
 
+@pytest.mark.bot(batch_images=1)  # positions of single-image calls
 async def test_the_status_line_gives_the_queue_position_and_eta_right_after_the_defer(world):
     world.factory.hold_queue()
     first = await world.alice.slash(world.channel, "imagine", prompt="a red circle", steps=4)

@@ -62,7 +62,7 @@ def test_no_token_exits_with_status_2_and_one_line_naming_make_demo(tmp_path, mo
     assert not (tmp_path / "data").exists()  # nothing was started or created
 
 
-@pytest.mark.system
+@pytest.mark.system(reason="python -m bot in a process")
 def test_python_m_bot_without_a_token_is_status_2_and_one_line(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "DISCORD_TOKEN"}
     env["PYTHONPATH"] = str(REPO)
@@ -133,14 +133,14 @@ def test_a_second_discord_bot_on_the_same_data_is_refused_before_logging_in(tmp_
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
-@pytest.mark.system  # runs make
+@pytest.mark.system(reason="runs make")
 def test_the_make_demo_recipe_adds_no_error_line_to_a_refusal():
     recipe = subprocess.run(["make", "-n", "demo", "VENV=.venv"], cwd=REPO, capture_output=True, text=True)
     assert recipe.returncode == 0
     assert f"[ $status -eq {main_module.EXIT_ALREADY_RUNNING} ] || exit $status" in recipe.stdout
 
 
-@pytest.mark.system  # runs make
+@pytest.mark.system(reason="runs make")
 def test_every_make_target_has_a_recipe():
     makefile = (REPO / "Makefile").read_text()
     targets = re.search(r"^\.PHONY:(.*)$", makefile, re.M).group(1).split()

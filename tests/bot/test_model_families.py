@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bot_helpers import attachment_bytes, image_of, load_generation_helper, result_footer, result_title
+from bot_helpers import (BOT_BATCH_IMAGES, attachment_bytes, image_of, load_generation_helper, result_footer,
+                         result_title)
 
 from bot.settings import Settings
 
@@ -38,7 +39,7 @@ def lora_dir(models_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 @pytest.fixture
 def bot_settings(tmp_path: Path, models_file: Path, lora_dir: Path) -> Settings:
     return Settings(_env_file=None, data_dir=tmp_path / "data", device="cpu", dtype="float32", cpu_threads=1,
-                    models_file=models_file, lora_dir=lora_dir, log_level="DEBUG")
+                    models_file=models_file, lora_dir=lora_dir, log_level="DEBUG", batch_images=BOT_BATCH_IMAGES)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

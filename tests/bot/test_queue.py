@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import re
 
+import pytest
+
 from generation import GenerationRequest
 from storage import GenerationKind
 
@@ -49,6 +51,7 @@ def eta_seconds(line: str) -> int:
     return int(minutes.group(1) or 0) * 60 + int(minutes.group(2) or 0)
 
 
+@pytest.mark.bot(batch_images=1)  # positions of single-image calls
 async def test_queue_shows_your_jobs_with_positions_and_eta(world):
     alice, bob = world.alice, world.bob
     first, bobs, second = await queue_jobs(world, [

@@ -39,7 +39,7 @@ def test_shard_plan_owns_its_servers_and_shard_0_the_dms() -> None:
         ShardPlan.from_settings(Settings(_env_file=None, shard_ids=[1]))
 
 
-@pytest.mark.system
+@pytest.mark.system(reason="gateway and worker processes on PostgreSQL, killed and restarted")
 async def test_two_sharded_gateways_post_each_job_once_and_a_killed_one_posts_its_jobs_on_return(
         processes: Processes, shared_env: dict[str, str], tmp_path: Path) -> None:
     processes.worker("w1")

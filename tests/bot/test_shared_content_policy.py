@@ -22,7 +22,7 @@ def bot_settings(tmp_path: Path, postgres_database: str, tiny_classifier: Path) 
                     nsfw_classifier_labels="nsfw")
 
 
-@pytest.mark.system
+@pytest.mark.system(reason="the shared queue on PostgreSQL")
 async def test_the_classifier_runs_on_results_of_the_shared_queue(world) -> None:
     assert isinstance(world.bot.queue, SharedQueue)
     await set_policy(world, "spoiler")

@@ -167,7 +167,7 @@ def posted_ids(stdout: str) -> Counter[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.system
+@pytest.mark.system(reason="gateway and worker processes on PostgreSQL")
 async def test_twenty_jobs_from_three_owners_finish_once_in_fair_order_across_two_workers(
         processes: Processes, shared_env: dict[str, str]) -> None:
     gateway = processes.gateway("burst")
@@ -200,7 +200,7 @@ async def test_twenty_jobs_from_three_owners_finish_once_in_fair_order_across_tw
 
 
 @pytest.mark.slow
-@pytest.mark.system
+@pytest.mark.system(reason="gateway and worker processes on PostgreSQL")
 async def test_a_worker_killed_mid_render_loses_its_job_to_the_other_worker(
         processes: Processes, shared_env: dict[str, str]) -> None:
     shared_env["DEFAULT_STEPS"] = "6"
@@ -237,7 +237,7 @@ async def test_a_worker_killed_mid_render_loses_its_job_to_the_other_worker(
 
 
 @pytest.mark.slow
-@pytest.mark.system
+@pytest.mark.system(reason="gateway and worker processes on PostgreSQL")
 async def test_a_gateway_killed_in_a_burst_delivers_every_acknowledged_job_once_after_restart(
         processes: Processes, shared_env: dict[str, str]) -> None:
     processes.worker("w1")
@@ -251,7 +251,7 @@ async def test_a_gateway_killed_in_a_burst_delivers_every_acknowledged_job_once_
 
 
 @pytest.mark.slow
-@pytest.mark.system
+@pytest.mark.system(reason="gateway and worker processes on PostgreSQL")
 async def test_a_gateway_killed_while_a_worker_renders_a_batch_delivers_every_job_once_after_restart(
         processes: Processes, shared_env: dict[str, str]) -> None:
     # Each worker renders the two jobs it holds in one pipeline call, at the default BATCH_IMAGES=auto (its
@@ -285,7 +285,7 @@ async def test_a_gateway_killed_while_a_worker_renders_a_batch_delivers_every_jo
 
 
 @pytest.mark.slow
-@pytest.mark.system
+@pytest.mark.system(reason="gateway and worker processes on PostgreSQL")
 async def test_a_cancel_in_discord_stops_the_render_in_another_process_within_two_steps(
         processes: Processes, shared_env: dict[str, str]) -> None:
     shared_env["DEFAULT_STEPS"] = "30"

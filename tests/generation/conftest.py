@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
+import sys
 
 import pytest
 
 from generation.models import TINYSHAPES_DIR, ModelSource
+
+
+@pytest.fixture(autouse=True)
+def diffusers_default_verbosity():
+    """The CLI quiets diffusers for its whole process (set_verbosity_error); run in-process here, it would
+    hide the warnings later tests in this worker expect (tests/bot/test_main.py)."""
+    yield
+    diffusers_logging = sys.modules.get("diffusers.utils.logging")
+    if diffusers_logging is not None:
+        diffusers_logging.set_verbosity(logging.WARNING)  # diffusers' own default
 
 
 @pytest.fixture(scope="session")

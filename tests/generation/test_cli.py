@@ -106,7 +106,7 @@ def run_cli_without_torch(*args: str) -> tuple[int, str, bool]:
     return result.returncode, "\n".join(lines), imported == "True"
 
 
-@pytest.mark.system  # fresh interpreters
+@pytest.mark.system(reason="fresh interpreters: the CLI before torch loads")
 def test_mistakes_are_reported_in_one_line_before_torch_loads(tmp_path):
     code, error, torch_loaded = run_cli_without_torch("a cat", "--init-image", "/nonexistent.png")
     assert (code, error, torch_loaded) == (2, "error: --init-image /nonexistent.png: no such file.", False)
@@ -143,7 +143,7 @@ size = 64
     assert "Steps: 3, Sampler: Euler, CFG scale: 2.5, Seed: 1, Size: 64x64, Model: fluxy" in parameters
 
 
-@pytest.mark.system  # fresh interpreters
+@pytest.mark.system(reason="a fresh interpreter with its own Hugging Face cache")
 def test_a_cached_hub_id_renders_offline(tmp_path, tiny_dirs):
     """A hub id resolves through the local Hugging Face cache when HF_HUB_OFFLINE=1 (no network touched)."""
     import shutil

@@ -16,6 +16,7 @@ from generation.cpu_threads import default_cpu_threads
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.system(reason="a fresh interpreter: import warnings and the thread default of a new process")
 def test_the_readme_command_prints_clean_lines_and_uses_one_thread_for_the_shipped_model(tmp_path):
     output = tmp_path / "out.png"
     environment = {key: value for key, value in os.environ.items() if key not in ("OMP_NUM_THREADS", "CPU_THREADS")}

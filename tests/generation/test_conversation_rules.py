@@ -104,16 +104,14 @@ def test_a_mention_of_the_bot_is_not_part_of_the_words():
     assert read("<@!123456789012345678>").kind is Kind.REFUSE
 
 
-def test_the_script_prints_the_table():
-    import subprocess
-    import sys
+def test_the_script_prints_the_table(capsys):
+    # In-process; `python -m evaluation.interpreter` as a process is a system test (tests/test_readme_commands.py).
+    from evaluation.interpreter import main
 
-    from evaluation.interpreter import SET
-
-    done = subprocess.run([sys.executable, "-m", "evaluation.interpreter"], cwd=SET.parent.parent,
-                          capture_output=True, text=True, check=True)
-    assert "| category | right | total | accuracy |" in done.stdout
-    assert "| **overall** |" in done.stdout and "| action/zoom |" in done.stdout
+    assert main([]) == 0
+    printed = capsys.readouterr().out
+    assert "| category | right | total | accuracy |" in printed
+    assert "| **overall** |" in printed and "| action/zoom |" in printed
 
 
 def test_bad_input_is_refused_with_a_reason():

@@ -11,7 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.system  # a fresh interpreter
+@pytest.mark.system(reason="a fresh interpreter")
 def test_importing_generation_loads_no_torch_diffusers_or_transformers() -> None:
     probe = (
         "import sys, generation\n"

@@ -41,7 +41,7 @@ def test_the_worker_takes_the_models_cpu_thread_default(cpu_threads, expected, m
     assert [settings.cpu_threads for settings in started] == [expected]  # the shipped tiny model declares 1
 
 
-@pytest.mark.system  # a fresh interpreter
+@pytest.mark.system(reason="a fresh interpreter")
 def test_the_worker_imports_nothing_of_the_bot(tmp_path: Path) -> None:
     probe = ("import sys, generation.worker, generation.workers; "
              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('bot', 'discord')))")
@@ -69,7 +69,7 @@ class WatchedMetrics(Metrics):
         self.first_claim.set()
 
 
-@pytest.mark.system
+@pytest.mark.system(reason="a render worker on PostgreSQL")
 async def test_a_render_worker_serves_its_metrics_and_is_ready_once_its_model_is_loaded(
         postgres_database: str, tmp_path: Path) -> None:
     port = free_port()

@@ -10,7 +10,7 @@ from generation.workers import report
 from storage import Store
 
 
-@pytest.mark.system
+@pytest.mark.system(reason="PostgreSQL")
 async def test_lists_workers_with_models_current_job_throughput_and_heartbeat(postgres_database: str,
                                                                                tmp_path: Path) -> None:
     store = await Store.open(postgres_database, tmp_path / "data")

@@ -116,8 +116,10 @@ def qwen_edit_pipeline(plus: bool = False) -> Any:
     )
     torch.manual_seed(0)
     z_dim = 16  # the real VAE's 16 latent channels, 8x downsampling (three levels)
+    # The pipeline encodes the picture at 1 MP whatever the output size: 4 channels at full resolution
+    # keep that cheap, 16 at the lower levels keep seeds far apart in pixels.
     vae = AutoencoderKLQwenImage(
-        base_dim=8, z_dim=z_dim, dim_mult=[1, 2, 2, 2], num_res_blocks=1, temperal_downsample=[False, True, True],
+        base_dim=4, z_dim=z_dim, dim_mult=[1, 2, 4, 4], num_res_blocks=1, temperal_downsample=[False, True, True],
         latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim,
     )
     scheduler = FlowMatchEulerDiscreteScheduler(  # Qwen-Image's

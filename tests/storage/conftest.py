@@ -12,11 +12,7 @@ import pytest
 
 from storage import Store
 
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.system)]
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "system: starts processes or a PostgreSQL server")
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.system(reason="PostgreSQL"))]
 
 
 @pytest.fixture

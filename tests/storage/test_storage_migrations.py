@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import GenerationStatus, Store
@@ -110,6 +112,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.system(reason="two processes start on one database")
 async def test_two_processes_starting_on_a_new_database_migrate_once(
     database_url: str | None, data_dir: Path
 ) -> None:
@@ -130,6 +133,41 @@ async def test_two_processes_starting_on_a_new_database_migrate_once(
         assert sorted(r.prompt for r in await store.history(1)) == ["worker 0", "worker 1"]
     finally:
         await store.close()
+
+
+async def test_a_migration_holds_the_sqlite_write_lock_from_its_first_statement_to_its_commit(data_dir: Path) -> None:
+    # What keeps two processes from migrating one new database twice: the second can take the write lock
+    # only once the first has committed every migration. Here a second connection (another process's, as
+    # far as SQLite knows) tries to take it before each statement of the migration after the first.
+    engine = create_engine(default_url(data_dir))
+    statements: list[str] = []
+    lock_was_free_before: list[str] = []
+
+    def another_process_could_write() -> bool:
+        other = sqlite3.connect(data_dir / "imagine.db", timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:  # database is locked
+            return False
+        finally:
+            other.close()
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def before(connection: object, cursor: object, statement: str, *rest: object) -> None:
+        if statements and another_process_could_write():
+            lock_was_free_before.append(statement)
+        statements.append(statement)
+
+    try:
+        await migrate(engine)
+        event.remove(engine.sync_engine, "before_cursor_execute", before)
+        assert await _revision(engine) == HEAD
+    finally:
+        await engine.dispose()
+    assert statements[0] == "BEGIN IMMEDIATE" and len(statements) > 20  # every migration, from an empty file
+    assert lock_was_free_before == []
 
 
 async def test_two_stores_opened_at_once_in_one_process(database_url: str | None, data_dir: Path) -> None:
@@ -156,6 +194,7 @@ async def test_downgrade_to_0001_and_back(store: Store) -> None:
     assert (await store.get(record.id)).message_id == 3
 
 
+@pytest.mark.system(reason="the alembic command in a process")
 def test_alembic_cli_uses_the_packaged_ini(tmp_path: Path) -> None:
     env = dict(os.environ)
     url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"

@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.system(reason="a fresh interpreter")
 def test_storage_imports_no_generation_torch_or_bot() -> None:
     probe = (
         "import sys, storage, benchmarks.storage_bench\n"

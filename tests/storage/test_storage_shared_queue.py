@@ -14,7 +14,7 @@ from storage_helpers import claim_next, queue, rendered, request_params
 from storage import GenerationStatus, Store
 from storage.repository import LeaseLost
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.system]  # PostgreSQL
+pytestmark = [pytest.mark.asyncio, pytest.mark.system(reason="PostgreSQL")]
 
 ALICE, BOB, CAROL = 1001, 1002, 1003
 LONG = 600.0

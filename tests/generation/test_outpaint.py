@@ -107,6 +107,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow  # 16 outpaints with the shipped model
 def test_outpainting_with_the_shipped_model_adds_background_without_seams(renderer):
     sources: dict[tuple[str, int], tuple[GenerationRequest, Image.Image]] = {}
     failures = []

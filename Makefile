@@ -1,4 +1,7 @@
 # Two commands a fresh clone needs: `make demo` (playground) and `make test`; `make check` is the fast inner loop.
+# bash, not dash: on Ctrl-C a recipe shell waits for the program's clean exit instead of dying with it,
+# so make prints no "Interrupt" line of its own.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

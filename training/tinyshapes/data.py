@@ -43,6 +43,7 @@ _MANY_SIZES = {"tiny": SIZES["tiny"], "small": SIZES["small"]}
 _MANY_UNSIZED = (0.22, 0.34)
 # Share of each scene kind in the data: one shape stays the bulk, as every old prompt is one.
 _KINDS = (("one", 0.6), ("pair", 0.25), ("many", 0.15))
+_POSITION_SHARE = 0.7
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,9 @@ def _place(free: float, fraction: float) -> float:
 def _random_one(rng: random.Random, w: int, h: int, colour: str, background: str) -> Scene:
     shape = rng.choice(SHAPES)
     size = rng.choice(list(SIZES)) if rng.random() < 0.5 else None
-    position = rng.choice(list(POSITIONS)) if rng.random() < 0.5 else None
+    # Position is the hardest word to learn (the UNet has only its zero padding to tell where it is), so
+    # it comes with more one-shape scenes than a size word does.
+    position = rng.choice(list(POSITIONS)) if rng.random() < _POSITION_SHARE else None
     low, high = SIZES[size] if size else UNSIZED
     side = rng.uniform(low, high) * min(w, h)
     x_slot, y_slot = (POSITIONS[position][1], POSITIONS[position][2]) if position else (None, None)

@@ -339,7 +339,10 @@ def load_for_finetuning(init_from: Path, tokenizer):
 
 def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dict[str, dict], lr: float = 1e-3,
                ema_decay: float = 0.998, dropout: float = 0.1, snr_gamma: float = 5.0, export_every: float = 300,
-               init_from: Path | None = None, warmup: float = 0.02, max_steps: int | None = None):
+               init_from: Path | None = None, warmup: float = 0.02, max_steps: int | None = None,
+               border: float = 1.0):
+    """``border`` > 1 weighs the noise error on the latents' outermost ring that much more: the UNet's zero
+    padding otherwise leaves the picture's edge a little off the background (the border frame)."""
     cached = torch.load(work / "latents.pt", weights_only=False)
     scaling = cached["scaling_factor"]
     sets = {name: (cached["buckets"][name]["latents"].to(DEVICE), cached["buckets"][name]["scenes"]) for name in buckets}
@@ -377,6 +380,7 @@ def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dic
     pending: list[tuple[str, torch.Tensor]] = []
     recent: list[float] = []
     bucket_losses: dict[str, list[float]] = {name: [] for name in names}
+    ring_weights: dict[str, torch.Tensor] = {}
 
     def drain():
         if pending:
@@ -420,7 +424,9 @@ def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dic
         # Min-SNR weighting: stops the easy low-noise steps from dominating the gradient.
         snr = alphas[t] / (1 - alphas[t])
         weight = snr.clamp(max=snr_gamma) / snr
-        loss = (weight * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+        if name not in ring_weights:
+            ring_weights[name] = border_weights(x0.shape[-2], x0.shape[-1], ring=1, weight=border).to(DEVICE)
+        loss = (weight * ((pred - noise).pow(2) * ring_weights[name]).mean(dim=(1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
@@ -463,6 +469,8 @@ def main(argv=None):
                         "(e.g. decoder tuning in a second process next to the UNet stage)")
     parser.add_argument("--decoder-border", type=float, default=1.0,
                         help="loss weight of the outermost 3 pixels in decoder tuning (>1 trains the border frame away)")
+    parser.add_argument("--unet-border", type=float, default=1.0,
+                        help="loss weight of the latents' outermost ring in UNet training (>1 against the border frame)")
     parser.add_argument("--decoder-steps", type=int, help="stop decoder tuning after this many steps")
     parser.add_argument("--unet-steps", type=int, help="stop the UNet stage after this many steps")
     parser.add_argument("--export-minutes", type=float, default=5, help="export the EMA weights this often")
@@ -509,7 +517,7 @@ def main(argv=None):
             log(args.work, f"UNet budget {unet_minutes:.2f} minutes (of --max-minutes {args.max_minutes:g})")
         train_unet(args.work, args.seed, unet_minutes, args.target, buckets, lr=args.lr, ema_decay=args.ema_decay,
                    init_from=args.finetune_from, warmup=0.02 if args.finetune_from is None else 0.01,
-                   max_steps=args.unet_steps, export_every=args.export_minutes * 60)
+                   max_steps=args.unet_steps, export_every=args.export_minutes * 60, border=args.unet_border)
 
 
 if __name__ == "__main__":

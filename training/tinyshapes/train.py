@@ -313,13 +313,14 @@ def export(work: Path, tokenizer, text_encoder, unet, scaling_factor: float, tar
 
 def extend_vocabulary(text_encoder, old_tokenizer, tokenizer) -> None:
     """Give ``text_encoder`` (trained with ``old_tokenizer``) one embedding row per token of ``tokenizer``:
-    every old token keeps its row, new ones start at the mean of the old rows plus a little noise."""
+    every old token keeps its row, new ones start as random rows with the old rows' mean and spread."""
     old_rows = text_encoder.get_input_embeddings().weight.detach().clone()
     old_ids = old_tokenizer.get_vocab()
     text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     rows = text_encoder.get_input_embeddings().weight
     with torch.no_grad():
-        fresh = old_rows.mean(0) + 0.02 * torch.randn(len(tokenizer), old_rows.shape[1]) * old_rows.std()
+        # Full-spread random rows: rows near the mean (tiny, similar to each other) barely moved in training.
+        fresh = old_rows.mean(0) + torch.randn(len(tokenizer), old_rows.shape[1]) * old_rows.std(0)
         for token, new_id in tokenizer.get_vocab().items():
             rows[new_id] = old_rows[old_ids[token]] if token in old_ids else fresh[new_id]
     text_encoder.config.vocab_size = len(tokenizer)
@@ -340,7 +341,7 @@ def load_for_finetuning(init_from: Path, tokenizer):
 def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dict[str, dict], lr: float = 1e-3,
                ema_decay: float = 0.998, dropout: float = 0.1, snr_gamma: float = 5.0, export_every: float = 300,
                init_from: Path | None = None, warmup: float = 0.02, max_steps: int | None = None,
-               border: float = 1.0):
+               border: float = 1.0, embedding_lr_scale: float = 1.0):
     """``border`` > 1 weighs the noise error on the latents' outermost ring that much more: the UNet's zero
     padding otherwise leaves the picture's edge a little off the background (the border frame)."""
     cached = torch.load(work / "latents.pt", weights_only=False)
@@ -355,7 +356,13 @@ def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dic
     text_encoder.to(DEVICE).train()
     unet.to(DEVICE).train()
     params = list(text_encoder.parameters()) + list(unet.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, foreach=True)
+    # The word embeddings learn ``embedding_lr_scale`` times faster (as in textual inversion): a new word's
+    # row must travel far, while the rest of the network only adjusts.
+    embeddings = text_encoder.get_input_embeddings().weight
+    opt = torch.optim.AdamW([
+        {"params": [p for p in params if p is not embeddings], "lr_scale": 1.0},
+        {"params": [embeddings], "lr_scale": embedding_lr_scale, "weight_decay": 0.0},
+    ], lr=lr, weight_decay=0.01, foreach=True)
     ema_te, ema_unet = copy.deepcopy(text_encoder), copy.deepcopy(unet)
     ema_params = list(ema_te.parameters()) + list(ema_unet.parameters())
     state_path, step, clock = work / "unet_state.pt", 0, Clock()
@@ -409,7 +416,7 @@ def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dic
     while clock.elapsed < budget and (max_steps is None or step < max_steps):
         progress = clock.elapsed / budget if max_steps is None else max(clock.elapsed / budget, step / max_steps)
         for group in opt.param_groups:
-            group["lr"] = cosine_lr(lr, progress, warmup)
+            group["lr"] = cosine_lr(lr, progress, warmup) * group["lr_scale"]
         name = names[pick.choice(len(names), p=share)]
         spec, (latents, _) = buckets[name], sets[name]
         indices = pick.integers(0, len(latents), spec["batch"])
@@ -471,6 +478,8 @@ def main(argv=None):
                         help="loss weight of the outermost 3 pixels in decoder tuning (>1 trains the border frame away)")
     parser.add_argument("--unet-border", type=float, default=1.0,
                         help="loss weight of the latents' outermost ring in UNet training (>1 against the border frame)")
+    parser.add_argument("--embedding-lr-scale", type=float, default=10.0,
+                        help="learning-rate factor of the text encoder's word embeddings (new words must move far)")
     parser.add_argument("--decoder-steps", type=int, help="stop decoder tuning after this many steps")
     parser.add_argument("--unet-steps", type=int, help="stop the UNet stage after this many steps")
     parser.add_argument("--export-minutes", type=float, default=5, help="export the EMA weights this often")
@@ -517,7 +526,8 @@ def main(argv=None):
             log(args.work, f"UNet budget {unet_minutes:.2f} minutes (of --max-minutes {args.max_minutes:g})")
         train_unet(args.work, args.seed, unet_minutes, args.target, buckets, lr=args.lr, ema_decay=args.ema_decay,
                    init_from=args.finetune_from, warmup=0.02 if args.finetune_from is None else 0.01,
-                   max_steps=args.unet_steps, export_every=args.export_minutes * 60, border=args.unet_border)
+                   max_steps=args.unet_steps, export_every=args.export_minutes * 60, border=args.unet_border,
+                   embedding_lr_scale=args.embedding_lr_scale)
 
 
 if __name__ == "__main__":

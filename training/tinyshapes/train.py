@@ -341,7 +341,7 @@ def load_for_finetuning(init_from: Path, tokenizer):
 def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dict[str, dict], lr: float = 1e-3,
                ema_decay: float = 0.998, dropout: float = 0.1, snr_gamma: float = 5.0, export_every: float = 300,
                init_from: Path | None = None, warmup: float = 0.02, max_steps: int | None = None,
-               border: float = 1.0, embedding_lr_scale: float = 1.0):
+               border: float = 1.0, embedding_lr_scale: float = 1.0, layout_weight: float = 0.0):
     """``border`` > 1 weighs the noise error on the latents' outermost ring that much more: the UNet's zero
     padding otherwise leaves the picture's edge a little off the background (the border frame)."""
     cached = torch.load(work / "latents.pt", weights_only=False)
@@ -431,6 +431,11 @@ def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dic
         # Min-SNR weighting: stops the easy low-noise steps from dominating the gradient.
         snr = alphas[t] / (1 - alphas[t])
         weight = snr.clamp(max=snr_gamma) / snr
+        if layout_weight > 0:
+            # Where the noise hides the layout (SNR < 1) the noise error carries the picture's error only
+            # times sqrt(SNR), so where a shape goes costs almost nothing and the seed decides it. Weighing
+            # those steps by 1/SNR (up to ``layout_weight``) makes it a picture-space error there.
+            weight = torch.maximum(weight, (1 / snr).clamp(max=layout_weight))
         if name not in ring_weights:
             ring_weights[name] = border_weights(x0.shape[-2], x0.shape[-1], ring=1, weight=border).to(DEVICE)
         loss = (weight * ((pred - noise).pow(2) * ring_weights[name]).mean(dim=(1, 2, 3))).mean()
@@ -480,6 +485,8 @@ def main(argv=None):
                         help="loss weight of the latents' outermost ring in UNet training (>1 against the border frame)")
     parser.add_argument("--embedding-lr-scale", type=float, default=10.0,
                         help="learning-rate factor of the text encoder's word embeddings (new words must move far)")
+    parser.add_argument("--layout-weight", type=float, default=0.0,
+                        help="weigh noisy steps (SNR < 1) by 1/SNR up to this, so the prompt decides where shapes go")
     parser.add_argument("--decoder-steps", type=int, help="stop decoder tuning after this many steps")
     parser.add_argument("--unet-steps", type=int, help="stop the UNet stage after this many steps")
     parser.add_argument("--export-minutes", type=float, default=5, help="export the EMA weights this often")
@@ -527,7 +534,7 @@ def main(argv=None):
         train_unet(args.work, args.seed, unet_minutes, args.target, buckets, lr=args.lr, ema_decay=args.ema_decay,
                    init_from=args.finetune_from, warmup=0.02 if args.finetune_from is None else 0.01,
                    max_steps=args.unet_steps, export_every=args.export_minutes * 60, border=args.unet_border,
-                   embedding_lr_scale=args.embedding_lr_scale)
+                   embedding_lr_scale=args.embedding_lr_scale, layout_weight=args.layout_weight)
 
 
 if __name__ == "__main__":

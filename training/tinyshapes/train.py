@@ -203,6 +203,21 @@ def _drawn(jobs):
         yield from pool.imap(_make_batch, jobs)
 
 
+def pyramid_noise(like: torch.Tensor, discount: float, levels: int = 4) -> torch.Tensor:
+    """Gaussian noise plus coarser Gaussian noise upsampled (halving the grid each level, weight
+    ``discount`` ** level), rescaled to unit variance. A model trained on it has seen low-frequency
+    bumps that are noise, so it cannot take the seed's bumps for the layout and must read the prompt."""
+    noise = torch.randn_like(like)
+    height, width = like.shape[-2:]
+    for level in range(1, levels + 1):
+        h, w = max(1, height >> level), max(1, width >> level)
+        coarse = torch.randn(*like.shape[:-2], h, w, device=like.device, dtype=like.dtype)
+        noise = noise + F.interpolate(coarse, size=(height, width), mode="bilinear") * discount**level
+        if h == 1 and w == 1:
+            break
+    return noise / noise.std(dim=(1, 2, 3), keepdim=True)
+
+
 def border_weights(height: int, width: int, ring: int = 3, weight: float = 10.0) -> torch.Tensor:
     """Per-pixel loss weights: ``weight`` on the outermost ``ring`` pixels, 1 inside (against the frame)."""
     weights = torch.ones(1, 1, height, width)
@@ -341,7 +356,8 @@ def load_for_finetuning(init_from: Path, tokenizer):
 def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dict[str, dict], lr: float = 1e-3,
                ema_decay: float = 0.998, dropout: float = 0.1, snr_gamma: float = 5.0, export_every: float = 300,
                init_from: Path | None = None, warmup: float = 0.02, max_steps: int | None = None,
-               border: float = 1.0, embedding_lr_scale: float = 1.0, layout_weight: float = 0.0):
+               border: float = 1.0, embedding_lr_scale: float = 1.0, layout_weight: float = 0.0,
+               pyramid: float = 0.0):
     """``border`` > 1 weighs the noise error on the latents' outermost ring that much more: the UNet's zero
     padding otherwise leaves the picture's edge a little off the background (the border frame)."""
     cached = torch.load(work / "latents.pt", weights_only=False)
@@ -423,7 +439,7 @@ def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dic
         x0 = latents[torch.from_numpy(indices).to(DEVICE)].float() * scaling
         ids = captions[name].batch(indices).to(DEVICE, non_blocking=True)
         t = torch.randint(0, spec["max_t"], (len(indices),), device=DEVICE)
-        noise = torch.randn_like(x0)
+        noise = pyramid_noise(x0, pyramid) if pyramid > 0 else torch.randn_like(x0)
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
         with autocast():
@@ -487,6 +503,8 @@ def main(argv=None):
                         help="learning-rate factor of the text encoder's word embeddings (new words must move far)")
     parser.add_argument("--layout-weight", type=float, default=0.0,
                         help="weigh noisy steps (SNR < 1) by 1/SNR up to this, so the prompt decides where shapes go")
+    parser.add_argument("--pyramid-noise", type=float, default=0.0,
+                        help="add coarser noise levels with this discount (0.3-0.8) so the seed cannot dictate the layout")
     parser.add_argument("--decoder-steps", type=int, help="stop decoder tuning after this many steps")
     parser.add_argument("--unet-steps", type=int, help="stop the UNet stage after this many steps")
     parser.add_argument("--export-minutes", type=float, default=5, help="export the EMA weights this often")
@@ -534,7 +552,7 @@ def main(argv=None):
         train_unet(args.work, args.seed, unet_minutes, args.target, buckets, lr=args.lr, ema_decay=args.ema_decay,
                    init_from=args.finetune_from, warmup=0.02 if args.finetune_from is None else 0.01,
                    max_steps=args.unet_steps, export_every=args.export_minutes * 60, border=args.unet_border,
-                   embedding_lr_scale=args.embedding_lr_scale, layout_weight=args.layout_weight)
+                   embedding_lr_scale=args.embedding_lr_scale, layout_weight=args.layout_weight, pyramid=args.pyramid_noise)
 
 
 if __name__ == "__main__":

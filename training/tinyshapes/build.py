@@ -223,6 +223,25 @@ def save_atomically(pipe: StableDiffusionPipeline, target: Path = WEIGHTS_DIR, n
     shutil.rmtree(old, ignore_errors=True)
 
 
+def replace_vae(source: Path, vae: AutoencoderKL, target: Path, note: dict) -> None:
+    """``source``'s model folder with ``vae`` (float16 on disk) in place of its own, written atomically to
+    ``target``; ``note`` is added to its training_state.json under "decoder". The rest is copied as is."""
+    source, target = Path(source), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".weights-new-", dir=target.parent))
+    shutil.copytree(source, staging, dirs_exist_ok=True)
+    shutil.rmtree(staging / "vae")
+    vae.half().save_pretrained(staging / "vae", safe_serialization=True)
+    state_file = staging / "training_state.json"
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    state_file.write_text(json.dumps({**state, "decoder": note}, indent=2) + "\n")
+    old = target.parent / f".weights-old-{os.getpid()}"
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 if __name__ == "__main__":
     save_atomically(build_random_pipeline(), note={"stage": "random placeholder"})
     print(f"saved a random-weight placeholder to {WEIGHTS_DIR}")

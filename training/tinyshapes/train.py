@@ -34,6 +34,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -49,6 +50,7 @@ from .build import (
     build_tokenizer,
     build_unet,
     build_vae,
+    replace_vae,
     save_atomically,
 )
 
@@ -544,6 +546,15 @@ def main(argv=None):
         tune_decoder(args.work, args.seed, args.decoder_minutes, lr=args.decoder_lr, l1=args.decoder_l1,
                      buckets=buckets if args.finetune_from is not None else None, border=args.decoder_border,
                      max_steps=args.decoder_steps)
+        if args.finetune_from is not None and "unet" not in stages:
+            # A decoder-only fine-tune: the source model with the tuned decoder (the UNet stage would
+            # otherwise export it with its own weights).
+            vae = build_vae(scaling)
+            vae.load_state_dict(torch.load(args.work / "vae_final.pt"))
+            replace_vae(args.finetune_from, vae, args.target,
+                        {"tuned": f"{time.strftime('%Y-%m-%d')}, training.tinyshapes.train {' '.join(argv or sys.argv[1:])}",
+                         "why": "the border frame (frame.py)"})
+            log(args.work, f"wrote {args.finetune_from} with the tuned decoder to {args.target}")
     if "unet" in stages:
         unet_minutes = args.unet_minutes
         if args.max_minutes is not None:

@@ -120,3 +120,41 @@ def test_wide_and_tall_renders_follow_the_prompt(pipe, ratio):
     reading = measure.read(image)
     assert (reading.colour, reading.background, reading.shape) == ("red", "blue", "circle")
     assert contour.read_shape(image).shape == "circle"
+
+
+def test_decoder_only_finetune_replaces_just_the_vae(tmp_path):
+    """`train --stages decoder --finetune-from X` ships X with the tuned VAE: everything else byte-equal."""
+    import json
+
+    import torch
+
+    from training.tinyshapes.build import build_vae, replace_vae
+
+    source = StableDiffusionPipeline.from_pretrained(WEIGHTS_DIR)
+    torch.manual_seed(0)
+    vae = build_vae(source.vae.config.scaling_factor)
+    replace_vae(WEIGHTS_DIR, vae, tmp_path / "weights", {"why": "test"})
+    out = tmp_path / "weights"
+    for kept in ["unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors", "vocabulary.json"]:
+        assert (out / kept).read_bytes() == (WEIGHTS_DIR / kept).read_bytes()
+    state = json.loads((out / "training_state.json").read_text())
+    assert state["decoder"] == {"why": "test"} and state["stage"] == json.loads((WEIGHTS_DIR / "training_state.json").read_text())["stage"]
+    loaded = StableDiffusionPipeline.from_pretrained(out)
+    weight = next(iter(vae.state_dict()))
+    assert torch.equal(loaded.vae.state_dict()[weight], vae.half().float().state_dict()[weight])
+    assert not torch.equal(loaded.vae.state_dict()[weight], source.vae.state_dict()[weight])
+
+
+def test_pyramid_noise_is_unit_variance_with_more_coarse_structure():
+    import torch
+
+    from training.tinyshapes.train import pyramid_noise
+
+    torch.manual_seed(0)
+    like = torch.zeros(64, 4, 16, 16)
+    white, pyramid = torch.randn_like(like), pyramid_noise(like, 0.7)
+    assert pyramid.shape == like.shape
+    assert torch.allclose(pyramid.std(dim=(1, 2, 3)), torch.ones(64), atol=1e-4)
+    # The mean over each 4x4 tile (what decides a layout in a 16x16 latent) varies about 2x more.
+    coarse = lambda n: torch.nn.functional.avg_pool2d(n, 4).std().item()  # noqa: E731
+    assert coarse(pyramid) > 1.8 * coarse(white)

@@ -546,7 +546,7 @@ def main(argv=None):
         tune_decoder(args.work, args.seed, args.decoder_minutes, lr=args.decoder_lr, l1=args.decoder_l1,
                      buckets=buckets if args.finetune_from is not None else None, border=args.decoder_border,
                      max_steps=args.decoder_steps)
-        if args.finetune_from is not None and "unet" not in stages:
+        if args.finetune_from is not None and scaling is not None and "unet" not in stages:
             # A decoder-only fine-tune: the source model with the tuned decoder (the UNet stage would
             # otherwise export it with its own weights).
             vae = build_vae(scaling)

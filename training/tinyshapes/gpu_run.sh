@@ -3,13 +3,15 @@
 # the weights (one tarball) and the figures in $OUT (at most 8 files, flat).
 #
 #   OUT=/some/dir bash training/tinyshapes/gpu_run.sh [--max-minutes 4] [--device cuda] [--per-bucket 12000]
-#       [--eval-minutes 1.5] [--smoke]
+#       [--eval-minutes 1.5] [--smoke] [-- TRAIN_FLAGS...]
+#
+# Flags after `--` go to training.tinyshapes.train as they are, e.g. `-- --pyramid-noise 0.7 --layout-weight 30`.
 #
 # Needs only python3 with torch, diffusers, transformers, numpy and PIL (no bot/, no network). --smoke is
 # the CPU rehearsal: tiny data, a few steps, a few evaluation prompts.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-MAX_MINUTES=4 DEVICE=cuda PER_BUCKET=12000 EVAL_MINUTES=1.5 SMOKE=0
+MAX_MINUTES=4 DEVICE=cuda PER_BUCKET=12000 EVAL_MINUTES=1.5 SMOKE=0 EXTRA=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --max-minutes) MAX_MINUTES=$2; shift 2 ;;
@@ -17,6 +19,7 @@ while [ $# -gt 0 ]; do
         --per-bucket) PER_BUCKET=$2; shift 2 ;;
         --eval-minutes) EVAL_MINUTES=$2; shift 2 ;;
         --smoke) SMOKE=1; shift ;;
+        --) shift; EXTRA=("$@"); break ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -41,7 +44,7 @@ started=$(date +%s)
 # A failure still leaves the last export (every minute) and the log in $OUT.
 if ! $PY -m training.tinyshapes.train --device "$DEVICE" --threads 8 --work "$WORK" --target "$WORK/weights" \
     --finetune-from generation/tinyshapes/weights --stages latents,decoder,unet --decoder-border 4 \
-    --lr 5e-4 --ema-decay 0.998 --max-minutes "$MAX_MINUTES" "${TRAIN[@]}" 2>&1 | grep --line-buffered -v torchvision | tee "$OUT/train.log"
+    --lr 5e-4 --ema-decay 0.998 --max-minutes "$MAX_MINUTES" "${TRAIN[@]}" "${EXTRA[@]}" 2>&1 | grep --line-buffered -v torchvision | tee "$OUT/train.log"
 then
     echo "TRAINING FAILED: see train.log; packing the last export, if any"
 fi

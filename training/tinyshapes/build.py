@@ -208,13 +208,22 @@ def build_random_pipeline(seed: int = 0) -> StableDiffusionPipeline:
 def save_atomically(pipe: StableDiffusionPipeline, target: Path = WEIGHTS_DIR, note: dict | None = None):
     """Write to a sibling temp folder, then swap it in, so readers never see a half-written model."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".weights-new-", dir=target.parent))
+    staging = _staging(target)
     pipe.save_pretrained(staging, safe_serialization=True)
     (staging / VOCABULARY_FILE).write_text(json.dumps(vocabulary_declaration().to_dict(), indent=2) + "\n")
     if note is not None:
         (staging / "training_state.json").write_text(json.dumps(note, indent=2) + "\n")
-    for path in [staging, *staging.rglob("*")]:
+    _swap_in(staging, target)
+
+
+def _staging(target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".weights-new-", dir=target.parent))
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    """Replace ``target`` by the finished ``staging`` folder, so readers never see a half-written model."""
+    for path in [staging, *staging.rglob("*")]:  # mkdtemp's folder is private; a model folder is not
         path.chmod(0o755 if path.is_dir() else 0o644)
     old = target.parent / f".weights-old-{os.getpid()}"
     if target.exists():
@@ -227,19 +236,14 @@ def replace_vae(source: Path, vae: AutoencoderKL, target: Path, note: dict) -> N
     """``source``'s model folder with ``vae`` (float16 on disk) in place of its own, written atomically to
     ``target``; ``note`` is added to its training_state.json under "decoder". The rest is copied as is."""
     source, target = Path(source), Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".weights-new-", dir=target.parent))
+    staging = _staging(target)
     shutil.copytree(source, staging, dirs_exist_ok=True)
     shutil.rmtree(staging / "vae")
     vae.half().save_pretrained(staging / "vae", safe_serialization=True)
     state_file = staging / "training_state.json"
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
     state_file.write_text(json.dumps({**state, "decoder": note}, indent=2) + "\n")
-    old = target.parent / f".weights-old-{os.getpid()}"
-    if target.exists():
-        os.replace(target, old)
-    os.replace(staging, target)
-    shutil.rmtree(old, ignore_errors=True)
+    _swap_in(staging, target)
 
 
 if __name__ == "__main__":

@@ -69,14 +69,19 @@ def deviation_map(image: Image.Image, gain: float = 6.0) -> Image.Image:
     return Image.fromarray(deviation.clip(0, 255).astype(np.uint8)).convert("RGB")
 
 
+def clear_prompt(index: int, background_shift: int) -> str:
+    """A small centred shape (clear of the border), colour and shape from ``index``."""
+    return (data.simple_caption(data.COLOURS[index % 8], data.SHAPES[index % 3], data.COLOURS[(index + background_shift) % 8])
+            .replace(" on ", " in the centre on ", 1).replace("a ", "a small ", 1))
+
+
 def before_after(before: Path, after: Path, out: Path, zoom: int = 3) -> None:
     """Rows: renders with ``before``'s weights, with ``after``'s, then their deviation maps (x6), same
     prompts and seeds, so a frame shows as a bright outline in the third row and not in the fourth."""
     from .evaluate import load, render
 
     picks = [0, 1, 2, 4, 5, 6]  # skips green-on-red seed 3, which the shipped model draws as a smudge
-    prompts = [data.simple_caption(data.COLOURS[i], data.SHAPES[i % 3], data.COLOURS[(i + 5) % 8])
-               .replace(" on ", " in the centre on ", 1).replace("a ", "a small ", 1) for i in picks]
+    prompts = [clear_prompt(i, 5) for i in picks]
     rows = [render(load(weights), prompts, picks) for weights in (before, after)]
     rows += [[deviation_map(im) for im in row] for row in rows]
     cell = 64 * zoom + 6
@@ -136,8 +141,7 @@ def main(argv=None) -> None:
             decoded = vae.decode(vae.encode(pixels).latent_dist.mode()).sample.clamp(-1, 1)
         round_trip = [Image.fromarray(((x.permute(1, 2, 0).float().cpu().numpy() + 1) * 127.5).round().astype(np.uint8))
                       for x in decoded]
-        prompts = [data.simple_caption(data.COLOURS[i % 8], data.SHAPES[i % 3], data.COLOURS[(i + 3 + i // 8) % 8])
-                   .replace(" on ", " in the centre on ", 1).replace("a ", "a small ", 1) for i in range(args.renders)]
+        prompts = [clear_prompt(i, 3 + i // 8) for i in range(args.renders)]
         renders = render(pipe, prompts, list(range(args.renders)), width=size[0], height=size[1])
         print(f"{ratio:>5} drawn      {summarise(drawn)}", flush=True)
         print(f"{ratio:>5} VAE trip   {summarise(round_trip)}", flush=True)

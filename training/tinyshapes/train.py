@@ -156,8 +156,8 @@ def bucket_table(batch: int, upscale: bool) -> dict[str, dict]:
     return table
 
 
-def load_vae(work: Path):
-    vae = build_vae()
+def load_vae(work: Path, scaling: float | None = None):
+    vae = build_vae() if scaling is None else build_vae(scaling)
     vae.load_state_dict(torch.load(work / "vae_final.pt"))
     vae.eval()
     return vae
@@ -549,9 +549,7 @@ def main(argv=None):
         if args.finetune_from is not None and scaling is not None and "unet" not in stages:
             # A decoder-only fine-tune: the source model with the tuned decoder (the UNet stage would
             # otherwise export it with its own weights).
-            vae = build_vae(scaling)
-            vae.load_state_dict(torch.load(args.work / "vae_final.pt"))
-            replace_vae(args.finetune_from, vae, args.target,
+            replace_vae(args.finetune_from, load_vae(args.work, scaling), args.target,
                         {"tuned": f"{time.strftime('%Y-%m-%d')}, training.tinyshapes.train {' '.join(argv or sys.argv[1:])}",
                          "why": "the border frame (frame.py)"})
             log(args.work, f"wrote {args.finetune_from} with the tuned decoder to {args.target}")

@@ -158,3 +158,35 @@ def test_pyramid_noise_is_unit_variance_with_more_coarse_structure():
     # The mean over each 4x4 tile (what decides a layout in a 16x16 latent) varies about 2x more.
     coarse = lambda n: torch.nn.functional.avg_pool2d(n, 4).std().item()  # noqa: E731
     assert coarse(pyramid) > 1.8 * coarse(white)
+
+
+def test_loss_weights_on_the_picture_match_min_snr_and_the_layout_floor():
+    import torch
+
+    from training.tinyshapes.train import ALPHAS_CUMPROD, picture_weight
+
+    snr = ALPHAS_CUMPROD / (1 - ALPHAS_CUMPROD)
+    # Epsilon target: min-SNR-5 divided back to the noise's error; with a layout weight, at least 1/SNR up to it.
+    assert torch.allclose(picture_weight(snr, 5.0, 0.0) / snr, snr.clamp(max=5) / snr)
+    assert torch.allclose(picture_weight(snr, 5.0, 30.0) / snr,
+                          torch.maximum(snr.clamp(max=5) / snr, (1 / snr).clamp(max=30)))
+    # A large layout weight puts the picture's error at weight >= 1 at every step, the v target's loss at ~1
+    # where noise dominates (instead of SNR, ~3e-4 at t = 900).
+    weight = picture_weight(snr, 5.0, 1e6)
+    assert bool((weight >= 1).all()) and abs(float(weight[900] / (snr[900] + 1)) - 1) < 1e-3
+
+
+@pytest.mark.slow
+def test_v_prediction_finetune_exports_a_pipeline_that_renders(tmp_path):
+    """`train --prediction-type v_prediction` writes the target into the scheduler config, so every sampler
+    made from it (and StableDiffusionPipeline itself) reads the UNet's output right."""
+    from training.tinyshapes import train
+
+    work = tmp_path / "work"
+    train.main(["--work", str(work), "--target", str(work / "weights"), "--finetune-from", str(WEIGHTS_DIR),
+                "--stages", "latents,unet", "--per-bucket", "2", "--no-upscale-bucket", "--batch", "4",
+                "--unet-steps", "2", "--prediction-type", "v_prediction", "--layout-weight", "1e6"])
+    tuned = StableDiffusionPipeline.from_pretrained(work / "weights", local_files_only=True)
+    assert tuned.scheduler.config.prediction_type == "v_prediction"
+    image = tuned("a red circle", num_inference_steps=2, output_type="np").images[0]
+    assert image.shape == (64, 64, 3) and np.isfinite(image).all()

@@ -171,14 +171,14 @@ def build_unet(cross_attention_dim: int = 64) -> UNet2DConditionModel:
     )
 
 
-def build_scheduler() -> DPMSolverMultistepScheduler:
+def build_scheduler(prediction_type: str = "epsilon") -> DPMSolverMultistepScheduler:
     # The noise schedule used in training; every other sampler is made with from_config(this).
     return DPMSolverMultistepScheduler(
         num_train_timesteps=1000,
         beta_start=0.0001,
         beta_end=0.02,
         beta_schedule="linear",
-        prediction_type="epsilon",
+        prediction_type=prediction_type,
         timestep_spacing="trailing",
         steps_offset=1,
     )

@@ -46,6 +46,7 @@ from . import data
 from .build import (
     WEIGHTS_DIR,
     assemble,
+    build_scheduler,
     build_text_encoder,
     build_tokenizer,
     build_unet,
@@ -220,6 +221,18 @@ def pyramid_noise(like: torch.Tensor, discount: float, levels: int = 4) -> torch
     return noise / noise.std(dim=(1, 2, 3), keepdim=True)
 
 
+def picture_weight(snr: torch.Tensor, snr_gamma: float, layout_weight: float) -> torch.Tensor:
+    """Each step's weight on the error of the picture it implies (x0): min-SNR (stops the easy low-noise
+    steps from dominating), raised to min(1, ``layout_weight`` * SNR) where noise hides the layout. There
+    an epsilon error carries the picture's error only times sqrt(SNR), so where a shape goes costs almost
+    nothing and the seed decides it. The loss on the network's output divides this by SNR (epsilon
+    target) or SNR + 1 (v target), the factors between those errors and the picture's."""
+    weight = snr.clamp(max=snr_gamma)
+    if layout_weight > 0:
+        weight = torch.maximum(weight, (layout_weight * snr).clamp(max=1.0))
+    return weight
+
+
 def border_weights(height: int, width: int, ring: int = 3, weight: float = 10.0) -> torch.Tensor:
     """Per-pixel loss weights: ``weight`` on the outermost ``ring`` pixels, 1 inside (against the frame)."""
     weights = torch.ones(1, 1, height, width)
@@ -320,11 +333,13 @@ class Captions:
         return torch.stack([self.ids(t) for t in texts])
 
 
-def export(work: Path, tokenizer, text_encoder, unet, scaling_factor: float, target: Path, note: dict):
+def export(work: Path, tokenizer, text_encoder, unet, scaling_factor: float, target: Path, note: dict,
+           prediction_type: str = "epsilon"):
     vae = build_vae(scaling_factor)
     vae.load_state_dict(torch.load(work / "vae_final.pt"))
     # float16 on disk halves the folder; diffusers loads it as float32 unless told otherwise.
-    pipe = assemble(tokenizer, copy.deepcopy(text_encoder).cpu(), vae.half(), copy.deepcopy(unet).cpu().half())
+    pipe = assemble(tokenizer, copy.deepcopy(text_encoder).cpu(), vae.half(), copy.deepcopy(unet).cpu().half(),
+                    build_scheduler(prediction_type))
     save_atomically(pipe, target, note)
 
 
@@ -359,7 +374,7 @@ def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dic
                ema_decay: float = 0.998, dropout: float = 0.1, snr_gamma: float = 5.0, export_every: float = 300,
                init_from: Path | None = None, warmup: float = 0.02, max_steps: int | None = None,
                border: float = 1.0, embedding_lr_scale: float = 1.0, layout_weight: float = 0.0,
-               pyramid: float = 0.0):
+               pyramid: float = 0.0, prediction_type: str = "epsilon"):
     """``border`` > 1 weighs the noise error on the latents' outermost ring that much more: the UNet's zero
     padding otherwise leaves the picture's edge a little off the background (the border frame)."""
     cached = torch.load(work / "latents.pt", weights_only=False)
@@ -428,7 +443,7 @@ def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dic
             state["cuda_rng"] = torch.cuda.get_rng_state()
         torch.save(state, work / "unet_state.tmp")
         os.replace(work / "unet_state.tmp", state_path)
-        export(work, tokenizer, ema_te, ema_unet, scaling, target, note)
+        export(work, tokenizer, ema_te, ema_unet, scaling, target, note, prediction_type)
         log(work, f"exported step {step} to {target}")
 
     while clock.elapsed < budget and (max_steps is None or step < max_steps):
@@ -446,17 +461,12 @@ def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dic
         noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
         with autocast():
             pred = unet(noisy, t, text_encoder(ids)[0]).sample.float()
-        # Min-SNR weighting: stops the easy low-noise steps from dominating the gradient.
         snr = alphas[t] / (1 - alphas[t])
-        weight = snr.clamp(max=snr_gamma) / snr
-        if layout_weight > 0:
-            # Where the noise hides the layout (SNR < 1) the noise error carries the picture's error only
-            # times sqrt(SNR), so where a shape goes costs almost nothing and the seed decides it. Weighing
-            # those steps by 1/SNR (up to ``layout_weight``) makes it a picture-space error there.
-            weight = torch.maximum(weight, (1 / snr).clamp(max=layout_weight))
+        loss_weight = picture_weight(snr, snr_gamma, layout_weight) / (snr if prediction_type == "epsilon" else snr + 1)
         if name not in ring_weights:
             ring_weights[name] = border_weights(x0.shape[-2], x0.shape[-1], ring=1, weight=border).to(DEVICE)
-        loss = (weight * ((pred - noise).pow(2) * ring_weights[name]).mean(dim=(1, 2, 3))).mean()
+        wanted = noise if prediction_type == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
+        loss = (loss_weight * ((pred - wanted).pow(2) * ring_weights[name]).mean(dim=(1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
@@ -507,6 +517,8 @@ def main(argv=None):
                         help="weigh noisy steps (SNR < 1) by 1/SNR up to this, so the prompt decides where shapes go")
     parser.add_argument("--pyramid-noise", type=float, default=0.0,
                         help="add coarser noise levels with this discount (0.3-0.8) so the seed cannot dictate the layout")
+    parser.add_argument("--prediction-type", default="epsilon", choices=["epsilon", "v_prediction"],
+                        help="the UNet's target; v_prediction's output is the picture at high noise, where layout is decided")
     parser.add_argument("--decoder-steps", type=int, help="stop decoder tuning after this many steps")
     parser.add_argument("--unet-steps", type=int, help="stop the UNet stage after this many steps")
     parser.add_argument("--export-minutes", type=float, default=5, help="export the EMA weights this often")
@@ -561,7 +573,8 @@ def main(argv=None):
         train_unet(args.work, args.seed, unet_minutes, args.target, buckets, lr=args.lr, ema_decay=args.ema_decay,
                    init_from=args.finetune_from, warmup=0.02 if args.finetune_from is None else 0.01,
                    max_steps=args.unet_steps, export_every=args.export_minutes * 60, border=args.unet_border,
-                   embedding_lr_scale=args.embedding_lr_scale, layout_weight=args.layout_weight, pyramid=args.pyramid_noise)
+                   embedding_lr_scale=args.embedding_lr_scale, layout_weight=args.layout_weight, pyramid=args.pyramid_noise,
+                   prediction_type=args.prediction_type)
 
 
 if __name__ == "__main__":

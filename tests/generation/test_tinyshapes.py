@@ -163,7 +163,8 @@ def test_pyramid_noise_is_unit_variance_with_more_coarse_structure():
 def test_loss_weights_on_the_picture_match_min_snr_and_the_layout_floor():
     import torch
 
-    from training.tinyshapes.train import ALPHAS_CUMPROD, picture_weight
+    from training.tinyshapes.train import picture_weight
+    from training.tinyshapes.training_common import ALPHAS_CUMPROD
 
     snr = ALPHAS_CUMPROD / (1 - ALPHAS_CUMPROD)
     # Epsilon target: min-SNR-5 divided back to the noise's error; with a layout weight, at least 1/SNR up to it.

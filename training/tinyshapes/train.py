@@ -24,6 +24,9 @@ Each stage runs for a wall-clock budget (the learning rate follows a cosine over
 resumable (rerun the same command after an interruption), and the UNet stage exports its EMA
 weights into ``--target`` (default ``generation/tinyshapes/weights``) every few minutes, so a usable
 model is always there.
+
+This module holds the UNet + text encoder stage and the command line; ``training_common.py`` holds the
+plumbing every stage shares and ``vae_stages.py`` the VAE, latent cache and decoder tuning.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import os
 import random
 import sys
@@ -43,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data
+from . import training_common as common
 from .build import (
     WEIGHTS_DIR,
     assemble,
@@ -54,156 +57,11 @@ from .build import (
     replace_vae,
     save_atomically,
 )
-
-BETAS = torch.linspace(0.0001, 0.02, 1000, dtype=torch.float64)  # same as build_scheduler()
-ALPHAS_CUMPROD = torch.cumprod(1 - BETAS, 0).float()
-
-
-DEVICE = torch.device("cpu")  # set by main(); every stage puts its tensors here
+from .training_common import ALPHAS_CUMPROD, Clock, autocast, border_weights, bucket_table, cosine_lr, log
+from .vae_stages import cache_latents, load_vae, train_vae, tune_decoder
 
 
-def autocast():
-    """bf16 autocast on CUDA (the tiny model trains fine in it); nothing on the CPU."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=DEVICE.type == "cuda")
-
-
-def log(work: Path, message: str) -> None:
-    line = f"{time.strftime('%H:%M:%S')} {message}"
-    print(line, flush=True)
-    with open(work / "train.log", "a") as f:
-        f.write(line + "\n")
-
-
-def cosine_lr(base: float, fraction: float, warmup: float) -> float:
-    if fraction < warmup:
-        return base * fraction / warmup
-    progress = min(1.0, (fraction - warmup) / (1 - warmup))
-    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-class Clock:
-    """Training time that survives restarts: elapsed seconds are stored in the checkpoint."""
-
-    def __init__(self, already: float = 0.0):
-        self.start = time.monotonic() - already
-
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self.start
-
-
-# --- VAE -----------------------------------------------------------------------------------
-
-
-def train_vae(work: Path, seed: int, minutes: float, batch: int = 32, lr: float = 1e-3):
-    final = work / "vae_final.pt"
-    if final.exists():
-        return
-    torch.manual_seed(seed)
-    vae = build_vae()
-    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
-    state_path, step, clock = work / "vae_state.pt", 0, Clock()
-    if state_path.exists():
-        state = torch.load(state_path)
-        vae.load_state_dict(state["vae"])
-        opt.load_state_dict(state["opt"])
-        step, clock = state["step"], Clock(state["elapsed"])
-    budget, last_save = minutes * 60, time.monotonic()
-    val_pixels = torch.from_numpy(data.make_batch(seed + 99, 0, 64)[0])
-    while clock.elapsed < budget:
-        for group in opt.param_groups:
-            group["lr"] = cosine_lr(lr, clock.elapsed / budget, 0.03)
-        # VAE images come from a stream disjoint from the cached UNet dataset (indices < 10^7).
-        pixels = torch.from_numpy(data.make_batch(seed, 10**7 + step * batch, batch)[0])
-        posterior = vae.encode(pixels).latent_dist
-        recon = vae.decode(posterior.sample()).sample
-        loss = F.mse_loss(recon, pixels) + 1e-6 * posterior.kl().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        if step % 100 == 0:
-            log(work, f"vae step {step} t={clock.elapsed:.0f}s loss {loss.item():.5f} psnr {psnr(vae, val_pixels):.2f}dB")
-        if time.monotonic() - last_save > 120:
-            torch.save({"vae": vae.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": clock.elapsed}, state_path)
-            last_save = time.monotonic()
-    log(work, f"vae done: {step} steps in {clock.elapsed:.0f}s, val psnr {psnr(vae, val_pixels):.2f}dB")
-    torch.save(vae.state_dict(), final)
-
-
-@torch.no_grad()
-def psnr(vae, pixels: torch.Tensor) -> float:
-    recon = vae.decode(vae.encode(pixels).latent_dist.mode()).sample.clamp(-1, 1)
-    mse = F.mse_loss(recon, pixels).item() / 4  # images span [-1, 1]: a range of 2
-    return 10 * math.log10(1 / mse)
-
-
-# --- cached latents --------------------------------------------------------------------------
-
-
-# Training buckets: name -> (width, height, batch, highest timestep). Every /imagine aspect ratio at
-# its own size, plus 2x of 1:1 at low noise only (the upscale pass).
-UPSCALE_BUCKET = ("upscale 2x", (2 * data.IMAGE_SIZE, 2 * data.IMAGE_SIZE), 400)
-
-
-def bucket_table(batch: int, upscale: bool) -> dict[str, dict]:
-    table = {}
-    for ratio, (w, h) in data.BUCKETS.items():
-        table[ratio] = {"size": (w, h), "batch": batch, "max_t": 1000}
-    if upscale:
-        name, (w, h), max_t = UPSCALE_BUCKET
-        pixels = data.IMAGE_SIZE * data.IMAGE_SIZE
-        table[name] = {"size": (w, h), "batch": max(4, batch * pixels // (w * h)), "max_t": max_t}
-    return table
-
-
-def load_vae(work: Path, scaling: float | None = None):
-    vae = build_vae() if scaling is None else build_vae(scaling)
-    vae.load_state_dict(torch.load(work / "vae_final.pt"))
-    vae.eval()
-    return vae
-
-
-@torch.no_grad()
-def cache_latents(work: Path, seed: int, count: int, buckets: dict[str, dict], scaling: float | None = None):
-    """Encode ``count`` images per bucket once (posterior mode). Bucket number b uses dataset indices
-    from b * 10^6, so no two buckets share a scene. Without a given scaling factor (training from
-    scratch) it is 1/std of the 1:1 latents."""
-    path = work / "latents.pt"
-    if path.exists():
-        return
-    vae = load_vae(work).to(DEVICE)
-    cache: dict[str, dict] = {}
-    for b, (name, spec) in enumerate(buckets.items()):
-        n = count if name != UPSCALE_BUCKET[0] else max(500, count // 4)
-        latents, scenes = [], []
-        jobs = [(seed, b * 10**6 + start, min(250, n - start), spec["size"]) for start in range(0, n, 250)]
-        for pixels, batch_scenes, _ in _drawn(jobs):
-            encoded = vae.encode(torch.from_numpy(pixels).to(DEVICE)).latent_dist.mode()
-            latents.append(encoded.half().cpu())
-            scenes.extend(batch_scenes)
-        cache[name] = {"latents": torch.cat(latents), "scenes": scenes}
-        log(work, f"cached {n} latents for bucket {name} {spec['size'][0]}x{spec['size'][1]}")
-    if scaling is None:
-        scaling = 1.0 / cache["1:1"]["latents"].float().std().item()
-    log(work, f"latents std (1:1) {cache['1:1']['latents'].float().std().item():.4f}, scaling_factor {scaling:.4f}")
-    torch.save({"buckets": cache, "scaling_factor": scaling}, path)
-
-
-def _make_batch(job):
-    return data.make_batch(*job)
-
-
-def _drawn(jobs):
-    """``data.make_batch`` of each job, on every core when there are several (the GPU machine has 16)."""
-    workers = min(len(jobs), os.cpu_count() or 1, 16)
-    if workers <= 2:
-        yield from map(_make_batch, jobs)
-        return
-    import multiprocessing
-
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        yield from pool.imap(_make_batch, jobs)
+# --- UNet + text encoder ---------------------------------------------------------------------
 
 
 def pyramid_noise(like: torch.Tensor, discount: float, levels: int = 4) -> torch.Tensor:
@@ -231,82 +89,6 @@ def picture_weight(snr: torch.Tensor, snr_gamma: float, layout_weight: float) ->
     if layout_weight > 0:
         weight = torch.maximum(weight, (layout_weight * snr).clamp(max=1.0))
     return weight
-
-
-def border_weights(height: int, width: int, ring: int = 3, weight: float = 10.0) -> torch.Tensor:
-    """Per-pixel loss weights: ``weight`` on the outermost ``ring`` pixels, 1 inside (against the frame)."""
-    weights = torch.ones(1, 1, height, width)
-    weights[..., :ring, :] = weights[..., -ring:, :] = weights[..., :, :ring] = weights[..., :, -ring:] = weight
-    return weights / weights.mean()
-
-
-def tune_decoder(work: Path, seed: int, minutes: float, batch: int = 32, lr: float = 5e-4, l1: float = 0.0,
-                 buckets: dict[str, dict] | None = None, border: float = 1.0, max_steps: int | None = None,
-                 pool_size: int = 2000):
-    """Sharpen the decoder with the encoder frozen: the cached latents stay valid. With ``buckets``,
-    batches cycle through their image sizes; ``l1`` adds an L1 term (sharper edges than MSE alone);
-    ``border`` > 1 weighs the outermost 3 pixels that much more (the decoder's zero padding drew a
-    frame there)."""
-    done = work / "decoder_done"
-    if done.exists() or minutes <= 0:
-        return
-    vae = build_vae()
-    vae.load_state_dict(torch.load(work / "vae_final.pt"))
-    vae.to(DEVICE)
-    vae.encoder.requires_grad_(False)
-    vae.quant_conv.requires_grad_(False)
-    trainable = [p for p in vae.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
-    sizes = [spec["size"] for spec in buckets.values()] if buckets else [(data.IMAGE_SIZE, data.IMAGE_SIZE)]
-    pixel_budget = batch * data.IMAGE_SIZE * data.IMAGE_SIZE
-    val_pixels = torch.from_numpy(data.make_batch(seed + 99, 0, 64)[0]).to(DEVICE)
-    val_wide = torch.from_numpy(data.make_batch(seed + 99, 0, 64, sizes[-1])[0]).to(DEVICE) if buckets else None
-    weights = {size: border_weights(size[1], size[0], weight=border).to(DEVICE) for size in sizes}
-
-    def quality() -> str:
-        text = f"psnr {psnr(vae, val_pixels):.2f}dB"
-        return text + (f" ({sizes[-1][0]}x{sizes[-1][1]}: {psnr(vae, val_wide):.2f}dB)" if val_wide is not None else "")
-
-    log(work, f"decoder tuning from val {quality()}")
-    start_psnr, start_state = psnr(vae, val_pixels), copy.deepcopy(vae.state_dict())
-    # A fixed pool of drawn images per size (drawn on every core), batches sampled from it.
-    pools = {}
-    for n, (w, h) in enumerate(sizes):
-        jobs = [(seed, 2 * 10**7 + n * 10**6 + start, 250, (w, h)) for start in range(0, pool_size, 250)]
-        pools[(w, h)] = torch.from_numpy(np.concatenate([pixels for pixels, _, _ in _drawn(jobs)])).to(DEVICE)
-    pick = torch.Generator().manual_seed(seed)
-    budget, clock, step = minutes * 60, Clock(), 0  # the budget is for training, not for drawing the pools
-    while clock.elapsed < budget and (max_steps is None or step < max_steps):
-        progress = clock.elapsed / budget if max_steps is None else max(clock.elapsed / budget, step / max_steps)
-        for group in opt.param_groups:
-            group["lr"] = cosine_lr(lr, progress, 0.02)
-        w, h = sizes[step % len(sizes)]
-        pool = pools[(w, h)]
-        pixels = pool[torch.randint(0, len(pool), (max(4, pixel_budget // (w * h)),), generator=pick).to(DEVICE)]
-        with torch.no_grad():
-            latents = vae.encode(pixels).latent_dist.mode()
-        with autocast():
-            recon = vae.decode(latents).sample.float()
-        weight = weights[(pixels.shape[-1], pixels.shape[-2])]
-        loss = ((recon - pixels).pow(2) * weight).mean() + l1 * ((recon - pixels).abs() * weight).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        if step % 200 == 0:
-            log(work, f"decoder step {step} t={clock.elapsed:.0f}s loss {loss.item():.5f} {quality()}")
-            torch.save({k: v.cpu() for k, v in vae.state_dict().items()}, work / "vae_tuned.tmp")
-            os.replace(work / "vae_tuned.tmp", work / "vae_final.pt")  # exports pick it up atomically
-    if psnr(vae, val_pixels) < start_psnr - 0.5:  # a clean border is not worth a blurrier picture
-        log(work, f"decoder tuning lost {start_psnr - psnr(vae, val_pixels):.2f} dB: the decoder is kept as it was")
-        vae.load_state_dict(start_state)
-    torch.save({k: v.cpu() for k, v in vae.state_dict().items()}, work / "vae_tuned.tmp")
-    os.replace(work / "vae_tuned.tmp", work / "vae_final.pt")
-    done.touch()
-    log(work, f"decoder done: {step} steps in {clock.elapsed:.0f}s, val {quality()}")
-
-
-# --- UNet + text encoder ---------------------------------------------------------------------
 
 
 class Captions:
@@ -379,15 +161,15 @@ def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dic
     padding otherwise leaves the picture's edge a little off the background (the border frame)."""
     cached = torch.load(work / "latents.pt", weights_only=False)
     scaling = cached["scaling_factor"]
-    sets = {name: (cached["buckets"][name]["latents"].to(DEVICE), cached["buckets"][name]["scenes"]) for name in buckets}
+    sets = {name: (cached["buckets"][name]["latents"].to(common.DEVICE), cached["buckets"][name]["scenes"]) for name in buckets}
     torch.manual_seed(seed)
     tokenizer = build_tokenizer()
     if init_from is not None:
         text_encoder, unet = load_for_finetuning(init_from, tokenizer)
     else:
         text_encoder, unet = build_text_encoder(tokenizer), build_unet()
-    text_encoder.to(DEVICE).train()
-    unet.to(DEVICE).train()
+    text_encoder.to(common.DEVICE).train()
+    unet.to(common.DEVICE).train()
     params = list(text_encoder.parameters()) + list(unet.parameters())
     # The word embeddings learn ``embedding_lr_scale`` times faster (as in textual inversion): a new word's
     # row must travel far, while the rest of the network only adjusts.
@@ -400,13 +182,13 @@ def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dic
     ema_params = list(ema_te.parameters()) + list(ema_unet.parameters())
     state_path, step, clock = work / "unet_state.pt", 0, Clock()
     if state_path.exists():
-        state = torch.load(state_path, weights_only=False, map_location=DEVICE)
+        state = torch.load(state_path, weights_only=False, map_location=common.DEVICE)
         for module, key in [(text_encoder, "te"), (unet, "unet"), (ema_te, "ema_te"), (ema_unet, "ema_unet")]:
             module.load_state_dict(state[key])
         opt.load_state_dict(state["opt"])
         step, clock = state["step"], Clock(state["elapsed"])
         torch.set_rng_state(state["torch_rng"].cpu())
-        if DEVICE.type == "cuda" and "cuda_rng" in state:
+        if common.DEVICE.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"].cpu())
     captions = {name: Captions(tokenizer, scenes, seed + step + b, dropout) for b, (name, (_, scenes)) in enumerate(sets.items())}
     pick = np.random.default_rng(seed + step)
@@ -415,7 +197,7 @@ def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dic
     share = np.array([2.0 if name == "1:1" else 1.0 for name in names])
     share /= share.sum()
     budget, last_export = minutes * 60, time.monotonic()
-    alphas = ALPHAS_CUMPROD.to(DEVICE)
+    alphas = ALPHAS_CUMPROD.to(common.DEVICE)
     # Losses stay on the device until a log line needs them: no host sync per step.
     pending: list[tuple[str, torch.Tensor]] = []
     recent: list[float] = []
@@ -432,14 +214,14 @@ def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dic
 
     def checkpoint():
         drain()
-        note = {"stage": "unet", "step": step, "train_seconds": round(clock.elapsed), "device": DEVICE.type,
+        note = {"stage": "unet", "step": step, "train_seconds": round(clock.elapsed), "device": common.DEVICE.type,
                 "init_from": None if init_from is None else str(init_from),
                 "buckets": {name: [*spec["size"], spec["batch"], spec["max_t"]] for name, spec in buckets.items()},
                 "recent_loss": float(np.mean(recent[-200:])) if recent else None}
         state = {"te": text_encoder.state_dict(), "unet": unet.state_dict(), "ema_te": ema_te.state_dict(),
                  "ema_unet": ema_unet.state_dict(), "opt": opt.state_dict(), "step": step,
                  "elapsed": clock.elapsed, "torch_rng": torch.get_rng_state()}
-        if DEVICE.type == "cuda":
+        if common.DEVICE.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state()
         torch.save(state, work / "unet_state.tmp")
         os.replace(work / "unet_state.tmp", state_path)
@@ -453,9 +235,9 @@ def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dic
         name = names[pick.choice(len(names), p=share)]
         spec, (latents, _) = buckets[name], sets[name]
         indices = pick.integers(0, len(latents), spec["batch"])
-        x0 = latents[torch.from_numpy(indices).to(DEVICE)].float() * scaling
-        ids = captions[name].batch(indices).to(DEVICE, non_blocking=True)
-        t = torch.randint(0, spec["max_t"], (len(indices),), device=DEVICE)
+        x0 = latents[torch.from_numpy(indices).to(common.DEVICE)].float() * scaling
+        ids = captions[name].batch(indices).to(common.DEVICE, non_blocking=True)
+        t = torch.randint(0, spec["max_t"], (len(indices),), device=common.DEVICE)
         noise = pyramid_noise(x0, pyramid) if pyramid > 0 else torch.randn_like(x0)
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
@@ -464,7 +246,7 @@ def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dic
         snr = alphas[t] / (1 - alphas[t])
         loss_weight = picture_weight(snr, snr_gamma, layout_weight) / (snr if prediction_type == "epsilon" else snr + 1)
         if name not in ring_weights:
-            ring_weights[name] = border_weights(x0.shape[-2], x0.shape[-1], ring=1, weight=border).to(DEVICE)
+            ring_weights[name] = border_weights(x0.shape[-2], x0.shape[-1], ring=1, weight=border).to(common.DEVICE)
         wanted = noise if prediction_type == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
         loss = (loss_weight * ((pred - wanted).pow(2) * ring_weights[name]).mean(dim=(1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
@@ -529,10 +311,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     started = time.monotonic()
     stages = {"vae", "latents", "decoder", "unet"} if args.stages == "all" else set(args.stages.split(","))
-    global DEVICE
-    DEVICE = torch.device(args.device)
+    common.DEVICE = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    if DEVICE.type == "cuda":
+    if common.DEVICE.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True

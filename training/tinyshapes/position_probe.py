@@ -4,7 +4,7 @@
     python -m training.tinyshapes.position_probe x0 WEIGHTS          # clean-picture estimate from pure noise
     python -m training.tinyshapes.position_probe attention WEIGHTS   # cross-attention share of each token
     python -m training.tinyshapes.position_probe high-t WEIGHTS --latents WORK/latents.pt [--only-left]
-        [--target v] [--text-lr-scale 10]   # train at t >= 600 only, x0-space loss, probing as it goes
+        [--target v_prediction] [--text-lr-scale 10]   # train at t >= 600 only, x0-space loss, probing as it goes
 
 A layout is decided at high noise. `x0` decodes the model's estimate of the clean picture at t = 900 ...
 350 from the same noise for "on the left/right", "at the top/bottom" and prints the red centroid of
@@ -26,14 +26,13 @@ from PIL import Image
 
 from . import data, measure
 from .evaluate import load, render
+from .train import PREDICTION_TYPES, Captions, noised
 
 PHRASES = ("on the left", "on the right", "at the top", "at the bottom")
 
 
 def _embed(pipe: StableDiffusionPipeline, prompt: str) -> torch.Tensor:
-    tok = pipe.tokenizer
-    ids = tok(prompt, padding="max_length", max_length=tok.model_max_length, return_tensors="pt").input_ids
-    return pipe.text_encoder(ids)[0]
+    return pipe.encode_prompt(prompt, "cpu", 1, do_classifier_free_guidance=False)[0]
 
 
 def x0_centroids(pipe: StableDiffusionPipeline, steps=(900, 650, 500, 350), images: int = 8) -> list[str]:
@@ -95,15 +94,13 @@ def attention_shares(pipe: StableDiffusionPipeline, prompt: str, t: int) -> tupl
 
 def train_high_t(pipe: StableDiffusionPipeline, latents: Path, only_left: bool, target: str,
                  text_lr_scale: float, steps: int, lr: float = 3e-4, min_t: int = 600) -> None:
-    from .train import Captions
 
     cached = torch.load(latents, weights_only=False)
     pictures, scenes = cached["buckets"]["1:1"]["latents"], cached["buckets"]["1:1"]["scenes"]
     keep = [i for i, s in enumerate(scenes) if s.position and (not only_left or "left" in s.position)]
     pictures, scenes = pictures[keep], [scenes[i] for i in keep]
     scaling = cached["scaling_factor"]
-    if target == "v":
-        pipe.scheduler.register_to_config(prediction_type="v_prediction")
+    pipe.scheduler.register_to_config(prediction_type=target)
     te, unet = pipe.text_encoder, pipe.unet
     opt = torch.optim.AdamW([{"params": list(te.parameters()), "lr": lr * text_lr_scale},
                              {"params": list(unet.parameters()), "lr": lr}], weight_decay=0.0)
@@ -117,13 +114,11 @@ def train_high_t(pipe: StableDiffusionPipeline, latents: Path, only_left: bool, 
         index = pick.integers(0, len(pictures), 48)
         x0 = pictures[torch.from_numpy(index)].float() * scaling
         t = torch.randint(min_t, 1000, (48,))
-        noise = torch.randn_like(x0)
         a = alphas[t].view(-1, 1, 1, 1)
-        out = unet(a.sqrt() * x0 + (1 - a).sqrt() * noise, t, te(captions.batch(index))[0]).sample
-        if target == "v":
-            loss = (out - (a.sqrt() * noise - (1 - a).sqrt() * x0)).pow(2).mean()  # ~ the x0 error at high t
-        else:
-            loss = ((out - noise).pow(2) * (1 - a) / a).mean()  # epsilon error weighed to x0 error (1/SNR)
+        noisy, wanted = noised(x0, torch.randn_like(x0), a, target)
+        error = (unet(noisy, t, te(captions.batch(index))[0]).sample - wanted).pow(2)
+        # At high t the v error is about the x0 error; the epsilon error is weighed to it (1/SNR).
+        loss = (error if target == "v_prediction" else error * (1 - a) / a).mean()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_([*te.parameters(), *unet.parameters()], 1.0)
@@ -141,7 +136,7 @@ def main(argv=None) -> None:
     parser.add_argument("--sheet", type=Path, help="seeds: save the renders here")
     parser.add_argument("--latents", type=Path, help="high-t: a training run's latents.pt")
     parser.add_argument("--only-left", action="store_true")
-    parser.add_argument("--target", choices=["epsilon", "v"], default="epsilon")
+    parser.add_argument("--target", choices=PREDICTION_TYPES, default="epsilon")
     parser.add_argument("--text-lr-scale", type=float, default=1.0)
     parser.add_argument("--steps", type=int, default=300)
     args = parser.parse_args(argv)

@@ -91,6 +91,19 @@ def picture_weight(snr: torch.Tensor, snr_gamma: float, layout_weight: float) ->
     return weight
 
 
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
+def noised(x0: torch.Tensor, noise: torch.Tensor, alpha_cumprod: torch.Tensor, prediction_type: str
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The UNet's input at cumulative alpha ``alpha_cumprod`` (broadcast per image) and what it should
+    output there: the noise (epsilon) or v = sqrt(a)·noise - sqrt(1-a)·x0, minus the picture at high noise."""
+    a = alpha_cumprod
+    noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    wanted = noise if prediction_type == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
+    return noisy, wanted
+
+
 class Captions:
     """Random caption templates per example, with caption dropout; tokenized once per string."""
 
@@ -239,15 +252,13 @@ def train_unet(work: Path, seed: int, minutes: float, target: Path, buckets: dic
         ids = captions[name].batch(indices).to(common.DEVICE, non_blocking=True)
         t = torch.randint(0, spec["max_t"], (len(indices),), device=common.DEVICE)
         noise = pyramid_noise(x0, pyramid) if pyramid > 0 else torch.randn_like(x0)
-        a = alphas[t].view(-1, 1, 1, 1)
-        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        noisy, wanted = noised(x0, noise, alphas[t].view(-1, 1, 1, 1), prediction_type)
         with autocast():
             pred = unet(noisy, t, text_encoder(ids)[0]).sample.float()
         snr = alphas[t] / (1 - alphas[t])
         loss_weight = picture_weight(snr, snr_gamma, layout_weight) / (snr if prediction_type == "epsilon" else snr + 1)
         if name not in ring_weights:
             ring_weights[name] = border_weights(x0.shape[-2], x0.shape[-1], ring=1, weight=border).to(common.DEVICE)
-        wanted = noise if prediction_type == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
         loss = (loss_weight * ((pred - wanted).pow(2) * ring_weights[name]).mean(dim=(1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -299,7 +310,7 @@ def main(argv=None):
                         help="weigh noisy steps (SNR < 1) by 1/SNR up to this, so the prompt decides where shapes go")
     parser.add_argument("--pyramid-noise", type=float, default=0.0,
                         help="add coarser noise levels with this discount (0.3-0.8) so the seed cannot dictate the layout")
-    parser.add_argument("--prediction-type", default="epsilon", choices=["epsilon", "v_prediction"],
+    parser.add_argument("--prediction-type", default="epsilon", choices=PREDICTION_TYPES,
                         help="the UNet's target; v_prediction's output is the picture at high noise, where layout is decided")
     parser.add_argument("--decoder-steps", type=int, help="stop decoder tuning after this many steps")
     parser.add_argument("--unet-steps", type=int, help="stop the UNet stage after this many steps")

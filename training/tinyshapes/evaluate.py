@@ -131,6 +131,17 @@ def save_grid(rows, path: Path, scale: int = 2) -> None:
     grid.save(path)
 
 
+def contact_sheet(rows: list[list[Image.Image]], zoom: int = 1, gap: int = 2) -> Image.Image:
+    """The images in a table on white, each scaled ``zoom`` times (nearest) in an equal cell."""
+    cell_w = max(im.width for row in rows for im in row) * zoom + gap
+    cell_h = max(im.height for row in rows for im in row) * zoom + gap
+    sheet = Image.new("RGB", (cell_w * max(map(len, rows)), cell_h * len(rows)), "white")
+    for y, row in enumerate(rows):
+        for x, im in enumerate(row):
+            sheet.paste(im.resize((im.width * zoom, im.height * zoom), Image.Resampling.NEAREST), (x * cell_w, y * cell_h))
+    return sheet
+
+
 def mean_abs_diff(a: Image.Image, b: Image.Image) -> float:
     return float(np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean())
 

@@ -78,18 +78,13 @@ def clear_prompt(index: int, background_shift: int) -> str:
 def before_after(before: Path, after: Path, out: Path, zoom: int = 3) -> None:
     """Rows: renders with ``before``'s weights, with ``after``'s, then their deviation maps (x6), same
     prompts and seeds, so a frame shows as a bright outline in the third row and not in the fourth."""
-    from .evaluate import load, render
+    from .evaluate import contact_sheet, load, render
 
     picks = [0, 1, 2, 4, 5, 6]  # skips green-on-red seed 3, which the shipped model draws as a smudge
     prompts = [clear_prompt(i, 5) for i in picks]
     rows = [render(load(weights), prompts, picks) for weights in (before, after)]
     rows += [[deviation_map(im) for im in row] for row in rows]
-    cell = 64 * zoom + 6
-    sheet = Image.new("RGB", (cell * len(picks), cell * len(rows)), "white")
-    for y, row in enumerate(rows):
-        for x, im in enumerate(row):
-            sheet.paste(im.resize((64 * zoom, 64 * zoom), Image.Resampling.NEAREST), (x * cell, y * cell))
-    sheet.save(out)
+    contact_sheet(rows, zoom, gap=6).save(out)
 
 
 def _deviations(images) -> list:
@@ -127,7 +122,7 @@ def main(argv=None) -> None:
         return
     from diffusers import AutoencoderKL
 
-    from .evaluate import load, render
+    from .evaluate import contact_sheet, load, render
 
     pipe = load(args.weights).to(args.device)
     vae: AutoencoderKL = pipe.vae
@@ -150,10 +145,7 @@ def main(argv=None) -> None:
         if clear:
             crops.append(clear[0].crop((0, 0, 12, 12)).resize((96, 96), Image.Resampling.NEAREST))
     if args.crops and crops:
-        sheet = Image.new("RGB", (100 * len(crops), 96), "white")
-        for n, crop in enumerate(crops):
-            sheet.paste(crop, (100 * n, 0))
-        sheet.save(args.crops)
+        contact_sheet([crops], gap=4).save(args.crops)
 
 
 if __name__ == "__main__":

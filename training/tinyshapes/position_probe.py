@@ -22,10 +22,9 @@ import numpy as np
 import torch
 from diffusers import StableDiffusionPipeline
 from diffusers.models.attention_processor import AttnProcessor
-from PIL import Image
 
 from . import data, measure
-from .evaluate import load, render
+from .evaluate import contact_sheet, load, render
 from .train import PREDICTION_TYPES, Captions, noised
 
 PHRASES = ("on the left", "on the right", "at the top", "at the bottom")
@@ -152,11 +151,7 @@ def main(argv=None) -> None:
             print(f"seed {seed}:", ", ".join(f"{name} -> {slot}" for name, slot in zip(data.POSITIONS, slots)))
             rows.append(images)
         if args.sheet:
-            sheet = Image.new("RGB", (len(prompts) * 66, len(rows) * 66), "white")
-            for y, row in enumerate(rows):
-                for x, image in enumerate(row):
-                    sheet.paste(image, (x * 66, y * 66))
-            sheet.save(args.sheet)
+            contact_sheet(rows).save(args.sheet)
     elif args.probe == "x0":
         print("\n".join(x0_centroids(pipe)))
     elif args.probe == "attention":

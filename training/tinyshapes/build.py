@@ -171,6 +171,9 @@ def build_unet(cross_attention_dim: int = 64) -> UNet2DConditionModel:
     )
 
 
+PREDICTION_TYPES = ("epsilon", "v_prediction")  # what the UNet outputs; written into the scheduler config
+
+
 def build_scheduler(prediction_type: str = "epsilon") -> DPMSolverMultistepScheduler:
     # The noise schedule used in training; every other sampler is made with from_config(this).
     return DPMSolverMultistepScheduler(

@@ -143,9 +143,9 @@ def main(argv=None) -> None:
         print(f"{ratio:>5} renders    {summarise(renders)}", flush=True)
         clear = [im for im in renders if ring_deviation(im) is not None]
         if clear:
-            crops.append(clear[0].crop((0, 0, 12, 12)).resize((96, 96), Image.Resampling.NEAREST))
+            crops.append(clear[0].crop((0, 0, 12, 12)))
     if args.crops and crops:
-        contact_sheet([crops], gap=4).save(args.crops)
+        contact_sheet([crops], zoom=8, gap=4).save(args.crops)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ from diffusers.models.attention_processor import AttnProcessor
 
 from . import data, measure
 from .evaluate import contact_sheet, load, render
-from .train import PREDICTION_TYPES, Captions, noised
+from .build import PREDICTION_TYPES
+from .train import Captions, noised
 
 PHRASES = ("on the left", "on the right", "at the top", "at the bottom")
 
@@ -93,7 +94,6 @@ def attention_shares(pipe: StableDiffusionPipeline, prompt: str, t: int) -> tupl
 
 def train_high_t(pipe: StableDiffusionPipeline, latents: Path, only_left: bool, target: str,
                  text_lr_scale: float, steps: int, lr: float = 3e-4, min_t: int = 600) -> None:
-
     cached = torch.load(latents, weights_only=False)
     pictures, scenes = cached["buckets"]["1:1"]["latents"], cached["buckets"]["1:1"]["scenes"]
     keep = [i for i, s in enumerate(scenes) if s.position and (not only_left or "left" in s.position)]

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from . import data
 from . import training_common as common
 from .build import (
+    PREDICTION_TYPES,
     WEIGHTS_DIR,
     assemble,
     build_scheduler,
@@ -89,9 +90,6 @@ def picture_weight(snr: torch.Tensor, snr_gamma: float, layout_weight: float) ->
     if layout_weight > 0:
         weight = torch.maximum(weight, (layout_weight * snr).clamp(max=1.0))
     return weight
-
-
-PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
 def noised(x0: torch.Tensor, noise: torch.Tensor, alpha_cumprod: torch.Tensor, prediction_type: str
